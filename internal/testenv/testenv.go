@@ -1,0 +1,66 @@
+// Package testenv gives tests a Vulkan device: with the validation layer on where it is
+// installed, failing the test on any validation error, and failing rather than skipping when
+// VKATTN_REQUIRE_DEVICE=1 and no device can be opened.
+package testenv
+
+import (
+	"errors"
+	"os"
+	"testing"
+
+	"github.com/vkattn/vkattn/vk"
+)
+
+// RequireDeviceEnv makes a missing Vulkan device a test failure instead of a skip.
+const RequireDeviceEnv = "VKATTN_REQUIRE_DEVICE"
+
+// ValidationEnv set to 0 turns the validation layer off in tests (for timing runs).
+const ValidationEnv = "VKATTN_VALIDATION"
+
+// Required reports whether tests must fail when no device exists.
+func Required() bool { return os.Getenv(RequireDeviceEnv) == "1" }
+
+// Validation reports whether tests should run with the validation layer.
+func Validation() bool {
+	if os.Getenv(ValidationEnv) == "0" {
+		return false
+	}
+	return vk.LayerAvailable(vk.ValidationLayer) || Required()
+}
+
+// NoDevice skips the test, or fails it when a device is required.
+func NoDevice(t testing.TB, err error) {
+	t.Helper()
+	if Required() {
+		t.Fatalf("%s=1 but no usable Vulkan device: %v", RequireDeviceEnv, err)
+	}
+	t.Skipf("no Vulkan device (set %s=1 to make this a failure): %v", RequireDeviceEnv, err)
+}
+
+// Instance returns an instance for the test, closed at cleanup, whose validation errors fail
+// the test at cleanup.
+func Instance(t testing.TB) *vk.Instance {
+	t.Helper()
+	in, err := vk.NewInstance(vk.InstanceOptions{Validation: Validation()})
+	if err != nil {
+		if errors.Is(err, vk.ErrLayerMissing) {
+			t.Fatalf("%v", err)
+		}
+		NoDevice(t, err)
+	}
+	t.Cleanup(func() {
+		in.Close()
+		if err := in.CheckValidation(); err != nil {
+			t.Errorf("%v", err)
+		}
+	})
+	return in
+}
+
+// CheckValidation fails the test now if validation errors have been reported.
+func CheckValidation(t testing.TB, in *vk.Instance) {
+	t.Helper()
+	if err := in.CheckValidation(); err != nil {
+		t.Fatalf("%v", err)
+	}
+}

@@ -1,0 +1,193 @@
+package vk
+
+import (
+	"context"
+	"fmt"
+	"time"
+	"unsafe"
+
+	vk "github.com/goki/vulkan"
+)
+
+// Commands records work into a command buffer; see Device.Run.
+type Commands struct {
+	dev *Device
+	cb  vk.CommandBuffer
+	err error
+}
+
+// Dispatch binds the set's pipeline and buffers, pushes constants and dispatches x*y*z workgroups.
+func (c *Commands) Dispatch(set *DescriptorSet, push []byte, x, y, z uint32) {
+	p := set.pipe
+	if uint32(len(push)) != p.pushSize {
+		c.fail(fmt.Errorf("vk: pipeline %s takes %d bytes of push constants, got %d", p.name, p.pushSize, len(push)))
+		return
+	}
+	lim := c.dev.info.MaxWorkgroupCount
+	if x == 0 || y == 0 || z == 0 || x > lim[0] || y > lim[1] || z > lim[2] {
+		c.fail(fmt.Errorf("vk: pipeline %s: grid %dx%dx%d outside the device's limits %v", p.name, x, y, z, lim))
+		return
+	}
+	vk.CmdBindPipeline(c.cb, vk.PipelineBindPointCompute, p.handle)
+	vk.CmdBindDescriptorSets(c.cb, vk.PipelineBindPointCompute, p.layout, 0, 1, []vk.DescriptorSet{set.handle}, 0, nil)
+	if len(push) > 0 {
+		vk.CmdPushConstants(c.cb, p.layout, vk.ShaderStageFlags(vk.ShaderStageComputeBit), 0, uint32(len(push)), unsafe.Pointer(&push[0]))
+	}
+	vk.CmdDispatch(c.cb, x, y, z)
+}
+
+// Barrier makes all earlier compute and transfer writes visible to later compute and transfer
+// work.
+func (c *Commands) Barrier() {
+	stages := vk.PipelineStageFlags(vk.PipelineStageComputeShaderBit | vk.PipelineStageTransferBit)
+	access := vk.AccessFlags(vk.AccessShaderReadBit | vk.AccessShaderWriteBit | vk.AccessTransferReadBit | vk.AccessTransferWriteBit)
+	vk.CmdPipelineBarrier(c.cb, stages, stages, 0, 1, []vk.MemoryBarrier{{SType: vk.StructureTypeMemoryBarrier,
+		SrcAccessMask: access, DstAccessMask: access}}, 0, nil, 0, nil)
+}
+
+// HostBarrier makes earlier device writes visible to host reads after the submission completes.
+func (c *Commands) HostBarrier() {
+	vk.CmdPipelineBarrier(c.cb, vk.PipelineStageFlags(vk.PipelineStageComputeShaderBit|vk.PipelineStageTransferBit),
+		vk.PipelineStageFlags(vk.PipelineStageHostBit), 0, 1, []vk.MemoryBarrier{{SType: vk.StructureTypeMemoryBarrier,
+			SrcAccessMask: vk.AccessFlags(vk.AccessShaderWriteBit | vk.AccessTransferWriteBit),
+			DstAccessMask: vk.AccessFlags(vk.AccessHostReadBit)}}, 0, nil, 0, nil)
+}
+
+// Copy copies size bytes between buffers.
+func (c *Commands) Copy(src *Buffer, srcOff uint64, dst *Buffer, dstOff uint64, size uint64) {
+	vk.CmdCopyBuffer(c.cb, src.handle, dst.handle, 1, []vk.BufferCopy{{SrcOffset: vk.DeviceSize(srcOff),
+		DstOffset: vk.DeviceSize(dstOff), Size: vk.DeviceSize(size)}})
+}
+
+// Fill writes the 32-bit value over size bytes (a multiple of 4) of buf at off.
+func (c *Commands) Fill(buf *Buffer, off, size uint64, value uint32) {
+	vk.CmdFillBuffer(c.cb, buf.handle, vk.DeviceSize(off), vk.DeviceSize(size), value)
+}
+
+// ResetQueries resets all queries of the pool.
+func (c *Commands) ResetQueries(q *QueryPool) { vk.CmdResetQueryPool(c.cb, q.handle, 0, q.count) }
+
+// Timestamp writes query i once all earlier commands have completed.
+func (c *Commands) Timestamp(q *QueryPool, i uint32) {
+	vk.CmdWriteTimestamp(c.cb, vk.PipelineStageBottomOfPipeBit, q.handle, i)
+}
+
+func (c *Commands) fail(err error) {
+	if c.err == nil {
+		c.err = err
+	}
+}
+
+// Run records the commands that record issues into a fresh command buffer, submits them to the
+// compute queue and waits for them to finish. Nothing is submitted if record reports an error
+// or ctx is already done.
+func (d *Device) Run(ctx context.Context, record func(*Commands) error) error {
+	if d.closed {
+		return ErrClosed
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	ai := &vk.CommandBufferAllocateInfo{SType: vk.StructureTypeCommandBufferAllocateInfo, CommandPool: d.cmdPool,
+		Level: vk.CommandBufferLevelPrimary, CommandBufferCount: 1}
+	cbs := make([]vk.CommandBuffer, 1)
+	r := vk.AllocateCommandBuffers(d.handle, ai, cbs)
+	ai.Free()
+	if err := result("vkAllocateCommandBuffers", r); err != nil {
+		return err
+	}
+	defer vk.FreeCommandBuffers(d.handle, d.cmdPool, 1, cbs)
+	bi := &vk.CommandBufferBeginInfo{SType: vk.StructureTypeCommandBufferBeginInfo,
+		Flags: vk.CommandBufferUsageFlags(vk.CommandBufferUsageOneTimeSubmitBit)}
+	r = vk.BeginCommandBuffer(cbs[0], bi)
+	bi.Free()
+	if err := result("vkBeginCommandBuffer", r); err != nil {
+		return err
+	}
+	c := &Commands{dev: d, cb: cbs[0]}
+	if err := record(c); err != nil {
+		vk.EndCommandBuffer(cbs[0])
+		return err
+	}
+	if err := result("vkEndCommandBuffer", vk.EndCommandBuffer(cbs[0])); err != nil {
+		return err
+	}
+	if c.err != nil {
+		return c.err
+	}
+	fci := &vk.FenceCreateInfo{SType: vk.StructureTypeFenceCreateInfo}
+	var fence vk.Fence
+	r = vk.CreateFence(d.handle, fci, nil, &fence)
+	fci.Free()
+	if err := result("vkCreateFence", r); err != nil {
+		return err
+	}
+	defer vk.DestroyFence(d.handle, fence, nil)
+	// The binding overwrites a submitted slice with reference-only copies: build a fresh one.
+	submit := []vk.SubmitInfo{{SType: vk.StructureTypeSubmitInfo, CommandBufferCount: 1,
+		PCommandBuffers: []vk.CommandBuffer{cbs[0]}}}
+	if err := result("vkQueueSubmit", vk.QueueSubmit(d.queue, 1, submit, fence)); err != nil {
+		return err
+	}
+	for {
+		r := vk.WaitForFences(d.handle, 1, []vk.Fence{fence}, vk.True, uint64(time.Second))
+		if r == vk.Timeout {
+			continue // the work cannot be abandoned once submitted: its buffers are in use
+		}
+		return result("vkWaitForFences", r)
+	}
+}
+
+// QueryPool holds timestamp queries.
+type QueryPool struct {
+	dev    *Device
+	handle vk.QueryPool
+	count  uint32
+}
+
+// NewTimestamps creates a pool of n timestamp queries.
+func (d *Device) NewTimestamps(n uint32) (*QueryPool, error) {
+	if d.closed {
+		return nil, ErrClosed
+	}
+	if d.info.TimestampBits == 0 {
+		return nil, fmt.Errorf("vk: %s: the compute queue has no timestamps", d.info.Name)
+	}
+	ci := &vk.QueryPoolCreateInfo{SType: vk.StructureTypeQueryPoolCreateInfo, QueryType: vk.QueryTypeTimestamp, QueryCount: n}
+	q := &QueryPool{dev: d, count: n}
+	var h vk.QueryPool
+	r := vk.CreateQueryPool(d.handle, ci, nil, &h)
+	ci.Free()
+	q.handle = h
+	if err := result("vkCreateQueryPool", r); err != nil {
+		return nil, err
+	}
+	return q, nil
+}
+
+// Elapsed returns the time between queries i and j of completed work.
+func (q *QueryPool) Elapsed(i, j uint32) (time.Duration, error) {
+	ts := make([]uint64, q.count)
+	r := vk.GetQueryPoolResults(q.dev.handle, q.handle, 0, q.count, uint64(8*q.count), unsafe.Pointer(&ts[0]), 8,
+		vk.QueryResultFlags(vk.QueryResult64Bit|vk.QueryResultWaitBit))
+	if err := result("vkGetQueryPoolResults", r); err != nil {
+		return 0, err
+	}
+	mask := ^uint64(0)
+	if b := q.dev.info.TimestampBits; b < 64 {
+		mask = 1<<b - 1
+	}
+	ticks := (ts[j] - ts[i]) & mask
+	return time.Duration(float64(ticks) * float64(q.dev.info.TimestampPeriod)), nil
+}
+
+// Close destroys the pool.
+func (q *QueryPool) Close() {
+	if q == nil || q.handle == vk.NullQueryPool {
+		return
+	}
+	vk.DestroyQueryPool(q.dev.handle, q.handle, nil)
+	q.handle = vk.NullQueryPool
+}

@@ -1,0 +1,83 @@
+#include "cvk.h"
+#include <dlfcn.h>
+#include <stddef.h>
+
+typedef vkattn_pfn (*gipa_t)(vkattn_dispatchable, const char *);
+static gipa_t gipa;
+
+void *vkattn_load(const char *name, const char **err) {
+	void *lib = dlopen(name, RTLD_NOW | RTLD_LOCAL);
+	if (!lib) {
+		*err = dlerror();
+		return NULL;
+	}
+	gipa = (gipa_t)dlsym(lib, "vkGetInstanceProcAddr");
+	if (!gipa) {
+		*err = "vkGetInstanceProcAddr not found";
+		return NULL;
+	}
+	return (void *)gipa;
+}
+
+vkattn_pfn vkattn_instance_proc(vkattn_dispatchable instance, const char *name) {
+	return gipa ? gipa(instance, name) : NULL;
+}
+
+void vkattn_get_features2(vkattn_pfn f, vkattn_dispatchable phys, void *chain) {
+	((void (*)(vkattn_dispatchable, void *))f)(phys, chain);
+}
+
+void vkattn_get_properties2(vkattn_pfn f, vkattn_dispatchable phys, void *chain) {
+	((void (*)(vkattn_dispatchable, void *))f)(phys, chain);
+}
+
+void vkattn_get_memory_properties2(vkattn_pfn f, vkattn_dispatchable phys, void *chain) {
+	((void (*)(vkattn_dispatchable, void *))f)(phys, chain);
+}
+
+int32_t vkattn_coopmat_properties(vkattn_pfn f, vkattn_dispatchable phys, uint32_t *count, void *props) {
+	return ((int32_t(*)(vkattn_dispatchable, uint32_t *, void *))f)(phys, count, props);
+}
+
+// VkDebugUtilsMessengerCallbackDataEXT, up to the fields read here.
+typedef struct {
+	int32_t sType;
+	const void *pNext;
+	uint32_t flags;
+	const char *pMessageIdName;
+	int32_t messageIdNumber;
+	const char *pMessage;
+} callback_data;
+
+typedef struct {
+	int32_t sType;
+	const void *pNext;
+	uint32_t flags;
+	uint32_t messageSeverity;
+	uint32_t messageType;
+	void *pfnUserCallback;
+	void *pUserData;
+} messenger_info;
+
+extern void vkattnDebugMessage(uintptr_t handle, uint32_t severity, uint32_t type, char *id, char *msg);
+
+static uint32_t debug_callback(uint32_t severity, uint32_t type, const callback_data *data, void *user) {
+	vkattnDebugMessage((uintptr_t)user, severity, type, (char *)data->pMessageIdName, (char *)data->pMessage);
+	return 0;
+}
+
+int32_t vkattn_create_messenger(vkattn_pfn create, vkattn_dispatchable instance, uintptr_t handle, uint64_t *messenger) {
+	messenger_info info = {
+		.sType = 1000128004, // VK_STRUCTURE_TYPE_DEBUG_UTILS_MESSENGER_CREATE_INFO_EXT
+		.messageSeverity = 0x1000 | 0x100 | 0x10, // error | warning | info
+		.messageType = 0x1 | 0x2 | 0x4,            // general | validation | performance
+		.pfnUserCallback = (void *)debug_callback,
+		.pUserData = (void *)handle,
+	};
+	return ((int32_t(*)(vkattn_dispatchable, const messenger_info *, const void *, uint64_t *))create)(
+		instance, &info, NULL, messenger);
+}
+
+void vkattn_destroy_messenger(vkattn_pfn destroy, vkattn_dispatchable instance, uint64_t messenger) {
+	((void (*)(vkattn_dispatchable, uint64_t, const void *))destroy)(instance, messenger, NULL);
+}

@@ -1,0 +1,198 @@
+package vk
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"unsafe"
+
+	vk "github.com/goki/vulkan"
+)
+
+// DeviceOptions configure OpenDevice.
+type DeviceOptions struct {
+	// PipelineCacheFile, if set, is loaded into the device's pipeline cache at open and written
+	// back at Close, so compiled pipelines survive between processes.
+	PipelineCacheFile string
+}
+
+// Device owns a logical device with one compute queue, a command pool, a descriptor pool and a
+// pipeline cache.
+type Device struct {
+	inst      *Instance
+	info      PhysicalInfo
+	phys      vk.PhysicalDevice
+	handle    vk.Device
+	queue     vk.Queue
+	family    uint32
+	memProps  vk.PhysicalDeviceMemoryProperties
+	cmdPool   vk.CommandPool
+	descPool  *descriptorPool
+	cache     vk.PipelineCache
+	cacheFile string
+
+	mu     sync.Mutex // guards queue submission and the pools
+	closed bool
+}
+
+// OpenDevice creates a logical device on the physical device with the given index, enabling
+// the features and extensions vkattn's kernels may use where the device has them.
+func (in *Instance) OpenDevice(index int, opts DeviceOptions) (*Device, error) {
+	if in.closed {
+		return nil, ErrClosed
+	}
+	hs, err := in.physicalHandles()
+	if err != nil {
+		return nil, err
+	}
+	if index < 0 || index >= len(hs) {
+		return nil, fmt.Errorf("vk: device index %d out of range (%d devices): %w", index, len(hs), ErrNoDevice)
+	}
+	info := in.describe(index, hs[index])
+	if info.ComputeFamily < 0 {
+		return nil, fmt.Errorf("vk: %s has no compute queue: %w", info.Name, ErrNoDevice)
+	}
+	var exts []string
+	for _, e := range []string{ExtCooperativeMatrix, ExtCooperativeMatrix2, ExtShaderBFloat16, ExtMemoryBudget} {
+		if info.Extensions[e] {
+			exts = append(exts, e+"\x00")
+		}
+	}
+	fc := newFeatureChain(info.APIVersion, info.Extensions)
+	defer fc.free()
+	getFeatures(in, hs[index], fc)
+	fc.keepCore()
+
+	dci := &vk.DeviceCreateInfo{
+		SType:                vk.StructureTypeDeviceCreateInfo,
+		PNext:                fc.head(),
+		QueueCreateInfoCount: 1,
+		PQueueCreateInfos: []vk.DeviceQueueCreateInfo{{
+			SType:            vk.StructureTypeDeviceQueueCreateInfo,
+			QueueFamilyIndex: uint32(info.ComputeFamily),
+			QueueCount:       1,
+			PQueuePriorities: []float32{1},
+		}},
+		EnabledExtensionCount:   uint32(len(exts)),
+		PpEnabledExtensionNames: exts,
+	}
+	var h vk.Device
+	r := vk.CreateDevice(hs[index], dci, nil, &h)
+	dci.Free()
+	if err := result("vkCreateDevice", r); err != nil {
+		return nil, err
+	}
+	d := &Device{inst: in, info: info, phys: hs[index], handle: h, family: uint32(info.ComputeFamily)}
+	var queue vk.Queue
+	vk.GetDeviceQueue(h, d.family, 0, &queue)
+	d.queue = queue
+	var mp vk.PhysicalDeviceMemoryProperties
+	vk.GetPhysicalDeviceMemoryProperties(d.phys, &mp)
+	mp.Deref()
+	d.memProps = mp
+	for i := range d.memProps.MemoryTypes {
+		d.memProps.MemoryTypes[i].Deref()
+	}
+	if err := d.init(opts); err != nil {
+		d.Close()
+		return nil, err
+	}
+	return d, nil
+}
+
+func (d *Device) init(opts DeviceOptions) error {
+	pci := &vk.CommandPoolCreateInfo{
+		SType:            vk.StructureTypeCommandPoolCreateInfo,
+		Flags:            vk.CommandPoolCreateFlags(vk.CommandPoolCreateResetCommandBufferBit),
+		QueueFamilyIndex: d.family,
+	}
+	var pool vk.CommandPool
+	r := vk.CreateCommandPool(d.handle, pci, nil, &pool)
+	pci.Free()
+	d.cmdPool = pool
+	if err := result("vkCreateCommandPool", r); err != nil {
+		return err
+	}
+	var err error
+	if d.descPool, err = newDescriptorPool(d); err != nil {
+		return err
+	}
+	d.cacheFile = opts.PipelineCacheFile
+	var data []byte
+	if d.cacheFile != "" {
+		data, _ = os.ReadFile(d.cacheFile) // a missing or stale cache only costs compile time
+	}
+	return d.createPipelineCache(data)
+}
+
+func (d *Device) createPipelineCache(data []byte) error {
+	ci := &vk.PipelineCacheCreateInfo{SType: vk.StructureTypePipelineCacheCreateInfo}
+	if len(data) > 0 {
+		ci.InitialDataSize = uint64(len(data))
+		ci.PInitialData = unsafe.Pointer(&data[0])
+	}
+	var cache vk.PipelineCache
+	r := vk.CreatePipelineCache(d.handle, ci, nil, &cache)
+	ci.Free()
+	d.cache = cache
+	if r != vk.Success && len(data) > 0 {
+		return d.createPipelineCache(nil) // the driver rejected old data: start empty
+	}
+	return result("vkCreatePipelineCache", r)
+}
+
+// Info describes the physical device.
+func (d *Device) Info() *PhysicalInfo { return &d.info }
+
+// Instance is the instance the device was opened from.
+func (d *Device) Instance() *Instance { return d.inst }
+
+// Closed reports whether Close has been called.
+func (d *Device) Closed() bool { return d.closed }
+
+// WaitIdle waits until the device has finished all submitted work.
+func (d *Device) WaitIdle() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return result("vkDeviceWaitIdle", vk.DeviceWaitIdle(d.handle))
+}
+
+func (d *Device) savePipelineCache() {
+	if d.cacheFile == "" || d.cache == vk.NullPipelineCache {
+		return
+	}
+	var n uint64
+	if vk.GetPipelineCacheData(d.handle, d.cache, &n, nil) != vk.Success || n == 0 {
+		return
+	}
+	buf := make([]byte, n)
+	if vk.GetPipelineCacheData(d.handle, d.cache, &n, unsafe.Pointer(&buf[0])) != vk.Success {
+		return
+	}
+	if os.MkdirAll(filepath.Dir(d.cacheFile), 0o755) == nil {
+		tmp := d.cacheFile + ".tmp"
+		if os.WriteFile(tmp, buf[:n], 0o644) == nil {
+			os.Rename(tmp, d.cacheFile)
+		}
+	}
+}
+
+// Close waits for the device, saves the pipeline cache and destroys the device. Objects created
+// from it must be closed first.
+func (d *Device) Close() {
+	if d == nil || d.closed {
+		return
+	}
+	d.closed = true
+	vk.DeviceWaitIdle(d.handle)
+	d.savePipelineCache()
+	if d.cache != vk.NullPipelineCache {
+		vk.DestroyPipelineCache(d.handle, d.cache, nil)
+	}
+	d.descPool.close()
+	if d.cmdPool != vk.NullCommandPool {
+		vk.DestroyCommandPool(d.handle, d.cmdPool, nil)
+	}
+	vk.DestroyDevice(d.handle, nil)
+}

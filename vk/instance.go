@@ -1,0 +1,232 @@
+package vk
+
+/*
+#include "cvk.h"
+*/
+import "C"
+
+import (
+	"fmt"
+	"runtime/cgo"
+	"strings"
+	"sync"
+	"unsafe"
+
+	vk "github.com/goki/vulkan"
+)
+
+// ValidationLayer is the Khronos validation layer's name.
+const ValidationLayer = "VK_LAYER_KHRONOS_validation"
+
+const extDebugUtils = "VK_EXT_debug_utils"
+
+// APIVersion is the Vulkan version vkattn asks for: 1.3.
+var APIVersion = vk.MakeVersion(1, 3, 0)
+
+// Severity of a debug message.
+type Severity uint32
+
+// Severities, as the debug-utils extension numbers them.
+const (
+	SeverityInfo    Severity = 0x10
+	SeverityWarning Severity = 0x100
+	SeverityError   Severity = 0x1000
+)
+
+func (s Severity) String() string {
+	switch {
+	case s >= SeverityError:
+		return "error"
+	case s >= SeverityWarning:
+		return "warning"
+	default:
+		return "info"
+	}
+}
+
+// Message is one message of the validation layer or the driver.
+type Message struct {
+	Severity Severity
+	ID       string
+	Text     string
+}
+
+func (m Message) String() string { return fmt.Sprintf("%s: %s: %s", m.Severity, m.ID, m.Text) }
+
+// InstanceOptions configure NewInstance.
+type InstanceOptions struct {
+	// Validation enables VK_LAYER_KHRONOS_validation; NewInstance fails if it is not installed.
+	Validation bool
+	// OnMessage, if set, receives every warning and error message (debug-utils) as it happens.
+	OnMessage func(Message)
+}
+
+// Instance owns a VkInstance and, with validation, its debug messenger.
+type Instance struct {
+	handle     vk.Instance
+	validation bool
+	onMessage  func(Message)
+	self       cgo.Handle
+	messenger  C.uint64_t
+
+	mu     sync.Mutex
+	errors []Message
+	closed bool
+}
+
+// LayerAvailable reports whether an instance layer is installed.
+func LayerAvailable(name string) bool {
+	if Load() != nil {
+		return false
+	}
+	var n uint32
+	if vk.EnumerateInstanceLayerProperties(&n, nil) != vk.Success || n == 0 {
+		return false
+	}
+	props := make([]vk.LayerProperties, n)
+	if vk.EnumerateInstanceLayerProperties(&n, props) != vk.Success {
+		return false
+	}
+	for i := range props[:n] {
+		props[i].Deref()
+		if vk.ToString(props[i].LayerName[:]) == name {
+			return true
+		}
+	}
+	return false
+}
+
+func instanceExtensionAvailable(name string) bool {
+	var n uint32
+	if vk.EnumerateInstanceExtensionProperties("", &n, nil) != vk.Success || n == 0 {
+		return false
+	}
+	props := make([]vk.ExtensionProperties, n)
+	if vk.EnumerateInstanceExtensionProperties("", &n, props) != vk.Success {
+		return false
+	}
+	for i := range props[:n] {
+		props[i].Deref()
+		if vk.ToString(props[i].ExtensionName[:]) == name {
+			return true
+		}
+	}
+	return false
+}
+
+// NewInstance loads Vulkan and creates an instance for compute.
+func NewInstance(opts InstanceOptions) (*Instance, error) {
+	if err := Load(); err != nil {
+		return nil, err
+	}
+	var layers, exts []string
+	if opts.Validation {
+		if !LayerAvailable(ValidationLayer) {
+			return nil, fmt.Errorf("vk: validation requested but %s is not installed (Debian: vulkan-validationlayers): %w",
+				ValidationLayer, ErrLayerMissing)
+		}
+		layers = append(layers, ValidationLayer+"\x00")
+	}
+	debug := opts.Validation || opts.OnMessage != nil
+	if debug && instanceExtensionAvailable(extDebugUtils) {
+		exts = append(exts, extDebugUtils+"\x00")
+	} else {
+		debug = false
+	}
+	app := &vk.ApplicationInfo{
+		SType:            vk.StructureTypeApplicationInfo,
+		PApplicationName: "vkattn\x00",
+		PEngineName:      "vkattn\x00",
+		ApiVersion:       APIVersion,
+	}
+	info := &vk.InstanceCreateInfo{
+		SType:                   vk.StructureTypeInstanceCreateInfo,
+		PApplicationInfo:        app,
+		EnabledLayerCount:       uint32(len(layers)),
+		PpEnabledLayerNames:     layers,
+		EnabledExtensionCount:   uint32(len(exts)),
+		PpEnabledExtensionNames: exts,
+	}
+	var h vk.Instance
+	r := vk.CreateInstance(info, nil, &h)
+	info.Free()
+	app.Free()
+	if err := result("vkCreateInstance", r); err != nil {
+		return nil, err
+	}
+	if err := vk.InitInstance(h); err != nil {
+		vk.DestroyInstance(h, nil)
+		return nil, fmt.Errorf("vk: %w", err)
+	}
+	in := &Instance{handle: h, validation: opts.Validation, onMessage: opts.OnMessage}
+	if debug {
+		create := instanceProc(h, "vkCreateDebugUtilsMessengerEXT")
+		var messenger C.uint64_t
+		if create != nil {
+			in.self = cgo.NewHandle(in)
+			if r := C.vkattn_create_messenger(create, C.vkattn_dispatchable(unsafe.Pointer(h)),
+				C.uintptr_t(in.self), &messenger); r != 0 {
+				in.self.Delete()
+				vk.DestroyInstance(h, nil)
+				return nil, result("vkCreateDebugUtilsMessengerEXT", vk.Result(r))
+			}
+			in.messenger = messenger
+		}
+	}
+	return in, nil
+}
+
+//export vkattnDebugMessage
+func vkattnDebugMessage(handle C.uintptr_t, severity, _ C.uint32_t, id, msg *C.char) {
+	in := cgo.Handle(handle).Value().(*Instance)
+	m := Message{Severity: Severity(severity), ID: C.GoString(id), Text: C.GoString(msg)}
+	if m.Severity >= SeverityError {
+		in.mu.Lock()
+		in.errors = append(in.errors, m)
+		in.mu.Unlock()
+	}
+	if in.onMessage != nil && m.Severity >= SeverityWarning {
+		in.onMessage(m)
+	}
+}
+
+// Validation reports whether the validation layer is on.
+func (in *Instance) Validation() bool { return in.validation }
+
+// ValidationErrors returns the error messages received so far and forgets them.
+func (in *Instance) ValidationErrors() []Message {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	e := in.errors
+	in.errors = nil
+	return e
+}
+
+// CheckValidation returns an error wrapping ErrValidation listing any error messages received
+// since the last call.
+func (in *Instance) CheckValidation() error {
+	msgs := in.ValidationErrors()
+	if len(msgs) == 0 {
+		return nil
+	}
+	var b strings.Builder
+	for _, m := range msgs {
+		b.WriteString("\n  ")
+		b.WriteString(m.String())
+	}
+	return fmt.Errorf("%w: %d message(s):%s", ErrValidation, len(msgs), b.String())
+}
+
+// Close destroys the instance. Devices opened from it must be closed first.
+func (in *Instance) Close() {
+	if in == nil || in.closed {
+		return
+	}
+	in.closed = true
+	if in.messenger != 0 {
+		destroy := instanceProc(in.handle, "vkDestroyDebugUtilsMessengerEXT")
+		C.vkattn_destroy_messenger(destroy, C.vkattn_dispatchable(unsafe.Pointer(in.handle)), in.messenger)
+		in.self.Delete()
+	}
+	vk.DestroyInstance(in.handle, nil)
+}

@@ -1,0 +1,264 @@
+package vk
+
+/*
+#include <stdlib.h>
+*/
+import "C"
+
+import (
+	"encoding/binary"
+	"fmt"
+	"unsafe"
+
+	vk "github.com/goki/vulkan"
+)
+
+// PipelineSpec describes a compute pipeline whose bindings 0..Bindings-1 of set 0 are storage
+// buffers.
+type PipelineSpec struct {
+	Name     string // for error messages
+	SPIRV    []byte
+	Bindings int
+	PushSize uint32 // bytes of push constants
+	// Specialization holds the values of constant_id 0, 1, ... (32-bit each).
+	Specialization []uint32
+	// SubgroupSize, if nonzero, is required through VK_EXT_subgroup_size_control (core 1.3).
+	SubgroupSize uint32
+}
+
+// Pipeline owns a compute pipeline and its layouts.
+type Pipeline struct {
+	dev       *Device
+	name      string
+	bindings  int
+	pushSize  uint32
+	setLayout vk.DescriptorSetLayout
+	layout    vk.PipelineLayout
+	handle    vk.Pipeline
+}
+
+// NewPipeline compiles a compute pipeline through the device's pipeline cache.
+func (d *Device) NewPipeline(s PipelineSpec) (*Pipeline, error) {
+	if d.closed {
+		return nil, ErrClosed
+	}
+	if len(s.SPIRV) == 0 || len(s.SPIRV)%4 != 0 {
+		return nil, fmt.Errorf("vk: pipeline %s: SPIR-V size %d is not a positive multiple of 4", s.Name, len(s.SPIRV))
+	}
+	p := &Pipeline{dev: d, name: s.Name, bindings: s.Bindings, pushSize: s.PushSize}
+	if err := p.create(s); err != nil {
+		p.Close()
+		return nil, fmt.Errorf("pipeline %s: %w", s.Name, err)
+	}
+	return p, nil
+}
+
+func (p *Pipeline) create(s PipelineSpec) error {
+	d := p.dev
+	binds := make([]vk.DescriptorSetLayoutBinding, s.Bindings)
+	for i := range binds {
+		binds[i] = vk.DescriptorSetLayoutBinding{Binding: uint32(i), DescriptorType: vk.DescriptorTypeStorageBuffer,
+			DescriptorCount: 1, StageFlags: vk.ShaderStageFlags(vk.ShaderStageComputeBit)}
+	}
+	lci := &vk.DescriptorSetLayoutCreateInfo{SType: vk.StructureTypeDescriptorSetLayoutCreateInfo,
+		BindingCount: uint32(len(binds)), PBindings: binds}
+	var setLayout vk.DescriptorSetLayout
+	r := vk.CreateDescriptorSetLayout(d.handle, lci, nil, &setLayout)
+	lci.Free()
+	p.setLayout = setLayout
+	if err := result("vkCreateDescriptorSetLayout", r); err != nil {
+		return err
+	}
+	plci := &vk.PipelineLayoutCreateInfo{SType: vk.StructureTypePipelineLayoutCreateInfo,
+		SetLayoutCount: 1, PSetLayouts: []vk.DescriptorSetLayout{p.setLayout}}
+	if s.PushSize > 0 {
+		plci.PushConstantRangeCount = 1
+		plci.PPushConstantRanges = []vk.PushConstantRange{{StageFlags: vk.ShaderStageFlags(vk.ShaderStageComputeBit), Size: s.PushSize}}
+	}
+	var layout vk.PipelineLayout
+	r = vk.CreatePipelineLayout(d.handle, plci, nil, &layout)
+	plci.Free()
+	p.layout = layout
+	if err := result("vkCreatePipelineLayout", r); err != nil {
+		return err
+	}
+
+	code := make([]uint32, len(s.SPIRV)/4)
+	for i := range code {
+		code[i] = binary.LittleEndian.Uint32(s.SPIRV[4*i:])
+	}
+	smci := &vk.ShaderModuleCreateInfo{SType: vk.StructureTypeShaderModuleCreateInfo, CodeSize: uint64(len(s.SPIRV)), PCode: code}
+	var module vk.ShaderModule
+	r = vk.CreateShaderModule(d.handle, smci, nil, &module)
+	smci.Free()
+	if err := result("vkCreateShaderModule", r); err != nil {
+		return err
+	}
+	defer vk.DestroyShaderModule(d.handle, module, nil)
+
+	stage := vk.PipelineShaderStageCreateInfo{SType: vk.StructureTypePipelineShaderStageCreateInfo,
+		Stage: vk.ShaderStageComputeBit, Module: module, PName: "main\x00"}
+	if n := len(s.Specialization); n > 0 {
+		entries := make([]vk.SpecializationMapEntry, n)
+		data := C.calloc(C.size_t(n), 4)
+		defer C.free(data)
+		vals := unsafe.Slice((*uint32)(data), n)
+		for i, v := range s.Specialization {
+			entries[i] = vk.SpecializationMapEntry{ConstantID: uint32(i), Offset: uint32(4 * i), Size: 4}
+			vals[i] = v
+		}
+		stage.PSpecializationInfo = []vk.SpecializationInfo{{MapEntryCount: uint32(n), PMapEntries: entries,
+			DataSize: uint64(4 * n), PData: data}}
+	}
+	if s.SubgroupSize != 0 {
+		req := &chain{}
+		defer req.free()
+		req.add(stRequiredSubgroupSizeCI, 24)
+		req.setU32(0, 16, s.SubgroupSize)
+		stage.PNext = req.head()
+	}
+	ci := []vk.ComputePipelineCreateInfo{{SType: vk.StructureTypeComputePipelineCreateInfo, Stage: stage, Layout: p.layout}}
+	pipes := make([]vk.Pipeline, 1)
+	r = vk.CreateComputePipelines(d.handle, d.cache, 1, ci, nil, pipes)
+	ci[0].Free()
+	if err := result("vkCreateComputePipelines", r); err != nil {
+		return err
+	}
+	p.handle = pipes[0]
+	return nil
+}
+
+// Close destroys the pipeline and its layouts.
+func (p *Pipeline) Close() {
+	if p == nil || p.dev == nil {
+		return
+	}
+	h := p.dev.handle
+	if p.handle != vk.NullPipeline {
+		vk.DestroyPipeline(h, p.handle, nil)
+	}
+	if p.layout != vk.NullPipelineLayout {
+		vk.DestroyPipelineLayout(h, p.layout, nil)
+	}
+	if p.setLayout != vk.NullDescriptorSetLayout {
+		vk.DestroyDescriptorSetLayout(h, p.setLayout, nil)
+	}
+	p.dev = nil
+}
+
+// descriptorPool hands out storage-buffer descriptor sets, growing by whole pools.
+type descriptorPool struct {
+	dev   *Device
+	pools []vk.DescriptorPool
+}
+
+const setsPerPool = 256
+
+func newDescriptorPool(d *Device) (*descriptorPool, error) {
+	dp := &descriptorPool{dev: d}
+	return dp, dp.grow()
+}
+
+func (dp *descriptorPool) grow() error {
+	ci := &vk.DescriptorPoolCreateInfo{SType: vk.StructureTypeDescriptorPoolCreateInfo,
+		Flags: vk.DescriptorPoolCreateFlags(vk.DescriptorPoolCreateFreeDescriptorSetBit), MaxSets: setsPerPool,
+		PoolSizeCount: 1, PPoolSizes: []vk.DescriptorPoolSize{{Type: vk.DescriptorTypeStorageBuffer, DescriptorCount: setsPerPool * 12}}}
+	var pool vk.DescriptorPool
+	r := vk.CreateDescriptorPool(dp.dev.handle, ci, nil, &pool)
+	ci.Free()
+	if err := result("vkCreateDescriptorPool", r); err != nil {
+		return err
+	}
+	dp.pools = append(dp.pools, pool)
+	return nil
+}
+
+// allocate returns a set of the layout and the pool it came from.
+func (dp *descriptorPool) allocate(layout vk.DescriptorSetLayout) (vk.DescriptorSet, vk.DescriptorPool, error) {
+	for attempt := 0; attempt < 2; attempt++ {
+		for i := len(dp.pools) - 1; i >= 0; i-- {
+			ai := &vk.DescriptorSetAllocateInfo{SType: vk.StructureTypeDescriptorSetAllocateInfo,
+				DescriptorPool: dp.pools[i], DescriptorSetCount: 1, PSetLayouts: []vk.DescriptorSetLayout{layout}}
+			var set vk.DescriptorSet
+			r := vk.AllocateDescriptorSets(dp.dev.handle, ai, &set)
+			ai.Free()
+			if r == vk.Success {
+				return set, dp.pools[i], nil
+			}
+		}
+		if err := dp.grow(); err != nil {
+			return nil, nil, err
+		}
+	}
+	return nil, nil, fmt.Errorf("vk: descriptor set allocation failed: %w", ErrOutOfDeviceMemory)
+}
+
+func (dp *descriptorPool) close() {
+	if dp == nil {
+		return
+	}
+	for _, p := range dp.pools {
+		vk.DestroyDescriptorPool(dp.dev.handle, p, nil)
+	}
+	dp.pools = nil
+}
+
+// BufferRange is a range of a buffer bound to one binding.
+type BufferRange struct {
+	Buffer *Buffer
+	Offset uint64
+	Size   uint64 // 0 means to the end of the buffer
+}
+
+// DescriptorSet binds buffers to a pipeline's bindings.
+type DescriptorSet struct {
+	pipe   *Pipeline
+	handle vk.DescriptorSet
+	pool   vk.DescriptorPool
+}
+
+// NewDescriptorSet allocates a set for the pipeline and binds one range to each binding.
+func (p *Pipeline) NewDescriptorSet(ranges ...BufferRange) (*DescriptorSet, error) {
+	if p.dev == nil || p.dev.closed {
+		return nil, ErrClosed
+	}
+	if len(ranges) != p.bindings {
+		return nil, fmt.Errorf("vk: pipeline %s has %d bindings, got %d buffers", p.name, p.bindings, len(ranges))
+	}
+	p.dev.mu.Lock()
+	set, pool, err := p.dev.descPool.allocate(p.setLayout)
+	p.dev.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	writes := make([]vk.WriteDescriptorSet, len(ranges))
+	for i, br := range ranges {
+		size := vk.DeviceSize(br.Size)
+		if br.Size == 0 {
+			size = vk.DeviceSize(vk.WholeSize)
+		}
+		writes[i] = vk.WriteDescriptorSet{SType: vk.StructureTypeWriteDescriptorSet, DstSet: set, DstBinding: uint32(i),
+			DescriptorCount: 1, DescriptorType: vk.DescriptorTypeStorageBuffer,
+			PBufferInfo: []vk.DescriptorBufferInfo{{Buffer: br.Buffer.handle, Offset: vk.DeviceSize(br.Offset), Range: size}}}
+	}
+	vk.UpdateDescriptorSets(p.dev.handle, uint32(len(writes)), writes, 0, nil)
+	for i := range writes {
+		writes[i].Free()
+	}
+	return &DescriptorSet{pipe: p, handle: set, pool: pool}, nil
+}
+
+// Close returns the set to its pool.
+func (s *DescriptorSet) Close() {
+	if s == nil || s.handle == nil {
+		return
+	}
+	d := s.pipe.dev
+	if d != nil && !d.closed {
+		d.mu.Lock()
+		set := s.handle
+		vk.FreeDescriptorSets(d.handle, s.pool, 1, &set)
+		d.mu.Unlock()
+	}
+	s.handle = nil
+}
