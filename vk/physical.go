@@ -35,6 +35,7 @@ const (
 	stCoopMat2Features       = 1000593000
 	stBFloat16Features       = 1000141000
 	stRequiredSubgroupSizeCI = 1000225001
+	stMaintenance4Features   = 1000413000
 )
 
 // Extensions vkattn enables when a device has them.
@@ -115,6 +116,7 @@ type Features struct {
 	SubgroupSizeControl, ComputeFullSubgroups                          bool
 	IntegerDotProduct                                                  bool
 	TimelineSemaphore                                                  bool
+	Maintenance4                                                       bool // LocalSizeId: workgroup size from specialization constants
 	SparseBinding, SparseResidencyBuffer                               bool
 	CooperativeMatrix                                                  bool
 	CooperativeMatrix2                                                 bool
@@ -213,7 +215,7 @@ func deviceExtensions(h vk.PhysicalDevice) map[string]bool {
 // its links, and which links a device of this API version and extension set may carry.
 type featureChain struct {
 	chain
-	f16i8, s16, s8, sgsize, intdot, timeline, coopmat, coopmat2, bf16 int
+	f16i8, s16, s8, sgsize, intdot, timeline, maint4, coopmat, coopmat2, bf16 int
 }
 
 const (
@@ -225,7 +227,7 @@ const (
 )
 
 func newFeatureChain(api uint32, exts map[string]bool) *featureChain {
-	c := &featureChain{f16i8: -1, s16: -1, s8: -1, sgsize: -1, intdot: -1, timeline: -1, coopmat: -1, coopmat2: -1, bf16: -1}
+	c := &featureChain{f16i8: -1, s16: -1, s8: -1, sgsize: -1, intdot: -1, timeline: -1, maint4: -1, coopmat: -1, coopmat2: -1, bf16: -1}
 	c.add(stFeatures2, 16+55*4)
 	v11, v12, v13 := api >= vk.MakeVersion(1, 1, 0), api >= vk.MakeVersion(1, 2, 0), api >= vk.MakeVersion(1, 3, 0)
 	if v11 {
@@ -239,6 +241,7 @@ func newFeatureChain(api uint32, exts map[string]bool) *featureChain {
 	if v13 {
 		c.sgsize = c.add(stSubgroupSizeFeatures, 24)
 		c.intdot = c.add(stIntDotFeatures, 24)
+		c.maint4 = c.add(stMaintenance4Features, 24)
 	}
 	if exts[ExtCooperativeMatrix] {
 		c.coopmat = c.add(stCoopMatFeatures, 24)
@@ -266,6 +269,7 @@ func (c *featureChain) features() Features {
 		ShaderInt8:                c.flag(c.f16i8, 1),
 		StorageBuffer8Bit:         c.flag(c.s8, 0),
 		TimelineSemaphore:         c.flag(c.timeline, 0),
+		Maintenance4:              c.flag(c.maint4, 0),
 		SubgroupSizeControl:       c.flag(c.sgsize, 0),
 		ComputeFullSubgroups:      c.flag(c.sgsize, 1),
 		IntegerDotProduct:         c.flag(c.intdot, 0),
