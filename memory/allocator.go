@@ -1,0 +1,367 @@
+package memory
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+
+	"github.com/vkattn/vkattn/vk"
+)
+
+// ErrClosed is returned for work on a closed allocator or tensor.
+var ErrClosed = errors.New("memory: closed")
+
+// ErrForeign is returned when a tensor from another allocator is used.
+var ErrForeign = errors.New("memory: tensor belongs to another allocator")
+
+// Allocator sub-allocates device memory: one list of large blocks per memory type, first-fit
+// with coalescing free lists; requests of at least half a block get their own allocation.
+type Allocator struct {
+	dev       *vk.Device
+	blockSize uint64
+
+	mu      sync.Mutex
+	blocks  map[int][]*block // by memory type index
+	xfer    sync.Mutex       // serializes transfers through staging
+	staging *Buffer
+	live    int // buffers handed out and not yet closed
+	closed  bool
+}
+
+type block struct {
+	mem  *vk.Memory
+	free []span // sorted by offset, coalesced
+}
+
+type span struct{ off, size uint64 }
+
+// DefaultBlockSize is the size of the blocks the allocator carves buffers from.
+const DefaultBlockSize = 64 << 20
+
+// NewAllocator returns an allocator for the device.
+func NewAllocator(dev *vk.Device) *Allocator {
+	bs := uint64(DefaultBlockSize)
+	if max := dev.Info().MaxMemoryAllocationSize; max > 0 && bs > max {
+		bs = max
+	}
+	return &Allocator{dev: dev, blockSize: bs, blocks: map[int][]*block{}}
+}
+
+// Device is the device the allocator serves.
+func (a *Allocator) Device() *vk.Device { return a.dev }
+
+// Usage says where a buffer should live.
+type Usage int
+
+// Usages.
+const (
+	DeviceLocal Usage = iota // kernels' tensors
+	Staging                  // host-visible, coherent: transfers to and from the host
+)
+
+// Buffer is a VkBuffer bound to a sub-allocation (or a dedicated allocation).
+type Buffer struct {
+	*vk.Buffer
+	alloc     *Allocator
+	blk       *block
+	mem       *vk.Memory // the block's or the dedicated memory
+	dedicated bool
+	off, size uint64 // within mem
+}
+
+// Bytes returns the buffer's bytes when its memory is host-visible, else nil.
+func (b *Buffer) Bytes() []byte { return b.mem.Bytes(b.off, b.Size()) }
+
+// HostVisible reports whether Bytes works without flushes (host-visible and coherent memory).
+func (b *Buffer) HostVisible() bool {
+	f := b.mem.Type().Flags
+	return f&vk.MemoryHostVisible != 0 && f&vk.MemoryHostCoherent != 0
+}
+
+// NewBuffer returns a buffer of size bytes.
+func (a *Allocator) NewBuffer(size uint64, usage Usage) (*Buffer, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.closed {
+		return nil, ErrClosed
+	}
+	if size == 0 {
+		return nil, fmt.Errorf("memory: zero-sized buffer")
+	}
+	vb, err := a.dev.NewBuffer(size)
+	if err != nil {
+		return nil, err
+	}
+	reqSize, align, bits := vb.Requirements()
+	typ, err := a.chooseType(bits, usage)
+	if err != nil {
+		vb.Close()
+		return nil, err
+	}
+	b := &Buffer{Buffer: vb, alloc: a, size: reqSize}
+	if reqSize >= a.blockSize/2 {
+		b.mem, err = a.dev.Allocate(reqSize, typ)
+		b.dedicated = true
+	} else {
+		err = a.subAllocate(b, typ, reqSize, align)
+	}
+	if err == nil {
+		err = vb.Bind(b.mem, b.off)
+	}
+	if err != nil {
+		a.release(b)
+		return nil, fmt.Errorf("memory: %d-byte buffer: %w", size, err)
+	}
+	a.live++
+	return b, nil
+}
+
+// chooseType picks the memory type: for DeviceLocal the device-local type of the largest heap
+// (host-visible only when nothing else is device-local, as on CPU and unified-memory devices);
+// for Staging a host-visible coherent type, cached preferred.
+func (a *Allocator) chooseType(bits uint32, usage Usage) (vk.MemoryType, error) {
+	types := a.dev.MemoryTypes()
+	heaps := a.dev.Info().Heaps
+	best, bestScore := -1, -1
+	for _, t := range types {
+		if bits&(1<<t.Index) == 0 {
+			continue
+		}
+		score := -1
+		switch usage {
+		case DeviceLocal:
+			if t.Flags&vk.MemoryDeviceLocal != 0 {
+				score = 2
+				if t.Flags&vk.MemoryHostVisible != 0 {
+					score = 1
+				}
+			} else {
+				score = 0
+			}
+		case Staging:
+			if t.Flags&(vk.MemoryHostVisible|vk.MemoryHostCoherent) == vk.MemoryHostVisible|vk.MemoryHostCoherent {
+				score = 1
+				if t.Flags&vk.MemoryHostCached != 0 {
+					score = 2
+				}
+			}
+		}
+		if score < 0 {
+			continue
+		}
+		// Prefer the larger heap among equals (the small BAR heap of discrete GPUs is last).
+		score = score<<8 | heapRank(heaps, t.Heap)
+		if score > bestScore {
+			best, bestScore = t.Index, score
+		}
+	}
+	if best < 0 {
+		return vk.MemoryType{}, fmt.Errorf("memory: no memory type for usage %d among bits %#x", usage, bits)
+	}
+	return types[best], nil
+}
+
+func heapRank(heaps []vk.MemoryHeap, h int) int {
+	rank := 0
+	for _, o := range heaps {
+		if h < len(heaps) && o.Size < heaps[h].Size {
+			rank++
+		}
+	}
+	return rank
+}
+
+func (a *Allocator) subAllocate(b *Buffer, typ vk.MemoryType, size, align uint64) error {
+	for _, blk := range a.blocks[typ.Index] {
+		if off, ok := blk.take(size, align); ok {
+			b.blk, b.mem, b.off = blk, blk.mem, off
+			return nil
+		}
+	}
+	mem, err := a.dev.Allocate(a.blockSize, typ)
+	if err != nil {
+		return err
+	}
+	blk := &block{mem: mem, free: []span{{0, a.blockSize}}}
+	a.blocks[typ.Index] = append(a.blocks[typ.Index], blk)
+	off, _ := blk.take(size, align)
+	b.blk, b.mem, b.off = blk, mem, off
+	return nil
+}
+
+// take finds the first free span that holds size bytes at the alignment.
+func (blk *block) take(size, align uint64) (uint64, bool) {
+	for i, s := range blk.free {
+		start := (s.off + align - 1) / align * align
+		if start+size > s.off+s.size {
+			continue
+		}
+		var repl []span
+		if start > s.off {
+			repl = append(repl, span{s.off, start - s.off})
+		}
+		if end := s.off + s.size; start+size < end {
+			repl = append(repl, span{start + size, end - start - size})
+		}
+		blk.free = append(blk.free[:i], append(repl, blk.free[i+1:]...)...)
+		return start, true
+	}
+	return 0, false
+}
+
+// give returns a span and merges it with its neighbours.
+func (blk *block) give(off, size uint64) {
+	i := sort.Search(len(blk.free), func(i int) bool { return blk.free[i].off > off })
+	blk.free = append(blk.free[:i], append([]span{{off, size}}, blk.free[i:]...)...)
+	merged := blk.free[:0]
+	for _, s := range blk.free {
+		if n := len(merged); n > 0 && merged[n-1].off+merged[n-1].size == s.off {
+			merged[n-1].size += s.size
+			continue
+		}
+		merged = append(merged, s)
+	}
+	blk.free = merged
+}
+
+func (a *Allocator) release(b *Buffer) {
+	b.Buffer.Close()
+	switch {
+	case b.dedicated && b.mem != nil:
+		b.mem.Close()
+	case b.blk != nil:
+		b.blk.give(b.off, b.size)
+	}
+	b.mem, b.blk = nil, nil
+}
+
+// Close releases the buffer's memory. It is idempotent.
+func (b *Buffer) Close() {
+	if b == nil || b.alloc == nil {
+		return
+	}
+	a := b.alloc
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	b.alloc = nil
+	if a.closed {
+		return
+	}
+	a.release(b)
+	a.live--
+}
+
+// Stats describe the allocator's memory.
+type Stats struct {
+	LiveBuffers    int
+	Blocks         int
+	BlockBytes     uint64
+	FreeBlockBytes uint64
+}
+
+// Stats reports live buffers and block usage.
+func (a *Allocator) Stats() Stats {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	s := Stats{LiveBuffers: a.live}
+	for _, bs := range a.blocks {
+		for _, b := range bs {
+			s.Blocks++
+			s.BlockBytes += b.mem.Size()
+			for _, f := range b.free {
+				s.FreeBlockBytes += f.size
+			}
+		}
+	}
+	return s
+}
+
+// stagingBuffer returns the staging buffer, grown to at least size bytes. Callers hold a.xfer.
+func (a *Allocator) stagingBuffer(size uint64) (*Buffer, error) {
+	if a.staging != nil && a.staging.Size() >= size {
+		return a.staging, nil
+	}
+	if a.staging != nil {
+		a.staging.Close()
+		a.staging = nil
+	}
+	n := uint64(1 << 20)
+	for n < size {
+		n *= 2
+	}
+	b, err := a.NewBuffer(n, Staging)
+	if err != nil {
+		return nil, err
+	}
+	a.staging = b
+	return b, nil
+}
+
+// Close frees all blocks. Buffers still open are released with them.
+func (a *Allocator) Close() {
+	if a == nil {
+		return
+	}
+	a.xfer.Lock()
+	if a.staging != nil {
+		a.staging.Close()
+		a.staging = nil
+	}
+	a.xfer.Unlock()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.closed {
+		return
+	}
+	a.closed = true
+	for _, bs := range a.blocks {
+		for _, b := range bs {
+			b.mem.Close()
+		}
+	}
+	a.blocks = nil
+}
+
+// upload and download copy between a buffer and the host: directly when the buffer is
+// host-visible and coherent, else through the staging buffer.
+func (a *Allocator) upload(ctx context.Context, dst *Buffer, off uint64, data []byte) error {
+	if dst.HostVisible() {
+		copy(dst.Bytes()[off:], data)
+		return nil
+	}
+	a.xfer.Lock()
+	defer a.xfer.Unlock()
+	st, err := a.stagingBuffer(uint64(len(data)))
+	if err != nil {
+		return err
+	}
+	copy(st.Bytes(), data)
+	return a.dev.Run(ctx, func(c *vk.Commands) error {
+		c.Copy(st.Buffer, 0, dst.Buffer, off, uint64(len(data)))
+		return nil
+	})
+}
+
+func (a *Allocator) download(ctx context.Context, src *Buffer, off uint64, out []byte) error {
+	if src.HostVisible() {
+		copy(out, src.Bytes()[off:])
+		return nil
+	}
+	a.xfer.Lock()
+	defer a.xfer.Unlock()
+	st, err := a.stagingBuffer(uint64(len(out)))
+	if err != nil {
+		return err
+	}
+	err = a.dev.Run(ctx, func(c *vk.Commands) error {
+		c.Copy(src.Buffer, off, st.Buffer, 0, uint64(len(out)))
+		c.HostBarrier()
+		return nil
+	})
+	if err == nil {
+		copy(out, st.Bytes())
+	}
+	return err
+}

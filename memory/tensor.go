@@ -1,0 +1,208 @@
+package memory
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"math"
+)
+
+// Tensor is a typed, shaped view of a buffer: element (i0, i1, ...) is at
+// Offset + sum(i_k * Strides[k]) elements from the buffer's start. Tensors made by NewTensor are
+// contiguous and own their buffer; views share it.
+type Tensor struct {
+	DType   DType
+	Shape   []int
+	Strides []int // in elements
+	Offset  int   // in elements
+	buf     *Buffer
+	owner   *Allocator
+	owns    bool
+}
+
+// NewTensor allocates a contiguous device tensor. The size must fit the device's storage-buffer
+// range, since kernels bind a tensor as one storage buffer.
+func (a *Allocator) NewTensor(dt DType, shape ...int) (*Tensor, error) {
+	if dt < F32 || dt > BF16 {
+		return nil, fmt.Errorf("memory: invalid dtype %d", int(dt))
+	}
+	n := 1
+	for i, s := range shape {
+		if s <= 0 {
+			return nil, fmt.Errorf("memory: shape %v: dimension %d is %d, want > 0", shape, i, s)
+		}
+		if n > math.MaxInt/s {
+			return nil, fmt.Errorf("memory: shape %v overflows", shape)
+		}
+		n *= s
+	}
+	bytes := uint64(n) * uint64(dt.Size())
+	bytes = (bytes + 3) &^ 3 // kernels read 32-bit words
+	if max := uint64(a.dev.Info().MaxStorageBufferRange); bytes > max {
+		return nil, fmt.Errorf("memory: tensor %v %s is %d bytes, over the device's maxStorageBufferRange of %d",
+			shape, dt, bytes, max)
+	}
+	buf, err := a.NewBuffer(bytes, DeviceLocal)
+	if err != nil {
+		return nil, err
+	}
+	return &Tensor{DType: dt, Shape: append([]int(nil), shape...), Strides: contiguous(shape), buf: buf, owner: a, owns: true}, nil
+}
+
+func contiguous(shape []int) []int {
+	st := make([]int, len(shape))
+	n := 1
+	for i := len(shape) - 1; i >= 0; i-- {
+		st[i] = n
+		n *= shape[i]
+	}
+	return st
+}
+
+// View returns a tensor sharing t's buffer with another shape, strides and offset (in elements).
+// It does not own the buffer: closing it is a no-op.
+func (t *Tensor) View(shape, strides []int, offset int) (*Tensor, error) {
+	if len(shape) != len(strides) {
+		return nil, fmt.Errorf("memory: view: %d dims but %d strides", len(shape), len(strides))
+	}
+	last := offset
+	for i := range shape {
+		if shape[i] <= 0 || strides[i] < 0 {
+			return nil, fmt.Errorf("memory: view: bad dim %d: size %d stride %d", i, shape[i], strides[i])
+		}
+		last += (shape[i] - 1) * strides[i]
+	}
+	if offset < 0 || uint64(last+1)*uint64(t.DType.Size()) > t.buf.Size() {
+		return nil, fmt.Errorf("memory: view reaches element %d, beyond the buffer's %d bytes", last, t.buf.Size())
+	}
+	return &Tensor{DType: t.DType, Shape: append([]int(nil), shape...), Strides: append([]int(nil), strides...),
+		Offset: offset, buf: t.buf, owner: t.owner}, nil
+}
+
+// Reshape is View with contiguous strides over the same elements; t must be contiguous.
+func (t *Tensor) Reshape(shape ...int) (*Tensor, error) {
+	if !t.Contiguous() {
+		return nil, fmt.Errorf("memory: reshape of a non-contiguous tensor")
+	}
+	n := 1
+	for _, s := range shape {
+		n *= s
+	}
+	if n != t.Len() {
+		return nil, fmt.Errorf("memory: reshape %v to %v changes the element count", t.Shape, shape)
+	}
+	return t.View(shape, contiguous(shape), t.Offset)
+}
+
+// Len is the number of elements.
+func (t *Tensor) Len() int {
+	n := 1
+	for _, s := range t.Shape {
+		n *= s
+	}
+	return n
+}
+
+// Contiguous reports whether the strides are row-major without gaps.
+func (t *Tensor) Contiguous() bool {
+	c := contiguous(t.Shape)
+	for i := range c {
+		if t.Shape[i] > 1 && t.Strides[i] != c[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// Buffer is the buffer the tensor views.
+func (t *Tensor) Buffer() *Buffer { return t.buf }
+
+// Allocator is the allocator that made the tensor's buffer.
+func (t *Tensor) Allocator() *Allocator { return t.owner }
+
+// Closed reports whether the tensor's buffer has been released.
+func (t *Tensor) Closed() bool { return t.buf == nil || t.buf.alloc == nil }
+
+// Close releases the buffer of a tensor made by NewTensor. Idempotent.
+func (t *Tensor) Close() {
+	if t != nil && t.owns {
+		t.buf.Close()
+	}
+}
+
+// Upload writes float32 values, converted to the tensor's dtype, into a contiguous tensor.
+func (t *Tensor) Upload(ctx context.Context, data []float32) error {
+	if err := t.checkIO(len(data)); err != nil {
+		return err
+	}
+	raw := make([]byte, len(data)*t.DType.Size())
+	switch t.DType {
+	case F32:
+		for i, x := range data {
+			binary.LittleEndian.PutUint32(raw[4*i:], math.Float32bits(x))
+		}
+	case F16:
+		for i, x := range data {
+			binary.LittleEndian.PutUint16(raw[2*i:], Float16Bits(x))
+		}
+	case BF16:
+		for i, x := range data {
+			binary.LittleEndian.PutUint16(raw[2*i:], BFloat16Bits(x))
+		}
+	}
+	return t.owner.upload(ctx, t.buf, uint64(t.Offset*t.DType.Size()), raw)
+}
+
+// Download reads a contiguous tensor as float32 values.
+func (t *Tensor) Download(ctx context.Context) ([]float32, error) {
+	if err := t.checkIO(t.Len()); err != nil {
+		return nil, err
+	}
+	raw := make([]byte, t.Len()*t.DType.Size())
+	if err := t.owner.download(ctx, t.buf, uint64(t.Offset*t.DType.Size()), raw); err != nil {
+		return nil, err
+	}
+	out := make([]float32, t.Len())
+	switch t.DType {
+	case F32:
+		for i := range out {
+			out[i] = math.Float32frombits(binary.LittleEndian.Uint32(raw[4*i:]))
+		}
+	case F16:
+		for i := range out {
+			out[i] = Float16From(binary.LittleEndian.Uint16(raw[2*i:]))
+		}
+	case BF16:
+		for i := range out {
+			out[i] = BFloat16From(binary.LittleEndian.Uint16(raw[2*i:]))
+		}
+	}
+	return out, nil
+}
+
+// Fill sets every byte-word of the tensor's buffer region to the 32-bit pattern (for poisoning
+// outputs in tests). The tensor must be contiguous.
+func (t *Tensor) Fill(ctx context.Context, pattern uint32) error {
+	if err := t.checkIO(t.Len()); err != nil {
+		return err
+	}
+	n := t.Len() * t.DType.Size()
+	raw := make([]byte, (n+3)&^3)
+	for i := 0; i < len(raw); i += 4 {
+		binary.LittleEndian.PutUint32(raw[i:], pattern)
+	}
+	return t.owner.upload(ctx, t.buf, uint64(t.Offset*t.DType.Size()), raw[:n])
+}
+
+func (t *Tensor) checkIO(n int) error {
+	if t.Closed() {
+		return ErrClosed
+	}
+	if !t.Contiguous() {
+		return fmt.Errorf("memory: transfers need a contiguous tensor, shape %v strides %v", t.Shape, t.Strides)
+	}
+	if n != t.Len() {
+		return fmt.Errorf("memory: %d values for a tensor of %d elements %v", n, t.Len(), t.Shape)
+	}
+	return nil
+}
