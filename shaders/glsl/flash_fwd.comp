@@ -1,0 +1,86 @@
+#version 460
+// FlashAttention-2 forward: tiled over keys, online softmax with deferred normalization, fp32
+// accumulation. One workgroup computes BR query rows of one (sequence, query head); K and V tiles
+// of BC keys are staged in shared memory. Grid: (row blocks, query heads, sequences).
+//
+// Tiers (one define each):
+//   TIER_SCALAR    one invocation per query row; needs nothing beyond Vulkan compute.
+//   TIER_SUBGROUP  a subgroup per ROWS query rows: lanes split the keys for Q.K^T and the head
+//                  dims for P.V, with subgroup max/add reductions for the softmax statistics.
+
+#extension GL_GOOGLE_include_directive : require
+#ifdef TIER_SUBGROUP
+#extension GL_KHR_shader_subgroup_basic : require
+#extension GL_KHR_shader_subgroup_arithmetic : require
+#extension GL_KHR_shader_subgroup_vote : require
+#endif
+
+layout(constant_id = 0) const uint DTYPE = 0;
+layout(constant_id = 1) const uint D = 128;   // head dim
+layout(constant_id = 2) const uint BR = 32;   // query rows per workgroup
+layout(constant_id = 3) const uint BC = 32;   // keys per tile
+layout(constant_id = 4) const uint WG = 32;   // invocations per workgroup
+#ifdef TIER_SUBGROUP
+layout(constant_id = 5) const uint SG = 32;   // subgroup size the tile sizes were chosen for
+#endif
+
+layout(local_size_x_id = 4) in;
+
+layout(std430, binding = 0) readonly buffer Q { uint qData[]; };
+layout(std430, binding = 1) readonly buffer K { uint kData[]; };
+layout(std430, binding = 2) readonly buffer V { uint vData[]; };
+layout(std430, binding = 3) writeonly buffer O { uint oData[]; };
+layout(std430, binding = 4) writeonly buffer LSE { float lseData[]; };
+
+#include "params.glsl"
+#include "io.glsl"
+#include "mask.glsl"
+#include "softmax.glsl"
+
+DECLARE_LOAD(loadQ, qData)
+DECLARE_LOAD(loadK, kData)
+DECLARE_LOAD(loadV, vData)
+
+// K and V tiles; K rows padded by one float so lanes reading different keys miss bank conflicts.
+const uint KS = D + 1;
+shared float kTile[BC * KS];
+shared float vTile[BC * D];
+
+// loadTile stages keys [k0, k0+BC) of kv head kvh into shared memory, zero past the end.
+void loadTile(Seq s, uint kvh, int k0) {
+	for (uint idx = gl_LocalInvocationIndex; idx < BC * D; idx += WG) {
+		uint j = idx / D, d = idx % D;
+		int key = k0 + int(j);
+		float kv = 0.0, vv = 0.0;
+		if (key < int(s.lk)) {
+			uint t = s.kStart + uint(key);
+			kv = loadK(pc.kOff + t * pc.kTokenStride + kvh * pc.kHeadStride + d);
+			vv = loadV(pc.vOff + t * pc.vTokenStride + kvh * pc.vHeadStride + d);
+		}
+		kTile[j * KS + d] = kv;
+		vTile[j * D + d] = vv;
+	}
+}
+
+// storeRow writes element pair (d, d+1) of a query row's output, and the row's logsumexp.
+void storeO(uint t, uint h, uint d, float a, float b) {
+	uint e = pc.oOff + t * pc.oTokenStride + h * pc.oHeadStride + d;
+	if (DTYPE == DT_F32) {
+		oData[e] = floatBitsToUint(a);
+		oData[e + 1] = floatBitsToUint(b);
+	} else {
+		oData[e >> 1] = pack2(a, b);
+	}
+}
+
+void storeLSE(uint t, uint h, float m, float l) {
+	if ((pc.flags & FLAG_WRITE_LSE) != 0u)
+		lseData[t * pc.hq + h] = l == 0.0 ? NEG_INF : m + log(l);
+}
+
+#ifdef TIER_SCALAR
+#include "flash_fwd_scalar.glsl"
+#endif
+#ifdef TIER_SUBGROUP
+#include "flash_fwd_subgroup.glsl"
+#endif

@@ -1,0 +1,31 @@
+// Loads and stores of fp32, fp16 and bf16 tensors held in 32-bit words, so no 16-bit storage
+// feature is needed. DTYPE is a specialization constant: the driver folds the branches.
+#ifndef IO_GLSL
+#define IO_GLSL
+
+const uint DT_F32 = 0u;
+const uint DT_F16 = 1u;
+const uint DT_BF16 = 2u;
+
+#define DECLARE_LOAD(NAME, BUF)                                                     \
+	float NAME(uint e) {                                                            \
+		if (DTYPE == DT_F32) return uintBitsToFloat(BUF[e]);                        \
+		uint w = BUF[e >> 1] >> (16u * (e & 1u));                                   \
+		if (DTYPE == DT_F16) return unpackHalf2x16(w).x;                            \
+		return uintBitsToFloat(w << 16);                                            \
+	}
+
+// bf16 from fp32, rounding to nearest even; NaN stays NaN.
+uint packBF16(float x) {
+	uint u = floatBitsToUint(x);
+	if ((u & 0x7fffffffu) > 0x7f800000u) return 0x7fc0u;
+	return (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+}
+
+// pack2 packs two adjacent elements into one word of the storage type (16-bit types).
+uint pack2(float a, float b) {
+	if (DTYPE == DT_F16) return packHalf2x16(vec2(a, b));
+	return packBF16(a) | (packBF16(b) << 16);
+}
+
+#endif
