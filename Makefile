@@ -1,0 +1,47 @@
+# vkattn: `make run` runs one FlashAttention forward on the default device and checks it;
+# `make test` runs the test suite (on lavapipe where there is no GPU).
+
+GO        ?= go
+TOOLBIN   := .toolchain/bin
+GLSLANG   ?= $(TOOLBIN)/glslangValidator
+SPIRV_VAL ?= $(TOOLBIN)/spirv-val
+# Lavapipe's subgroup width follows LP_NATIVE_VECTOR_WIDTH: 128, 256, 512 give 4, 8, 16 lanes.
+LP_WIDTHS ?= 128 256 512
+
+.PHONY: deps toolchain shaders shaders-check run test test-lavapipe-widths bench conformance fuzz
+
+deps:
+	@bash tools/setup/deps.sh
+
+toolchain:
+	@bash tools/setup/glslang.sh
+
+shaders: toolchain
+	$(GO) run ./tools/shaders -glslang $(GLSLANG) -spirv-val $(SPIRV_VAL)
+
+shaders-check: toolchain
+	$(GO) run ./tools/shaders -check -glslang $(GLSLANG) -spirv-val $(SPIRV_VAL)
+
+run: deps
+	$(GO) run ./tools/vkattn run
+
+test: deps
+	$(GO) vet ./...
+	$(GO) test -count=1 ./...
+	$(MAKE) --no-print-directory test-lavapipe-widths
+
+# The forward kernels again at each lavapipe subgroup width, so none assumes one width.
+test-lavapipe-widths:
+	@for w in $(LP_WIDTHS); do \
+		echo "== LP_NATIVE_VECTOR_WIDTH=$$w"; \
+		LP_NATIVE_VECTOR_WIDTH=$$w $(GO) test -count=1 -run 'Forward|Subgroup' ./attention/ || exit 1; \
+	done
+
+bench: deps
+	$(GO) run ./tools/vkattn bench
+
+conformance: deps
+	$(GO) run ./tools/vkattn conformance -out conformance
+
+fuzz:
+	$(GO) test -run '^$$' -fuzz FuzzForwardOptions -fuzztime 60s ./attention/

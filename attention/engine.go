@@ -1,0 +1,201 @@
+// Package attention is vkattn's public API: an Engine bound to one Vulkan device that runs
+// FlashAttention and its variants on tensors it allocates. The float64 oracle every kernel is
+// checked against is in attention/reference.
+package attention
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"github.com/vkattn/vkattn/devices"
+	"github.com/vkattn/vkattn/memory"
+	"github.com/vkattn/vkattn/vk"
+)
+
+// ErrClosed is returned by a closed Engine.
+var ErrClosed = errors.New("attention: engine is closed")
+
+// TierEnv forces a tier ("scalar", "subgroup", ...) for calls whose Options leave it automatic.
+const TierEnv = "VKATTN_TIER"
+
+// Config configures New.
+type Config struct {
+	// Device picks the device by index or name substring; empty means $VKATTN_DEVICE, else the
+	// first discrete GPU, then integrated, then CPU (lavapipe).
+	Device string
+	// Validation turns on the Khronos validation layer (it must be installed).
+	Validation bool
+	// OnMessage receives validation and driver warnings and errors.
+	OnMessage func(vk.Message)
+	// PipelineCacheDir keeps compiled pipelines between runs; empty means the user cache dir,
+	// "-" means no on-disk cache.
+	PipelineCacheDir string
+}
+
+// Engine runs attention kernels on one device. Its methods are safe for concurrent use; work is
+// submitted to one queue in call order.
+type Engine struct {
+	inst    *vk.Instance
+	dev     *vk.Device
+	profile devices.Profile
+	alloc   *memory.Allocator
+
+	mu     sync.Mutex
+	pipes  map[string]*vk.Pipeline
+	seqBuf *memory.Buffer // cumulative sequence lengths of the call in flight
+	closed bool
+}
+
+// New opens an engine on the configured device.
+func New(cfg Config) (*Engine, error) {
+	inst, err := vk.NewInstance(vk.InstanceOptions{Validation: cfg.Validation, OnMessage: cfg.OnMessage})
+	if err != nil {
+		return nil, fmt.Errorf("attention: %w", err)
+	}
+	e, err := newEngine(inst, cfg)
+	if err != nil {
+		inst.Close()
+		return nil, err
+	}
+	return e, nil
+}
+
+func newEngine(inst *vk.Instance, cfg Config) (*Engine, error) {
+	profiles, err := devices.List(inst)
+	if err != nil {
+		return nil, fmt.Errorf("attention: %w", err)
+	}
+	idx, err := devices.Select(profiles, cfg.Device)
+	if err != nil {
+		return nil, fmt.Errorf("attention: %w", err)
+	}
+	prof := profiles[idx]
+	dev, err := inst.OpenDevice(idx, vk.DeviceOptions{PipelineCacheFile: cacheFile(cfg.PipelineCacheDir, &prof)})
+	if err != nil {
+		return nil, fmt.Errorf("attention: %s: %w", prof.Name, err)
+	}
+	e := &Engine{inst: inst, dev: dev, profile: prof, alloc: memory.NewAllocator(dev), pipes: map[string]*vk.Pipeline{}}
+	return e, nil
+}
+
+func cacheFile(dir string, p *devices.Profile) string {
+	if dir == "-" {
+		return ""
+	}
+	if dir == "" {
+		base, err := os.UserCacheDir()
+		if err != nil {
+			return ""
+		}
+		dir = filepath.Join(base, "vkattn")
+	}
+	name := strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' {
+			return r
+		}
+		return '-'
+	}, fmt.Sprintf("%s-%x-%x", p.Name, p.DriverVersion, p.PipelineCacheUUID))
+	return filepath.Join(dir, name+".pipelines")
+}
+
+// Profile describes the engine's device.
+func (e *Engine) Profile() *devices.Profile { return &e.profile }
+
+// Instance is the engine's Vulkan instance (for validation messages).
+func (e *Engine) Instance() *vk.Instance { return e.inst }
+
+// Allocator is the engine's device memory allocator.
+func (e *Engine) Allocator() *memory.Allocator { return e.alloc }
+
+// NewTensor allocates a device tensor.
+func (e *Engine) NewTensor(dt memory.DType, shape ...int) (*memory.Tensor, error) {
+	if err := e.usable(); err != nil {
+		return nil, err
+	}
+	return e.alloc.NewTensor(dt, shape...)
+}
+
+// Upload allocates a tensor and fills it with data converted to dt.
+func (e *Engine) Upload(ctx context.Context, dt memory.DType, data []float32, shape ...int) (*memory.Tensor, error) {
+	t, err := e.NewTensor(dt, shape...)
+	if err != nil {
+		return nil, err
+	}
+	if err := t.Upload(ctx, data); err != nil {
+		t.Close()
+		return nil, err
+	}
+	return t, nil
+}
+
+func (e *Engine) usable() error {
+	if e == nil || e.closed {
+		return ErrClosed
+	}
+	return nil
+}
+
+// Close releases everything the engine made, tensors included. Idempotent.
+func (e *Engine) Close() {
+	if e == nil {
+		return
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return
+	}
+	e.closed = true
+	e.dev.WaitIdle()
+	for _, p := range e.pipes {
+		p.Close()
+	}
+	e.pipes = nil
+	e.seqBuf.Close()
+	e.alloc.Close()
+	e.dev.Close()
+	e.inst.Close()
+}
+
+// pipeline returns the cached pipeline for a variant and specialization.
+func (e *Engine) pipeline(spec vk.PipelineSpec) (*vk.Pipeline, error) {
+	key := fmt.Sprint(spec.Name, spec.Specialization, spec.SubgroupSize)
+	if p, ok := e.pipes[key]; ok {
+		return p, nil
+	}
+	p, err := e.dev.NewPipeline(spec)
+	if err != nil {
+		return nil, err
+	}
+	e.pipes[key] = p
+	return p, nil
+}
+
+// seqLens writes the cumulative lengths to the engine's small host-visible buffer, growing it
+// only when a call has more sequences than any before.
+func (e *Engine) seqLens(words []uint32) (*memory.Buffer, error) {
+	need := uint64(4 * len(words))
+	if e.seqBuf == nil || e.seqBuf.Size() < need {
+		e.seqBuf.Close()
+		e.seqBuf = nil
+		size := uint64(4096)
+		for size < need {
+			size *= 2
+		}
+		b, err := e.alloc.NewBuffer(size, memory.Staging)
+		if err != nil {
+			return nil, err
+		}
+		e.seqBuf = b
+	}
+	raw := e.seqBuf.Bytes()
+	for i, w := range words {
+		raw[4*i], raw[4*i+1], raw[4*i+2], raw[4*i+3] = byte(w), byte(w>>8), byte(w>>16), byte(w>>24)
+	}
+	return e.seqBuf, nil
+}
