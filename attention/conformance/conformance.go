@@ -1,0 +1,335 @@
+// Package conformance is vkattn's kernel conformance suite: a matrix of attention problems (every
+// dtype and head dim, masks, soft cap, grouped heads, odd and empty lengths, varlen batches), each
+// run on a device on fresh random inputs with poisoned outputs and checked against the float64
+// oracle in attention/reference. The tests run it on lavapipe; `vkattn conformance` runs it on
+// any device and writes a report.
+package conformance
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"time"
+
+	"github.com/vkattn/vkattn/attention"
+	"github.com/vkattn/vkattn/attention/reference"
+	"github.com/vkattn/vkattn/devices"
+	"github.com/vkattn/vkattn/memory"
+)
+
+// Poison fills outputs before each run: a NaN in every storage type, so an element a kernel
+// fails to write fails the check.
+const Poison = 0x7fc17fc1
+
+// Tolerance is the largest error allowed, relative to the reference output's largest magnitude,
+// by storage type: inputs are rounded to the type, so only the output rounding and the fp32
+// accumulation remain.
+func Tolerance(dt memory.DType) float64 {
+	switch dt {
+	case memory.F16:
+		return 2e-3
+	case memory.BF16:
+		return 1e-2
+	}
+	return 1e-5
+}
+
+// LSETolerance is the largest error allowed in a logsumexp, relative to max(1, |lse|).
+const LSETolerance = 1e-4
+
+// Case is one forward problem.
+type Case struct {
+	DType   memory.DType
+	D       int
+	Hq, Hk  int
+	Lq, Lk  []int // per-sequence lengths; one entry without Varlen means a dense batch
+	Batch   int   // dense batch size (without Varlen); 0 means 1
+	Varlen  bool
+	Causal  bool
+	Window  *attention.Window
+	Softcap float32
+	Scale   float32
+	Tier    devices.Tier
+	NoLSE   bool
+}
+
+func (c Case) String() string {
+	s := fmt.Sprintf("%s/d%d/h%d:%d/q%v/k%v", c.DType, c.D, c.Hq, c.Hk, c.Lq, c.Lk)
+	if c.Varlen {
+		s += "/varlen"
+	} else if c.Batch > 1 {
+		s += fmt.Sprintf("/b%d", c.Batch)
+	}
+	if c.Causal {
+		s += "/causal"
+	}
+	if c.Window != nil {
+		s += fmt.Sprintf("/win%d,%d", c.Window.Left, c.Window.Right)
+	}
+	if c.Softcap != 0 {
+		s += fmt.Sprintf("/cap%g", c.Softcap)
+	}
+	if c.Scale != 0 {
+		s += fmt.Sprintf("/scale%g", c.Scale)
+	}
+	if c.NoLSE {
+		s += "/nolse"
+	}
+	return s
+}
+
+// Params returns the oracle's parameters and the engine's options for the case.
+func (c Case) Params() (reference.Params, attention.Options) {
+	batch := max(c.Batch, 1)
+	var cuQ, cuK []int
+	if c.Varlen {
+		cuQ, cuK = reference.Cumulative(c.Lq), reference.Cumulative(c.Lk)
+	} else {
+		cuQ, cuK = reference.Uniform(batch, c.Lq[0]), reference.Uniform(batch, c.Lk[0])
+	}
+	p := reference.Params{Hq: c.Hq, Hk: c.Hk, D: c.D, CuSeqlensQ: cuQ, CuSeqlensK: cuK,
+		Scale: float64(c.Scale), Causal: c.Causal, WindowLeft: -1, WindowRight: -1, Softcap: float64(c.Softcap)}
+	opts := attention.Options{Scale: c.Scale, Causal: c.Causal, Window: c.Window, Softcap: c.Softcap, LSE: !c.NoLSE, Tier: c.Tier}
+	if c.Window != nil {
+		p.WindowLeft, p.WindowRight = c.Window.Left, c.Window.Right
+	}
+	if c.Varlen {
+		opts.CuSeqlensQ, opts.CuSeqlensK = cuQ, cuK
+	}
+	return p, opts
+}
+
+// Shapes returns the q and k (= v) tensor shapes of the case.
+func (c Case) Shapes() (q, k []int) {
+	if c.Varlen {
+		p, _ := c.Params()
+		return []int{p.TotalQ(), c.Hq, c.D}, []int{p.TotalK(), c.Hk, c.D}
+	}
+	b := max(c.Batch, 1)
+	return []int{b, c.Lq[0], c.Hq, c.D}, []int{b, c.Lk[0], c.Hk, c.D}
+}
+
+// ForwardCases is the forward conformance matrix at one tier.
+func ForwardCases(tier devices.Tier) []Case {
+	var cs []Case
+	// Every dtype and head dim, with odd lengths, a batch and grouped heads.
+	for _, dt := range []memory.DType{memory.F32, memory.F16, memory.BF16} {
+		for _, d := range attention.HeadDims {
+			cs = append(cs, Case{DType: dt, D: d, Hq: 4, Hk: 2, Lq: []int{37}, Lk: []int{45}, Batch: 2, Tier: tier})
+		}
+	}
+	base := Case{DType: memory.F32, D: 64, Hq: 4, Hk: 4, Tier: tier}
+	with := func(f func(*Case)) {
+		c := base
+		f(&c)
+		cs = append(cs, c)
+	}
+	// Causal at Lq < Lk, Lq = Lk, Lq > Lk (rows that see no key), and one query.
+	for _, l := range [][2]int{{19, 70}, {64, 64}, {70, 19}, {1, 129}} {
+		with(func(c *Case) { c.Lq, c.Lk, c.Causal = []int{l[0]}, []int{l[1]}, true })
+	}
+	// Sliding windows, one-sided and empty-sided, and with causal.
+	for _, w := range []attention.Window{{Left: 3, Right: 0}, {Left: 16, Right: 4}, {Left: -1, Right: 2}, {Left: 5, Right: -1}, {Left: 0, Right: 0}} {
+		with(func(c *Case) { c.Lq, c.Lk, c.Window = []int{50}, []int{61}, &w })
+	}
+	with(func(c *Case) { c.Lq, c.Lk, c.Window, c.Causal = []int{50}, []int{61}, &attention.Window{Left: 7, Right: 9}, true })
+	// Soft cap, alone and with causal at fp16; an explicit scale.
+	with(func(c *Case) { c.Lq, c.Lk, c.Softcap = []int{33}, []int{47}, 5 })
+	with(func(c *Case) { c.Lq, c.Lk, c.Softcap, c.Causal, c.DType = []int{33}, []int{47}, 2, true, memory.F16 })
+	with(func(c *Case) { c.Lq, c.Lk, c.Scale = []int{17}, []int{31}, 0.3 })
+	// Lengths 1 and primes.
+	for _, l := range [][2]int{{1, 1}, {1, 17}, {17, 1}, {31, 127}, {127, 31}} {
+		with(func(c *Case) { c.Lq, c.Lk = []int{l[0]}, []int{l[1]} })
+	}
+	// MQA, GQA, and a head count that is no power of two.
+	for _, h := range [][2]int{{8, 1}, {6, 2}, {3, 3}} {
+		with(func(c *Case) { c.Hq, c.Hk, c.Lq, c.Lk = h[0], h[1], []int{29}, []int{41} })
+	}
+	// Varlen batches with an empty query sequence and a one-token one.
+	for _, causal := range []bool{false, true} {
+		with(func(c *Case) {
+			c.Varlen, c.Causal, c.Hq, c.Hk = true, causal, 4, 2
+			c.Lq, c.Lk = []int{5, 0, 1, 33, 17}, []int{7, 3, 1, 33, 40}
+		})
+	}
+	with(func(c *Case) { c.Varlen, c.Lq, c.Lk, c.DType, c.D = true, []int{40, 9}, []int{9, 40}, memory.BF16, 128 })
+	// No logsumexp requested.
+	with(func(c *Case) { c.Lq, c.Lk, c.NoLSE, c.Batch = []int{21}, []int{21}, true, 3 })
+	return cs
+}
+
+// Outcome is the result of one case.
+type Outcome struct {
+	Case     string        `json:"case"`
+	Tier     string        `json:"tier"`
+	Kernel   string        `json:"kernel,omitempty"`
+	Seed     uint64        `json:"seed"`
+	RelErr   float64       `json:"rel_err"`
+	Tol      float64       `json:"tolerance"`
+	Error    string        `json:"error,omitempty"` // empty when the case passed
+	Duration time.Duration `json:"duration_ns"`
+}
+
+// Passed reports whether the case passed.
+func (o Outcome) Passed() bool { return o.Error == "" }
+
+// Run runs one case on fresh inputs drawn from seed and checks it against the oracle.
+func Run(ctx context.Context, e *attention.Engine, c Case, seed uint64) Outcome {
+	start := time.Now()
+	out := Outcome{Case: c.String(), Tier: c.Tier.String(), Seed: seed, Tol: Tolerance(c.DType)}
+	kernel, rel, err := run(ctx, e, c, seed, nil)
+	out.Kernel, out.RelErr, out.Duration = kernel, rel, time.Since(start)
+	if err != nil {
+		out.Error = fmt.Sprintf("%v (seed %d)", err, seed)
+	}
+	return out
+}
+
+func randn(r *rand.Rand, n int, dt memory.DType) []float32 {
+	out := make([]float32, n)
+	for i := range out {
+		out[i] = dt.Round(float32(r.NormFloat64()))
+	}
+	return out
+}
+
+func widen(x []float32) []float64 {
+	out := make([]float64, len(x))
+	for i, v := range x {
+		out[i] = float64(v)
+	}
+	return out
+}
+
+// run runs c; tamper, if set, alters the engine's options only (the suite's own tests use it to
+// show that a wrong kernel result fails).
+func run(ctx context.Context, e *attention.Engine, c Case, seed uint64, tamper func(*attention.Options)) (string, float64, error) {
+	r := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+	p, opts := c.Params()
+	if tamper != nil {
+		tamper(&opts)
+	}
+	qs, ks := c.Shapes()
+	nq, nk := p.TotalQ()*c.Hq*c.D, p.TotalK()*c.Hk*c.D
+	qh, kh, vh := randn(r, nq, c.DType), randn(r, nk, c.DType), randn(r, nk, c.DType)
+	wantO, wantLSE, err := reference.Forward(p, widen(qh), widen(kh), widen(vh))
+	if err != nil {
+		return "", 0, err
+	}
+	var ts []*memory.Tensor
+	defer func() {
+		for _, t := range ts {
+			t.Close()
+		}
+	}()
+	upload := func(data []float32, shape []int) (*memory.Tensor, error) {
+		t, err := e.Upload(ctx, c.DType, data, shape...)
+		if err == nil {
+			ts = append(ts, t)
+		}
+		return t, err
+	}
+	poisoned := func(dt memory.DType, shape []int) (*memory.Tensor, error) {
+		t, err := e.NewTensor(dt, shape...)
+		if err != nil {
+			return nil, err
+		}
+		ts = append(ts, t)
+		return t, t.Fill(ctx, Poison)
+	}
+	q, err := upload(qh, qs)
+	if err != nil {
+		return "", 0, err
+	}
+	k, err := upload(kh, ks)
+	if err != nil {
+		return "", 0, err
+	}
+	v, err := upload(vh, ks)
+	if err != nil {
+		return "", 0, err
+	}
+	o, err := poisoned(c.DType, qs)
+	if err != nil {
+		return "", 0, err
+	}
+	var lse *memory.Tensor
+	if !c.NoLSE {
+		if lse, err = poisoned(memory.F32, qs[:len(qs)-1]); err != nil {
+			return "", 0, err
+		}
+	}
+	kernel, err := e.ForwardInto(ctx, o, lse, q, k, v, opts)
+	if err != nil {
+		return kernel, 0, err
+	}
+	got, err := o.Download(ctx)
+	if err != nil {
+		return kernel, 0, err
+	}
+	rel, err := CompareOutput(got, wantO, Tolerance(c.DType))
+	if err != nil {
+		return kernel, rel, err
+	}
+	if lse != nil {
+		gotLSE, err := lse.Download(ctx)
+		if err != nil {
+			return kernel, rel, err
+		}
+		if err := CompareLSE(gotLSE, wantLSE); err != nil {
+			return kernel, rel, err
+		}
+	}
+	return kernel, rel, nil
+}
+
+// CompareOutput checks got against want: no NaN where want has none, and the largest error
+// relative to want's largest magnitude within tol. It returns that relative error.
+func CompareOutput(got []float32, want []float64, tol float64) (float64, error) {
+	if len(got) != len(want) {
+		return 0, fmt.Errorf("output has %d values, want %d", len(got), len(want))
+	}
+	maxRef, maxErr, worst := 0.0, 0.0, 0
+	for i, w := range want {
+		g := float64(got[i])
+		if math.IsNaN(w) != math.IsNaN(g) {
+			return math.Inf(1), fmt.Errorf("o[%d] = %v, want %v (unwritten, or NaN leaked across rows)", i, g, w)
+		}
+		if math.IsNaN(w) {
+			continue
+		}
+		maxRef = math.Max(maxRef, math.Abs(w))
+		if d := math.Abs(g - w); d > maxErr {
+			maxErr, worst = d, i
+		}
+	}
+	rel := maxErr / math.Max(maxRef, 1e-30)
+	if maxRef == 0 {
+		rel = maxErr
+	}
+	if rel > tol {
+		return rel, fmt.Errorf("relative error %.3g > %.3g (worst o[%d] = %v, want %v)", rel, tol, worst, got[worst], want[worst])
+	}
+	return rel, nil
+}
+
+// CompareLSE checks a logsumexp output against the oracle within LSETolerance; rows that see no
+// key must be -Inf.
+func CompareLSE(got []float32, want []float64) error {
+	if len(got) != len(want) {
+		return fmt.Errorf("lse has %d values, want %d", len(got), len(want))
+	}
+	for i, w := range want {
+		g := float64(got[i])
+		switch {
+		case math.IsNaN(w) || math.IsInf(w, 0):
+			if !(math.IsNaN(w) && math.IsNaN(g)) && g != w {
+				return fmt.Errorf("lse[%d] = %v, want %v", i, g, w)
+			}
+		case math.IsNaN(g) || math.Abs(g-w) > LSETolerance*math.Max(1, math.Abs(w)):
+			return fmt.Errorf("lse[%d] = %v, want %v", i, g, w)
+		}
+	}
+	return nil
+}

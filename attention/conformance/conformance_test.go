@@ -1,0 +1,128 @@
+package conformance
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+	"github.com/vkattn/vkattn/attention"
+	"github.com/vkattn/vkattn/devices"
+	"github.com/vkattn/vkattn/internal/testenv"
+	"github.com/vkattn/vkattn/memory"
+)
+
+func TestCompareOutput(t *testing.T) {
+	want := []float64{1, -2, 0.5}
+	rel, err := CompareOutput([]float32{1, -2, 0.5}, want, 1e-5)
+	require.NoError(t, err)
+	require.Zero(t, rel)
+	_, err = CompareOutput([]float32{1, -2.01, 0.5}, want, 1e-3)
+	require.ErrorContains(t, err, "relative error")
+	_, err = CompareOutput([]float32{1, float32(math.NaN()), 0.5}, want, 1)
+	require.ErrorContains(t, err, "unwritten")
+	_, err = CompareOutput([]float32{1, 2}, want, 1)
+	require.Error(t, err)
+	// NaN expected (a NaN input row) must be NaN.
+	_, err = CompareOutput([]float32{float32(math.NaN()), 0}, []float64{math.NaN(), 0}, 1e-5)
+	require.NoError(t, err)
+	_, err = CompareOutput([]float32{0, 0}, []float64{math.NaN(), 0}, 1e-5)
+	require.Error(t, err)
+}
+
+func TestCompareLSE(t *testing.T) {
+	inf := math.Inf(-1)
+	require.NoError(t, CompareLSE([]float32{1, float32(inf)}, []float64{1, inf}))
+	require.Error(t, CompareLSE([]float32{1, 0}, []float64{1, inf}))
+	require.Error(t, CompareLSE([]float32{1.01, float32(inf)}, []float64{1, inf}))
+	require.Error(t, CompareLSE([]float32{float32(math.NaN())}, []float64{1}))
+}
+
+func TestCasesCoverTheSpec(t *testing.T) {
+	cs := ForwardCases(devices.TierScalar)
+	seen := map[string]bool{}
+	for _, c := range cs {
+		seen[c.DType.String()] = true
+		seen[fmt.Sprint("d", c.D)] = true
+		if c.Varlen {
+			seen["varlen"] = true
+		}
+		if c.Causal && c.Lq[0] > c.Lk[0] {
+			seen["causal rows without keys"] = true
+		}
+		if c.Window != nil {
+			seen["window"] = true
+		}
+		if c.Softcap > 0 {
+			seen["softcap"] = true
+		}
+		if c.Hk == 1 && c.Hq > 1 {
+			seen["mqa"] = true
+		}
+		require.Equal(t, devices.TierScalar, c.Tier)
+	}
+	for _, d := range attention.HeadDims {
+		require.True(t, seen[fmt.Sprint("d", d)], "head dim %d", d)
+	}
+	for _, want := range []string{"f32", "f16", "bf16", "varlen", "causal rows without keys", "window", "softcap", "mqa"} {
+		require.True(t, seen[want], want)
+	}
+}
+
+func testEngine(t *testing.T) *attention.Engine {
+	e, err := attention.New(attention.Config{Validation: testenv.Validation(), PipelineCacheDir: "-"})
+	if err != nil {
+		testenv.NoDevice(t, err)
+	}
+	t.Cleanup(func() {
+		testenv.CheckValidation(t, e.Instance())
+		e.Close()
+	})
+	return e
+}
+
+// The suite must notice a kernel that computes the wrong thing: here the engine is asked for a
+// different mask, scale or soft cap than the oracle.
+func TestRunDetectsWrongResults(t *testing.T) {
+	e := testEngine(t)
+	ctx := context.Background()
+	c := Case{DType: memory.F16, D: 32, Hq: 2, Hk: 1, Lq: []int{13}, Lk: []int{21}, Tier: devices.TierScalar}
+	_, _, err := run(ctx, e, c, rand.Uint64(), nil)
+	require.NoError(t, err)
+	for name, tamper := range map[string]func(*attention.Options){
+		"causal":  func(o *attention.Options) { o.Causal = true },
+		"scale":   func(o *attention.Options) { o.Scale = 0.2 },
+		"softcap": func(o *attention.Options) { o.Softcap = 0.5 },
+		"window":  func(o *attention.Options) { o.Window = &attention.Window{Left: 2, Right: 2} },
+	} {
+		_, _, err := run(ctx, e, c, rand.Uint64(), tamper)
+		require.Error(t, err, name)
+	}
+}
+
+func TestSuiteReport(t *testing.T) {
+	e := testEngine(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	n := 0
+	r, err := Suite(ctx, e, []devices.Tier{devices.TierScalar}, func(done, total int, o Outcome) {
+		n = done
+		require.True(t, o.Passed(), o.Error)
+		if done == 3 {
+			cancel() // a short run: the report holds what ran
+		}
+	})
+	require.ErrorIs(t, err, context.Canceled)
+	require.Equal(t, 3, n)
+	require.Len(t, r.Outcomes, 3)
+	require.Zero(t, r.Failed())
+	var js, md bytes.Buffer
+	require.NoError(t, r.WriteJSON(&js))
+	require.Contains(t, js.String(), `"rel_err"`)
+	require.NoError(t, r.WriteMarkdown(&md))
+	require.True(t, strings.HasPrefix(md.String(), "# Conformance: "+e.Profile().Name))
+	require.Contains(t, md.String(), "| scalar | 3 | 3 |")
+}

@@ -1,0 +1,102 @@
+package conformance
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"strings"
+	"time"
+
+	"github.com/vkattn/vkattn/attention"
+	"github.com/vkattn/vkattn/devices"
+	"github.com/vkattn/vkattn/vk"
+)
+
+// Report is the outcome of the suite on one device.
+type Report struct {
+	Device   string    `json:"device"`
+	Driver   string    `json:"driver"`
+	API      string    `json:"api_version"`
+	Date     time.Time `json:"date"`
+	Tiers    []string  `json:"tiers"`
+	Outcomes []Outcome `json:"outcomes"`
+}
+
+// Failed counts the cases that failed.
+func (r *Report) Failed() int {
+	n := 0
+	for _, o := range r.Outcomes {
+		if !o.Passed() {
+			n++
+		}
+	}
+	return n
+}
+
+// Suite runs the forward cases at each tier (all the engine runs when tiers is empty) with
+// fresh seeds, calling progress after each case.
+func Suite(ctx context.Context, e *attention.Engine, tiers []devices.Tier, progress func(done, total int, o Outcome)) (*Report, error) {
+	if len(tiers) == 0 {
+		tiers = e.ForwardTiers()
+	}
+	p := e.Profile()
+	r := &Report{Device: p.Name, Driver: p.DriverName + " " + p.DriverInfo, API: vk.Version(p.APIVersion), Date: time.Now().UTC()}
+	var cases []Case
+	for _, t := range tiers {
+		r.Tiers = append(r.Tiers, t.String())
+		cases = append(cases, ForwardCases(t)...)
+	}
+	for i, c := range cases {
+		if err := ctx.Err(); err != nil {
+			return r, err
+		}
+		o := Run(ctx, e, c, rand.Uint64())
+		r.Outcomes = append(r.Outcomes, o)
+		if progress != nil {
+			progress(i+1, len(cases), o)
+		}
+	}
+	return r, nil
+}
+
+// WriteJSON writes the report as indented JSON.
+func (r *Report) WriteJSON(w io.Writer) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(r)
+}
+
+// WriteMarkdown writes the report as a Markdown summary per tier and a table of every case.
+func (r *Report) WriteMarkdown(w io.Writer) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "# Conformance: %s\n\n", r.Device)
+	fmt.Fprintf(&b, "- driver: %s\n- Vulkan: %s\n- date: %s\n- cases: %d, failed: %d\n\n",
+		r.Driver, r.API, r.Date.Format(time.RFC3339), len(r.Outcomes), r.Failed())
+	b.WriteString("| tier | cases | passed | worst relative error |\n| --- | --- | --- | --- |\n")
+	for _, t := range r.Tiers {
+		n, pass, worst := 0, 0, 0.0
+		for _, o := range r.Outcomes {
+			if o.Tier != t {
+				continue
+			}
+			n++
+			if o.Passed() {
+				pass++
+			}
+			worst = max(worst, o.RelErr/o.Tol)
+		}
+		fmt.Fprintf(&b, "| %s | %d | %d | %.2f of tolerance |\n", t, n, pass, worst)
+	}
+	b.WriteString("\n| tier | case | kernel | relative error | tolerance | result |\n| --- | --- | --- | --- | --- | --- |\n")
+	for _, o := range r.Outcomes {
+		res := "pass"
+		if !o.Passed() {
+			res = "FAIL: " + strings.ReplaceAll(o.Error, "|", "\\|")
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s | %.2e | %.0e | %s |\n", o.Tier, o.Case, o.Kernel, o.RelErr, o.Tol, res)
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
