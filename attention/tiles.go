@@ -43,7 +43,8 @@ func forwardTiles(tier devices.Tier, p *devices.Profile, d int) (tiles, error) {
 		rows := uint32(4)
 		t := tiles{SG: sg, WG: nsg * sg, BC: max(sg, 32) / sg * sg, PinSubgroup: p.MinSubgroupSize != p.MaxSubgroupSize}
 		t.BR = nsg * rows
-		// Shrink keys per tile down to one subgroup's width, then rows, then keys below the width.
+		// Shrink keys per tile down to one subgroup's width, then rows per subgroup, then subgroups,
+		// then keys below the width.
 		for t.sharedBytes(tier, dd) > maxShared {
 			switch {
 			case t.BC > sg:
@@ -51,6 +52,9 @@ func forwardTiles(tier devices.Tier, p *devices.Profile, d int) (tiles, error) {
 			case rows > 1:
 				rows /= 2
 				t.BR = nsg * rows
+			case nsg > 1: // narrow subgroups: fewer of them
+				nsg /= 2
+				t.WG, t.BR = nsg*sg, nsg*rows
 			case t.BC > 1:
 				t.BC /= 2
 			default:
