@@ -19,10 +19,10 @@ type Tier int
 // value, asks for the fastest tier the device supports.
 const (
 	TierAuto     Tier = iota
-	TierScalar               // Vulkan compute only
-	TierSubgroup             // subgroup arithmetic and vote in compute shaders
-	TierCoopMat              // VK_KHR_cooperative_matrix
-	TierCoopMat2             // VK_NV_cooperative_matrix2
+	TierScalar        // Vulkan compute only
+	TierSubgroup      // subgroup arithmetic and vote in compute shaders
+	TierCoopMat       // VK_KHR_cooperative_matrix
+	TierCoopMat2      // VK_NV_cooperative_matrix2
 )
 
 // Tiers lists all tiers, slowest first.

@@ -133,7 +133,9 @@ func ForwardCases(tier devices.Tier) []Case {
 	for _, w := range []attention.Window{{Left: 3, Right: 0}, {Left: 16, Right: 4}, {Left: -1, Right: 2}, {Left: 5, Right: -1}, {Left: 0, Right: 0}} {
 		with(func(c *Case) { c.Lq, c.Lk, c.Window = []int{50}, []int{61}, &w })
 	}
-	with(func(c *Case) { c.Lq, c.Lk, c.Window, c.Causal = []int{50}, []int{61}, &attention.Window{Left: 7, Right: 9}, true })
+	with(func(c *Case) {
+		c.Lq, c.Lk, c.Window, c.Causal = []int{50}, []int{61}, &attention.Window{Left: 7, Right: 9}, true
+	})
 	// Soft cap, alone and with causal at fp16; an explicit scale.
 	with(func(c *Case) { c.Lq, c.Lk, c.Softcap = []int{33}, []int{47}, 5 })
 	with(func(c *Case) { c.Lq, c.Lk, c.Softcap, c.Causal, c.DType = []int{33}, []int{47}, 2, true, memory.F16 })
