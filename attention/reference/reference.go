@@ -136,32 +136,33 @@ func (p Params) Scores(q, k []float64, b, h int) ([]float64, error) {
 	q0, lq := p.CuSeqlensQ[b], p.CuSeqlensQ[b+1]-p.CuSeqlensQ[b]
 	k0, lk := p.CuSeqlensK[b], p.CuSeqlensK[b+1]-p.CuSeqlensK[b]
 	s := make([]float64, lq*lk)
-	p.scoreRows(s, q, k, q0, k0, lq, lk, h)
+	for i := 0; i < lq; i++ {
+		p.scoreRow(s[i*lk:(i+1)*lk], q, k, q0+i, k0, i, lq, lk, h)
+	}
 	return s, nil
 }
 
-// scoreRows fills s (lq x lk) for one sequence and query head.
-func (p Params) scoreRows(s, q, k []float64, q0, k0, lq, lk, h int) {
+// scoreRow fills s (lk values) with the scores of query token t (row i of its sequence) against
+// the sequence's keys starting at token k0, for query head h.
+func (p Params) scoreRow(s, q, k []float64, t, k0, i, lq, lk, h int) {
 	kh := h / (p.Hq / p.Hk)
 	scale := p.EffectiveScale()
-	for i := 0; i < lq; i++ {
-		qi := q[((q0+i)*p.Hq+h)*p.D:][:p.D]
-		for j := 0; j < lk; j++ {
-			if !p.Visible(i, j, lq, lk) {
-				s[i*lk+j] = math.Inf(-1)
-				continue
-			}
-			kj := k[((k0+j)*p.Hk+kh)*p.D:][:p.D]
-			dot := 0.0
-			for c, x := range qi {
-				dot += x * kj[c]
-			}
-			x := scale * dot
-			if p.Softcap > 0 {
-				x = p.Softcap * math.Tanh(x/p.Softcap)
-			}
-			s[i*lk+j] = x
+	qi := q[(t*p.Hq+h)*p.D:][:p.D]
+	for j := 0; j < lk; j++ {
+		if !p.Visible(i, j, lq, lk) {
+			s[j] = math.Inf(-1)
+			continue
 		}
+		kj := k[((k0+j)*p.Hk+kh)*p.D:][:p.D]
+		dot := 0.0
+		for c, x := range qi {
+			dot += x * kj[c]
+		}
+		x := scale * dot
+		if p.Softcap > 0 {
+			x = p.Softcap * math.Tanh(x/p.Softcap)
+		}
+		s[j] = x
 	}
 }
 
@@ -188,51 +189,86 @@ func Forward(p Params, q, k, v []float64) (o, lse []float64, err error) {
 	if err := p.checkInputs(q, k, v); err != nil {
 		return nil, nil, err
 	}
-	dv := p.HeadDimV()
-	kvGroup := p.Hq / p.Hk
-	o = make([]float64, p.TotalQ()*p.Hq*dv)
-	lse = make([]float64, p.TotalQ()*p.Hq)
-	for b := 0; b < p.Batch(); b++ {
-		q0, lq := p.CuSeqlensQ[b], p.CuSeqlensQ[b+1]-p.CuSeqlensQ[b]
-		k0, lk := p.CuSeqlensK[b], p.CuSeqlensK[b+1]-p.CuSeqlensK[b]
-		s := make([]float64, lq*lk)
-		for h := 0; h < p.Hq; h++ {
-			kh := h / kvGroup
-			p.scoreRows(s, q, k, q0, k0, lq, lk, h)
-			for i := 0; i < lq; i++ {
-				row := s[i*lk : (i+1)*lk]
-				out := o[((q0+i)*p.Hq+h)*dv:][:dv]
-				m := math.Inf(-1)
-				for _, x := range row {
-					if x > m || math.IsNaN(x) {
-						m = x
-					}
-				}
-				at := (q0+i)*p.Hq + h
-				if math.IsInf(m, -1) { // nothing visible
-					lse[at] = m
-					continue
-				}
-				sum := 0.0
-				for j, x := range row {
-					if math.IsInf(x, -1) {
-						continue
-					}
-					w := math.Exp(x - m)
-					sum += w
-					vj := v[((k0+j)*p.Hk+kh)*dv:][:dv]
-					for c := range out {
-						out[c] += w * vj[c]
-					}
-				}
-				for c := range out {
-					out[c] /= sum
-				}
-				lse[at] = m + math.Log(sum)
-			}
+	tokens := make([]int, p.TotalQ())
+	for t := range tokens {
+		tokens[t] = t
+	}
+	o, lse = p.rows(q, k, v, tokens)
+	return o, lse, nil
+}
+
+// ForwardRows is Forward for the given query tokens only (indices into q's token dimension):
+// o is [len(tokens)][Hq][DV] and lse [len(tokens)][Hq]. It checks a sample of a problem too large
+// to compute whole.
+func ForwardRows(p Params, q, k, v []float64, tokens []int) (o, lse []float64, err error) {
+	if err := p.checkInputs(q, k, v); err != nil {
+		return nil, nil, err
+	}
+	for _, t := range tokens {
+		if t < 0 || t >= p.TotalQ() {
+			return nil, nil, fmt.Errorf("reference: query token %d out of range [0, %d)", t, p.TotalQ())
 		}
 	}
+	o, lse = p.rows(q, k, v, tokens)
 	return o, lse, nil
+}
+
+// rows computes the output rows of the given query tokens, all heads.
+func (p Params) rows(q, k, v []float64, tokens []int) (o, lse []float64) {
+	dv := p.HeadDimV()
+	o = make([]float64, len(tokens)*p.Hq*dv)
+	lse = make([]float64, len(tokens)*p.Hq)
+	var s []float64
+	for r, t := range tokens {
+		b := p.sequenceOf(t)
+		q0, lq := p.CuSeqlensQ[b], p.CuSeqlensQ[b+1]-p.CuSeqlensQ[b]
+		k0, lk := p.CuSeqlensK[b], p.CuSeqlensK[b+1]-p.CuSeqlensK[b]
+		if cap(s) < lk {
+			s = make([]float64, lk)
+		}
+		s = s[:lk]
+		for h := 0; h < p.Hq; h++ {
+			kh := h / (p.Hq / p.Hk)
+			p.scoreRow(s, q, k, t, k0, t-q0, lq, lk, h)
+			out := o[(r*p.Hq+h)*dv:][:dv]
+			m := math.Inf(-1)
+			for _, x := range s {
+				if x > m || math.IsNaN(x) {
+					m = x
+				}
+			}
+			if math.IsInf(m, -1) { // nothing visible
+				lse[r*p.Hq+h] = m
+				continue
+			}
+			sum := 0.0
+			for j, x := range s {
+				if math.IsInf(x, -1) {
+					continue
+				}
+				w := math.Exp(x - m)
+				sum += w
+				vj := v[((k0+j)*p.Hk+kh)*dv:][:dv]
+				for c := range out {
+					out[c] += w * vj[c]
+				}
+			}
+			for c := range out {
+				out[c] /= sum
+			}
+			lse[r*p.Hq+h] = m + math.Log(sum)
+		}
+	}
+	return o, lse
+}
+
+// sequenceOf returns the sequence that owns query token t.
+func (p Params) sequenceOf(t int) int {
+	b := 0
+	for t >= p.CuSeqlensQ[b+1] {
+		b++
+	}
+	return b
 }
 
 // Merge combines the results of attention over two disjoint key sets of the same queries into

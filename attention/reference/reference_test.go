@@ -294,3 +294,21 @@ func TestScoresMatchesForward(t *testing.T) {
 	_, err = p.Scores(q, k, 1, 0)
 	require.Error(t, err)
 }
+
+func TestForwardRowsMatchesForward(t *testing.T) {
+	r := newRand(t)
+	p := Params{Hq: 4, Hk: 2, D: 3, DV: 5, CuSeqlensQ: Cumulative([]int{4, 0, 6}), CuSeqlensK: Cumulative([]int{3, 2, 9}),
+		Causal: true, WindowLeft: 4, WindowRight: -1, Softcap: 3}
+	q, k, v := randn(r, p.TotalQ()*4*3), randn(r, p.TotalK()*2*3), randn(r, p.TotalK()*2*5)
+	o, lse, err := Forward(p, q, k, v)
+	require.NoError(t, err)
+	tokens := []int{9, 0, 4, 3}
+	or, lr, err := ForwardRows(p, q, k, v, tokens)
+	require.NoError(t, err)
+	for n, tok := range tokens {
+		requireClose(t, o[tok*4*5:(tok+1)*4*5], or[n*4*5:(n+1)*4*5], 0, "o")
+		requireClose(t, lse[tok*4:(tok+1)*4], lr[n*4:(n+1)*4], 0, "lse")
+	}
+	_, _, err = ForwardRows(p, q, k, v, []int{10})
+	require.ErrorContains(t, err, "out of range")
+}
