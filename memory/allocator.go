@@ -26,8 +26,10 @@ type Allocator struct {
 	blocks  map[int][]*block // by memory type index
 	xfer    sync.Mutex       // serializes transfers through staging
 	staging *Buffer
-	live    int // buffers handed out and not yet closed
+	live    map[*Buffer]struct{} // buffers handed out and not yet closed, staging included
 	closed  bool
+
+	alwaysStage bool // tests: transfer through staging even to host-visible memory
 }
 
 type block struct {
@@ -46,7 +48,7 @@ func NewAllocator(dev *vk.Device) *Allocator {
 	if max := dev.Info().MaxMemoryAllocationSize; max > 0 && bs > max {
 		bs = max
 	}
-	return &Allocator{dev: dev, blockSize: bs, blocks: map[int][]*block{}}
+	return &Allocator{dev: dev, blockSize: bs, blocks: map[int][]*block{}, live: map[*Buffer]struct{}{}}
 }
 
 // Device is the device the allocator serves.
@@ -64,24 +66,41 @@ const (
 // Buffer is a VkBuffer bound to a sub-allocation (or a dedicated allocation).
 type Buffer struct {
 	*vk.Buffer
-	alloc     *Allocator
+	alloc     *Allocator // nil once closed
 	blk       *block
 	mem       *vk.Memory // the block's or the dedicated memory
 	dedicated bool
+	internal  bool   // the allocator's staging buffer, left out of Stats' live counts
 	off, size uint64 // within mem
 }
 
-// Bytes returns the buffer's bytes when its memory is host-visible, else nil.
-func (b *Buffer) Bytes() []byte { return b.mem.Bytes(b.off, b.Size()) }
+// Closed reports whether the buffer has been closed, by Close or by its allocator's Close.
+func (b *Buffer) Closed() bool { return b == nil || b.alloc == nil }
+
+// Bytes returns the buffer's bytes when its memory is host-visible, else (or once closed) nil.
+func (b *Buffer) Bytes() []byte {
+	if b.mem == nil {
+		return nil
+	}
+	return b.mem.Bytes(b.off, b.Size())
+}
 
 // HostVisible reports whether Bytes works without flushes (host-visible and coherent memory).
 func (b *Buffer) HostVisible() bool {
+	if b.mem == nil {
+		return false
+	}
 	f := b.mem.Type().Flags
 	return f&vk.MemoryHostVisible != 0 && f&vk.MemoryHostCoherent != 0
 }
 
-// NewBuffer returns a buffer of size bytes.
+// NewBuffer returns a buffer of size bytes. Requests of at least half the block size get a
+// dedicated allocation; smaller ones share blocks.
 func (a *Allocator) NewBuffer(size uint64, usage Usage) (*Buffer, error) {
+	return a.newBuffer(size, usage, false)
+}
+
+func (a *Allocator) newBuffer(size uint64, usage Usage, internal bool) (*Buffer, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.closed {
@@ -100,7 +119,7 @@ func (a *Allocator) NewBuffer(size uint64, usage Usage) (*Buffer, error) {
 		vb.Close()
 		return nil, err
 	}
-	b := &Buffer{Buffer: vb, alloc: a, size: reqSize}
+	b := &Buffer{Buffer: vb, alloc: a, size: reqSize, internal: internal}
 	if reqSize >= a.blockSize/2 {
 		b.mem, err = a.dev.Allocate(reqSize, typ)
 		b.dedicated = true
@@ -114,7 +133,7 @@ func (a *Allocator) NewBuffer(size uint64, usage Usage) (*Buffer, error) {
 		a.release(b)
 		return nil, fmt.Errorf("memory: %d-byte buffer: %w", size, err)
 	}
-	a.live++
+	a.live[b] = struct{}{}
 	return b, nil
 }
 
@@ -237,35 +256,56 @@ func (a *Allocator) release(b *Buffer) {
 	b.mem, b.blk = nil, nil
 }
 
-// Close releases the buffer's memory. It is idempotent.
+// Close releases the buffer's memory. It is idempotent, and a no-op once the allocator is
+// closed (which released the buffer already).
 func (b *Buffer) Close() {
-	if b == nil || b.alloc == nil {
+	if b == nil {
 		return
 	}
 	a := b.alloc
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	b.alloc = nil
-	if a.closed {
+	if a == nil {
 		return
 	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if b.alloc == nil { // closed meanwhile
+		return
+	}
+	b.alloc = nil
 	a.release(b)
-	a.live--
+	delete(a.live, b)
 }
 
-// Stats describe the allocator's memory.
+// Stats describe the allocator's memory. The allocator's own staging buffer is counted in
+// StagingBytes only.
 type Stats struct {
-	LiveBuffers    int
-	Blocks         int
-	BlockBytes     uint64
-	FreeBlockBytes uint64
+	LiveBuffers    int    // buffers handed out and not yet closed
+	LiveBytes      uint64 // their sizes (as the device requires them)
+	Dedicated      int    // live buffers with their own allocation
+	DedicatedBytes uint64
+	Blocks         int    // shared blocks (kept for reuse when empty)
+	BlockBytes     uint64 // their total size
+	FreeBlockBytes uint64 // the part of the blocks that no buffer uses
+	StagingBytes   uint64 // the staging buffer for transfers, where one was needed
 }
 
 // Stats reports live buffers and block usage.
 func (a *Allocator) Stats() Stats {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	s := Stats{LiveBuffers: a.live}
+	var s Stats
+	for b := range a.live {
+		if b.internal {
+			s.StagingBytes += b.size
+			continue
+		}
+		s.LiveBuffers++
+		s.LiveBytes += b.size
+		if b.dedicated {
+			s.Dedicated++
+			s.DedicatedBytes += b.size
+		}
+	}
 	for _, bs := range a.blocks {
 		for _, b := range bs {
 			s.Blocks++
@@ -291,7 +331,7 @@ func (a *Allocator) stagingBuffer(size uint64) (*Buffer, error) {
 	for n < size {
 		n *= 2
 	}
-	b, err := a.NewBuffer(n, Staging)
+	b, err := a.newBuffer(n, Staging, true)
 	if err != nil {
 		return nil, err
 	}
@@ -299,7 +339,8 @@ func (a *Allocator) stagingBuffer(size uint64) (*Buffer, error) {
 	return b, nil
 }
 
-// Close frees all blocks. Buffers still open are released with them.
+// Close frees all blocks. Buffers still open are released with them: their tensors report
+// Closed and their transfers fail with ErrClosed. Idempotent.
 func (a *Allocator) Close() {
 	if a == nil {
 		return
@@ -316,6 +357,11 @@ func (a *Allocator) Close() {
 		return
 	}
 	a.closed = true
+	for b := range a.live {
+		b.alloc = nil
+		a.release(b)
+	}
+	a.live = nil
 	for _, bs := range a.blocks {
 		for _, b := range bs {
 			b.mem.Close()
@@ -327,7 +373,7 @@ func (a *Allocator) Close() {
 // upload and download copy between a buffer and the host: directly when the buffer is
 // host-visible and coherent, else through the staging buffer.
 func (a *Allocator) upload(ctx context.Context, dst *Buffer, off uint64, data []byte) error {
-	if dst.HostVisible() {
+	if dst.HostVisible() && !a.alwaysStage {
 		copy(dst.Bytes()[off:], data)
 		return nil
 	}
@@ -345,7 +391,7 @@ func (a *Allocator) upload(ctx context.Context, dst *Buffer, off uint64, data []
 }
 
 func (a *Allocator) download(ctx context.Context, src *Buffer, off uint64, out []byte) error {
-	if src.HostVisible() {
+	if src.HostVisible() && !a.alwaysStage {
 		copy(out, src.Bytes()[off:])
 		return nil
 	}

@@ -20,27 +20,39 @@ type Tensor struct {
 	owns    bool
 }
 
-// NewTensor allocates a contiguous device tensor. The size must fit the device's storage-buffer
-// range, since kernels bind a tensor as one storage buffer.
+// NewTensor allocates a contiguous device tensor of at least one dimension, every one positive.
+// The size must fit the device's storage-buffer range, since kernels bind a tensor as one
+// storage buffer; a tensor over it is refused before anything is allocated.
 func (a *Allocator) NewTensor(dt DType, shape ...int) (*Tensor, error) {
 	if dt < F32 || dt > BF16 {
 		return nil, fmt.Errorf("memory: invalid dtype %d", int(dt))
 	}
-	n := 1
+	if len(shape) == 0 {
+		return nil, fmt.Errorf("memory: a tensor needs at least one dimension")
+	}
+	limit := uint64(a.dev.Info().MaxStorageBufferRange)
+	n := uint64(1)
+	over := false // n*size exceeds limit; keep checking the remaining dimensions' signs
 	for i, s := range shape {
 		if s <= 0 {
 			return nil, fmt.Errorf("memory: shape %v: dimension %d is %d, want > 0", shape, i, s)
 		}
-		if n > math.MaxInt/s {
-			return nil, fmt.Errorf("memory: shape %v overflows", shape)
+		if !over && n > limit/uint64(dt.Size())/uint64(s) {
+			over = true
 		}
-		n *= s
+		if !over {
+			n *= uint64(s)
+		}
 	}
-	bytes := uint64(n) * uint64(dt.Size())
+	if over {
+		return nil, fmt.Errorf("memory: tensor %v %s is over the device's maxStorageBufferRange of %d bytes",
+			shape, dt, limit)
+	}
+	bytes := n * uint64(dt.Size())
 	bytes = (bytes + 3) &^ 3 // kernels read 32-bit words
-	if max := uint64(a.dev.Info().MaxStorageBufferRange); bytes > max {
+	if bytes > limit {
 		return nil, fmt.Errorf("memory: tensor %v %s is %d bytes, over the device's maxStorageBufferRange of %d",
-			shape, dt, bytes, max)
+			shape, dt, bytes, limit)
 	}
 	buf, err := a.NewBuffer(bytes, DeviceLocal)
 	if err != nil {
@@ -60,20 +72,35 @@ func contiguous(shape []int) []int {
 }
 
 // View returns a tensor sharing t's buffer with another shape, strides and offset (in elements).
-// It does not own the buffer: closing it is a no-op.
+// Every element it addresses must lie in the buffer. It does not own the buffer: closing it is a
+// no-op, and it is closed when t is.
 func (t *Tensor) View(shape, strides []int, offset int) (*Tensor, error) {
+	if t.Closed() {
+		return nil, fmt.Errorf("memory: view: %w", ErrClosed)
+	}
+	if len(shape) == 0 {
+		return nil, fmt.Errorf("memory: view: a tensor needs at least one dimension")
+	}
 	if len(shape) != len(strides) {
 		return nil, fmt.Errorf("memory: view: %d dims but %d strides", len(shape), len(strides))
 	}
-	last := offset
+	elems := t.buf.Size() / uint64(t.DType.Size()) // elements the buffer holds
+	if offset < 0 || uint64(offset) >= elems {
+		return nil, fmt.Errorf("memory: view: offset %d outside the buffer's %d elements", offset, elems)
+	}
+	last := uint64(offset) // the last element addressed; stays < elems, so nothing overflows
 	for i := range shape {
 		if shape[i] <= 0 || strides[i] < 0 {
 			return nil, fmt.Errorf("memory: view: bad dim %d: size %d stride %d", i, shape[i], strides[i])
 		}
-		last += (shape[i] - 1) * strides[i]
-	}
-	if offset < 0 || uint64(last+1)*uint64(t.DType.Size()) > t.buf.Size() {
-		return nil, fmt.Errorf("memory: view reaches element %d, beyond the buffer's %d bytes", last, t.buf.Size())
+		if strides[i] == 0 {
+			continue
+		}
+		if uint64(shape[i]-1) > (elems-1-last)/uint64(strides[i]) {
+			return nil, fmt.Errorf("memory: view %v strides %v offset %d reaches beyond the buffer's %d elements",
+				shape, strides, offset, elems)
+		}
+		last += uint64(shape[i]-1) * uint64(strides[i])
 	}
 	return &Tensor{DType: t.DType, Shape: append([]int(nil), shape...), Strides: append([]int(nil), strides...),
 		Offset: offset, buf: t.buf, owner: t.owner}, nil
@@ -85,7 +112,14 @@ func (t *Tensor) Reshape(shape ...int) (*Tensor, error) {
 		return nil, fmt.Errorf("memory: reshape of a non-contiguous tensor")
 	}
 	n := 1
-	for _, s := range shape {
+	for i, s := range shape {
+		if s <= 0 {
+			return nil, fmt.Errorf("memory: reshape to %v: dimension %d is %d, want > 0", shape, i, s)
+		}
+		if n > t.Len()/s {
+			n = -1 // more elements than t has; no overflow
+			break
+		}
 		n *= s
 	}
 	if n != t.Len() {
@@ -120,8 +154,9 @@ func (t *Tensor) Buffer() *Buffer { return t.buf }
 // Allocator is the allocator that made the tensor's buffer.
 func (t *Tensor) Allocator() *Allocator { return t.owner }
 
-// Closed reports whether the tensor's buffer has been released.
-func (t *Tensor) Closed() bool { return t.buf == nil || t.buf.alloc == nil }
+// Closed reports whether the tensor's buffer has been released: by Close of the tensor (or, for
+// a view, of the tensor it views) or of its allocator.
+func (t *Tensor) Closed() bool { return t == nil || t.buf.Closed() }
 
 // Close releases the buffer of a tensor made by NewTensor. Idempotent.
 func (t *Tensor) Close() {
