@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/vkattn/vkattn/devices"
 	"github.com/vkattn/vkattn/memory"
@@ -48,7 +49,7 @@ type Engine struct {
 	mu     sync.Mutex
 	pipes  map[string]*vk.Pipeline
 	seqBuf *memory.Buffer // cumulative sequence lengths of the call in flight
-	closed bool
+	closed atomic.Bool    // set under mu; read without it by usable
 }
 
 // New opens an engine on the configured device.
@@ -133,24 +134,26 @@ func (e *Engine) Upload(ctx context.Context, dt memory.DType, data []float32, sh
 	return t, nil
 }
 
+// usable returns ErrClosed for a nil or closed engine.
 func (e *Engine) usable() error {
-	if e == nil || e.closed {
+	if e == nil || e.closed.Load() {
 		return ErrClosed
 	}
 	return nil
 }
 
-// Close releases everything the engine made, tensors included. Idempotent.
+// Close releases everything the engine made, tensors included: their Closed reports true and
+// using them is an error. It waits for calls in progress. Idempotent.
 func (e *Engine) Close() {
 	if e == nil {
 		return
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.closed {
+	if e.closed.Load() {
 		return
 	}
-	e.closed = true
+	e.closed.Store(true)
 	e.dev.WaitIdle()
 	for _, p := range e.pipes {
 		p.Close()

@@ -2,7 +2,6 @@ package attention
 
 import (
 	"context"
-	"encoding/binary"
 	"fmt"
 	"math"
 	"os"
@@ -12,7 +11,6 @@ import (
 	"github.com/vkattn/vkattn/devices"
 	"github.com/vkattn/vkattn/memory"
 	"github.com/vkattn/vkattn/shaders"
-	"github.com/vkattn/vkattn/vk"
 )
 
 // HeadDims are the head dimensions the forward kernels support.
@@ -91,29 +89,26 @@ func (e *Engine) Forward(ctx context.Context, q, k, v *memory.Tensor, opts Optio
 // ForwardInto computes attention into o (shaped and typed as q) and, if not nil, lse (fp32, q's
 // shape without the head dim). It returns the kernel variant that ran.
 func (e *Engine) ForwardInto(ctx context.Context, o, lse, q, k, v *memory.Tensor, opts Options) (string, error) {
+	if e == nil {
+		return "", ErrClosed
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	p, err := e.planForward(o, lse, q, k, v, opts)
 	if err != nil {
 		return "", err
 	}
-	defer p.close()
-	err = e.dev.Run(ctx, func(c *vk.Commands) error {
-		p.record(c)
-		c.HostBarrier()
-		return nil
-	})
-	if err != nil {
-		return "", fmt.Errorf("attention: %s: %w", p.variant.Name, err)
-	}
-	return p.variant.Name, nil
+	return e.runPlan(ctx, p)
 }
 
 // TimeForward runs the forward warmup+iters times in one submission and returns the device time
 // of each timed run (timestamp queries), and the kernel that ran.
 func (e *Engine) TimeForward(ctx context.Context, o, lse, q, k, v *memory.Tensor, opts Options, warmup, iters int) ([]time.Duration, string, error) {
-	if iters < 1 || warmup < 0 {
-		return nil, "", fmt.Errorf("attention: iters must be >= 1 and warmup >= 0")
+	if err := checkTiming(warmup, iters); err != nil {
+		return nil, "", err
+	}
+	if e == nil {
+		return nil, "", ErrClosed
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -121,36 +116,7 @@ func (e *Engine) TimeForward(ctx context.Context, o, lse, q, k, v *memory.Tensor
 	if err != nil {
 		return nil, "", err
 	}
-	defer p.close()
-	qp, err := e.dev.NewTimestamps(uint32(2 * iters))
-	if err != nil {
-		return nil, "", err
-	}
-	defer qp.Close()
-	err = e.dev.Run(ctx, func(c *vk.Commands) error {
-		c.ResetQueries(qp)
-		for i := 0; i < warmup; i++ {
-			p.record(c)
-			c.Barrier()
-		}
-		for i := 0; i < iters; i++ {
-			c.Timestamp(qp, uint32(2*i))
-			p.record(c)
-			c.Barrier()
-			c.Timestamp(qp, uint32(2*i+1))
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, "", fmt.Errorf("attention: %s: %w", p.variant.Name, err)
-	}
-	times := make([]time.Duration, iters)
-	for i := range times {
-		if times[i], err = qp.Elapsed(uint32(2*i), uint32(2*i+1)); err != nil {
-			return nil, "", err
-		}
-	}
-	return times, p.variant.Name, nil
+	return e.timePlan(ctx, p, warmup, iters)
 }
 
 // shape is the validated geometry of a call.
@@ -161,26 +127,13 @@ type shape struct {
 	cuQ, cuK         []int
 }
 
-// forwardPlan is a validated call: the pipeline, bound buffers, push constants and grid.
-type forwardPlan struct {
-	variant *shaders.Variant
-	set     *vk.DescriptorSet
-	push    []byte
-	grid    [3]uint32
-}
-
-func (p *forwardPlan) record(c *vk.Commands) { c.Dispatch(p.set, p.push, p.grid[0], p.grid[1], p.grid[2]) }
-func (p *forwardPlan) close()                { p.set.Close() }
-
-func (e *Engine) planForward(o, lse, q, k, v *memory.Tensor, opts Options) (*forwardPlan, error) {
-	if err := e.usable(); err != nil {
-		return nil, err
-	}
-	sh, err := e.checkForward(o, lse, q, k, v, &opts)
+func (e *Engine) planForward(o, lse, q, k, v *memory.Tensor, opts Options) (*plan, error) {
+	c, err := e.newCall(o, lse, q, k, v, opts)
 	if err != nil {
 		return nil, err
 	}
-	variant, err := e.chooseForward(opts.Tier)
+	sh := c.sh
+	variant, err := e.chooseForward(c.opts.Tier)
 	if err != nil {
 		return nil, err
 	}
@@ -189,82 +142,26 @@ func (e *Engine) planForward(o, lse, q, k, v *memory.Tensor, opts Options) (*for
 		return nil, err
 	}
 	grid := [3]uint32{uint32((sh.maxLq + int(t.BR) - 1) / int(t.BR)), uint32(sh.hq), uint32(sh.batch)}
-	lim := e.profile.MaxWorkgroupCount
-	for i, n := range []string{"query blocks", "query heads", "sequences"} {
-		if grid[i] > lim[i] {
-			return nil, fmt.Errorf("attention: %d %s exceed the device's %d workgroups in dimension %d", grid[i], n, lim[i], i)
-		}
+	if err := e.checkGrid(grid, [3]string{"query blocks", "query heads", "sequences"}); err != nil {
+		return nil, err
 	}
-	spec := vk.PipelineSpec{Name: variant.Name, Bindings: variant.Bindings, PushSize: variant.PushSize,
-		Specialization: []uint32{dtypeCode(q.DType), uint32(sh.d), t.BR, t.BC, t.WG, t.SG}}
+	sg := uint32(0)
 	if t.PinSubgroup {
-		spec.SubgroupSize = t.SG
+		sg = t.SG
 	}
-	if spec.SPIRV, err = variant.SPIRV(); err != nil {
-		return nil, err
-	}
-	pipe, err := e.pipeline(spec)
-	if err != nil {
-		return nil, fmt.Errorf("attention: %w", err)
-	}
-	words := make([]uint32, 0, 2*len(sh.cuQ))
-	for _, x := range sh.cuQ {
-		words = append(words, uint32(x))
-	}
-	for _, x := range sh.cuK {
-		words = append(words, uint32(x))
-	}
-	seq, err := e.seqLens(words)
+	pipe, err := e.variantPipeline(variant, []uint32{dtypeCode(q.DType), uint32(sh.d), t.BR, t.BC, t.WG, t.SG}, sg)
 	if err != nil {
 		return nil, err
 	}
-	lseBuf := o.Buffer() // bound but never written when no logsumexp is asked for
-	flags := uint32(0)
-	if lse != nil {
-		lseBuf, flags = lse.Buffer(), 1
-	}
-	set, err := pipe.NewDescriptorSet(
-		vk.BufferRange{Buffer: q.Buffer().Buffer}, vk.BufferRange{Buffer: k.Buffer().Buffer},
-		vk.BufferRange{Buffer: v.Buffer().Buffer}, vk.BufferRange{Buffer: o.Buffer().Buffer},
-		vk.BufferRange{Buffer: lseBuf.Buffer}, vk.BufferRange{Buffer: seq.Buffer})
+	seq, err := e.seqLens(c.seqWords())
 	if err != nil {
 		return nil, err
 	}
-	if lse != nil {
-		// The kernel writes lse[t*Hq + h] from the buffer's start.
-		if lse.Offset != 0 {
-			set.Close()
-			return nil, fmt.Errorf("attention: lse must start at its buffer's beginning")
-		}
+	set, err := c.bind(pipe, seq)
+	if err != nil {
+		return nil, err
 	}
-	wl, wr := -1, -1
-	if opts.Window != nil {
-		wl, wr = opts.Window.Left, opts.Window.Right
-	}
-	if opts.Causal && (wr < 0 || wr > 0) {
-		wr = 0
-	}
-	scale := opts.Scale
-	if scale == 0 {
-		scale = float32(1 / math.Sqrt(float64(sh.d)))
-	}
-	rs := func(t *memory.Tensor) (uint32, uint32) { // token and head strides
-		n := len(t.Strides)
-		return uint32(t.Strides[n-3]), uint32(t.Strides[n-2])
-	}
-	qts, qhs := rs(q)
-	kts, khs := rs(k)
-	vts, vhs := rs(v)
-	ots, ohs := rs(o)
-	vals := []uint32{uint32(sh.batch), uint32(sh.hq), uint32(sh.hk), flags,
-		math.Float32bits(scale), math.Float32bits(opts.Softcap), uint32(int32(wl)), uint32(int32(wr)),
-		qts, qhs, kts, khs, vts, vhs, ots, ohs,
-		uint32(q.Offset), uint32(k.Offset), uint32(v.Offset), uint32(o.Offset)}
-	push := make([]byte, 4*len(vals))
-	for i, x := range vals {
-		binary.LittleEndian.PutUint32(push[4*i:], x)
-	}
-	return &forwardPlan{variant: variant, set: set, push: push, grid: grid}, nil
+	return &plan{kernel: variant.Name, steps: []step{{set: set, push: c.push, grid: grid}}}, nil
 }
 
 func dtypeCode(t memory.DType) uint32 {
@@ -292,12 +189,16 @@ func (e *Engine) chooseForward(tier devices.Tier) (*shaders.Variant, error) {
 }
 
 // checkForward validates the tensors and options of a forward call and derives its geometry.
+// Every error names the offending argument. It may replace opts.Window with an equivalent one
+// whose bounds fit the kernels' 32-bit arithmetic (never the caller's Window).
 func (e *Engine) checkForward(o, lse, q, k, v *memory.Tensor, opts *Options) (shape, error) {
 	var sh shape
-	for _, a := range []struct {
+	type arg struct {
 		name string
 		t    *memory.Tensor
-	}{{"q", q}, {"k", k}, {"v", v}, {"o", o}} {
+	}
+	args := []arg{{"q", q}, {"k", k}, {"v", v}, {"o", o}}
+	for _, a := range args {
 		if a.t == nil {
 			return sh, fmt.Errorf("attention: %s is nil", a.name)
 		}
@@ -310,22 +211,21 @@ func (e *Engine) checkForward(o, lse, q, k, v *memory.Tensor, opts *Options) (sh
 			return sh, err
 		}
 	}
-	if k.DType != q.DType || v.DType != q.DType || o.DType != q.DType {
-		return sh, fmt.Errorf("attention: dtypes differ: q %s, k %s, v %s, o %s", q.DType, k.DType, v.DType, o.DType)
+	for _, a := range args[1:] {
+		if a.t.DType != q.DType {
+			return sh, fmt.Errorf("attention: %s is %s but q is %s: q, k, v and o must share a dtype", a.name, a.t.DType, q.DType)
+		}
 	}
 	varlen := opts.CuSeqlensQ != nil || opts.CuSeqlensK != nil
 	rank := 4
 	if varlen {
 		rank = 3
 	}
-	for _, a := range []struct {
-		name string
-		t    *memory.Tensor
-	}{{"q", q}, {"k", k}, {"v", v}, {"o", o}} {
+	for _, a := range args {
 		if len(a.t.Shape) != rank {
 			layout := "[batch, seq, heads, head_dim]"
 			if varlen {
-				layout = "[tokens, heads, head_dim] (varlen)"
+				layout = "[tokens, heads, head_dim] (varlen: CuSeqlensQ/CuSeqlensK are set)"
 			}
 			return sh, fmt.Errorf("attention: %s has shape %v, want %s", a.name, a.t.Shape, layout)
 		}
@@ -338,52 +238,54 @@ func (e *Engine) checkForward(o, lse, q, k, v *memory.Tensor, opts *Options) (sh
 	}
 	sh.d, sh.hq, sh.hk = q.Shape[rank-1], q.Shape[rank-2], k.Shape[rank-2]
 	if !slices.Contains(HeadDims, sh.d) {
-		return sh, fmt.Errorf("attention: head dim %d is not supported (have %v)", sh.d, HeadDims)
+		return sh, fmt.Errorf("attention: q: head dim %d is not supported (have %v)", sh.d, HeadDims)
 	}
-	if k.Shape[rank-1] != sh.d || v.Shape[rank-1] != sh.d {
-		return sh, fmt.Errorf("attention: head dims differ: q %d, k %d, v %d", sh.d, k.Shape[rank-1], v.Shape[rank-1])
+	for _, a := range args[1:] {
+		if n := a.t.Shape[rank-1]; n != sh.d {
+			return sh, fmt.Errorf("attention: %s has head dim %d but q has %d", a.name, n, sh.d)
+		}
 	}
 	if v.Shape[rank-2] != sh.hk {
-		return sh, fmt.Errorf("attention: k has %d heads but v has %d", sh.hk, v.Shape[rank-2])
+		return sh, fmt.Errorf("attention: v has %d heads but k has %d", v.Shape[rank-2], sh.hk)
 	}
 	if sh.hq%sh.hk != 0 {
-		return sh, fmt.Errorf("attention: q heads %d is not a multiple of k/v heads %d", sh.hq, sh.hk)
+		return sh, fmt.Errorf("attention: q has %d heads, not a multiple of k and v's %d", sh.hq, sh.hk)
 	}
 	if !slices.Equal(o.Shape, q.Shape) {
 		return sh, fmt.Errorf("attention: o has shape %v, want q's %v", o.Shape, q.Shape)
 	}
 	if !slices.Equal(k.Shape[:rank-1], v.Shape[:rank-1]) {
-		return sh, fmt.Errorf("attention: k shape %v and v shape %v differ", k.Shape, v.Shape)
+		return sh, fmt.Errorf("attention: v has shape %v but k has %v: they must agree but for the head dim", v.Shape, k.Shape)
 	}
 	if varlen {
-		if opts.CuSeqlensQ == nil || opts.CuSeqlensK == nil {
-			return sh, fmt.Errorf("attention: varlen needs both CuSeqlensQ and CuSeqlensK")
+		if opts.CuSeqlensQ == nil {
+			return sh, fmt.Errorf("attention: CuSeqlensQ is nil but CuSeqlensK is set: varlen needs both")
+		}
+		if opts.CuSeqlensK == nil {
+			return sh, fmt.Errorf("attention: CuSeqlensK is nil but CuSeqlensQ is set: varlen needs both")
 		}
 		sh.totalQ, sh.totalK = q.Shape[0], k.Shape[0]
 		var err error
-		if sh.maxLq, err = checkCumulative("CuSeqlensQ", opts.CuSeqlensQ, sh.totalQ); err != nil {
+		if sh.maxLq, err = checkCumulative("CuSeqlensQ", opts.CuSeqlensQ, sh.totalQ, "q"); err != nil {
 			return sh, err
 		}
-		if _, err = checkCumulative("CuSeqlensK", opts.CuSeqlensK, sh.totalK); err != nil {
+		if _, err = checkCumulative("CuSeqlensK", opts.CuSeqlensK, sh.totalK, "k"); err != nil {
 			return sh, err
 		}
 		if len(opts.CuSeqlensK) != len(opts.CuSeqlensQ) {
-			return sh, fmt.Errorf("attention: CuSeqlensQ has %d entries but CuSeqlensK has %d", len(opts.CuSeqlensQ), len(opts.CuSeqlensK))
+			return sh, fmt.Errorf("attention: CuSeqlensK has %d entries but CuSeqlensQ has %d", len(opts.CuSeqlensK), len(opts.CuSeqlensQ))
 		}
 		sh.batch, sh.cuQ, sh.cuK = len(opts.CuSeqlensQ)-1, opts.CuSeqlensQ, opts.CuSeqlensK
 	} else {
 		if k.Shape[0] != q.Shape[0] {
-			return sh, fmt.Errorf("attention: batch sizes differ: q %d, k %d", q.Shape[0], k.Shape[0])
+			return sh, fmt.Errorf("attention: k has batch %d but q has %d", k.Shape[0], q.Shape[0])
 		}
 		sh.batch, sh.maxLq = q.Shape[0], q.Shape[1]
 		sh.totalQ, sh.totalK = sh.batch*q.Shape[1], sh.batch*k.Shape[1]
 		sh.cuQ, sh.cuK = uniform(sh.batch, q.Shape[1]), uniform(sh.batch, k.Shape[1])
 		// The kernel addresses tokens as start+i with one token stride: the batch stride must be
 		// seq_len * token stride.
-		for _, a := range []struct {
-			name string
-			t    *memory.Tensor
-		}{{"q", q}, {"k", k}, {"v", v}, {"o", o}} {
+		for _, a := range args {
 			if a.t.Shape[0] > 1 && a.t.Strides[0] != a.t.Shape[1]*a.t.Strides[1] {
 				return sh, fmt.Errorf("attention: %s: batch stride %d must equal seq_len*token stride %d", a.name, a.t.Strides[0], a.t.Shape[1]*a.t.Strides[1])
 			}
@@ -395,19 +297,90 @@ func (e *Engine) checkForward(o, lse, q, k, v *memory.Tensor, opts *Options) (sh
 			return sh, fmt.Errorf("attention: lse must be a contiguous f32 tensor of shape %v, got %s %v", want, lse.DType, lse.Shape)
 		}
 	}
-	if w := opts.Window; w != nil && (w.Left < -1 || w.Right < -1) {
-		return sh, fmt.Errorf("attention: window bounds must be >= -1, got %+v", *w)
+	// Outputs: o's elements must be distinct, and neither o nor lse may share memory with an
+	// input or with each other (the kernels read the inputs while they write).
+	if !distinct(o) {
+		return sh, fmt.Errorf("attention: o: shape %v strides %v address an element more than once", o.Shape, o.Strides)
+	}
+	outs := []arg{{"o", o}}
+	if lse != nil {
+		outs = append(outs, arg{"lse", lse})
+	}
+	for i, w := range outs {
+		for _, r := range append(args[:3:3], outs[:i]...) {
+			if overlap(w.t, r.t) {
+				return sh, fmt.Errorf("attention: %s overlaps %s in memory", w.name, r.name)
+			}
+		}
+	}
+	if w := opts.Window; w != nil {
+		if w.Left < -1 || w.Right < -1 {
+			return sh, fmt.Errorf("attention: Options.Window bounds must be >= -1, got %+v", *w)
+		}
+		// A bound at least as long as every sequence masks nothing: unbounded, which keeps the
+		// kernels' int32 arithmetic (i + Lk - Lq + Right) from overflowing.
+		fit := *w
+		if fit.Left >= sh.totalK {
+			fit.Left = -1
+		}
+		if fit.Right >= sh.totalQ {
+			fit.Right = -1
+		}
+		if fit != *w {
+			opts.Window = &fit
+		}
 	}
 	if s := float64(opts.Softcap); s < 0 || math.IsNaN(s) || math.IsInf(s, 0) {
-		return sh, fmt.Errorf("attention: softcap must be finite and >= 0, got %v", opts.Softcap)
+		return sh, fmt.Errorf("attention: Options.Softcap must be finite and >= 0, got %v", opts.Softcap)
 	}
 	if s := float64(opts.Scale); math.IsNaN(s) || math.IsInf(s, 0) {
-		return sh, fmt.Errorf("attention: scale must be finite, got %v", opts.Scale)
+		return sh, fmt.Errorf("attention: Options.Scale must be finite, got %v", opts.Scale)
 	}
 	if sh.batch < 1 {
 		return sh, fmt.Errorf("attention: no sequences")
 	}
 	return sh, nil
+}
+
+// extent is the range of bytes [lo, hi) of t's buffer that t's elements lie in.
+func extent(t *memory.Tensor) (lo, hi uint64) {
+	last := t.Offset
+	for i, n := range t.Shape {
+		last += (n - 1) * t.Strides[i]
+	}
+	sz := uint64(t.DType.Size())
+	return uint64(t.Offset) * sz, uint64(last+1) * sz
+}
+
+// overlap reports whether a and b may share bytes: same buffer and intersecting extents.
+func overlap(a, b *memory.Tensor) bool {
+	if a.Buffer() != b.Buffer() {
+		return false
+	}
+	alo, ahi := extent(a)
+	blo, bhi := extent(b)
+	return alo < bhi && blo < ahi
+}
+
+// distinct reports whether t's elements are all at different places: taken from the smallest
+// stride up, each dimension of size > 1 must step over everything the smaller ones span.
+func distinct(t *memory.Tensor) bool {
+	type dim struct{ n, stride int }
+	var dims []dim
+	for i, n := range t.Shape {
+		if n > 1 {
+			dims = append(dims, dim{n, t.Strides[i]})
+		}
+	}
+	slices.SortFunc(dims, func(a, b dim) int { return a.stride - b.stride })
+	span := 0 // elements the smaller dimensions cover, minus one
+	for _, d := range dims {
+		if d.stride <= span {
+			return false
+		}
+		span += (d.n - 1) * d.stride
+	}
+	return true
 }
 
 func (e *Engine) owned(name string, t *memory.Tensor) error {
@@ -420,7 +393,9 @@ func (e *Engine) owned(name string, t *memory.Tensor) error {
 	return nil
 }
 
-func checkCumulative(name string, cu []int, total int) (maxLen int, err error) {
+// checkCumulative checks the cumulative sequence offsets cu (named name) of a varlen tensor
+// (named tensor) of total tokens and returns the longest sequence.
+func checkCumulative(name string, cu []int, total int, tensor string) (maxLen int, err error) {
 	if len(cu) < 2 {
 		return 0, fmt.Errorf("attention: %s needs at least 2 entries, got %d", name, len(cu))
 	}
@@ -431,10 +406,13 @@ func checkCumulative(name string, cu []int, total int) (maxLen int, err error) {
 		if cu[i] < cu[i-1] {
 			return 0, fmt.Errorf("attention: %s is out of order at %d: %d < %d", name, i, cu[i], cu[i-1])
 		}
+		if cu[i] > total {
+			return 0, fmt.Errorf("attention: %s[%d] = %d is past the %d tokens of %s", name, i, cu[i], total, tensor)
+		}
 		maxLen = max(maxLen, cu[i]-cu[i-1])
 	}
 	if cu[len(cu)-1] != total {
-		return 0, fmt.Errorf("attention: %s ends at %d but the tensor has %d tokens", name, cu[len(cu)-1], total)
+		return 0, fmt.Errorf("attention: %s ends at %d but %s has %d tokens", name, cu[len(cu)-1], tensor, total)
 	}
 	if maxLen == 0 {
 		return 0, fmt.Errorf("attention: %s: every sequence is empty", name)

@@ -57,6 +57,12 @@ var Variants = []Variant{
 		Source: "flash_fwd.comp", Defines: []string{"TIER_SCALAR"}},
 	{Name: "flash_fwd_subgroup", Op: OpForward, Tier: devices.TierSubgroup, Bindings: 6, PushSize: 4 * PushWords,
 		Source: "flash_fwd.comp", Defines: []string{"TIER_SUBGROUP"}},
+	{Name: "naive_scores", Op: OpNaiveScores, Tier: devices.TierScalar, Bindings: 7, PushSize: 4 * PushWords,
+		Source: "naive.comp", Defines: []string{"NAIVE_SCORES"}},
+	{Name: "naive_softmax", Op: OpNaiveSoftmax, Tier: devices.TierScalar, Bindings: 7, PushSize: 4 * PushWords,
+		Source: "naive.comp", Defines: []string{"NAIVE_SOFTMAX"}},
+	{Name: "naive_pv", Op: OpNaivePV, Tier: devices.TierScalar, Bindings: 7, PushSize: 4 * PushWords,
+		Source: "naive.comp", Defines: []string{"NAIVE_PV"}},
 }
 
 // SPIRV returns the variant's embedded SPIR-V.

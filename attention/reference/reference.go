@@ -115,10 +115,11 @@ func (p Params) Visible(i, j, lq, lk int) bool {
 	if p.Causal {
 		right = 0
 	}
-	if right >= 0 && j > diag+right {
+	// Differences, not sums, so bounds up to MaxInt do not overflow.
+	if right >= 0 && j-diag > right {
 		return false
 	}
-	if p.WindowLeft >= 0 && j < diag-p.WindowLeft {
+	if p.WindowLeft >= 0 && diag-j > p.WindowLeft {
 		return false
 	}
 	return true
@@ -247,6 +248,9 @@ func (p Params) rows(q, k, v []float64, tokens []int) (o, lse []float64) {
 					continue
 				}
 				w := math.Exp(x - m)
+				if w == 0 { // adds nothing, even where v is NaN or Inf
+					continue
+				}
 				sum += w
 				vj := v[((k0+j)*p.Hk+kh)*dv:][:dv]
 				for c := range out {

@@ -75,6 +75,10 @@ func TestVisible(t *testing.T) {
 			require.Equal(t, j >= i-1 && j <= i+2, p.Visible(i, j, 4, 4), "window i=%d j=%d", i, j)
 		}
 	}
+	p.WindowLeft, p.WindowRight = math.MaxInt, math.MaxInt // no overflow at the extremes
+	require.True(t, p.Visible(3, 0, 4, 4))
+	require.True(t, p.Visible(0, 3, 4, 4))
+	p.WindowLeft, p.WindowRight = 1, 2
 	p.Causal = true // right bound becomes 0
 	require.False(t, p.Visible(1, 2, 4, 4))
 	require.True(t, p.Visible(1, 0, 4, 4))

@@ -26,20 +26,8 @@ layout(constant_id = 5) const uint SG = 32;   // subgroup size the tile sizes we
 
 layout(local_size_x_id = 4) in;
 
-layout(std430, binding = 0) readonly buffer Q { uint qData[]; };
-layout(std430, binding = 1) readonly buffer K { uint kData[]; };
-layout(std430, binding = 2) readonly buffer V { uint vData[]; };
-layout(std430, binding = 3) writeonly buffer O { uint oData[]; };
-layout(std430, binding = 4) writeonly buffer LSE { float lseData[]; };
-
-#include "params.glsl"
-#include "io.glsl"
+#include "tensors.glsl"
 #include "mask.glsl"
-#include "softmax.glsl"
-
-DECLARE_LOAD(loadQ, qData)
-DECLARE_LOAD(loadK, kData)
-DECLARE_LOAD(loadV, vData)
 
 // K and V tiles; K rows padded by one float so lanes reading different keys miss bank conflicts.
 const uint KS = D + 1;
@@ -54,28 +42,12 @@ void loadTile(Seq s, uint kvh, int k0) {
 		float kv = 0.0, vv = 0.0;
 		if (key < int(s.lk)) {
 			uint t = s.kStart + uint(key);
-			kv = loadK(pc.kOff + t * pc.kTokenStride + kvh * pc.kHeadStride + d);
-			vv = loadV(pc.vOff + t * pc.vTokenStride + kvh * pc.vHeadStride + d);
+			kv = kAt(t, kvh, d);
+			vv = vAt(t, kvh, d);
 		}
 		kTile[j * KS + d] = kv;
 		vTile[j * D + d] = vv;
 	}
-}
-
-// storeRow writes element pair (d, d+1) of a query row's output, and the row's logsumexp.
-void storeO(uint t, uint h, uint d, float a, float b) {
-	uint e = pc.oOff + t * pc.oTokenStride + h * pc.oHeadStride + d;
-	if (DTYPE == DT_F32) {
-		oData[e] = floatBitsToUint(a);
-		oData[e + 1] = floatBitsToUint(b);
-	} else {
-		oData[e >> 1] = pack2(a, b);
-	}
-}
-
-void storeLSE(uint t, uint h, float m, float l) {
-	if ((pc.flags & FLAG_WRITE_LSE) != 0u)
-		lseData[t * pc.hq + h] = l == 0.0 ? NEG_INF : m + log(l);
 }
 
 #ifdef TIER_SCALAR

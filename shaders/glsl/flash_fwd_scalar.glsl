@@ -14,7 +14,7 @@ void main() {
 	float q[D], o[D];
 	uint qt = s.qStart + uint(row);
 	for (uint d = 0; d < D; d++) {
-		q[d] = valid ? loadQ(pc.qOff + qt * pc.qTokenStride + h * pc.qHeadStride + d) * pc.scale : 0.0;
+		q[d] = valid ? qAt(qt, h, d) * pc.scale : 0.0;
 		o[d] = 0.0;
 	}
 	int lo = keyLo(row, lq, lk), hi = keyHi(row, lq, lk);
@@ -37,7 +37,7 @@ void main() {
 				x = score(acc);
 			}
 			sc[j] = x;
-			mTile = isnan(x) || isnan(mTile) ? x + mTile : max(mTile, x); // NaN stays in its row
+			mTile = maxNaN(mTile, x);
 		}
 		float mNew = max(m, mTile);
 		if (isnan(mTile)) mNew = mTile;
@@ -48,7 +48,7 @@ void main() {
 			for (uint j = 0; j < BC; j++) {
 				float p = exp(sc[j] - mNew);
 				l += p;
-				for (uint d = 0; d < D; d++) o[d] += p * vTile[j * D + d];
+				for (uint d = 0; d < D; d++) o[d] += weigh(p, vTile[j * D + d]);
 			}
 			m = mNew;
 		}

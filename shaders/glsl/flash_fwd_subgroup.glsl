@@ -26,7 +26,7 @@ void main() {
 	for (uint idx = gl_LocalInvocationIndex; idx < BR * D; idx += WG) {
 		int row = row0 + int(idx / D);
 		float x = 0.0;
-		if (row < lq) x = loadQ(pc.qOff + (s.qStart + uint(row)) * pc.qTokenStride + h * pc.qHeadStride + idx % D) * pc.scale;
+		if (row < lq) x = qAt(s.qStart + uint(row), h, idx % D) * pc.scale;
 		qTile[idx] = x;
 	}
 
@@ -89,7 +89,7 @@ void main() {
 			}
 			for (uint r = 0; r < ROWS; r++) {
 				float p = pTile[(sg * ROWS + r) * BC + j];
-				for (uint i = 0; i < PPL; i++) o[r][i] += p * v[i];
+				for (uint i = 0; i < PPL; i++) o[r][i] += weigh(p, v[i]);
 			}
 		}
 	}

@@ -14,4 +14,24 @@ float rescale(float mOld, float mNew) {
 	return mOld == NEG_INF ? 0.0 : exp(mOld - mNew);
 }
 
+// maxNaN is max(a, b), NaN when either is (GLSL's max leaves NaN undefined): a NaN score stays in
+// its row.
+float maxNaN(float a, float b) {
+	return isnan(a) || isnan(b) ? a + b : max(a, b);
+}
+
+// weigh is p * v for a probability p, but 0 when p is 0: a key a row does not see (or that its
+// softmax rounds to 0) adds nothing, even when its value is NaN or Inf.
+float weigh(float p, float v) { return p == 0.0 ? 0.0 : p * v; }
+vec2 weigh(float p, vec2 v) { return p == 0.0 ? vec2(0.0) : p * v; }
+
+// mergeStats folds the softmax statistics (m2, l2) -- running max and sum of exp(s - max) over
+// some scores -- into (m, l). A single score x is (x, 1).
+void mergeStats(inout float m, inout float l, float m2, float l2) {
+	float mNew = maxNaN(m, m2);
+	if (mNew == NEG_INF) return; // nothing seen on either side
+	l = l * rescale(m, mNew) + l2 * rescale(m2, mNew);
+	m = mNew;
+}
+
 #endif

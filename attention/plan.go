@@ -1,0 +1,209 @@
+package attention
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/vkattn/vkattn/memory"
+	"github.com/vkattn/vkattn/shaders"
+	"github.com/vkattn/vkattn/vk"
+)
+
+// call is a validated attention call: its geometry and the push constants and buffers that every
+// attention kernel takes (shaders/glsl/params.glsl, tensors.glsl).
+type call struct {
+	sh         shape
+	opts       Options
+	q, k, v, o *memory.Tensor
+	lse        *memory.Buffer // o's buffer, never written, when no logsumexp is asked for
+	push       []byte
+}
+
+// newCall validates the tensors and options of a forward-shaped call.
+func (e *Engine) newCall(o, lse, q, k, v *memory.Tensor, opts Options) (*call, error) {
+	if err := e.usable(); err != nil {
+		return nil, err
+	}
+	sh, err := e.checkForward(o, lse, q, k, v, &opts)
+	if err != nil {
+		return nil, err
+	}
+	c := &call{sh: sh, opts: opts, q: q, k: k, v: v, o: o, lse: o.Buffer()}
+	flags := uint32(0)
+	if lse != nil {
+		// The kernels write lse[t*Hq + h] from the buffer's start.
+		if lse.Offset != 0 {
+			return nil, fmt.Errorf("attention: lse must start at its buffer's beginning")
+		}
+		c.lse, flags = lse.Buffer(), 1
+	}
+	wl, wr := -1, -1
+	if opts.Window != nil {
+		wl, wr = opts.Window.Left, opts.Window.Right
+	}
+	if opts.Causal {
+		wr = 0
+	}
+	scale := opts.Scale
+	if scale == 0 {
+		scale = float32(1 / math.Sqrt(float64(sh.d)))
+	}
+	rs := func(t *memory.Tensor) (uint32, uint32) { // token and head strides
+		n := len(t.Strides)
+		return uint32(t.Strides[n-3]), uint32(t.Strides[n-2])
+	}
+	qts, qhs := rs(q)
+	kts, khs := rs(k)
+	vts, vhs := rs(v)
+	ots, ohs := rs(o)
+	vals := []uint32{uint32(sh.batch), uint32(sh.hq), uint32(sh.hk), flags,
+		math.Float32bits(scale), math.Float32bits(opts.Softcap), uint32(int32(wl)), uint32(int32(wr)),
+		qts, qhs, kts, khs, vts, vhs, ots, ohs,
+		uint32(q.Offset), uint32(k.Offset), uint32(v.Offset), uint32(o.Offset)}
+	c.push = make([]byte, 4*len(vals))
+	for i, x := range vals {
+		binary.LittleEndian.PutUint32(c.push[4*i:], x)
+	}
+	return c, nil
+}
+
+// seqWords are the kernels' sequence table (binding 5): CuSeqlensQ, CuSeqlensK, then extra.
+func (c *call) seqWords(extra ...uint32) []uint32 {
+	words := make([]uint32, 0, len(c.sh.cuQ)+len(c.sh.cuK)+len(extra))
+	for _, x := range c.sh.cuQ {
+		words = append(words, uint32(x))
+	}
+	for _, x := range c.sh.cuK {
+		words = append(words, uint32(x))
+	}
+	return append(words, extra...)
+}
+
+// bind makes a descriptor set of pipe with q, k, v, o, lse and seq at bindings 0-5 and extra
+// after them.
+func (c *call) bind(pipe *vk.Pipeline, seq *memory.Buffer, extra ...vk.BufferRange) (*vk.DescriptorSet, error) {
+	ranges := append([]vk.BufferRange{
+		{Buffer: c.q.Buffer().Buffer}, {Buffer: c.k.Buffer().Buffer}, {Buffer: c.v.Buffer().Buffer},
+		{Buffer: c.o.Buffer().Buffer}, {Buffer: c.lse.Buffer}, {Buffer: seq.Buffer}}, extra...)
+	return pipe.NewDescriptorSet(ranges...)
+}
+
+// checkGrid reports a grid dimension over the device's workgroup count limits; names say what
+// each dimension counts.
+func (e *Engine) checkGrid(grid [3]uint32, names [3]string) error {
+	lim := e.profile.MaxWorkgroupCount
+	for i, n := range names {
+		if grid[i] > lim[i] {
+			return fmt.Errorf("attention: %d %s exceed the device's %d workgroups in dimension %d", grid[i], n, lim[i], i)
+		}
+	}
+	return nil
+}
+
+// variantPipeline returns the (cached) pipeline of a variant with the given specialization
+// constants; subgroupSize, if nonzero, is required of the driver.
+func (e *Engine) variantPipeline(v *shaders.Variant, spec []uint32, subgroupSize uint32) (*vk.Pipeline, error) {
+	ps := vk.PipelineSpec{Name: v.Name, Bindings: v.Bindings, PushSize: v.PushSize, Specialization: spec,
+		SubgroupSize: subgroupSize}
+	var err error
+	if ps.SPIRV, err = v.SPIRV(); err != nil {
+		return nil, err
+	}
+	pipe, err := e.pipeline(ps)
+	if err != nil {
+		return nil, fmt.Errorf("attention: %w", err)
+	}
+	return pipe, nil
+}
+
+// plan is work ready to record: dispatches in order, with barriers between them, and the scratch
+// buffers they use.
+type plan struct {
+	kernel  string // what Run and Time report
+	steps   []step
+	scratch []*memory.Buffer
+}
+
+type step struct {
+	set  *vk.DescriptorSet
+	push []byte
+	grid [3]uint32
+}
+
+func (p *plan) record(c *vk.Commands) {
+	for i, s := range p.steps {
+		if i > 0 {
+			c.Barrier()
+		}
+		c.Dispatch(s.set, s.push, s.grid[0], s.grid[1], s.grid[2])
+	}
+}
+
+func (p *plan) close() {
+	for _, s := range p.steps {
+		s.set.Close()
+	}
+	for _, b := range p.scratch {
+		b.Close()
+	}
+}
+
+// runPlan records the plan once, submits it and waits; it closes the plan. e.mu must be held.
+func (e *Engine) runPlan(ctx context.Context, p *plan) (string, error) {
+	defer p.close()
+	err := e.dev.Run(ctx, func(c *vk.Commands) error {
+		p.record(c)
+		c.HostBarrier()
+		return nil
+	})
+	if err != nil {
+		return "", fmt.Errorf("attention: %s: %w", p.kernel, err)
+	}
+	return p.kernel, nil
+}
+
+// timePlan records the plan warmup+iters times in one submission and returns the device time of
+// each timed run; it closes the plan. e.mu must be held.
+func (e *Engine) timePlan(ctx context.Context, p *plan, warmup, iters int) ([]time.Duration, string, error) {
+	defer p.close()
+	qp, err := e.dev.NewTimestamps(uint32(2 * iters))
+	if err != nil {
+		return nil, "", err
+	}
+	defer qp.Close()
+	err = e.dev.Run(ctx, func(c *vk.Commands) error {
+		c.ResetQueries(qp)
+		for i := 0; i < warmup; i++ {
+			p.record(c)
+			c.Barrier()
+		}
+		for i := 0; i < iters; i++ {
+			c.Timestamp(qp, uint32(2*i))
+			p.record(c)
+			c.Barrier()
+			c.Timestamp(qp, uint32(2*i+1))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, "", fmt.Errorf("attention: %s: %w", p.kernel, err)
+	}
+	times := make([]time.Duration, iters)
+	for i := range times {
+		if times[i], err = qp.Elapsed(uint32(2*i), uint32(2*i+1)); err != nil {
+			return nil, "", err
+		}
+	}
+	return times, p.kernel, nil
+}
+
+// checkTiming validates TimeForward's and TimeNaive's run counts.
+func checkTiming(warmup, iters int) error {
+	if iters < 1 || warmup < 0 {
+		return fmt.Errorf("attention: iters must be >= 1 and warmup >= 0")
+	}
+	return nil
+}

@@ -1,0 +1,44 @@
+// The attention kernels' tensors: q, k, v, o and lse at bindings 0-4 (the sequence lengths are
+// binding 5, params.glsl), with element access by token, head and dim. Declare DTYPE first.
+#ifndef TENSORS_GLSL
+#define TENSORS_GLSL
+
+#include "params.glsl"
+#include "io.glsl"
+#include "softmax.glsl"
+
+layout(std430, binding = 0) readonly buffer Q { uint qData[]; };
+layout(std430, binding = 1) readonly buffer K { uint kData[]; };
+layout(std430, binding = 2) readonly buffer V { uint vData[]; };
+layout(std430, binding = 3) writeonly buffer O { uint oData[]; };
+layout(std430, binding = 4) writeonly buffer LSE { float lseData[]; };
+
+DECLARE_LOAD(loadQ, qData)
+DECLARE_LOAD(loadK, kData)
+DECLARE_LOAD(loadV, vData)
+
+// qAt, kAt and vAt read dim d of token t, head h.
+float qAt(uint t, uint h, uint d) { return loadQ(pc.qOff + t * pc.qTokenStride + h * pc.qHeadStride + d); }
+float kAt(uint t, uint h, uint d) { return loadK(pc.kOff + t * pc.kTokenStride + h * pc.kHeadStride + d); }
+float vAt(uint t, uint h, uint d) { return loadV(pc.vOff + t * pc.vTokenStride + h * pc.vHeadStride + d); }
+
+// storeO writes dims d and d+1 (d even) of token t, head h of the output: one invocation stores
+// both halves of a 16-bit pair's word.
+void storeO(uint t, uint h, uint d, float a, float b) {
+	uint e = pc.oOff + t * pc.oTokenStride + h * pc.oHeadStride + d;
+	if (DTYPE == DT_F32) {
+		oData[e] = floatBitsToUint(a);
+		oData[e + 1] = floatBitsToUint(b);
+	} else {
+		oData[e >> 1] = pack2(a, b);
+	}
+}
+
+// storeLSE writes, if asked for, the logsumexp of a row with running max m and sum l: -inf when
+// the row saw no key.
+void storeLSE(uint t, uint h, float m, float l) {
+	if ((pc.flags & FLAG_WRITE_LSE) != 0u)
+		lseData[t * pc.hq + h] = l == 0.0 ? NEG_INF : m + log(l);
+}
+
+#endif
