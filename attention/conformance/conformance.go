@@ -163,18 +163,19 @@ func ForwardCases(tier devices.Tier) []Case {
 
 // Outcome is the result of one case.
 type Outcome struct {
-	Case     string        `json:"case"`
-	Tier     string        `json:"tier"`
-	Kernel   string        `json:"kernel,omitempty"`
-	Seed     uint64        `json:"seed"`
-	RelErr   float64       `json:"rel_err"`
-	Tol      float64       `json:"tolerance"`
-	Error    string        `json:"error,omitempty"` // empty when the case passed
-	Duration time.Duration `json:"duration_ns"`
+	Case       string        `json:"case"`
+	Tier       string        `json:"tier"`
+	Kernel     string        `json:"kernel,omitempty"`
+	Seed       uint64        `json:"seed"`
+	RelErr     float64       `json:"rel_err"`
+	Tol        float64       `json:"tolerance"`
+	Error      string        `json:"error,omitempty"`      // a wrong result or a failed call
+	Validation []string      `json:"validation,omitempty"` // validation-layer errors raised by the case
+	Duration   time.Duration `json:"duration_ns"`
 }
 
-// Passed reports whether the case passed.
-func (o Outcome) Passed() bool { return o.Error == "" }
+// Passed reports whether the case passed: a right result and no validation error.
+func (o Outcome) Passed() bool { return o.Error == "" && len(o.Validation) == 0 }
 
 // Run runs one case on fresh inputs drawn from seed and checks it against the oracle.
 func Run(ctx context.Context, e *attention.Engine, c Case, seed uint64) Outcome {

@@ -108,7 +108,7 @@ func TestSuiteReport(t *testing.T) {
 	e := testEngine(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	n := 0
-	r, err := Suite(ctx, e, []devices.Tier{devices.TierScalar}, func(done, total int, o Outcome) {
+	r, err := Suite(ctx, e, Selection{Tiers: []devices.Tier{devices.TierScalar}}, func(done, total int, o Outcome) {
 		n = done
 		require.True(t, o.Passed(), o.Error)
 		if done == 3 {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"regexp"
 	"strings"
 	"time"
 
@@ -16,17 +17,23 @@ import (
 
 // Report is the outcome of the suite on one device.
 type Report struct {
-	Device   string    `json:"device"`
-	Driver   string    `json:"driver"`
-	API      string    `json:"api_version"`
-	Date     time.Time `json:"date"`
-	Tiers    []string  `json:"tiers"`
+	Device string    `json:"device"`
+	Driver string    `json:"driver"`
+	API    string    `json:"api_version"`
+	Date   time.Time `json:"date"`
+	Tiers  []string  `json:"tiers"`
+	Filter string    `json:"filter,omitempty"`
+	// Setup holds validation errors raised before the first case (opening the device).
+	Setup    []string  `json:"setup_validation,omitempty"`
 	Outcomes []Outcome `json:"outcomes"`
 }
 
-// Failed counts the cases that failed.
+// Failed counts the cases that failed, and the device set-up if it raised validation errors.
 func (r *Report) Failed() int {
 	n := 0
+	if len(r.Setup) > 0 {
+		n++
+	}
 	for _, o := range r.Outcomes {
 		if !o.Passed() {
 			n++
@@ -35,30 +42,54 @@ func (r *Report) Failed() int {
 	return n
 }
 
-// Suite runs the forward cases at each tier (all the engine runs when tiers is empty) with
-// fresh seeds, calling progress after each case.
-func Suite(ctx context.Context, e *attention.Engine, tiers []devices.Tier, progress func(done, total int, o Outcome)) (*Report, error) {
+// Selection chooses the cases of a suite run.
+type Selection struct {
+	Tiers []devices.Tier // empty: every tier the engine runs
+	Match *regexp.Regexp // if set, only cases whose name matches
+}
+
+// Suite runs the selected forward cases with fresh seeds, calling progress after each. Validation
+// errors the engine's instance collects during a case are charged to that case.
+func Suite(ctx context.Context, e *attention.Engine, sel Selection, progress func(done, total int, o Outcome)) (*Report, error) {
+	tiers := sel.Tiers
 	if len(tiers) == 0 {
 		tiers = e.ForwardTiers()
 	}
 	p := e.Profile()
 	r := &Report{Device: p.Name, Driver: p.DriverName + " " + p.DriverInfo, API: vk.Version(p.APIVersion), Date: time.Now().UTC()}
+	r.Setup = messages(e.Instance().ValidationErrors())
+	if sel.Match != nil {
+		r.Filter = sel.Match.String()
+	}
 	var cases []Case
 	for _, t := range tiers {
 		r.Tiers = append(r.Tiers, t.String())
-		cases = append(cases, ForwardCases(t)...)
+		for _, c := range ForwardCases(t) {
+			if sel.Match == nil || sel.Match.MatchString(c.String()) {
+				cases = append(cases, c)
+			}
+		}
 	}
 	for i, c := range cases {
 		if err := ctx.Err(); err != nil {
 			return r, err
 		}
 		o := Run(ctx, e, c, rand.Uint64())
+		o.Validation = messages(e.Instance().ValidationErrors())
 		r.Outcomes = append(r.Outcomes, o)
 		if progress != nil {
 			progress(i+1, len(cases), o)
 		}
 	}
 	return r, nil
+}
+
+func messages(ms []vk.Message) []string {
+	var out []string
+	for _, m := range ms {
+		out = append(out, m.String())
+	}
+	return out
 }
 
 // WriteJSON writes the report as indented JSON.
@@ -72,8 +103,15 @@ func (r *Report) WriteJSON(w io.Writer) error {
 func (r *Report) WriteMarkdown(w io.Writer) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# Conformance: %s\n\n", r.Device)
-	fmt.Fprintf(&b, "- driver: %s\n- Vulkan: %s\n- date: %s\n- cases: %d, failed: %d\n\n",
+	fmt.Fprintf(&b, "- driver: %s\n- Vulkan: %s\n- date: %s\n- cases: %d, failed: %d\n",
 		r.Driver, r.API, r.Date.Format(time.RFC3339), len(r.Outcomes), r.Failed())
+	if r.Filter != "" {
+		fmt.Fprintf(&b, "- cases matching: `%s`\n", r.Filter)
+	}
+	for _, m := range r.Setup {
+		fmt.Fprintf(&b, "- validation error at device set-up: %s\n", m)
+	}
+	b.WriteString("\n")
 	b.WriteString("| tier | cases | passed | worst relative error |\n| --- | --- | --- | --- |\n")
 	for _, t := range r.Tiers {
 		n, pass, worst := 0, 0, 0.0
@@ -93,7 +131,7 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 	for _, o := range r.Outcomes {
 		res := "pass"
 		if !o.Passed() {
-			res = "FAIL: " + strings.ReplaceAll(o.Error, "|", "\\|")
+			res = "FAIL: " + strings.ReplaceAll(strings.Join(append([]string{o.Error}, o.Validation...), "; "), "|", "\\|")
 		}
 		fmt.Fprintf(&b, "| %s | %s | %s | %.2e | %.0e | %s |\n", o.Tier, o.Case, o.Kernel, o.RelErr, o.Tol, res)
 	}
