@@ -15,6 +15,10 @@ type DeviceOptions struct {
 	// PipelineCacheFile, if set, is loaded into the device's pipeline cache at open and written
 	// back at Close, so compiled pipelines survive between processes.
 	PipelineCacheFile string
+	// MatrixExtensions enables VK_KHR_cooperative_matrix, VK_NV_cooperative_matrix2 and
+	// VK_KHR_shader_bfloat16 (with their features) where the device has them. Off unless a kernel
+	// needs them: a validation layer older than these extensions rejects their structures.
+	MatrixExtensions bool
 }
 
 // Device owns a logical device with one compute queue, a command pool, a descriptor pool and a
@@ -53,13 +57,19 @@ func (in *Instance) OpenDevice(index int, opts DeviceOptions) (*Device, error) {
 	if info.ComputeFamily < 0 {
 		return nil, fmt.Errorf("vk: %s has no compute queue: %w", info.Name, ErrNoDevice)
 	}
+	wanted := []string{ExtMemoryBudget}
+	if opts.MatrixExtensions {
+		wanted = append(wanted, ExtCooperativeMatrix, ExtCooperativeMatrix2, ExtShaderBFloat16)
+	}
 	var exts []string
-	for _, e := range []string{ExtCooperativeMatrix, ExtCooperativeMatrix2, ExtShaderBFloat16, ExtMemoryBudget} {
+	enabled := map[string]bool{}
+	for _, e := range wanted {
 		if info.Extensions[e] {
 			exts = append(exts, e+"\x00")
+			enabled[e] = true
 		}
 	}
-	fc := newFeatureChain(info.APIVersion, info.Extensions)
+	fc := newFeatureChain(info.APIVersion, enabled)
 	defer fc.free()
 	getFeatures(in, hs[index], fc)
 	fc.keepCore()
