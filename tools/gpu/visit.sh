@@ -3,10 +3,7 @@
 # the Vulkan loader and validation layer unpacked from .deb files carried in .gl/. Results go to
 # $OUT (default out/); a short table is printed last.
 #
-# Build and fetch first, on a machine with Go and apt:
-#   go build -o bin/vkattn ./tools/vkattn
-#   for p in attention memory vk attention/conformance; do go test -c -o bin/$(basename $p).test ./$p; done
-#   mkdir -p .gl && (cd .gl && apt-get download libvulkan1 vulkan-validationlayers)
+# Prepare with tools/gpu/fetch.sh on a machine with Go and apt.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 OUT=${OUT:-out}

@@ -4,8 +4,7 @@
 # downloaded with a private apt state, unpacked into .toolchain/prefix and run through that
 # prefix's own dynamic loader by small wrappers in .toolchain/bin. Idempotent.
 #
-# The trixie sources file is derived from the machine's /etc/apt/sources.list.d/debian.sources
-# (first stanza, Suites changed), so no mirror is named here.
+# Packages come through tools/setup/trixie.sh, which names no mirror.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root="$PWD/.toolchain"
@@ -19,27 +18,13 @@ if [ -x "$bin/glslangValidator" ] && [ -x "$bin/spirv-val" ] &&
 	exit 0
 fi
 
-src=/etc/apt/sources.list.d/debian.sources
-[ -f "$src" ] || { echo "toolchain: $src not found; cannot derive trixie sources" >&2; exit 1; }
-
-apt="$root/apt"
-rm -rf "$apt" "$prefix"
-mkdir -p "$apt/state/lists/partial" "$apt/cache/archives/partial" "$apt/sources" "$apt/debs" "$prefix" "$bin"
-awk 'BEGIN{RS="";ORS="\n\n"} NR==1' "$src" | sed -E 's/^Suites:.*/Suites: trixie/' >"$apt/sources/trixie.sources"
-
-opts=(
-	-o "Dir::State=$apt/state"
-	-o "Dir::Cache=$apt/cache"
-	-o "Dir::Etc::SourceList=/dev/null"
-	-o "Dir::Etc::SourceParts=$apt/sources"
-	-o "APT::Architecture=amd64"
-	-o "Debug::NoLocking=1"
-	-o "APT::Sandbox::User=root"
-)
+. tools/setup/trixie.sh
+debs="$root/debs"
+rm -rf "$debs" "$prefix"
+mkdir -p "$debs" "$prefix" "$bin"
 echo "toolchain: fetching trixie ${pkgs[*]}"
-apt-get "${opts[@]}" -qq update
-(cd "$apt/debs" && apt-get "${opts[@]}" -qq download "${pkgs[@]}")
-for deb in "$apt/debs"/*.deb; do
+trixie_download "$debs" "${pkgs[@]}"
+for deb in "$debs"/*.deb; do
 	dpkg-deb -x "$deb" "$prefix"
 done
 
@@ -52,5 +37,5 @@ wrap() { # wrap NAME TARGET
 }
 wrap glslangValidator "$prefix/usr/bin/glslang"
 wrap spirv-val "$prefix/usr/bin/spirv-val"
-rm -rf "$apt"
+rm -rf "$debs"
 echo "toolchain: $("$bin/glslangValidator" --version | head -1 | tr -s ' ')"

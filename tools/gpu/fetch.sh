@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Prepares a visit to a GPU machine that has no Go and no package registry: builds the command
+# and the test binaries into bin/, and downloads into .gl/ the Vulkan loader (this machine's
+# suite) and trixie's Khronos validation layer, which knows the cooperative-matrix structures
+# (it needs glibc 2.38 and GCC 13's libstdc++ on the GPU machine). tools/gpu/visit.sh runs them.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+mkdir -p bin .gl
+go build -o bin/vkattn ./tools/vkattn
+for p in attention memory vk attention/conformance; do
+	go test -c -o "bin/$(basename "$p").test" "./$p"
+done
+rm -f .gl/*.deb
+(cd .gl && apt-get -qq download libvulkan1)
+. tools/setup/trixie.sh
+trixie_download .gl vulkan-validationlayers
+ls bin .gl
