@@ -8,10 +8,16 @@ SPIRV_VAL ?= $(TOOLBIN)/spirv-val
 # Lavapipe's subgroup width follows LP_NATIVE_VECTOR_WIDTH: 128, 256, 512 give 4, 8, 16 lanes.
 LP_WIDTHS ?= 128 256 512
 
-.PHONY: deps toolchain shaders shaders-check run test test-lavapipe-widths bench conformance fuzz
+.PHONY: deps go-version toolchain shaders shaders-check run test test-lavapipe-widths bench conformance fuzz
 
-deps:
+deps: go-version
 	@bash tools/setup/deps.sh
+
+# Go is not installed by deps: say so plainly when it is missing or too old.
+go-version:
+	@v=$$($(GO) env GOVERSION 2>/dev/null | sed 's/^go//'); \
+	case "$$v" in 1.2[6-9]*|1.[3-9][0-9]*|[2-9].*) ;; \
+	*) echo "vkattn needs Go 1.26 or newer (found: $${v:-none}); see https://go.dev/doc/install" >&2; exit 1;; esac
 
 toolchain:
 	@bash tools/setup/glslang.sh
@@ -41,7 +47,8 @@ bench: deps
 	$(GO) run ./tools/vkattn bench
 
 conformance: deps
-	$(GO) run ./tools/vkattn conformance -out conformance
+	@mkdir -p out
+	$(GO) run ./tools/vkattn conformance -out out/conformance
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzForwardOptions -fuzztime 60s ./attention/

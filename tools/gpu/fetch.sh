@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Prepares a visit to a GPU machine that has no Go and no package registry: builds the command
+# Prepares a run on a GPU machine that has no Go and no package registry: builds the command
 # and the test binaries into bin/, and downloads into .gl/ the Vulkan loader (this machine's
 # suite) and trixie's Khronos validation layer, which knows the cooperative-matrix structures
-# (it needs glibc 2.38 and GCC 13's libstdc++ on the GPU machine). tools/gpu/visit.sh runs them.
+# (it needs glibc 2.38 and GCC 13's libstdc++ on the GPU machine). tools/gpu/run.sh runs them.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 mkdir -p bin .gl

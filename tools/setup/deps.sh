@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Installs the runtime vkattn's tests and tools need on Debian bookworm: the Vulkan loader,
-# the Khronos validation layer and Mesa 25's lavapipe from bookworm-backports. Idempotent.
+# Installs what vkattn's tests and tools need on Debian bookworm: a C compiler for cgo, the Vulkan
+# loader, the Khronos validation layer and Mesa 25's lavapipe from bookworm-backports. Idempotent.
 # The backports sources file is derived from the machine's own debian.sources, so no mirror is
 # named here.
 set -euo pipefail
 
-need=(libvulkan1 vulkan-validationlayers mesa-vulkan-drivers)
+need=(gcc libc6-dev libvulkan1 vulkan-validationlayers mesa-vulkan-drivers)
 sudo=""
 [ "$(id -u)" -eq 0 ] || sudo="sudo"
 

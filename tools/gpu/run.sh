@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One visit to a GPU machine without Go: runs binaries built beforehand and carried in bin/, with
+# One run on a GPU machine without Go: runs binaries built beforehand and carried in bin/, with
 # the Vulkan loader and validation layer unpacked from .deb files carried in .gl/. Results go to
 # $OUT (default out/); a short table is printed last.
 #
