@@ -2,33 +2,36 @@ package vk
 
 /*
 #include <stdlib.h>
-#include <string.h>
+#include "cvk.h"
 */
 import "C"
 
 import (
-	"encoding/binary"
+	"fmt"
 	"unsafe"
 )
 
-// chain is a pNext chain of Vulkan structures laid out in C memory. Each link is raw bytes whose
-// first 16 bytes are sType and pNext; the rest is read and written at field offsets taken from
-// the Vulkan specification. This is how vk reaches structures the binding lacks or that are
-// newer than its headers, with no Vulkan headers at build time.
+// chain is a pNext chain of Vulkan structures in C memory. Each link is one of the structures
+// declared in cvk.h (with the specification's member layout, checked there by _Static_assert),
+// allocated with its C size and read and written through its C type by link. This is how vk
+// reaches structures the binding lacks or that are newer than its headers, with no Vulkan
+// headers at build time.
 type chain struct {
 	links []unsafe.Pointer
-	sizes []int
+	sizes []uintptr
 }
 
-// add appends a zeroed structure of size bytes with the given sType and returns its index.
-func (c *chain) add(sType uint32, size int) int {
-	p := C.calloc(1, C.size_t(size))
-	*(*uint32)(p) = sType
+// add appends a zeroed structure of size bytes (a C.sizeof_vkattn_... value) with the given
+// sType and returns its index.
+func (c *chain) add(sType uint32, size C.size_t) int {
+	p := C.calloc(1, size)
+	base := (*C.vkattn_base_out)(p)
+	base.sType = C.vkattn_stype(sType)
 	if n := len(c.links); n > 0 {
-		*(*unsafe.Pointer)(unsafe.Add(c.links[n-1], 8)) = p
+		(*C.vkattn_base_out)(c.links[n-1]).pNext = base
 	}
 	c.links = append(c.links, p)
-	c.sizes = append(c.sizes, size)
+	c.sizes = append(c.sizes, uintptr(size))
 	return len(c.links) - 1
 }
 
@@ -40,32 +43,14 @@ func (c *chain) head() unsafe.Pointer {
 	return c.links[0]
 }
 
-func (c *chain) bytes(i int) []byte { return unsafe.Slice((*byte)(c.links[i]), c.sizes[i]) }
-
-func (c *chain) u32(i, off int) uint32 { return binary.LittleEndian.Uint32(c.bytes(i)[off:]) }
-func (c *chain) u64(i, off int) uint64 { return binary.LittleEndian.Uint64(c.bytes(i)[off:]) }
-func (c *chain) setU32(i, off int, v uint32) {
-	binary.LittleEndian.PutUint32(c.bytes(i)[off:], v)
-}
-
-// str reads a NUL-terminated char array of at most n bytes at off.
-func (c *chain) str(i, off, n int) string {
-	b := c.bytes(i)[off : off+n]
-	for j, x := range b {
-		if x == 0 {
-			return string(b[:j])
-		}
+// link returns link i as a *T, T being the cvk.h type it was added with; it panics if the link
+// was allocated smaller than T.
+func link[T any](c *chain, i int) *T {
+	var zero T
+	if unsafe.Sizeof(zero) > c.sizes[i] {
+		panic(fmt.Sprintf("vk: chain link %d is %d bytes, read as %T of %d", i, c.sizes[i], zero, unsafe.Sizeof(zero)))
 	}
-	return string(b)
-}
-
-// bools reads n consecutive VkBool32 fields starting after the 16-byte header.
-func (c *chain) bools(i, n int) []bool {
-	out := make([]bool, n)
-	for j := range out {
-		out[j] = c.u32(i, 16+4*j) != 0
-	}
-	return out
+	return (*T)(c.links[i])
 }
 
 func (c *chain) free() {
@@ -73,4 +58,18 @@ func (c *chain) free() {
 		C.free(p)
 	}
 	c.links, c.sizes = nil, nil
+}
+
+// cbool converts a VkBool32.
+func cbool(b C.vkattn_bool32) bool { return b != 0 }
+
+// cstring reads a NUL-terminated char array, all of it when it has no NUL.
+func cstring(b []C.char) string {
+	s := unsafe.Slice((*byte)(unsafe.Pointer(&b[0])), len(b))
+	for j, x := range s {
+		if x == 0 {
+			return string(s[:j])
+		}
+	}
+	return string(s)
 }

@@ -35,7 +35,8 @@ void vkattn_get_memory_properties2(vkattn_pfn f, vkattn_dispatchable phys, void 
 	((void (*)(vkattn_dispatchable, void *))f)(phys, chain);
 }
 
-int32_t vkattn_coopmat_properties(vkattn_pfn f, vkattn_dispatchable phys, uint32_t *count, void *props) {
+int32_t vkattn_coopmat_properties(vkattn_pfn f, vkattn_dispatchable phys, uint32_t *count,
+	vkattn_cooperative_matrix_properties_khr *props) {
 	return ((int32_t(*)(vkattn_dispatchable, uint32_t *, void *))f)(phys, count, props);
 }
 
@@ -58,6 +59,15 @@ typedef struct {
 	void *pfnUserCallback;
 	void *pUserData;
 } messenger_info;
+
+// Layouts of VkDebugUtilsMessengerCallbackDataEXT (up to pMessage) and
+// VkDebugUtilsMessengerCreateInfoEXT from the specification.
+_Static_assert(offsetof(callback_data, pMessageIdName) == 24, "callback_data.pMessageIdName");
+_Static_assert(offsetof(callback_data, messageIdNumber) == 32, "callback_data.messageIdNumber");
+_Static_assert(offsetof(callback_data, pMessage) == 40, "callback_data.pMessage");
+_Static_assert(offsetof(messenger_info, messageSeverity) == 20, "messenger_info.messageSeverity");
+_Static_assert(offsetof(messenger_info, pfnUserCallback) == 32, "messenger_info.pfnUserCallback");
+_Static_assert(sizeof(messenger_info) == 48, "sizeof messenger_info");
 
 extern void vkattnDebugMessage(uintptr_t handle, uint32_t severity, uint32_t type, char *id, char *msg);
 

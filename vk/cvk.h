@@ -1,13 +1,337 @@
 // Package vk's own C layer: the loader and the Vulkan entry points that github.com/goki/vulkan
-// does not wrap (the *2 queries, debug utils, cooperative-matrix properties). It declares only the
-// few handle and struct types it needs; structures newer than the binding's headers are passed as
-// raw sType/pNext chains built in Go.
+// does not wrap (the *2 queries, debug utils, cooperative-matrix properties). It declares, under
+// its own vkattn_ names, the few handle and structure types it needs, including structures newer
+// than the binding's 1.3.239 headers. It includes no Vulkan header: every structure below copies
+// the member layout of the Vulkan specification, and the _Static_asserts at the end pin its size
+// and member offsets to the values the specification's layout gives on LP64 targets.
 #ifndef VKATTN_CVK_H
 #define VKATTN_CVK_H
+#include <stddef.h>
 #include <stdint.h>
 
 typedef void *vkattn_dispatchable; // VkInstance, VkPhysicalDevice, VkDevice, ...
 typedef void (*vkattn_pfn)(void);
+
+typedef uint32_t vkattn_bool32;  // VkBool32
+typedef uint64_t vkattn_size;    // VkDeviceSize
+typedef int32_t vkattn_stype;    // VkStructureType (an enum: 32 bits)
+
+// VkBaseOutStructure: the head every link of a pNext chain starts with.
+typedef struct vkattn_base_out {
+	vkattn_stype sType;
+	struct vkattn_base_out *pNext;
+} vkattn_base_out;
+
+// VkPhysicalDeviceFeatures (Vulkan 1.0): 55 VkBool32 members.
+typedef struct {
+	vkattn_bool32 robustBufferAccess;
+	vkattn_bool32 fullDrawIndexUint32;
+	vkattn_bool32 imageCubeArray;
+	vkattn_bool32 independentBlend;
+	vkattn_bool32 geometryShader;
+	vkattn_bool32 tessellationShader;
+	vkattn_bool32 sampleRateShading;
+	vkattn_bool32 dualSrcBlend;
+	vkattn_bool32 logicOp;
+	vkattn_bool32 multiDrawIndirect;
+	vkattn_bool32 drawIndirectFirstInstance;
+	vkattn_bool32 depthClamp;
+	vkattn_bool32 depthBiasClamp;
+	vkattn_bool32 fillModeNonSolid;
+	vkattn_bool32 depthBounds;
+	vkattn_bool32 wideLines;
+	vkattn_bool32 largePoints;
+	vkattn_bool32 alphaToOne;
+	vkattn_bool32 multiViewport;
+	vkattn_bool32 samplerAnisotropy;
+	vkattn_bool32 textureCompressionETC2;
+	vkattn_bool32 textureCompressionASTC_LDR;
+	vkattn_bool32 textureCompressionBC;
+	vkattn_bool32 occlusionQueryPrecise;
+	vkattn_bool32 pipelineStatisticsQuery;
+	vkattn_bool32 vertexPipelineStoresAndAtomics;
+	vkattn_bool32 fragmentStoresAndAtomics;
+	vkattn_bool32 shaderTessellationAndGeometryPointSize;
+	vkattn_bool32 shaderImageGatherExtended;
+	vkattn_bool32 shaderStorageImageExtendedFormats;
+	vkattn_bool32 shaderStorageImageMultisample;
+	vkattn_bool32 shaderStorageImageReadWithoutFormat;
+	vkattn_bool32 shaderStorageImageWriteWithoutFormat;
+	vkattn_bool32 shaderUniformBufferArrayDynamicIndexing;
+	vkattn_bool32 shaderSampledImageArrayDynamicIndexing;
+	vkattn_bool32 shaderStorageBufferArrayDynamicIndexing;
+	vkattn_bool32 shaderStorageImageArrayDynamicIndexing;
+	vkattn_bool32 shaderClipDistance;
+	vkattn_bool32 shaderCullDistance;
+	vkattn_bool32 shaderFloat64;
+	vkattn_bool32 shaderInt64;
+	vkattn_bool32 shaderInt16;
+	vkattn_bool32 shaderResourceResidency;
+	vkattn_bool32 shaderResourceMinLod;
+	vkattn_bool32 sparseBinding;
+	vkattn_bool32 sparseResidencyBuffer;
+	vkattn_bool32 sparseResidencyImage2D;
+	vkattn_bool32 sparseResidencyImage3D;
+	vkattn_bool32 sparseResidency2Samples;
+	vkattn_bool32 sparseResidency4Samples;
+	vkattn_bool32 sparseResidency8Samples;
+	vkattn_bool32 sparseResidency16Samples;
+	vkattn_bool32 sparseResidencyAliased;
+	vkattn_bool32 variableMultisampleRate;
+	vkattn_bool32 inheritedQueries;
+} vkattn_physical_device_features;
+
+// VkPhysicalDeviceFeatures2 (1.1).
+typedef struct {
+	vkattn_stype sType;
+	void *pNext;
+	vkattn_physical_device_features features;
+} vkattn_physical_device_features2;
+
+// VkPhysicalDevice16BitStorageFeatures (1.1).
+typedef struct {
+	vkattn_stype sType;
+	void *pNext;
+	vkattn_bool32 storageBuffer16BitAccess;
+	vkattn_bool32 uniformAndStorageBuffer16BitAccess;
+	vkattn_bool32 storagePushConstant16;
+	vkattn_bool32 storageInputOutput16;
+} vkattn_16bit_storage_features;
+
+// VkPhysicalDeviceShaderFloat16Int8Features (1.2).
+typedef struct {
+	vkattn_stype sType;
+	void *pNext;
+	vkattn_bool32 shaderFloat16;
+	vkattn_bool32 shaderInt8;
+} vkattn_float16_int8_features;
+
+// VkPhysicalDevice8BitStorageFeatures (1.2).
+typedef struct {
+	vkattn_stype sType;
+	void *pNext;
+	vkattn_bool32 storageBuffer8BitAccess;
+	vkattn_bool32 uniformAndStorageBuffer8BitAccess;
+	vkattn_bool32 storagePushConstant8;
+} vkattn_8bit_storage_features;
+
+// VkPhysicalDeviceTimelineSemaphoreFeatures (1.2).
+typedef struct {
+	vkattn_stype sType;
+	void *pNext;
+	vkattn_bool32 timelineSemaphore;
+} vkattn_timeline_semaphore_features;
+
+// VkPhysicalDeviceSubgroupSizeControlFeatures (1.3).
+typedef struct {
+	vkattn_stype sType;
+	void *pNext;
+	vkattn_bool32 subgroupSizeControl;
+	vkattn_bool32 computeFullSubgroups;
+} vkattn_subgroup_size_control_features;
+
+// VkPhysicalDeviceShaderIntegerDotProductFeatures (1.3).
+typedef struct {
+	vkattn_stype sType;
+	void *pNext;
+	vkattn_bool32 shaderIntegerDotProduct;
+} vkattn_integer_dot_product_features;
+
+// VkPhysicalDeviceMaintenance4Features (1.3).
+typedef struct {
+	vkattn_stype sType;
+	void *pNext;
+	vkattn_bool32 maintenance4;
+} vkattn_maintenance4_features;
+
+// VkPhysicalDeviceCooperativeMatrixFeaturesKHR (VK_KHR_cooperative_matrix).
+typedef struct {
+	vkattn_stype sType;
+	void *pNext;
+	vkattn_bool32 cooperativeMatrix;
+	vkattn_bool32 cooperativeMatrixRobustBufferAccess;
+} vkattn_cooperative_matrix_features_khr;
+
+// VkPhysicalDeviceCooperativeMatrixPropertiesKHR (VK_KHR_cooperative_matrix).
+typedef struct {
+	vkattn_stype sType;
+	void *pNext;
+	uint32_t cooperativeMatrixSupportedStages; // VkShaderStageFlags
+} vkattn_cooperative_matrix_device_properties_khr;
+
+// VkCooperativeMatrixPropertiesKHR (VK_KHR_cooperative_matrix): one element of the array
+// vkGetPhysicalDeviceCooperativeMatrixPropertiesKHR fills.
+typedef struct {
+	vkattn_stype sType;
+	void *pNext;
+	uint32_t MSize;
+	uint32_t NSize;
+	uint32_t KSize;
+	int32_t AType;      // VkComponentTypeKHR
+	int32_t BType;      // VkComponentTypeKHR
+	int32_t CType;      // VkComponentTypeKHR
+	int32_t ResultType; // VkComponentTypeKHR
+	vkattn_bool32 saturatingAccumulation;
+	int32_t scope; // VkScopeKHR
+} vkattn_cooperative_matrix_properties_khr;
+
+// VkPhysicalDeviceCooperativeMatrix2FeaturesNV (VK_NV_cooperative_matrix2).
+typedef struct {
+	vkattn_stype sType;
+	void *pNext;
+	vkattn_bool32 cooperativeMatrixWorkgroupScope;
+	vkattn_bool32 cooperativeMatrixFlexibleDimensions;
+	vkattn_bool32 cooperativeMatrixReductions;
+	vkattn_bool32 cooperativeMatrixConversions;
+	vkattn_bool32 cooperativeMatrixPerElementOperations;
+	vkattn_bool32 cooperativeMatrixTensorAddressing;
+	vkattn_bool32 cooperativeMatrixBlockLoads;
+} vkattn_cooperative_matrix2_features_nv;
+
+// VkPhysicalDeviceShaderBfloat16FeaturesKHR (VK_KHR_shader_bfloat16).
+typedef struct {
+	vkattn_stype sType;
+	void *pNext;
+	vkattn_bool32 shaderBFloat16Type;
+	vkattn_bool32 shaderBFloat16DotProduct;
+	vkattn_bool32 shaderBFloat16CooperativeMatrix;
+} vkattn_shader_bfloat16_features_khr;
+
+// VkPhysicalDeviceProperties, with VkPhysicalDeviceLimits (504 bytes, 8-aligned) left opaque:
+// vk reads the limits through the binding's vkGetPhysicalDeviceProperties.
+typedef struct {
+	uint32_t apiVersion;
+	uint32_t driverVersion;
+	uint32_t vendorID;
+	uint32_t deviceID;
+	int32_t deviceType; // VkPhysicalDeviceType
+	char deviceName[256];
+	uint8_t pipelineCacheUUID[16];
+	uint64_t limits[504 / 8]; // VkPhysicalDeviceLimits
+	vkattn_bool32 sparseProperties[5]; // VkPhysicalDeviceSparseProperties
+} vkattn_physical_device_properties;
+
+// VkPhysicalDeviceProperties2 (1.1).
+typedef struct {
+	vkattn_stype sType;
+	void *pNext;
+	vkattn_physical_device_properties properties;
+} vkattn_physical_device_properties2;
+
+// VkPhysicalDeviceSubgroupProperties (1.1).
+typedef struct {
+	vkattn_stype sType;
+	void *pNext;
+	uint32_t subgroupSize;
+	uint32_t supportedStages;     // VkShaderStageFlags
+	uint32_t supportedOperations; // VkSubgroupFeatureFlags
+	vkattn_bool32 quadOperationsInAllStages;
+} vkattn_subgroup_properties;
+
+// VkPhysicalDeviceMaintenance3Properties (1.1).
+typedef struct {
+	vkattn_stype sType;
+	void *pNext;
+	uint32_t maxPerSetDescriptors;
+	vkattn_size maxMemoryAllocationSize;
+} vkattn_maintenance3_properties;
+
+// VkPhysicalDeviceDriverProperties (1.2).
+typedef struct {
+	vkattn_stype sType;
+	void *pNext;
+	int32_t driverID; // VkDriverId
+	char driverName[256];
+	char driverInfo[256];
+	uint8_t conformanceVersion[4]; // VkConformanceVersion: major, minor, subminor, patch
+} vkattn_driver_properties;
+
+// VkPhysicalDeviceSubgroupSizeControlProperties (1.3).
+typedef struct {
+	vkattn_stype sType;
+	void *pNext;
+	uint32_t minSubgroupSize;
+	uint32_t maxSubgroupSize;
+	uint32_t maxComputeWorkgroupSubgroups;
+	uint32_t requiredSubgroupSizeStages; // VkShaderStageFlags
+} vkattn_subgroup_size_control_properties;
+
+// VkPhysicalDeviceShaderIntegerDotProductProperties (1.3): 30 VkBool32 members; vk reads one.
+typedef struct {
+	vkattn_stype sType;
+	void *pNext;
+	vkattn_bool32 integerDotProduct8BitUnsignedAccelerated;
+	vkattn_bool32 integerDotProduct8BitSignedAccelerated;
+	vkattn_bool32 integerDotProduct8BitMixedSignednessAccelerated;
+	vkattn_bool32 integerDotProduct4x8BitPackedUnsignedAccelerated;
+	vkattn_bool32 integerDotProduct4x8BitPackedSignedAccelerated;
+	vkattn_bool32 integerDotProduct4x8BitPackedMixedSignednessAccelerated;
+	vkattn_bool32 integerDotProduct16BitUnsignedAccelerated;
+	vkattn_bool32 integerDotProduct16BitSignedAccelerated;
+	vkattn_bool32 integerDotProduct16BitMixedSignednessAccelerated;
+	vkattn_bool32 integerDotProduct32BitUnsignedAccelerated;
+	vkattn_bool32 integerDotProduct32BitSignedAccelerated;
+	vkattn_bool32 integerDotProduct32BitMixedSignednessAccelerated;
+	vkattn_bool32 integerDotProduct64BitUnsignedAccelerated;
+	vkattn_bool32 integerDotProduct64BitSignedAccelerated;
+	vkattn_bool32 integerDotProduct64BitMixedSignednessAccelerated;
+	vkattn_bool32 integerDotProductAccumulatingSaturating8BitUnsignedAccelerated;
+	vkattn_bool32 integerDotProductAccumulatingSaturating8BitSignedAccelerated;
+	vkattn_bool32 integerDotProductAccumulatingSaturating8BitMixedSignednessAccelerated;
+	vkattn_bool32 integerDotProductAccumulatingSaturating4x8BitPackedUnsignedAccelerated;
+	vkattn_bool32 integerDotProductAccumulatingSaturating4x8BitPackedSignedAccelerated;
+	vkattn_bool32 integerDotProductAccumulatingSaturating4x8BitPackedMixedSignednessAccelerated;
+	vkattn_bool32 integerDotProductAccumulatingSaturating16BitUnsignedAccelerated;
+	vkattn_bool32 integerDotProductAccumulatingSaturating16BitSignedAccelerated;
+	vkattn_bool32 integerDotProductAccumulatingSaturating16BitMixedSignednessAccelerated;
+	vkattn_bool32 integerDotProductAccumulatingSaturating32BitUnsignedAccelerated;
+	vkattn_bool32 integerDotProductAccumulatingSaturating32BitSignedAccelerated;
+	vkattn_bool32 integerDotProductAccumulatingSaturating32BitMixedSignednessAccelerated;
+	vkattn_bool32 integerDotProductAccumulatingSaturating64BitUnsignedAccelerated;
+	vkattn_bool32 integerDotProductAccumulatingSaturating64BitSignedAccelerated;
+	vkattn_bool32 integerDotProductAccumulatingSaturating64BitMixedSignednessAccelerated;
+} vkattn_integer_dot_product_properties;
+
+// VkMemoryType and VkMemoryHeap.
+typedef struct {
+	uint32_t propertyFlags; // VkMemoryPropertyFlags
+	uint32_t heapIndex;
+} vkattn_memory_type;
+
+typedef struct {
+	vkattn_size size;
+	uint32_t flags; // VkMemoryHeapFlags
+} vkattn_memory_heap;
+
+// VkPhysicalDeviceMemoryProperties (VK_MAX_MEMORY_TYPES 32, VK_MAX_MEMORY_HEAPS 16).
+typedef struct {
+	uint32_t memoryTypeCount;
+	vkattn_memory_type memoryTypes[32];
+	uint32_t memoryHeapCount;
+	vkattn_memory_heap memoryHeaps[16];
+} vkattn_physical_device_memory_properties;
+
+// VkPhysicalDeviceMemoryProperties2 (1.1).
+typedef struct {
+	vkattn_stype sType;
+	void *pNext;
+	vkattn_physical_device_memory_properties memoryProperties;
+} vkattn_physical_device_memory_properties2;
+
+// VkPhysicalDeviceMemoryBudgetPropertiesEXT (VK_EXT_memory_budget).
+typedef struct {
+	vkattn_stype sType;
+	void *pNext;
+	vkattn_size heapBudget[16];
+	vkattn_size heapUsage[16];
+} vkattn_memory_budget_properties;
+
+// VkPipelineShaderStageRequiredSubgroupSizeCreateInfo (1.3).
+typedef struct {
+	vkattn_stype sType;
+	void *pNext;
+	uint32_t requiredSubgroupSize;
+} vkattn_required_subgroup_size_create_info;
 
 // vkattn_load dlopens name and returns vkGetInstanceProcAddr, or NULL with *err set.
 void *vkattn_load(const char *name, const char **err);
@@ -16,8 +340,95 @@ vkattn_pfn vkattn_instance_proc(vkattn_dispatchable instance, const char *name);
 void vkattn_get_features2(vkattn_pfn f, vkattn_dispatchable phys, void *chain);
 void vkattn_get_properties2(vkattn_pfn f, vkattn_dispatchable phys, void *chain);
 void vkattn_get_memory_properties2(vkattn_pfn f, vkattn_dispatchable phys, void *chain);
-int32_t vkattn_coopmat_properties(vkattn_pfn f, vkattn_dispatchable phys, uint32_t *count, void *props);
+int32_t vkattn_coopmat_properties(vkattn_pfn f, vkattn_dispatchable phys, uint32_t *count,
+	vkattn_cooperative_matrix_properties_khr *props);
 
 int32_t vkattn_create_messenger(vkattn_pfn create, vkattn_dispatchable instance, uintptr_t handle, uint64_t *messenger);
 void vkattn_destroy_messenger(vkattn_pfn destroy, vkattn_dispatchable instance, uint64_t messenger);
+
+// Sizes and offsets from the specification's layout (LP64: 8-byte pointers and VkDeviceSize).
+#define VKATTN_ASSERT_SIZE(T, n) _Static_assert(sizeof(T) == (n), "sizeof " #T " is not " #n)
+#define VKATTN_ASSERT_OFF(T, m, n) _Static_assert(offsetof(T, m) == (n), "offsetof " #T "." #m " is not " #n)
+_Static_assert(sizeof(void *) == 8, "vkattn's C layer assumes 64-bit pointers");
+
+VKATTN_ASSERT_SIZE(vkattn_base_out, 16);
+VKATTN_ASSERT_OFF(vkattn_base_out, pNext, 8);
+
+VKATTN_ASSERT_SIZE(vkattn_physical_device_features, 55 * 4);
+VKATTN_ASSERT_OFF(vkattn_physical_device_features, shaderFloat64, 39 * 4);
+VKATTN_ASSERT_OFF(vkattn_physical_device_features, shaderInt64, 40 * 4);
+VKATTN_ASSERT_OFF(vkattn_physical_device_features, shaderInt16, 41 * 4);
+VKATTN_ASSERT_OFF(vkattn_physical_device_features, sparseBinding, 44 * 4);
+VKATTN_ASSERT_OFF(vkattn_physical_device_features, sparseResidencyBuffer, 45 * 4);
+VKATTN_ASSERT_OFF(vkattn_physical_device_features, inheritedQueries, 54 * 4);
+VKATTN_ASSERT_SIZE(vkattn_physical_device_features2, 240); // 16 + 55 * 4, padded to 8
+VKATTN_ASSERT_OFF(vkattn_physical_device_features2, features, 16);
+
+VKATTN_ASSERT_SIZE(vkattn_16bit_storage_features, 32);
+VKATTN_ASSERT_OFF(vkattn_16bit_storage_features, storageBuffer16BitAccess, 16);
+VKATTN_ASSERT_SIZE(vkattn_float16_int8_features, 24);
+VKATTN_ASSERT_OFF(vkattn_float16_int8_features, shaderFloat16, 16);
+VKATTN_ASSERT_OFF(vkattn_float16_int8_features, shaderInt8, 20);
+VKATTN_ASSERT_SIZE(vkattn_8bit_storage_features, 32);
+VKATTN_ASSERT_OFF(vkattn_8bit_storage_features, storageBuffer8BitAccess, 16);
+VKATTN_ASSERT_SIZE(vkattn_timeline_semaphore_features, 24);
+VKATTN_ASSERT_OFF(vkattn_timeline_semaphore_features, timelineSemaphore, 16);
+VKATTN_ASSERT_SIZE(vkattn_subgroup_size_control_features, 24);
+VKATTN_ASSERT_OFF(vkattn_subgroup_size_control_features, subgroupSizeControl, 16);
+VKATTN_ASSERT_OFF(vkattn_subgroup_size_control_features, computeFullSubgroups, 20);
+VKATTN_ASSERT_SIZE(vkattn_integer_dot_product_features, 24);
+VKATTN_ASSERT_OFF(vkattn_integer_dot_product_features, shaderIntegerDotProduct, 16);
+VKATTN_ASSERT_SIZE(vkattn_maintenance4_features, 24);
+VKATTN_ASSERT_OFF(vkattn_maintenance4_features, maintenance4, 16);
+VKATTN_ASSERT_SIZE(vkattn_cooperative_matrix_features_khr, 24);
+VKATTN_ASSERT_OFF(vkattn_cooperative_matrix_features_khr, cooperativeMatrix, 16);
+VKATTN_ASSERT_OFF(vkattn_cooperative_matrix_features_khr, cooperativeMatrixRobustBufferAccess, 20);
+VKATTN_ASSERT_SIZE(vkattn_cooperative_matrix_device_properties_khr, 24);
+VKATTN_ASSERT_OFF(vkattn_cooperative_matrix_device_properties_khr, cooperativeMatrixSupportedStages, 16);
+VKATTN_ASSERT_SIZE(vkattn_cooperative_matrix_properties_khr, 56);
+VKATTN_ASSERT_OFF(vkattn_cooperative_matrix_properties_khr, MSize, 16);
+VKATTN_ASSERT_OFF(vkattn_cooperative_matrix_properties_khr, NSize, 20);
+VKATTN_ASSERT_OFF(vkattn_cooperative_matrix_properties_khr, KSize, 24);
+VKATTN_ASSERT_OFF(vkattn_cooperative_matrix_properties_khr, AType, 28);
+VKATTN_ASSERT_OFF(vkattn_cooperative_matrix_properties_khr, BType, 32);
+VKATTN_ASSERT_OFF(vkattn_cooperative_matrix_properties_khr, CType, 36);
+VKATTN_ASSERT_OFF(vkattn_cooperative_matrix_properties_khr, ResultType, 40);
+VKATTN_ASSERT_OFF(vkattn_cooperative_matrix_properties_khr, saturatingAccumulation, 44);
+VKATTN_ASSERT_OFF(vkattn_cooperative_matrix_properties_khr, scope, 48);
+VKATTN_ASSERT_SIZE(vkattn_cooperative_matrix2_features_nv, 48);
+VKATTN_ASSERT_OFF(vkattn_cooperative_matrix2_features_nv, cooperativeMatrixWorkgroupScope, 16);
+VKATTN_ASSERT_OFF(vkattn_cooperative_matrix2_features_nv, cooperativeMatrixBlockLoads, 40);
+VKATTN_ASSERT_SIZE(vkattn_shader_bfloat16_features_khr, 32);
+VKATTN_ASSERT_OFF(vkattn_shader_bfloat16_features_khr, shaderBFloat16Type, 16);
+VKATTN_ASSERT_OFF(vkattn_shader_bfloat16_features_khr, shaderBFloat16CooperativeMatrix, 24);
+
+VKATTN_ASSERT_SIZE(vkattn_physical_device_properties, 824);
+VKATTN_ASSERT_OFF(vkattn_physical_device_properties, deviceName, 20);
+VKATTN_ASSERT_OFF(vkattn_physical_device_properties, pipelineCacheUUID, 276);
+VKATTN_ASSERT_OFF(vkattn_physical_device_properties, limits, 296);
+VKATTN_ASSERT_OFF(vkattn_physical_device_properties, sparseProperties, 800);
+VKATTN_ASSERT_SIZE(vkattn_physical_device_properties2, 16 + 824);
+VKATTN_ASSERT_SIZE(vkattn_subgroup_properties, 32);
+VKATTN_ASSERT_OFF(vkattn_subgroup_properties, subgroupSize, 16);
+VKATTN_ASSERT_OFF(vkattn_subgroup_properties, supportedStages, 20);
+VKATTN_ASSERT_OFF(vkattn_subgroup_properties, supportedOperations, 24);
+VKATTN_ASSERT_SIZE(vkattn_maintenance3_properties, 32);
+VKATTN_ASSERT_OFF(vkattn_maintenance3_properties, maxMemoryAllocationSize, 24);
+VKATTN_ASSERT_SIZE(vkattn_driver_properties, 16 + 4 + 256 + 256 + 4);
+VKATTN_ASSERT_OFF(vkattn_driver_properties, driverName, 20);
+VKATTN_ASSERT_OFF(vkattn_driver_properties, driverInfo, 276);
+VKATTN_ASSERT_OFF(vkattn_driver_properties, conformanceVersion, 532);
+VKATTN_ASSERT_SIZE(vkattn_subgroup_size_control_properties, 32);
+VKATTN_ASSERT_OFF(vkattn_subgroup_size_control_properties, minSubgroupSize, 16);
+VKATTN_ASSERT_OFF(vkattn_subgroup_size_control_properties, maxSubgroupSize, 20);
+VKATTN_ASSERT_SIZE(vkattn_integer_dot_product_properties, 16 + 30 * 4);
+VKATTN_ASSERT_OFF(vkattn_integer_dot_product_properties, integerDotProduct4x8BitPackedSignedAccelerated, 16 + 4 * 4);
+VKATTN_ASSERT_SIZE(vkattn_physical_device_memory_properties, 520);
+VKATTN_ASSERT_OFF(vkattn_physical_device_memory_properties, memoryHeapCount, 260);
+VKATTN_ASSERT_OFF(vkattn_physical_device_memory_properties, memoryHeaps, 264);
+VKATTN_ASSERT_SIZE(vkattn_physical_device_memory_properties2, 16 + 520);
+VKATTN_ASSERT_SIZE(vkattn_memory_budget_properties, 16 + 2 * 16 * 8);
+VKATTN_ASSERT_OFF(vkattn_memory_budget_properties, heapUsage, 16 + 128);
+VKATTN_ASSERT_SIZE(vkattn_required_subgroup_size_create_info, 24);
+VKATTN_ASSERT_OFF(vkattn_required_subgroup_size_create_info, requiredSubgroupSize, 16);
 #endif

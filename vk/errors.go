@@ -49,7 +49,41 @@ func result(call string, r vk.Result) error {
 	case vk.Timeout:
 		base = ErrTimeout
 	default:
-		return fmt.Errorf("vk: %s: VkResult %d", call, int32(r))
+		return fmt.Errorf("vk: %s: %s", call, resultString(r))
 	}
 	return fmt.Errorf("%s: %w", call, base)
+}
+
+// resultNames names the VkResult codes that have no sentinel error.
+var resultNames = map[vk.Result]string{
+	vk.NotReady:                   "VK_NOT_READY",
+	vk.EventSet:                   "VK_EVENT_SET",
+	vk.EventReset:                 "VK_EVENT_RESET",
+	vk.Incomplete:                 "VK_INCOMPLETE",
+	vk.ErrorMemoryMapFailed:       "VK_ERROR_MEMORY_MAP_FAILED",
+	vk.ErrorTooManyObjects:        "VK_ERROR_TOO_MANY_OBJECTS",
+	vk.ErrorFormatNotSupported:    "VK_ERROR_FORMAT_NOT_SUPPORTED",
+	vk.ErrorFragmentedPool:        "VK_ERROR_FRAGMENTED_POOL",
+	vk.ErrorUnknown:               "VK_ERROR_UNKNOWN",
+	vk.ErrorOutOfPoolMemory:       "VK_ERROR_OUT_OF_POOL_MEMORY",
+	vk.ErrorInvalidExternalHandle: "VK_ERROR_INVALID_EXTERNAL_HANDLE",
+	vk.ErrorFragmentation:         "VK_ERROR_FRAGMENTATION",
+	vk.ErrorInvalidDeviceAddress:  "VK_ERROR_INVALID_OPAQUE_CAPTURE_ADDRESS",
+	vk.PipelineCompileRequired:    "VK_PIPELINE_COMPILE_REQUIRED",
+	vk.ErrorValidationFailed:      "VK_ERROR_VALIDATION_FAILED_EXT",
+	vk.ErrorNotPermitted:          "VK_ERROR_NOT_PERMITTED_KHR",
+	vk.ErrorCompressionExhausted:  "VK_ERROR_COMPRESSION_EXHAUSTED_EXT",
+	vk.ThreadIdle:                 "VK_THREAD_IDLE_KHR",
+	vk.ThreadDone:                 "VK_THREAD_DONE_KHR",
+	vk.OperationDeferred:          "VK_OPERATION_DEFERRED_KHR",
+	vk.OperationNotDeferred:       "VK_OPERATION_NOT_DEFERRED_KHR",
+}
+
+// resultString is the code's registry name and number, or just the number for a code vk does
+// not know.
+func resultString(r vk.Result) string {
+	if name, ok := resultNames[r]; ok {
+		return fmt.Sprintf("%s (VkResult %d)", name, int32(r))
+	}
+	return fmt.Sprintf("unknown VkResult %d", int32(r))
 }

@@ -55,9 +55,12 @@ func (m Message) String() string { return fmt.Sprintf("%s: %s: %s", m.Severity, 
 
 // InstanceOptions configure NewInstance.
 type InstanceOptions struct {
-	// Validation enables VK_LAYER_KHRONOS_validation; NewInstance fails if it is not installed.
+	// Validation enables VK_LAYER_KHRONOS_validation and a VK_EXT_debug_utils messenger that
+	// collects its errors; NewInstance fails if the layer is not installed or the messenger cannot
+	// be created.
 	Validation bool
-	// OnMessage, if set, receives every warning and error message (debug-utils) as it happens.
+	// OnMessage, if set, receives every warning and error message (debug-utils) as it happens;
+	// without Validation it is best-effort: no messages arrive where debug-utils is missing.
 	OnMessage func(Message)
 }
 
@@ -96,13 +99,18 @@ func LayerAvailable(name string) bool {
 	return false
 }
 
-func instanceExtensionAvailable(name string) bool {
+// instanceExtensionAvailable reports whether an instance extension is provided by the loader and
+// drivers (layer "") or by the named layer.
+func instanceExtensionAvailable(layer, name string) bool {
+	if layer != "" {
+		layer += "\x00"
+	}
 	var n uint32
-	if vk.EnumerateInstanceExtensionProperties("", &n, nil) != vk.Success || n == 0 {
+	if vk.EnumerateInstanceExtensionProperties(layer, &n, nil) != vk.Success || n == 0 {
 		return false
 	}
 	props := make([]vk.ExtensionProperties, n)
-	if vk.EnumerateInstanceExtensionProperties("", &n, props) != vk.Success {
+	if vk.EnumerateInstanceExtensionProperties(layer, &n, props) != vk.Success {
 		return false
 	}
 	for i := range props[:n] {
@@ -127,10 +135,17 @@ func NewInstance(opts InstanceOptions) (*Instance, error) {
 		}
 		layers = append(layers, ValidationLayer+"\x00")
 	}
+	// With validation, messages are how errors are reported, so no messenger is an error; with
+	// only OnMessage, driver messages are best-effort.
 	debug := opts.Validation || opts.OnMessage != nil
-	if debug && instanceExtensionAvailable(extDebugUtils) {
+	switch {
+	case debug && (instanceExtensionAvailable("", extDebugUtils) ||
+		opts.Validation && instanceExtensionAvailable(ValidationLayer, extDebugUtils)):
 		exts = append(exts, extDebugUtils+"\x00")
-	} else {
+	case opts.Validation:
+		return nil, fmt.Errorf("vk: validation requested but %s is not available, so its errors could not be reported: %w",
+			extDebugUtils, ErrExtensionMissing)
+	default:
 		debug = false
 	}
 	app := &vk.ApplicationInfo{
@@ -160,20 +175,33 @@ func NewInstance(opts InstanceOptions) (*Instance, error) {
 	}
 	in := &Instance{handle: h, validation: opts.Validation, onMessage: opts.OnMessage}
 	if debug {
-		create := instanceProc(h, "vkCreateDebugUtilsMessengerEXT")
-		var messenger C.uint64_t
-		if create != nil {
-			in.self = cgo.NewHandle(in)
-			if r := C.vkattn_create_messenger(create, C.vkattn_dispatchable(unsafe.Pointer(h)),
-				C.uintptr_t(in.self), &messenger); r != 0 {
-				in.self.Delete()
-				vk.DestroyInstance(h, nil)
-				return nil, result("vkCreateDebugUtilsMessengerEXT", vk.Result(r))
-			}
-			in.messenger = messenger
+		if err := in.createMessenger(); err != nil && opts.Validation {
+			vk.DestroyInstance(h, nil)
+			return nil, fmt.Errorf("vk: validation requested but its messages cannot be received: %w", err)
 		}
 	}
 	return in, nil
+}
+
+// createMessenger installs the debug-utils messenger that feeds ValidationErrors and OnMessage.
+func (in *Instance) createMessenger() error {
+	create := instanceProc(in.handle, "vkCreateDebugUtilsMessengerEXT")
+	if create == nil {
+		return fmt.Errorf("vkCreateDebugUtilsMessengerEXT not found: %w", ErrExtensionMissing)
+	}
+	if instanceProc(in.handle, "vkDestroyDebugUtilsMessengerEXT") == nil {
+		return fmt.Errorf("vkDestroyDebugUtilsMessengerEXT not found: %w", ErrExtensionMissing)
+	}
+	in.self = cgo.NewHandle(in)
+	var messenger C.uint64_t
+	if r := C.vkattn_create_messenger(create, C.vkattn_dispatchable(unsafe.Pointer(in.handle)),
+		C.uintptr_t(in.self), &messenger); r != 0 {
+		in.self.Delete()
+		in.self = 0
+		return result("vkCreateDebugUtilsMessengerEXT", vk.Result(r))
+	}
+	in.messenger = messenger
+	return nil
 }
 
 //export vkattnDebugMessage

@@ -38,6 +38,11 @@ const (
 	stMaintenance4Features   = 1000413000
 )
 
+const (
+	shaderStageCompute = 0x20 // VK_SHADER_STAGE_COMPUTE_BIT
+	scopeSubgroup      = 3    // VK_SCOPE_SUBGROUP_KHR
+)
+
 // Extensions vkattn enables when a device has them.
 const (
 	ExtCooperativeMatrix  = "VK_KHR_cooperative_matrix"
@@ -212,83 +217,108 @@ func deviceExtensions(h vk.PhysicalDevice) map[string]bool {
 }
 
 // featureChain is the VkPhysicalDeviceFeatures2 chain vkattn queries and enables, indices of
-// its links, and which links a device of this API version and extension set may carry.
+// its links, and which links a device of this API version and extension set may carry. Link 0
+// is the VkPhysicalDeviceFeatures2; the others are -1 when absent.
 type featureChain struct {
 	chain
 	f16i8, s16, s8, sgsize, intdot, timeline, maint4, coopmat, coopmat2, bf16 int
 }
 
-const (
-	coreShaderFloat64 = 39
-	coreShaderInt64   = 40
-	coreShaderInt16   = 41
-	coreSparseBinding = 44
-	coreSparseResBuf  = 45
-)
-
 func newFeatureChain(api uint32, exts map[string]bool) *featureChain {
 	c := &featureChain{f16i8: -1, s16: -1, s8: -1, sgsize: -1, intdot: -1, timeline: -1, maint4: -1, coopmat: -1, coopmat2: -1, bf16: -1}
-	c.add(stFeatures2, 16+55*4)
+	c.add(stFeatures2, C.sizeof_vkattn_physical_device_features2)
 	v11, v12, v13 := api >= vk.MakeVersion(1, 1, 0), api >= vk.MakeVersion(1, 2, 0), api >= vk.MakeVersion(1, 3, 0)
 	if v11 {
-		c.s16 = c.add(st16BitStorageFeatures, 32)
+		c.s16 = c.add(st16BitStorageFeatures, C.sizeof_vkattn_16bit_storage_features)
 	}
 	if v12 {
-		c.f16i8 = c.add(stFloat16Int8Features, 24)
-		c.s8 = c.add(st8BitStorageFeatures, 32)
-		c.timeline = c.add(stTimelineFeatures, 24)
+		c.f16i8 = c.add(stFloat16Int8Features, C.sizeof_vkattn_float16_int8_features)
+		c.s8 = c.add(st8BitStorageFeatures, C.sizeof_vkattn_8bit_storage_features)
+		c.timeline = c.add(stTimelineFeatures, C.sizeof_vkattn_timeline_semaphore_features)
 	}
 	if v13 {
-		c.sgsize = c.add(stSubgroupSizeFeatures, 24)
-		c.intdot = c.add(stIntDotFeatures, 24)
-		c.maint4 = c.add(stMaintenance4Features, 24)
+		c.sgsize = c.add(stSubgroupSizeFeatures, C.sizeof_vkattn_subgroup_size_control_features)
+		c.intdot = c.add(stIntDotFeatures, C.sizeof_vkattn_integer_dot_product_features)
+		c.maint4 = c.add(stMaintenance4Features, C.sizeof_vkattn_maintenance4_features)
 	}
 	if exts[ExtCooperativeMatrix] {
-		c.coopmat = c.add(stCoopMatFeatures, 24)
+		c.coopmat = c.add(stCoopMatFeatures, C.sizeof_vkattn_cooperative_matrix_features_khr)
 	}
 	if exts[ExtCooperativeMatrix2] {
-		c.coopmat2 = c.add(stCoopMat2Features, 16+7*4)
+		c.coopmat2 = c.add(stCoopMat2Features, C.sizeof_vkattn_cooperative_matrix2_features_nv)
 	}
 	if exts[ExtShaderBFloat16] {
-		c.bf16 = c.add(stBFloat16Features, 32)
+		c.bf16 = c.add(stBFloat16Features, C.sizeof_vkattn_shader_bfloat16_features_khr)
 	}
 	return c
 }
 
-func (c *featureChain) flag(link, field int) bool { return link >= 0 && c.u32(link, 16+4*field) != 0 }
+// core is the chain's VkPhysicalDeviceFeatures.
+func (c *featureChain) core() *C.vkattn_physical_device_features {
+	return &link[C.vkattn_physical_device_features2](&c.chain, 0).features
+}
+
+// opt returns link i as a *T, or nil when the chain does not carry it (i < 0).
+func opt[T any](c *featureChain, i int) *T {
+	if i < 0 {
+		return nil
+	}
+	return link[T](&c.chain, i)
+}
 
 func (c *featureChain) features() Features {
-	return Features{
-		ShaderFloat64:             c.flag(0, coreShaderFloat64),
-		ShaderInt64:               c.flag(0, coreShaderInt64),
-		ShaderInt16:               c.flag(0, coreShaderInt16),
-		SparseBinding:             c.flag(0, coreSparseBinding),
-		SparseResidencyBuffer:     c.flag(0, coreSparseResBuf),
-		StorageBuffer16Bit:        c.flag(c.s16, 0),
-		ShaderFloat16:             c.flag(c.f16i8, 0),
-		ShaderInt8:                c.flag(c.f16i8, 1),
-		StorageBuffer8Bit:         c.flag(c.s8, 0),
-		TimelineSemaphore:         c.flag(c.timeline, 0),
-		Maintenance4:              c.flag(c.maint4, 0),
-		SubgroupSizeControl:       c.flag(c.sgsize, 0),
-		ComputeFullSubgroups:      c.flag(c.sgsize, 1),
-		IntegerDotProduct:         c.flag(c.intdot, 0),
-		CooperativeMatrix:         c.flag(c.coopmat, 0),
-		CooperativeMatrix2:        c.flag(c.coopmat2, 0),
-		BFloat16:                  c.flag(c.bf16, 0),
-		BFloat16CooperativeMatrix: c.flag(c.bf16, 2),
+	core := c.core()
+	f := Features{
+		ShaderFloat64:         cbool(core.shaderFloat64),
+		ShaderInt64:           cbool(core.shaderInt64),
+		ShaderInt16:           cbool(core.shaderInt16),
+		SparseBinding:         cbool(core.sparseBinding),
+		SparseResidencyBuffer: cbool(core.sparseResidencyBuffer),
 	}
+	if s := opt[C.vkattn_16bit_storage_features](c, c.s16); s != nil {
+		f.StorageBuffer16Bit = cbool(s.storageBuffer16BitAccess)
+	}
+	if s := opt[C.vkattn_float16_int8_features](c, c.f16i8); s != nil {
+		f.ShaderFloat16, f.ShaderInt8 = cbool(s.shaderFloat16), cbool(s.shaderInt8)
+	}
+	if s := opt[C.vkattn_8bit_storage_features](c, c.s8); s != nil {
+		f.StorageBuffer8Bit = cbool(s.storageBuffer8BitAccess)
+	}
+	if s := opt[C.vkattn_timeline_semaphore_features](c, c.timeline); s != nil {
+		f.TimelineSemaphore = cbool(s.timelineSemaphore)
+	}
+	if s := opt[C.vkattn_maintenance4_features](c, c.maint4); s != nil {
+		f.Maintenance4 = cbool(s.maintenance4)
+	}
+	if s := opt[C.vkattn_subgroup_size_control_features](c, c.sgsize); s != nil {
+		f.SubgroupSizeControl, f.ComputeFullSubgroups = cbool(s.subgroupSizeControl), cbool(s.computeFullSubgroups)
+	}
+	if s := opt[C.vkattn_integer_dot_product_features](c, c.intdot); s != nil {
+		f.IntegerDotProduct = cbool(s.shaderIntegerDotProduct)
+	}
+	if s := opt[C.vkattn_cooperative_matrix_features_khr](c, c.coopmat); s != nil {
+		f.CooperativeMatrix = cbool(s.cooperativeMatrix)
+	}
+	if s := opt[C.vkattn_cooperative_matrix2_features_nv](c, c.coopmat2); s != nil {
+		f.CooperativeMatrix2 = cbool(s.cooperativeMatrixWorkgroupScope)
+	}
+	if s := opt[C.vkattn_shader_bfloat16_features_khr](c, c.bf16); s != nil {
+		f.BFloat16, f.BFloat16CooperativeMatrix = cbool(s.shaderBFloat16Type), cbool(s.shaderBFloat16CooperativeMatrix)
+	}
+	return f
 }
 
 // keepCore clears every core feature vkattn does not use (robustBufferAccess costs speed), so the
 // queried chain can be passed to vkCreateDevice as the set of features to enable.
 func (c *featureChain) keepCore() {
-	keep := map[int]bool{coreShaderFloat64: true, coreShaderInt64: true, coreShaderInt16: true,
-		coreSparseBinding: true, coreSparseResBuf: true}
-	for f := 0; f < 55; f++ {
-		if !keep[f] {
-			c.setU32(0, 16+4*f, 0)
-		}
+	core := c.core()
+	old := *core
+	*core = C.vkattn_physical_device_features{
+		shaderFloat64:         old.shaderFloat64,
+		shaderInt64:           old.shaderInt64,
+		shaderInt16:           old.shaderInt16,
+		sparseBinding:         old.sparseBinding,
+		sparseResidencyBuffer: old.sparseResidencyBuffer,
 	}
 }
 
@@ -323,33 +353,36 @@ func (in *Instance) describe(index int, h vk.PhysicalDevice) PhysicalInfo {
 	dispatch := C.vkattn_dispatchable(unsafe.Pointer(h))
 
 	props := &chain{}
-	props.add(stProperties2, 16+824) // VkPhysicalDeviceProperties is 824 bytes
-	sg := props.add(stSubgroupProps, 32)
-	m3 := props.add(stMaintenance3Props, 32)
+	props.add(stProperties2, C.sizeof_vkattn_physical_device_properties2)
+	sg := props.add(stSubgroupProps, C.sizeof_vkattn_subgroup_properties)
+	m3 := props.add(stMaintenance3Props, C.sizeof_vkattn_maintenance3_properties)
 	drv := -1
 	if info.APIVersion >= vk.MakeVersion(1, 2, 0) {
-		drv = props.add(stDriverProps, 16+4+256+256+4)
+		drv = props.add(stDriverProps, C.sizeof_vkattn_driver_properties)
 	}
 	sgs, idp := -1, -1
 	if info.APIVersion >= vk.MakeVersion(1, 3, 0) {
-		sgs = props.add(stSubgroupSizeProps, 32)
-		idp = props.add(stIntDotProps, 16+30*4)
+		sgs = props.add(stSubgroupSizeProps, C.sizeof_vkattn_subgroup_size_control_properties)
+		idp = props.add(stIntDotProps, C.sizeof_vkattn_integer_dot_product_properties)
 	}
 	C.vkattn_get_properties2(instanceProc(in.handle, "vkGetPhysicalDeviceProperties2"), dispatch, props.head())
-	info.SubgroupSize = props.u32(sg, 16)
-	info.SubgroupComputeStage = props.u32(sg, 20)&0x20 != 0
-	info.SubgroupOps = props.u32(sg, 24)
-	info.MaxMemoryAllocationSize = props.u64(m3, 24)
+	sgp := link[C.vkattn_subgroup_properties](props, sg)
+	info.SubgroupSize = uint32(sgp.subgroupSize)
+	info.SubgroupComputeStage = sgp.supportedStages&shaderStageCompute != 0
+	info.SubgroupOps = uint32(sgp.supportedOperations)
+	info.MaxMemoryAllocationSize = uint64(link[C.vkattn_maintenance3_properties](props, m3).maxMemoryAllocationSize)
 	info.MinSubgroupSize, info.MaxSubgroupSize = info.SubgroupSize, info.SubgroupSize
 	if drv >= 0 {
-		info.DriverName = props.str(drv, 20, 256)
-		info.DriverInfo = props.str(drv, 276, 256)
+		d := link[C.vkattn_driver_properties](props, drv)
+		info.DriverName = cstring(d.driverName[:])
+		info.DriverInfo = cstring(d.driverInfo[:])
 	}
 	if sgs >= 0 {
-		info.MinSubgroupSize, info.MaxSubgroupSize = props.u32(sgs, 16), props.u32(sgs, 20)
+		p := link[C.vkattn_subgroup_size_control_properties](props, sgs)
+		info.MinSubgroupSize, info.MaxSubgroupSize = uint32(p.minSubgroupSize), uint32(p.maxSubgroupSize)
 	}
 	if idp >= 0 {
-		info.IntDot4x8PackedAccelerated = props.u32(idp, 16+4*4) != 0
+		info.IntDot4x8PackedAccelerated = cbool(link[C.vkattn_integer_dot_product_properties](props, idp).integerDotProduct4x8BitPackedSignedAccelerated)
 	}
 	props.free()
 
@@ -387,20 +420,22 @@ func (in *Instance) coopMatShapes(dispatch C.vkattn_dispatchable) []CoopMatShape
 	if C.vkattn_coopmat_properties(f, dispatch, &n, nil) != 0 || n == 0 {
 		return nil
 	}
-	const size = 56 // sType, pNext, 7 x uint32, VkBool32, VkScopeKHR, padded to 8
-	mem := C.calloc(C.size_t(n), size)
+	mem := C.calloc(C.size_t(n), C.sizeof_vkattn_cooperative_matrix_properties_khr)
 	defer C.free(mem)
-	for i := 0; i < int(n); i++ {
-		*(*uint32)(unsafe.Add(mem, i*size)) = stCoopMatProps
+	props := unsafe.Slice((*C.vkattn_cooperative_matrix_properties_khr)(mem), int(n))
+	for i := range props {
+		props[i].sType = stCoopMatProps
 	}
-	if C.vkattn_coopmat_properties(f, dispatch, &n, mem) != 0 {
+	if C.vkattn_coopmat_properties(f, dispatch, &n, &props[0]) != 0 {
 		return nil
 	}
 	shapes := make([]CoopMatShape, n)
 	for i := range shapes {
-		u := unsafe.Slice((*uint32)(unsafe.Add(mem, i*size+16)), 9)
-		shapes[i] = CoopMatShape{M: u[0], N: u[1], K: u[2], A: ComponentType(u[3]), B: ComponentType(u[4]),
-			C: ComponentType(u[5]), Result: ComponentType(u[6]), Saturating: u[7] != 0, SubgroupScope: u[8] == 3}
+		p := &props[i]
+		shapes[i] = CoopMatShape{M: uint32(p.MSize), N: uint32(p.NSize), K: uint32(p.KSize),
+			A: ComponentType(p.AType), B: ComponentType(p.BType), C: ComponentType(p.CType),
+			Result: ComponentType(p.ResultType), Saturating: cbool(p.saturatingAccumulation),
+			SubgroupScope: p.scope == scopeSubgroup}
 	}
 	return shapes
 }
@@ -417,12 +452,13 @@ func (in *Instance) heaps(h vk.PhysicalDevice, dispatch C.vkattn_dispatchable, b
 	}
 	if budget {
 		c := &chain{}
-		c.add(stMemoryProperties2, 16+520) // VkPhysicalDeviceMemoryProperties is 520 bytes
-		b := c.add(stMemoryBudgetProps, 16+2*16*8)
+		c.add(stMemoryProperties2, C.sizeof_vkattn_physical_device_memory_properties2)
+		b := c.add(stMemoryBudgetProps, C.sizeof_vkattn_memory_budget_properties)
 		C.vkattn_get_memory_properties2(instanceProc(in.handle, "vkGetPhysicalDeviceMemoryProperties2"), dispatch, c.head())
+		mb := link[C.vkattn_memory_budget_properties](c, b)
 		for i := range heaps {
-			heaps[i].Budget = c.u64(b, 16+8*i)
-			heaps[i].Usage = c.u64(b, 16+128+8*i)
+			heaps[i].Budget = uint64(mb.heapBudget[i])
+			heaps[i].Usage = uint64(mb.heapUsage[i])
 		}
 		c.free()
 	}

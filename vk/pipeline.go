@@ -2,6 +2,7 @@ package vk
 
 /*
 #include <stdlib.h>
+#include "cvk.h"
 */
 import "C"
 
@@ -113,8 +114,8 @@ func (p *Pipeline) create(s PipelineSpec) error {
 	if s.SubgroupSize != 0 {
 		req := &chain{}
 		defer req.free()
-		req.add(stRequiredSubgroupSizeCI, 24)
-		req.setU32(0, 16, s.SubgroupSize)
+		i := req.add(stRequiredSubgroupSizeCI, C.sizeof_vkattn_required_subgroup_size_create_info)
+		link[C.vkattn_required_subgroup_size_create_info](req, i).requiredSubgroupSize = C.uint32_t(s.SubgroupSize)
 		stage.PNext = req.head()
 	}
 	ci := []vk.ComputePipelineCreateInfo{{SType: vk.StructureTypeComputePipelineCreateInfo, Stage: stage, Layout: p.layout}}

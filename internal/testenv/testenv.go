@@ -6,6 +6,7 @@ package testenv
 import (
 	"errors"
 	"os"
+	"os/exec"
 	"testing"
 
 	"github.com/vkattn/vkattn/vk"
@@ -63,4 +64,25 @@ func CheckValidation(t testing.TB, in *vk.Instance) {
 	if err := in.CheckValidation(); err != nil {
 		t.Fatalf("%v", err)
 	}
+}
+
+// ChildEnv is set to the test's name in the process RunChild starts.
+const ChildEnv = "VKATTN_TEST_CHILD"
+
+// IsChild reports whether this process was started by RunChild for test t.
+func IsChild(t testing.TB) bool { return os.Getenv(ChildEnv) == t.Name() }
+
+// RunChild runs top-level test t again in a fresh process of the test binary with env
+// ("KEY=value") added to this process's environment, for what is process-global (the Vulkan
+// loader, driver environment variables). It returns the child's output and fails t if the child
+// failed. The child sees IsChild(t) true.
+func RunChild(t testing.TB, env ...string) string {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^"+t.Name()+"$", "-test.count=1", "-test.v")
+	cmd.Env = append(append(os.Environ(), ChildEnv+"="+t.Name()), env...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("child %v: %v\n%s", env, err, out)
+	}
+	return string(out)
 }
