@@ -71,3 +71,63 @@ func TestParseTier(t *testing.T) {
 	_, err := ParseTier("fast")
 	require.Error(t, err)
 }
+
+// Every feature has a readable name, and Supports(tier) is exactly "has every feature of
+// TierRequires(tier)" on each simulated device.
+func TestFeaturesSupportsTier(t *testing.T) {
+	names := map[string]bool{}
+	for _, f := range AllFeatures {
+		s := f.String()
+		require.NotContains(t, s, "feature(")
+		require.False(t, names[s], "duplicate name %q", s)
+		names[s] = true
+	}
+	require.Equal(t, "feature(99)", Feature(99).String())
+	require.Equal(t, "compute queue and subgroup vote ops in compute",
+		FeatureList([]Feature{FeatureCompute, FeatureSubgroupVote}))
+	for _, name := range SimulatedNames() {
+		p, err := Simulated(name)
+		require.NoError(t, err)
+		require.False(t, p.Has(Feature(99)))
+		for _, tier := range append([]Tier{TierAuto}, Tiers...) {
+			require.NotEmpty(t, TierRequires(tier))
+			require.Equal(t, p.HasAll(TierRequires(tier)), p.Supports(tier), "%s %s", name, tier)
+		}
+		for _, f := range []Feature{FeatureCompute, FeatureSubgroupBasic, FeatureSubgroupVote,
+			FeatureSubgroupArithmetic, FeatureSubgroupBallot, FeatureSubgroupShuffle, FeatureSubgroupWidth} {
+			require.True(t, p.Has(f), "%s lacks %s", name, f)
+		}
+		require.Equal(t, p.Supports(TierCoopMat), p.Has(FeatureCooperativeMatrix), name)
+		require.Equal(t, p.Supports(TierCoopMat2), p.Has(FeatureCooperativeMatrix2), name)
+	}
+	require.Nil(t, TierRequires(Tier(42)))
+	var none Profile
+	none.ComputeFamily = -1
+	require.False(t, none.Supports(TierScalar))
+	require.Equal(t, []Feature{FeatureCompute}, none.Missing(TierRequires(TierScalar)))
+}
+
+// A device lacking one subgroup feature in compute loses the subgroup tier (and those above),
+// and Missing names exactly that feature.
+func TestSupportsLackingSubgroupFeature(t *testing.T) {
+	for _, bit := range []struct {
+		mask uint32
+		f    Feature
+	}{{vk.SubgroupBasic, FeatureSubgroupBasic}, {vk.SubgroupVote, FeatureSubgroupVote}, {vk.SubgroupArithmetic, FeatureSubgroupArithmetic}} {
+		p, _ := Simulated("nvidia-h100")
+		p.SubgroupOps &^= bit.mask
+		require.False(t, p.Has(bit.f), "%s", bit.f)
+		require.Equal(t, []Feature{bit.f}, p.Missing(TierRequires(TierSubgroup)), "%s", bit.f)
+		require.True(t, p.Supports(TierScalar))
+		for _, tier := range []Tier{TierSubgroup, TierCoopMat, TierCoopMat2} {
+			require.False(t, p.Supports(tier), "%s without %s", tier, bit.f)
+		}
+	}
+	p, _ := Simulated("lavapipe")
+	p.SubgroupComputeStage = false
+	require.Equal(t, []Feature{FeatureSubgroupBasic, FeatureSubgroupArithmetic, FeatureSubgroupVote},
+		p.Missing(TierRequires(TierSubgroup)))
+	p, _ = Simulated("lavapipe")
+	p.SubgroupSize, p.MinSubgroupSize, p.MaxSubgroupSize = 2, 2, 2
+	require.Equal(t, []Feature{FeatureSubgroupWidth}, p.Missing(TierRequires(TierSubgroup)))
+}

@@ -86,24 +86,12 @@ func VendorName(id uint32) string {
 	return fmt.Sprintf("0x%04x", id)
 }
 
-// Supports reports whether the device has what the tier's kernels need.
+// Supports reports whether the device has what the tier's kernels need: the tier-level
+// summary, every feature of TierRequires(t). A particular kernel variant runs only where the
+// device also has everything it Requires (shaders.Variant.RunsOn).
 func (p *Profile) Supports(t Tier) bool {
-	switch t {
-	case TierAuto:
-		return p.Supports(TierScalar)
-	case TierScalar:
-		return p.ComputeFamily >= 0
-	case TierSubgroup:
-		need := uint32(vk.SubgroupBasic | vk.SubgroupArithmetic | vk.SubgroupVote)
-		fixedOrControlled := p.MinSubgroupSize == p.MaxSubgroupSize || p.Features.SubgroupSizeControl
-		return p.Supports(TierScalar) && p.SubgroupComputeStage && p.SubgroupOps&need == need &&
-			p.SubgroupSize >= 4 && fixedOrControlled
-	case TierCoopMat:
-		return p.Supports(TierSubgroup) && p.Features.CooperativeMatrix && p.CoopMatShape(vk.ComponentF16) != nil
-	case TierCoopMat2:
-		return p.Supports(TierCoopMat) && p.Features.CooperativeMatrix2
-	}
-	return false
+	fs := TierRequires(t)
+	return fs != nil && p.HasAll(fs)
 }
 
 // CoopMatShape returns the first subgroup-scope shape with inputs of type a and fp32

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sort"
 	"sync"
+	"sync/atomic"
 
 	"github.com/vkattn/vkattn/vk"
 )
@@ -22,14 +23,19 @@ type Allocator struct {
 	dev       *vk.Device
 	blockSize uint64
 
+	// Lock order: busy, then xfer, then mu.
 	mu      sync.Mutex
 	blocks  map[int][]*block // by memory type index
 	xfer    sync.Mutex       // serializes transfers through staging
 	staging *Buffer
 	live    map[*Buffer]struct{} // buffers handed out and not yet closed, staging included
 	closed  bool
+	// busy is held shared by every transfer for its whole length and exclusively by Buffer.Close
+	// and Close, so no buffer's memory is unmapped or freed while a transfer reads or writes it.
+	busy sync.RWMutex
 
-	alwaysStage bool // tests: transfer through staging even to host-visible memory
+	alwaysStage bool   // tests: transfer through staging even to host-visible memory
+	stagingMax  uint64 // tests: if nonzero, the staging size limit instead of stagingLimit()
 }
 
 type block struct {
@@ -41,6 +47,11 @@ type span struct{ off, size uint64 }
 
 // DefaultBlockSize is the size of the blocks the allocator carves buffers from.
 const DefaultBlockSize = 64 << 20
+
+// MaxStagingSize bounds the host-visible staging buffer that transfers to and from memory the
+// host cannot map go through: larger transfers are copied in chunks of at most this many bytes
+// (fewer where the device's maxMemoryAllocationSize is smaller).
+const MaxStagingSize = 64 << 20
 
 // NewAllocator returns an allocator for the device.
 func NewAllocator(dev *vk.Device) *Allocator {
@@ -66,7 +77,8 @@ const (
 // Buffer is a VkBuffer bound to a sub-allocation (or a dedicated allocation).
 type Buffer struct {
 	*vk.Buffer
-	alloc     *Allocator // nil once closed
+	alloc     *Allocator  // the allocator that made it
+	closed    atomic.Bool // set once released (by Close or the allocator's Close)
 	blk       *block
 	mem       *vk.Memory // the block's or the dedicated memory
 	dedicated bool
@@ -75,7 +87,7 @@ type Buffer struct {
 }
 
 // Closed reports whether the buffer has been closed, by Close or by its allocator's Close.
-func (b *Buffer) Closed() bool { return b == nil || b.alloc == nil }
+func (b *Buffer) Closed() bool { return b == nil || b.closed.Load() }
 
 // Bytes returns the buffer's bytes when its memory is host-visible, else (or once closed) nil.
 func (b *Buffer) Bytes() []byte {
@@ -262,16 +274,24 @@ func (b *Buffer) Close() {
 	if b == nil {
 		return
 	}
-	a := b.alloc
-	if a == nil {
+	if b.closed.Load() {
 		return
 	}
+	a := b.alloc
+	a.busy.Lock() // wait for transfers in flight
+	defer a.busy.Unlock()
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if b.alloc == nil { // closed meanwhile
+	a.closeLocked(b)
+}
+
+// closeLocked releases b unless already closed. Callers hold a.mu, and a.busy exclusively or
+// (for the staging buffer, which only transfers use) a.xfer.
+func (a *Allocator) closeLocked(b *Buffer) {
+	if b.closed.Load() { // closed meanwhile
 		return
 	}
-	b.alloc = nil
+	b.closed.Store(true)
 	a.release(b)
 	delete(a.live, b)
 }
@@ -318,47 +338,64 @@ func (a *Allocator) Stats() Stats {
 	return s
 }
 
-// stagingBuffer returns the staging buffer, grown to at least size bytes. Callers hold a.xfer.
+// stagingLimit is the largest staging buffer: MaxStagingSize, or less where the device's
+// maxMemoryAllocationSize (or the test hook) says so.
+func (a *Allocator) stagingLimit() uint64 {
+	n := uint64(MaxStagingSize)
+	if m := a.dev.Info().MaxMemoryAllocationSize; m > 0 && m < n {
+		n = m
+	}
+	if a.stagingMax > 0 && a.stagingMax < n {
+		n = a.stagingMax
+	}
+	return n
+}
+
+// stagingBuffer returns the staging buffer, grown toward size bytes (a power of two from 1 MiB)
+// but never past stagingLimit: transfers larger than the buffer go in chunks. Callers hold
+// a.xfer and a.busy (shared).
 func (a *Allocator) stagingBuffer(size uint64) (*Buffer, error) {
-	if a.staging != nil && a.staging.Size() >= size {
+	limit := a.stagingLimit()
+	want := min(size, limit)
+	if a.staging != nil && a.staging.Size() >= want && a.staging.Size() <= limit {
 		return a.staging, nil
 	}
 	if a.staging != nil {
-		a.staging.Close()
+		a.mu.Lock()
+		a.closeLocked(a.staging)
+		a.mu.Unlock()
 		a.staging = nil
 	}
 	n := uint64(1 << 20)
-	for n < size {
+	for n < want {
 		n *= 2
 	}
+	n = min(n, limit)
 	b, err := a.newBuffer(n, Staging, true)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("memory: staging buffer: %w", err)
 	}
 	a.staging = b
 	return b, nil
 }
 
 // Close frees all blocks. Buffers still open are released with them: their tensors report
-// Closed and their transfers fail with ErrClosed. Idempotent.
+// Closed and their transfers fail with ErrClosed. It waits for transfers in flight. Idempotent.
 func (a *Allocator) Close() {
 	if a == nil {
 		return
 	}
-	a.xfer.Lock()
-	if a.staging != nil {
-		a.staging.Close()
-		a.staging = nil
-	}
-	a.xfer.Unlock()
+	a.busy.Lock()
+	defer a.busy.Unlock()
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.closed {
 		return
 	}
 	a.closed = true
+	a.staging = nil // released with the live buffers
 	for b := range a.live {
-		b.alloc = nil
+		b.closed.Store(true)
 		a.release(b)
 	}
 	a.live = nil
@@ -370,11 +407,38 @@ func (a *Allocator) Close() {
 	a.blocks = nil
 }
 
+// checkTransfer reports ErrClosed for a closed buffer or allocator and checks that n bytes at off
+// lie in b. Callers hold a.busy (shared), which keeps both open until they release it.
+func (a *Allocator) checkTransfer(b *Buffer, off uint64, n int) error {
+	if b.Closed() {
+		return ErrClosed
+	}
+	a.mu.Lock()
+	closed := a.closed
+	a.mu.Unlock()
+	if closed {
+		return ErrClosed
+	}
+	if off > b.Size() || uint64(n) > b.Size()-off {
+		return fmt.Errorf("memory: transfer of %d bytes at %d outside a %d-byte buffer", n, off, b.Size())
+	}
+	return nil
+}
+
 // upload and download copy between a buffer and the host: directly when the buffer is
-// host-visible and coherent, else through the staging buffer.
+// host-visible and coherent, else through the staging buffer, one chunk of at most its size at a
+// time. Neither the buffer nor the allocator can be closed meanwhile (a.busy).
 func (a *Allocator) upload(ctx context.Context, dst *Buffer, off uint64, data []byte) error {
+	a.busy.RLock()
+	defer a.busy.RUnlock()
+	if err := a.checkTransfer(dst, off, len(data)); err != nil {
+		return err
+	}
 	if dst.HostVisible() && !a.alwaysStage {
 		copy(dst.Bytes()[off:], data)
+		return nil
+	}
+	if len(data) == 0 {
 		return nil
 	}
 	a.xfer.Lock()
@@ -383,16 +447,32 @@ func (a *Allocator) upload(ctx context.Context, dst *Buffer, off uint64, data []
 	if err != nil {
 		return err
 	}
-	copy(st.Bytes(), data)
-	return a.dev.Run(ctx, func(c *vk.Commands) error {
-		c.Copy(st.Buffer, 0, dst.Buffer, off, uint64(len(data)))
-		return nil
-	})
+	chunk := st.Size()
+	for done := uint64(0); done < uint64(len(data)); done += chunk {
+		n := min(chunk, uint64(len(data))-done)
+		copy(st.Bytes(), data[done:done+n])
+		err := a.dev.Run(ctx, func(c *vk.Commands) error {
+			c.Copy(st.Buffer, 0, dst.Buffer, off+done, n)
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (a *Allocator) download(ctx context.Context, src *Buffer, off uint64, out []byte) error {
+	a.busy.RLock()
+	defer a.busy.RUnlock()
+	if err := a.checkTransfer(src, off, len(out)); err != nil {
+		return err
+	}
 	if src.HostVisible() && !a.alwaysStage {
 		copy(out, src.Bytes()[off:])
+		return nil
+	}
+	if len(out) == 0 {
 		return nil
 	}
 	a.xfer.Lock()
@@ -401,13 +481,18 @@ func (a *Allocator) download(ctx context.Context, src *Buffer, off uint64, out [
 	if err != nil {
 		return err
 	}
-	err = a.dev.Run(ctx, func(c *vk.Commands) error {
-		c.Copy(src.Buffer, off, st.Buffer, 0, uint64(len(out)))
-		c.HostBarrier()
-		return nil
-	})
-	if err == nil {
-		copy(out, st.Bytes())
+	chunk := st.Size()
+	for done := uint64(0); done < uint64(len(out)); done += chunk {
+		n := min(chunk, uint64(len(out))-done)
+		err := a.dev.Run(ctx, func(c *vk.Commands) error {
+			c.Copy(src.Buffer, off+done, st.Buffer, 0, n)
+			c.HostBarrier()
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		copy(out[done:done+n], st.Bytes())
 	}
-	return err
+	return nil
 }

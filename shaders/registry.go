@@ -38,6 +38,23 @@ type Variant struct {
 	// below cooperative matrices needs at most (workgroup sizes from specialization constants
 	// then use the WorkgroupSize built-in, not LocalSizeId, so maintenance4 is not needed).
 	Env string
+	// Requires lists the device features the kernel's code uses (read off its GLSL: extensions,
+	// built-ins, storage types, the subgroup width its tiles assume). A variant runs only on a
+	// device that has all of them (RunsOn); it requires at least what its Tier promises
+	// (devices.TierRequires).
+	Requires []devices.Feature
+}
+
+// Missing returns the features of v.Requires the device lacks; nil when it can run v.
+func (v *Variant) Missing(p *devices.Profile) []devices.Feature { return p.Missing(v.Requires) }
+
+// RunsOn returns nil if the device has every feature the variant requires, else an error naming
+// the missing ones.
+func (v *Variant) RunsOn(p *devices.Profile) error {
+	if m := v.Missing(p); len(m) > 0 {
+		return fmt.Errorf("shaders: %s does not run on %s: it needs %s", v.Name, p.Name, devices.FeatureList(m))
+	}
+	return nil
 }
 
 // TargetEnv is the glslang/spirv-val target environment of the variant.
@@ -51,18 +68,30 @@ func (v *Variant) TargetEnv() string {
 // PushWords is the number of 32-bit push constants of the attention kernels (glsl/params.glsl).
 const PushWords = 20
 
+// Feature sets of the current kernels. scalarNeeds: flash_fwd.comp at TIER_SCALAR and naive.comp
+// use plain compute only (16-bit dtypes are unpacked from 32-bit words, io.glsl, so no 16-bit
+// storage or arithmetic feature). subgroupNeeds: flash_fwd_subgroup.glsl uses gl_SubgroupID,
+// gl_SubgroupInvocationID, subgroupBarrier (basic), subgroupMax and subgroupAdd (arithmetic) and
+// subgroupAny (vote), and sizes its tiles for one subgroup width SG, which must be the device's
+// fixed width or pinned through subgroup size control.
+var (
+	scalarNeeds   = []devices.Feature{devices.FeatureCompute}
+	subgroupNeeds = []devices.Feature{devices.FeatureCompute, devices.FeatureSubgroupBasic,
+		devices.FeatureSubgroupArithmetic, devices.FeatureSubgroupVote, devices.FeatureSubgroupWidth}
+)
+
 // Variants lists every kernel, in the order the build tool compiles them.
 var Variants = []Variant{
 	{Name: "flash_fwd_scalar", Op: OpForward, Tier: devices.TierScalar, Bindings: 6, PushSize: 4 * PushWords,
-		Source: "flash_fwd.comp", Defines: []string{"TIER_SCALAR"}},
+		Source: "flash_fwd.comp", Defines: []string{"TIER_SCALAR"}, Requires: scalarNeeds},
 	{Name: "flash_fwd_subgroup", Op: OpForward, Tier: devices.TierSubgroup, Bindings: 6, PushSize: 4 * PushWords,
-		Source: "flash_fwd.comp", Defines: []string{"TIER_SUBGROUP"}},
+		Source: "flash_fwd.comp", Defines: []string{"TIER_SUBGROUP"}, Requires: subgroupNeeds},
 	{Name: "naive_scores", Op: OpNaiveScores, Tier: devices.TierScalar, Bindings: 7, PushSize: 4 * PushWords,
-		Source: "naive.comp", Defines: []string{"NAIVE_SCORES"}},
+		Source: "naive.comp", Defines: []string{"NAIVE_SCORES"}, Requires: scalarNeeds},
 	{Name: "naive_softmax", Op: OpNaiveSoftmax, Tier: devices.TierScalar, Bindings: 7, PushSize: 4 * PushWords,
-		Source: "naive.comp", Defines: []string{"NAIVE_SOFTMAX"}},
+		Source: "naive.comp", Defines: []string{"NAIVE_SOFTMAX"}, Requires: scalarNeeds},
 	{Name: "naive_pv", Op: OpNaivePV, Tier: devices.TierScalar, Bindings: 7, PushSize: 4 * PushWords,
-		Source: "naive.comp", Defines: []string{"NAIVE_PV"}},
+		Source: "naive.comp", Defines: []string{"NAIVE_PV"}, Requires: scalarNeeds},
 }
 
 // SPIRV returns the variant's embedded SPIR-V.
@@ -84,12 +113,13 @@ func Lookup(name string) (*Variant, error) {
 	return nil, fmt.Errorf("shaders: no variant %q", name)
 }
 
-// Best returns the variant of op at the fastest tier the profile supports, no faster than max.
+// Best returns the variant of op at the fastest tier, no faster than max, among those whose
+// required features the device has.
 func Best(op Op, p *devices.Profile, max devices.Tier) (*Variant, error) {
 	var best *Variant
 	for i := range Variants {
 		v := &Variants[i]
-		if v.Op == op && v.Tier <= max && p.Supports(v.Tier) && (best == nil || v.Tier > best.Tier) {
+		if v.Op == op && v.Tier <= max && v.RunsOn(p) == nil && (best == nil || v.Tier > best.Tier) {
 			best = v
 		}
 	}
@@ -99,12 +129,37 @@ func Best(op Op, p *devices.Profile, max devices.Tier) (*Variant, error) {
 	return best, nil
 }
 
-// ForTier returns the variant of op at exactly the given tier.
+// ForTier returns the variant of op at exactly the given tier, whatever it requires; use
+// ForTierOn to get one a device can run.
 func ForTier(op Op, tier devices.Tier) (*Variant, error) {
 	for i := range Variants {
 		if Variants[i].Op == op && Variants[i].Tier == tier {
 			return &Variants[i], nil
 		}
+	}
+	return nil, fmt.Errorf("shaders: no %s kernel at tier %s", op, tier)
+}
+
+// ForTierOn returns a variant of op at exactly the given tier that runs on the device: an error
+// if there is none at the tier, or if the device lacks features each of them requires (the
+// error names those of the first).
+func ForTierOn(op Op, tier devices.Tier, p *devices.Profile) (*Variant, error) {
+	var first error
+	for i := range Variants {
+		v := &Variants[i]
+		if v.Op != op || v.Tier != tier {
+			continue
+		}
+		err := v.RunsOn(p)
+		if err == nil {
+			return v, nil
+		}
+		if first == nil {
+			first = err
+		}
+	}
+	if first != nil {
+		return nil, first
 	}
 	return nil, fmt.Errorf("shaders: no %s kernel at tier %s", op, tier)
 }

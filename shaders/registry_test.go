@@ -6,6 +6,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"github.com/vkattn/vkattn/devices"
+	"github.com/vkattn/vkattn/vk"
 )
 
 // Every registered variant has embedded SPIR-V with a valid header and a main entry point, and
@@ -56,4 +57,93 @@ func TestBestOnSimulatedDevices(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, devices.TierScalar, capped.Tier)
 	}
+}
+
+// Every variant declares what it requires, at least what its tier promises, and the subgroup
+// kernel's requirements match the subgroup extensions its GLSL enables.
+func TestVariantRequirements(t *testing.T) {
+	for i := range Variants {
+		v := &Variants[i]
+		require.NotEmpty(t, v.Requires, v.Name)
+		require.Contains(t, v.Requires, devices.FeatureCompute, v.Name)
+		for _, f := range devices.TierRequires(v.Tier) {
+			require.Contains(t, v.Requires, f, "%s: tier %s promises %s", v.Name, v.Tier, f)
+		}
+		seen := map[devices.Feature]bool{}
+		for _, f := range v.Requires {
+			require.False(t, seen[f], "%s lists %s twice", v.Name, f)
+			seen[f] = true
+			require.NotContains(t, f.String(), "feature(", v.Name)
+		}
+	}
+	sg, err := Lookup("flash_fwd_subgroup")
+	require.NoError(t, err)
+	require.ElementsMatch(t, []devices.Feature{devices.FeatureCompute, devices.FeatureSubgroupBasic,
+		devices.FeatureSubgroupArithmetic, devices.FeatureSubgroupVote, devices.FeatureSubgroupWidth}, sg.Requires)
+	for _, name := range []string{"flash_fwd_scalar", "naive_scores", "naive_softmax", "naive_pv"} {
+		v, err := Lookup(name)
+		require.NoError(t, err)
+		require.Equal(t, []devices.Feature{devices.FeatureCompute}, v.Requires, name)
+	}
+}
+
+// On every simulated device, a variant runs exactly when the device has each feature it
+// requires; Best and ForTierOn only return runnable variants.
+func TestVariantRunsOnSimulatedDevices(t *testing.T) {
+	for _, name := range devices.SimulatedNames() {
+		p, err := devices.Simulated(name)
+		require.NoError(t, err)
+		for i := range Variants {
+			v := &Variants[i]
+			want := true
+			for _, f := range v.Requires {
+				want = want && p.Has(f)
+			}
+			require.Equal(t, want, v.RunsOn(&p) == nil, "%s on %s", v.Name, name)
+			require.Equal(t, want, len(v.Missing(&p)) == 0, "%s on %s", v.Name, name)
+			got, err := ForTierOn(v.Op, v.Tier, &p)
+			if want {
+				require.NoError(t, err)
+				require.NoError(t, got.RunsOn(&p))
+			}
+		}
+	}
+}
+
+// A device without subgroup vote in compute keeps the subgroup tier out of Best and ForTierOn,
+// with an error naming the missing feature; the scalar kernels still run.
+func TestBestSkipsVariantMissingFeature(t *testing.T) {
+	for _, name := range devices.SimulatedNames() {
+		p, err := devices.Simulated(name)
+		require.NoError(t, err)
+		v, err := Best(OpForward, &p, devices.TierCoopMat2)
+		require.NoError(t, err)
+		require.Equal(t, "flash_fwd_subgroup", v.Name, name)
+
+		p.SubgroupOps &^= vk.SubgroupVote
+		require.False(t, p.Has(devices.FeatureSubgroupVote))
+		require.True(t, p.Has(devices.FeatureSubgroupArithmetic))
+		v, err = Best(OpForward, &p, devices.TierCoopMat2)
+		require.NoError(t, err)
+		require.Equal(t, "flash_fwd_scalar", v.Name, name)
+		_, err = ForTierOn(OpForward, devices.TierSubgroup, &p)
+		require.ErrorContains(t, err, devices.FeatureSubgroupVote.String())
+		require.NotContains(t, err.Error(), devices.FeatureSubgroupArithmetic.String())
+		sg, _ := Lookup("flash_fwd_subgroup")
+		require.Equal(t, []devices.Feature{devices.FeatureSubgroupVote}, sg.Missing(&p))
+		for _, op := range []Op{OpForward, OpNaiveScores, OpNaiveSoftmax, OpNaivePV} {
+			w, err := ForTierOn(op, devices.TierScalar, &p)
+			require.NoError(t, err, "%s on %s", op, name)
+			require.Equal(t, devices.TierScalar, w.Tier)
+		}
+
+		// Subgroups only in fragment shaders: no subgroup feature in compute.
+		q, _ := devices.Simulated(name)
+		q.SubgroupComputeStage = false
+		v, err = Best(OpForward, &q, devices.TierCoopMat2)
+		require.NoError(t, err)
+		require.Equal(t, devices.TierScalar, v.Tier, name)
+	}
+	_, err := ForTierOn(OpForward, devices.TierCoopMat2, &devices.Profile{})
+	require.ErrorContains(t, err, "no forward kernel at tier coopmat2")
 }

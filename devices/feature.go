@@ -1,0 +1,152 @@
+package devices
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/vkattn/vkattn/vk"
+)
+
+// Feature is one device capability a kernel variant may require (shaders.Variant.Requires). A
+// profile has a feature when the device offers it to compute shaders.
+type Feature int
+
+// Features kernels can require.
+const (
+	// FeatureCompute: a queue family with compute; every kernel needs it.
+	FeatureCompute Feature = iota + 1
+	// FeatureSubgroupBasic: GL_KHR_shader_subgroup_basic (gl_SubgroupID, gl_SubgroupInvocationID,
+	// subgroupBarrier, ...) in compute shaders.
+	FeatureSubgroupBasic
+	// FeatureSubgroupVote: GL_KHR_shader_subgroup_vote (subgroupAny, subgroupAll) in compute.
+	FeatureSubgroupVote
+	// FeatureSubgroupArithmetic: GL_KHR_shader_subgroup_arithmetic (subgroupAdd, subgroupMax,
+	// ...) in compute.
+	FeatureSubgroupArithmetic
+	// FeatureSubgroupBallot: GL_KHR_shader_subgroup_ballot in compute.
+	FeatureSubgroupBallot
+	// FeatureSubgroupShuffle: GL_KHR_shader_subgroup_shuffle in compute.
+	FeatureSubgroupShuffle
+	// FeatureSubgroupWidth: a known subgroup width of at least 4 lanes that kernels can size their
+	// tiles for: the width is fixed (min = max) or can be pinned through subgroup size control.
+	FeatureSubgroupWidth
+	// FeatureFloat16: fp16 arithmetic and 16-bit storage-buffer access in shaders.
+	FeatureFloat16
+	// FeatureBFloat16: bf16 arithmetic in shaders (VK_KHR_shader_bfloat16).
+	FeatureBFloat16
+	// FeatureCooperativeMatrix: VK_KHR_cooperative_matrix with a subgroup-scope fp16 x fp16 + fp32
+	// shape.
+	FeatureCooperativeMatrix
+	// FeatureCooperativeMatrix2: VK_NV_cooperative_matrix2.
+	FeatureCooperativeMatrix2
+)
+
+// AllFeatures lists every feature.
+var AllFeatures = []Feature{FeatureCompute, FeatureSubgroupBasic, FeatureSubgroupVote, FeatureSubgroupArithmetic,
+	FeatureSubgroupBallot, FeatureSubgroupShuffle, FeatureSubgroupWidth, FeatureFloat16, FeatureBFloat16,
+	FeatureCooperativeMatrix, FeatureCooperativeMatrix2}
+
+func (f Feature) String() string {
+	switch f {
+	case FeatureCompute:
+		return "compute queue"
+	case FeatureSubgroupBasic:
+		return "subgroup basic ops in compute"
+	case FeatureSubgroupVote:
+		return "subgroup vote ops in compute"
+	case FeatureSubgroupArithmetic:
+		return "subgroup arithmetic ops in compute"
+	case FeatureSubgroupBallot:
+		return "subgroup ballot ops in compute"
+	case FeatureSubgroupShuffle:
+		return "subgroup shuffle ops in compute"
+	case FeatureSubgroupWidth:
+		return "fixed or controllable subgroup width >= 4"
+	case FeatureFloat16:
+		return "fp16 arithmetic and 16-bit storage"
+	case FeatureBFloat16:
+		return "bf16 arithmetic"
+	case FeatureCooperativeMatrix:
+		return "cooperative matrix (KHR, fp16 subgroup shape)"
+	case FeatureCooperativeMatrix2:
+		return "cooperative matrix 2 (NV)"
+	}
+	return fmt.Sprintf("feature(%d)", int(f))
+}
+
+// Has reports whether the device offers the feature.
+func (p *Profile) Has(f Feature) bool {
+	subgroupOp := func(bit uint32) bool {
+		return p.Has(FeatureCompute) && p.SubgroupComputeStage && p.SubgroupOps&bit != 0
+	}
+	switch f {
+	case FeatureCompute:
+		return p.ComputeFamily >= 0
+	case FeatureSubgroupBasic:
+		return subgroupOp(vk.SubgroupBasic)
+	case FeatureSubgroupVote:
+		return subgroupOp(vk.SubgroupVote)
+	case FeatureSubgroupArithmetic:
+		return subgroupOp(vk.SubgroupArithmetic)
+	case FeatureSubgroupBallot:
+		return subgroupOp(vk.SubgroupBallot)
+	case FeatureSubgroupShuffle:
+		return subgroupOp(vk.SubgroupShuffle)
+	case FeatureSubgroupWidth:
+		fixedOrControlled := p.MinSubgroupSize == p.MaxSubgroupSize || p.Features.SubgroupSizeControl
+		return p.SubgroupSize >= 4 && fixedOrControlled
+	case FeatureFloat16:
+		return p.Features.ShaderFloat16 && p.Features.StorageBuffer16Bit
+	case FeatureBFloat16:
+		return p.Features.BFloat16
+	case FeatureCooperativeMatrix:
+		return p.Features.CooperativeMatrix && p.CoopMatShape(vk.ComponentF16) != nil
+	case FeatureCooperativeMatrix2:
+		return p.Features.CooperativeMatrix2
+	}
+	return false
+}
+
+// Missing returns the features of fs the device lacks, in order; nil when it has them all.
+func (p *Profile) Missing(fs []Feature) []Feature {
+	var out []Feature
+	for _, f := range fs {
+		if !p.Has(f) {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// HasAll reports whether the device has every feature of fs.
+func (p *Profile) HasAll(fs []Feature) bool { return len(p.Missing(fs)) == 0 }
+
+// TierRequires lists the features every device of the tier has (what Supports checks); a kernel
+// variant of the tier may require more (shaders.Variant.Requires). TierAuto requires what
+// TierScalar does.
+func TierRequires(t Tier) []Feature {
+	switch t {
+	case TierAuto, TierScalar:
+		return []Feature{FeatureCompute}
+	case TierSubgroup:
+		return append(TierRequires(TierScalar), FeatureSubgroupBasic, FeatureSubgroupArithmetic,
+			FeatureSubgroupVote, FeatureSubgroupWidth)
+	case TierCoopMat:
+		return append(TierRequires(TierSubgroup), FeatureCooperativeMatrix)
+	case TierCoopMat2:
+		return append(TierRequires(TierCoopMat), FeatureCooperativeMatrix2)
+	}
+	return nil
+}
+
+// FeatureList joins feature names for messages: "a, b and c".
+func FeatureList(fs []Feature) string {
+	names := make([]string, len(fs))
+	for i, f := range fs {
+		names[i] = f.String()
+	}
+	if len(names) <= 1 {
+		return strings.Join(names, "")
+	}
+	return strings.Join(names[:len(names)-1], ", ") + " and " + names[len(names)-1]
+}
