@@ -185,7 +185,11 @@ func (e *Engine) chooseForward(tier devices.Tier) (*shaders.Variant, error) {
 	if !e.profile.Supports(tier) {
 		return nil, fmt.Errorf("attention: tier %s is not supported by %s", tier, e.profile.Name)
 	}
-	return shaders.ForTier(shaders.OpForward, tier)
+	v, err := shaders.ForTierOn(shaders.OpForward, tier, &e.profile)
+	if err != nil {
+		return nil, fmt.Errorf("attention: tier %s: %w", tier, err)
+	}
+	return v, nil
 }
 
 // checkForward validates the tensors and options of a forward call and derives its geometry.

@@ -6,11 +6,19 @@ import (
 )
 
 // ForwardTiers lists the tiers, slowest first, at which Forward can run on the engine's device:
-// each can be forced with Options.Tier.
+// each can be forced with Options.Tier. A tier is listed when the device supports it and has
+// every feature a forward variant of the tier requires.
 func (e *Engine) ForwardTiers() []devices.Tier {
+	return forwardTiers(&e.profile)
+}
+
+func forwardTiers(p *devices.Profile) []devices.Tier {
 	var out []devices.Tier
 	for _, t := range devices.Tiers {
-		if _, err := shaders.ForTier(shaders.OpForward, t); err == nil && e.profile.Supports(t) {
+		if !p.Supports(t) {
+			continue
+		}
+		if _, err := shaders.ForTierOn(shaders.OpForward, t, p); err == nil {
 			out = append(out, t)
 		}
 	}
