@@ -3,7 +3,6 @@ package attention_test
 import (
 	"context"
 	"math"
-	"math/rand/v2"
 	"strings"
 	"testing"
 
@@ -367,116 +366,121 @@ func TestNewTensorBadSizes(t *testing.T) {
 	require.Equal(t, before, liveStats(e), "a failed Upload frees its tensor")
 }
 
-// TestNaNInfStayInTheirRows: a NaN in one query row and +Inf in one key of one sequence of a
-// varlen batch reach exactly the outputs that read them, as in the oracle; every other row is
-// finite and correct.
-func TestNaNInfStayInTheirRows(t *testing.T) {
+// TestForwardNaNInfStayInTheirRows: a NaN in one query row and +Inf in one key of one sequence
+// of a varlen batch reach exactly the outputs that read them, as in the oracle; every other row
+// is finite and correct. At every tier the device runs, each forced, and through the naive
+// baseline.
+func TestForwardNaNInfStayInTheirRows(t *testing.T) {
 	e := engine(t)
 	ctx := context.Background()
+	type kernel struct {
+		name    string
+		dtypes  []memory.DType
+		forward func(ctx context.Context, o, lse, q, k, v *memory.Tensor, opts attention.Options) (string, error)
+	}
+	var kernels []kernel
+	for _, tier := range e.ForwardTiers() {
+		kernels = append(kernels, kernel{tier.String(), conformance.Inputs(tier),
+			func(ctx context.Context, o, lse, q, k, v *memory.Tensor, opts attention.Options) (string, error) {
+				opts.Tier = tier
+				return e.ForwardInto(ctx, o, lse, q, k, v, opts)
+			}})
+	}
+	kernels = append(kernels, kernel{conformance.NaiveTier, conformance.Inputs(devices.TierScalar), e.NaiveForwardInto})
 	const hq, hk, d = 4, 2, 64
 	lq, lk := []int{5, 7, 4}, []int{6, 9, 5}
 	cuQ, cuK := reference.Cumulative(lq), reference.Cumulative(lk)
 	nanTok, nanHead := cuQ[1]+2, 1 // query 2 of sequence 1, head 1
 	infTok, infHead := cuK[2]+3, 0 // key 3 of sequence 2, kv head 0 (read by q heads 0 and 1)
 	const infCol = 5
-	for _, dt := range []memory.DType{memory.F32, memory.F16, memory.BF16} {
-		for _, causal := range []bool{false, true} {
-			name := dt.String()
-			if causal {
-				name += "/causal"
-			}
-			t.Run(name, func(t *testing.T) {
-				engine(t)
-				r := newRand(uint64(dt)*2 + 1)
-				p := reference.Params{Hq: hq, Hk: hk, D: d, CuSeqlensQ: cuQ, CuSeqlensK: cuK, Causal: causal,
-					WindowLeft: -1, WindowRight: -1}
-				qh, kh, vh := randVals(r, dt, cuQ[3]*hq*d), randVals(r, dt, cuK[3]*hk*d), randVals(r, dt, cuK[3]*hk*d)
-				qh[(nanTok*hq+nanHead)*d+7] = float32(math.NaN())
-				kh[(infTok*hk+infHead)*d+infCol] = float32(math.Inf(1))
-				// Queries of sequence 2 that read the Inf key with a positive weight: score +Inf.
-				for tok := cuQ[2]; tok < cuQ[3]; tok++ {
-					for h := 0; h < hq; h++ {
-						x := &qh[(tok*hq+h)*d+infCol]
-						*x = dt.Round(float32(math.Abs(float64(*x))) + 0.25)
-					}
-				}
-				wantO, wantLSE, err := reference.Forward(p, widen(qh), widen(kh), widen(vh))
-				require.NoError(t, err)
-
-				up := func(data []float32, shape ...int) *memory.Tensor {
-					x, err := e.Upload(ctx, dt, data, shape...)
-					require.NoError(t, err)
-					t.Cleanup(x.Close)
-					return x
-				}
-				q, k, v := up(qh, cuQ[3], hq, d), up(kh, cuK[3], hk, d), up(vh, cuK[3], hk, d)
-				o := newTensor(t, e, dt, cuQ[3], hq, d)
-				lse := newTensor(t, e, memory.F32, cuQ[3], hq)
-				require.NoError(t, o.Fill(ctx, conformance.Poison))
-				require.NoError(t, lse.Fill(ctx, conformance.Poison))
-				_, err = e.ForwardInto(ctx, o, lse, q, k, v, attention.Options{CuSeqlensQ: cuQ, CuSeqlensK: cuK, Causal: causal})
-				require.NoError(t, err)
-				got, err := o.Download(ctx)
-				require.NoError(t, err)
-				gotLSE, err := lse.Download(ctx)
-				require.NoError(t, err)
-
-				nanRows := 0
-				for tok := 0; tok < cuQ[3]; tok++ {
-					for h := 0; h < hq; h++ {
-						// Does row (tok, h) read the NaN or the Inf?
-						reads := tok == nanTok && h == nanHead
-						if tok >= cuQ[2] && h/(hq/hk) == infHead {
-							i, j := tok-cuQ[2], infTok-cuK[2]
-							reads = reads || p.Visible(i, j, lq[2], lk[2])
-						}
-						row := got[(tok*hq+h)*d:][:d]
-						for c, x := range row {
-							w := wantO[(tok*hq+h)*d+c]
-							require.Equal(t, reads, math.IsNaN(w), "oracle row %d head %d", tok, h)
-							if reads {
-								require.True(t, math.IsNaN(float64(x)), "o[%d, %d, %d] = %v, want NaN", tok, h, c, x)
-								continue
-							}
-							require.False(t, math.IsNaN(float64(x)) || math.IsInf(float64(x), 0), "o[%d, %d, %d] = %v, want finite", tok, h, c, x)
-						}
-						if reads {
-							nanRows++
-							require.True(t, math.IsNaN(float64(gotLSE[tok*hq+h])), "lse[%d, %d] = %v, want NaN", tok, h, gotLSE[tok*hq+h])
-						}
-					}
-				}
-				want := 1 + 2*lq[2] // the NaN row; both q heads of kv head 0, every query of sequence 2
+	for _, kern := range kernels {
+		for _, dt := range kern.dtypes {
+			for _, causal := range []bool{false, true} {
+				name := kern.name + "/" + dt.String()
 				if causal {
-					want = 1 + 2*2 // bottom-right causal: of 4 queries and 5 keys, queries 2, 3 see key 3
+					name += "/causal"
 				}
-				require.Equal(t, want, nanRows)
-				_, err = conformance.CompareOutput(got, wantO, conformance.Tolerance(dt))
-				require.NoError(t, err)
-				require.NoError(t, conformance.CompareLSE(gotLSE, wantLSE))
-			})
+				t.Run(name, func(t *testing.T) {
+					engine(t)
+					r := newRand(uint64(dt)*2 + 1)
+					p := reference.Params{Hq: hq, Hk: hk, D: d, CuSeqlensQ: cuQ, CuSeqlensK: cuK, Causal: causal,
+						WindowLeft: -1, WindowRight: -1}
+					qh, kh, vh := randVals(r, dt, cuQ[3]*hq*d), randVals(r, dt, cuK[3]*hk*d), randVals(r, dt, cuK[3]*hk*d)
+					qh[(nanTok*hq+nanHead)*d+7] = float32(math.NaN())
+					kh[(infTok*hk+infHead)*d+infCol] = float32(math.Inf(1))
+					// Queries of sequence 2 that read the Inf key with a positive weight: score +Inf.
+					for tok := cuQ[2]; tok < cuQ[3]; tok++ {
+						for h := 0; h < hq; h++ {
+							x := &qh[(tok*hq+h)*d+infCol]
+							*x = dt.Round(float32(math.Abs(float64(*x))) + 0.25)
+						}
+					}
+					wantO, wantLSE, err := reference.Forward(p, widen(qh), widen(kh), widen(vh))
+					require.NoError(t, err)
+
+					up := func(data []float32, shape ...int) *memory.Tensor {
+						x, err := e.Upload(ctx, dt, data, shape...)
+						require.NoError(t, err)
+						t.Cleanup(x.Close)
+						return x
+					}
+					q, k, v := up(qh, cuQ[3], hq, d), up(kh, cuK[3], hk, d), up(vh, cuK[3], hk, d)
+					o := newTensor(t, e, dt, cuQ[3], hq, d)
+					lse := newTensor(t, e, memory.F32, cuQ[3], hq)
+					require.NoError(t, o.Fill(ctx, conformance.Poison))
+					require.NoError(t, lse.Fill(ctx, conformance.Poison))
+					_, err = kern.forward(ctx, o, lse, q, k, v, attention.Options{CuSeqlensQ: cuQ, CuSeqlensK: cuK, Causal: causal})
+					require.NoError(t, err)
+					got, err := o.Download(ctx)
+					require.NoError(t, err)
+					gotLSE, err := lse.Download(ctx)
+					require.NoError(t, err)
+
+					nanRows := 0
+					for tok := 0; tok < cuQ[3]; tok++ {
+						for h := 0; h < hq; h++ {
+							// Does row (tok, h) read the NaN or the Inf?
+							reads := tok == nanTok && h == nanHead
+							if tok >= cuQ[2] && h/(hq/hk) == infHead {
+								i, j := tok-cuQ[2], infTok-cuK[2]
+								reads = reads || p.Visible(i, j, lq[2], lk[2])
+							}
+							row := got[(tok*hq+h)*d:][:d]
+							for c, x := range row {
+								w := wantO[(tok*hq+h)*d+c]
+								require.Equal(t, reads, math.IsNaN(w), "oracle row %d head %d", tok, h)
+								if reads {
+									require.True(t, math.IsNaN(float64(x)), "o[%d, %d, %d] = %v, want NaN", tok, h, c, x)
+									continue
+								}
+								require.False(t, math.IsNaN(float64(x)) || math.IsInf(float64(x), 0), "o[%d, %d, %d] = %v, want finite", tok, h, c, x)
+							}
+							if reads {
+								nanRows++
+								require.True(t, math.IsNaN(float64(gotLSE[tok*hq+h])), "lse[%d, %d] = %v, want NaN", tok, h, gotLSE[tok*hq+h])
+							}
+						}
+					}
+					want := 1 + 2*lq[2] // the NaN row; both q heads of kv head 0, every query of sequence 2
+					if causal {
+						want = 1 + 2*2 // bottom-right causal: of 4 queries and 5 keys, queries 2, 3 see key 3
+					}
+					require.Equal(t, want, nanRows)
+					_, err = conformance.CompareOutput(got, wantO, conformance.Tolerance(dt))
+					require.NoError(t, err)
+					require.NoError(t, conformance.CompareLSE(gotLSE, wantLSE))
+				})
+			}
 		}
 	}
 }
 
-func widen(x []float32) []float64 {
-	out := make([]float64, len(x))
-	for i, v := range x {
-		out[i] = float64(v)
-	}
-	return out
-}
-
-func newRand(seed uint64) *rand.Rand { return rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)) }
-
-// randVals are n standard normal values rounded to dt.
-func randVals(r *rand.Rand, dt memory.DType, n int) []float32 {
-	out := make([]float32, n)
-	for i := range out {
-		out[i] = dt.Round(float32(r.NormFloat64()))
-	}
-	return out
-}
+// The fuzz test's and this file's random inputs, from the conformance suite's helpers.
+var (
+	newRand  = conformance.NewRand
+	randVals = conformance.Randn
+	widen    = conformance.Widen
+)
 
 // TestForwardOddRanks: Forward derives its outputs' shapes from q's; a q of the wrong rank is an
 // error about q (or, for a rank-1 q's logsumexp, about the logsumexp), never a panic or a leak.

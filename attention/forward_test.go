@@ -4,24 +4,33 @@ import (
 	"context"
 	"testing"
 
+	"github.com/vkattn/vkattn/attention"
 	"github.com/vkattn/vkattn/attention/conformance"
 )
 
-// TestForwardConformance runs the conformance matrix at every tier the device runs, each tier
-// forced. A failure prints the seed; VKATTN_SEED replays it.
+// TestForwardConformance runs the conformance suite's cases: the matrix at every tier the device
+// runs, each tier forced, and through the naive baseline. A failure prints the seed; VKATTN_SEED
+// replays it.
 func TestForwardConformance(t *testing.T) {
 	e := engine(t)
-	tiers := e.ForwardTiers()
-	if len(tiers) == 0 {
+	if len(e.ForwardTiers()) == 0 {
 		t.Fatalf("%s runs no forward tier", e.Profile().Name)
 	}
+	tiers, cases := conformance.Selection{}.Cases(e)
 	for _, tier := range tiers {
-		t.Run(tier.String(), func(t *testing.T) {
-			for _, c := range conformance.ForwardCases(tier) {
+		t.Run(tier, func(t *testing.T) {
+			for _, c := range cases {
+				if c.TierName() != tier {
+					continue
+				}
 				t.Run(c.String(), func(t *testing.T) {
 					engine(t)
-					if o := conformance.Run(context.Background(), e, c, seed(t)); !o.Passed() {
+					o := conformance.Run(context.Background(), e, c, seed(t))
+					if !o.Passed() {
 						t.Fatalf("%s kernel %s: %s", c, o.Kernel, o.Error)
+					}
+					if c.Naive && o.Kernel != attention.NaiveKernel {
+						t.Fatalf("%s ran kernel %s, want %s", c, o.Kernel, attention.NaiveKernel)
 					}
 				})
 			}

@@ -1,8 +1,9 @@
 // Package conformance is vkattn's kernel conformance suite: a matrix of attention problems (every
 // dtype and head dim, masks, soft cap, grouped heads, odd and empty lengths, varlen batches), each
 // run on a device on fresh random inputs with poisoned outputs and checked against the float64
-// oracle in attention/reference. The tests run it on lavapipe; `vkattn conformance` runs it on
-// any device and writes a report.
+// oracle in attention/reference, at each forward tier and through the naive baseline
+// (Engine.NaiveForwardInto). The tests run it on lavapipe; `vkattn conformance` runs it on any
+// device and writes a report.
 package conformance
 
 import (
@@ -10,6 +11,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"time"
 
 	"github.com/vkattn/vkattn/attention"
@@ -38,6 +40,9 @@ func Tolerance(dt memory.DType) float64 {
 // LSETolerance is the largest error allowed in a logsumexp, relative to max(1, |lse|).
 const LSETolerance = 1e-4
 
+// NaiveTier is the tier name that cases of the naive baseline are reported under.
+const NaiveTier = "naive"
+
 // Case is one forward problem.
 type Case struct {
 	DType   memory.DType
@@ -50,8 +55,17 @@ type Case struct {
 	Window  *attention.Window
 	Softcap float32
 	Scale   float32
-	Tier    devices.Tier
+	Tier    devices.Tier // the forward tier forced; TierScalar, where the naive kernels run, for Naive
 	NoLSE   bool
+	Naive   bool // run through Engine.NaiveForwardInto, the unfused baseline, instead of ForwardInto
+}
+
+// TierName is the tier the case's outcome is reported under: its Tier, or NaiveTier.
+func (c Case) TierName() string {
+	if c.Naive {
+		return NaiveTier
+	}
+	return c.Tier.String()
 }
 
 func (c Case) String() string {
@@ -75,6 +89,9 @@ func (c Case) String() string {
 	}
 	if c.NoLSE {
 		s += "/nolse"
+	}
+	if c.Naive {
+		s += "/naive"
 	}
 	return s
 }
@@ -110,20 +127,47 @@ func (c Case) Shapes() (q, k []int) {
 	return []int{b, c.Lq[0], c.Hq, c.D}, []int{b, c.Lk[0], c.Hk, c.D}
 }
 
+// Inputs are the storage types of q, k, v and o that the forward kernels take at tier.
+func Inputs(tier devices.Tier) []memory.DType {
+	return []memory.DType{memory.F32, memory.F16, memory.BF16}
+}
+
 // ForwardCases is the forward conformance matrix at one tier.
 func ForwardCases(tier devices.Tier) []Case {
 	var cs []Case
+	dtypes := Inputs(tier)
 	// Every dtype and head dim, with odd lengths, a batch and grouped heads.
-	for _, dt := range []memory.DType{memory.F32, memory.F16, memory.BF16} {
+	for _, dt := range dtypes {
 		for _, d := range attention.HeadDims {
 			cs = append(cs, Case{DType: dt, D: d, Hq: 4, Hk: 2, Lq: []int{37}, Lk: []int{45}, Batch: 2, Tier: tier})
 		}
 	}
-	base := Case{DType: memory.F32, D: 64, Hq: 4, Hk: 4, Tier: tier}
+	// Every dtype at the smallest, an odd and the largest head dim, with each mask, soft cap and
+	// varlen, at lengths above twice any tile (64 queries by 64 keys): several query blocks, key
+	// blocks that the masks cut partly and wholly, ragged last tiles.
+	for _, dt := range dtypes {
+		for _, d := range []int{32, 80, 256} {
+			long := Case{DType: dt, D: d, Hq: 4, Hk: 2, Lq: []int{203}, Lk: []int{229}, Tier: tier}
+			for _, f := range []func(*Case){
+				func(c *Case) { c.Causal = true },
+				func(c *Case) { c.Window = &attention.Window{Left: 40, Right: 8} },
+				func(c *Case) { c.Causal, c.Window = true, &attention.Window{Left: 40, Right: 0} },
+				func(c *Case) { c.Softcap = 5 },
+				func(c *Case) { c.Varlen, c.Lq, c.Lk = true, []int{203, 0, 77}, []int{229, 5, 77} },
+			} {
+				c := long
+				f(&c)
+				cs = append(cs, c)
+			}
+		}
+	}
+	base := Case{DType: dtypes[0], D: 64, Hq: 4, Hk: 4, Tier: tier}
 	with := func(f func(*Case)) {
 		c := base
 		f(&c)
-		cs = append(cs, c)
+		if slices.Contains(dtypes, c.DType) {
+			cs = append(cs, c)
+		}
 	}
 	// Causal at Lq < Lk, Lq = Lk, Lq > Lk (rows that see no key), and one query.
 	for _, l := range [][2]int{{19, 70}, {64, 64}, {70, 19}, {1, 129}} {
@@ -161,6 +205,16 @@ func ForwardCases(tier devices.Tier) []Case {
 	return cs
 }
 
+// NaiveCases is the forward matrix run through the naive baseline: ForwardCases at the scalar
+// tier, where the naive kernels run.
+func NaiveCases() []Case {
+	cs := ForwardCases(devices.TierScalar)
+	for i := range cs {
+		cs[i].Naive = true
+	}
+	return cs
+}
+
 // Outcome is the result of one case.
 type Outcome struct {
 	Case       string        `json:"case"`
@@ -180,7 +234,7 @@ func (o Outcome) Passed() bool { return o.Error == "" && len(o.Validation) == 0 
 // Run runs one case on fresh inputs drawn from seed and checks it against the oracle.
 func Run(ctx context.Context, e *attention.Engine, c Case, seed uint64) Outcome {
 	start := time.Now()
-	out := Outcome{Case: c.String(), Tier: c.Tier.String(), Seed: seed, Tol: Tolerance(c.DType)}
+	out := Outcome{Case: c.String(), Tier: c.TierName(), Seed: seed, Tol: Tolerance(c.DType)}
 	kernel, rel, err := run(ctx, e, c, seed, nil)
 	out.Kernel, out.RelErr, out.Duration = kernel, rel, time.Since(start)
 	if err != nil {
@@ -189,7 +243,11 @@ func Run(ctx context.Context, e *attention.Engine, c Case, seed uint64) Outcome 
 	return out
 }
 
-func randn(r *rand.Rand, n int, dt memory.DType) []float32 {
+// NewRand returns the generator the suite draws a case's inputs from for seed.
+func NewRand(seed uint64) *rand.Rand { return rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)) }
+
+// Randn returns n standard normal values rounded to dt.
+func Randn(r *rand.Rand, dt memory.DType, n int) []float32 {
 	out := make([]float32, n)
 	for i := range out {
 		out[i] = dt.Round(float32(r.NormFloat64()))
@@ -197,7 +255,8 @@ func randn(r *rand.Rand, n int, dt memory.DType) []float32 {
 	return out
 }
 
-func widen(x []float32) []float64 {
+// Widen converts x to float64 for the oracle.
+func Widen(x []float32) []float64 {
 	out := make([]float64, len(x))
 	for i, v := range x {
 		out[i] = float64(v)
@@ -208,15 +267,15 @@ func widen(x []float32) []float64 {
 // run runs c; tamper, if set, alters the engine's options only (the suite's own tests use it to
 // show that a wrong kernel result fails).
 func run(ctx context.Context, e *attention.Engine, c Case, seed uint64, tamper func(*attention.Options)) (string, float64, error) {
-	r := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+	r := NewRand(seed)
 	p, opts := c.Params()
 	if tamper != nil {
 		tamper(&opts)
 	}
 	qs, ks := c.Shapes()
 	nq, nk := p.TotalQ()*c.Hq*c.D, p.TotalK()*c.Hk*c.D
-	qh, kh, vh := randn(r, nq, c.DType), randn(r, nk, c.DType), randn(r, nk, c.DType)
-	wantO, wantLSE, err := reference.Forward(p, widen(qh), widen(kh), widen(vh))
+	qh, kh, vh := Randn(r, c.DType, nq), Randn(r, c.DType, nk), Randn(r, c.DType, nk)
+	wantO, wantLSE, err := reference.Forward(p, Widen(qh), Widen(kh), Widen(vh))
 	if err != nil {
 		return "", 0, err
 	}
@@ -263,7 +322,11 @@ func run(ctx context.Context, e *attention.Engine, c Case, seed uint64, tamper f
 			return "", 0, err
 		}
 	}
-	kernel, err := e.ForwardInto(ctx, o, lse, q, k, v, opts)
+	forward := e.ForwardInto
+	if c.Naive {
+		forward = e.NaiveForwardInto
+	}
+	kernel, err := forward(ctx, o, lse, q, k, v, opts)
 	if err != nil {
 		return kernel, 0, err
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -71,6 +72,39 @@ func TestCasesCoverTheSpec(t *testing.T) {
 	for _, want := range []string{"f32", "f16", "bf16", "varlen", "causal rows without keys", "window", "softcap", "mqa"} {
 		require.True(t, seen[want], want)
 	}
+	// Each dtype the tier takes, at head dims 32, 80 and 256, with each mask, soft cap and varlen,
+	// at lengths past two tiles of 64.
+	long := map[string]bool{}
+	for _, c := range cs {
+		if c.Lq[0] > 128 && c.Lk[0] > 128 {
+			long[fmt.Sprint(c.DType, c.D, c.Causal, c.Window != nil, c.Softcap > 0, c.Varlen)] = true
+		}
+	}
+	for _, dt := range Inputs(devices.TierScalar) {
+		for _, d := range []int{32, 80, 256} {
+			for _, f := range [][4]bool{{true, false, false, false}, {false, true, false, false}, {true, true, false, false},
+				{false, false, true, false}, {false, false, false, true}} {
+				key := fmt.Sprint(dt, d, f[0], f[1], f[2], f[3])
+				require.True(t, long[key], "long case %s", key)
+			}
+		}
+	}
+}
+
+func TestCaseNames(t *testing.T) {
+	names := map[string]bool{}
+	for _, cs := range [][]Case{ForwardCases(devices.TierScalar), NaiveCases()} {
+		for _, c := range cs {
+			require.False(t, names[c.String()], "two cases named %s", c)
+			names[c.String()] = true
+		}
+	}
+	for _, c := range NaiveCases() {
+		require.True(t, c.Naive)
+		require.Equal(t, devices.TierScalar, c.Tier)
+		require.Equal(t, NaiveTier, c.TierName())
+		require.True(t, strings.HasSuffix(c.String(), "/naive"), c.String())
+	}
 }
 
 func testEngine(t *testing.T) *attention.Engine {
@@ -90,18 +124,45 @@ func testEngine(t *testing.T) *attention.Engine {
 func TestRunDetectsWrongResults(t *testing.T) {
 	e := testEngine(t)
 	ctx := context.Background()
-	c := Case{DType: memory.F16, D: 32, Hq: 2, Hk: 1, Lq: []int{13}, Lk: []int{21}, Tier: devices.TierScalar}
-	_, _, err := run(ctx, e, c, rand.Uint64(), nil)
-	require.NoError(t, err)
-	for name, tamper := range map[string]func(*attention.Options){
-		"causal":  func(o *attention.Options) { o.Causal = true },
-		"scale":   func(o *attention.Options) { o.Scale = 0.2 },
-		"softcap": func(o *attention.Options) { o.Softcap = 0.5 },
-		"window":  func(o *attention.Options) { o.Window = &attention.Window{Left: 2, Right: 2} },
-	} {
-		_, _, err := run(ctx, e, c, rand.Uint64(), tamper)
-		require.Error(t, err, name)
+	for _, naive := range []bool{false, true} {
+		c := Case{DType: memory.F16, D: 32, Hq: 2, Hk: 1, Lq: []int{13}, Lk: []int{21}, Tier: devices.TierScalar, Naive: naive}
+		kernel, _, err := run(ctx, e, c, rand.Uint64(), nil)
+		require.NoError(t, err)
+		require.Equal(t, naive, kernel == attention.NaiveKernel, kernel)
+		for name, tamper := range map[string]func(*attention.Options){
+			"causal":  func(o *attention.Options) { o.Causal = true },
+			"scale":   func(o *attention.Options) { o.Scale = 0.2 },
+			"softcap": func(o *attention.Options) { o.Softcap = 0.5 },
+			"window":  func(o *attention.Options) { o.Window = &attention.Window{Left: 2, Right: 2} },
+		} {
+			_, _, err := run(ctx, e, c, rand.Uint64(), tamper)
+			require.Error(t, err, "%s: %s", c, name)
+		}
 	}
+}
+
+// The suite runs the naive baseline's cases, under their own tier, whenever the scalar tier is
+// selected, unless NoNaive.
+func TestSelection(t *testing.T) {
+	e := testEngine(t)
+	scalar := []devices.Tier{devices.TierScalar}
+	tiers, cases := Selection{Tiers: scalar}.Cases(e)
+	require.Equal(t, []string{"scalar", NaiveTier}, tiers)
+	require.Len(t, cases, len(ForwardCases(devices.TierScalar))+len(NaiveCases()))
+	tiers, cases = Selection{Tiers: scalar, NoNaive: true}.Cases(e)
+	require.Equal(t, []string{"scalar"}, tiers)
+	require.Len(t, cases, len(ForwardCases(devices.TierScalar)))
+	tiers, cases = Selection{Tiers: scalar, Match: regexp.MustCompile(`^f16/d32/.*/causal/naive$`)}.Cases(e)
+	require.Equal(t, []string{"scalar", NaiveTier}, tiers)
+	require.NotEmpty(t, cases)
+	for _, c := range cases {
+		require.True(t, c.Naive, c.String())
+	}
+	tiers, _ = Selection{}.Cases(e)
+	for _, tier := range e.ForwardTiers() {
+		require.Contains(t, tiers, tier.String())
+	}
+	require.Equal(t, NaiveTier, tiers[len(tiers)-1])
 }
 
 func TestSuiteReport(t *testing.T) {

@@ -7,6 +7,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -46,15 +47,39 @@ func (r *Report) Failed() int {
 type Selection struct {
 	Tiers []devices.Tier // empty: every tier the engine runs
 	Match *regexp.Regexp // if set, only cases whose name matches
+	// NoNaive leaves out the naive baseline's cases (NaiveCases), which otherwise run, reported
+	// under the tier NaiveTier, whenever the scalar tier, where the naive kernels run, is selected.
+	NoNaive bool
+}
+
+// Cases returns the selected cases, grouped by tier in the order of sel.Tiers (empty: every tier
+// the engine runs), the naive baseline's last.
+func (sel Selection) Cases(e *attention.Engine) (tiers []string, cases []Case) {
+	ts := sel.Tiers
+	if len(ts) == 0 {
+		ts = e.ForwardTiers()
+	}
+	add := func(cs []Case) {
+		for _, c := range cs {
+			if sel.Match == nil || sel.Match.MatchString(c.String()) {
+				cases = append(cases, c)
+			}
+		}
+	}
+	for _, t := range ts {
+		tiers = append(tiers, t.String())
+		add(ForwardCases(t))
+	}
+	if !sel.NoNaive && slices.Contains(ts, devices.TierScalar) {
+		tiers = append(tiers, NaiveTier)
+		add(NaiveCases())
+	}
+	return tiers, cases
 }
 
 // Suite runs the selected forward cases with fresh seeds, calling progress after each. Validation
 // errors the engine's instance collects during a case are charged to that case.
 func Suite(ctx context.Context, e *attention.Engine, sel Selection, progress func(done, total int, o Outcome)) (*Report, error) {
-	tiers := sel.Tiers
-	if len(tiers) == 0 {
-		tiers = e.ForwardTiers()
-	}
 	p := e.Profile()
 	r := &Report{Device: p.Name, Driver: p.DriverName + " " + p.DriverInfo, API: vk.Version(p.APIVersion), Date: time.Now().UTC()}
 	r.Setup = messages(e.Instance().ValidationErrors())
@@ -62,14 +87,7 @@ func Suite(ctx context.Context, e *attention.Engine, sel Selection, progress fun
 		r.Filter = sel.Match.String()
 	}
 	var cases []Case
-	for _, t := range tiers {
-		r.Tiers = append(r.Tiers, t.String())
-		for _, c := range ForwardCases(t) {
-			if sel.Match == nil || sel.Match.MatchString(c.String()) {
-				cases = append(cases, c)
-			}
-		}
-	}
+	r.Tiers, cases = sel.Cases(e)
 	for i, c := range cases {
 		if err := ctx.Err(); err != nil {
 			return r, err
