@@ -99,7 +99,9 @@ func (p *Profile) Supports(t Tier) bool {
 		return p.Supports(TierScalar) && p.SubgroupComputeStage && p.SubgroupOps&need == need &&
 			p.SubgroupSize >= 4 && fixedOrControlled
 	case TierCoopMat:
-		return p.Supports(TierSubgroup) && p.Features.CooperativeMatrix && p.CoopMatShape(vk.ComponentF16) != nil
+		f := p.Features
+		return p.Supports(TierSubgroup) && f.CooperativeMatrix && f.ShaderFloat16 && f.VulkanMemoryModel &&
+			f.Maintenance4 && p.SubgroupOps&vk.SubgroupShuffle != 0 && p.CoopMatShape(vk.ComponentF16) != nil
 	case TierCoopMat2:
 		return p.Supports(TierCoopMat) && p.Features.CooperativeMatrix2
 	}
@@ -115,6 +117,18 @@ func (p *Profile) CoopMatShape(a vk.ComponentType) *vk.CoopMatShape {
 		}
 	}
 	return nil
+}
+
+// HasCoopMatShape reports whether the device offers the subgroup-scope m x n x k shape with inputs
+// of type a and fp32 accumulation.
+func (p *Profile) HasCoopMatShape(a vk.ComponentType, m, n, k uint32) bool {
+	for _, s := range p.CoopMatShapes {
+		if s.A == a && s.B == a && s.C == vk.ComponentF32 && s.Result == vk.ComponentF32 && s.SubgroupScope &&
+			s.M == m && s.N == n && s.K == k {
+			return true
+		}
+	}
+	return false
 }
 
 // DeviceLocalBytes is the size of the largest device-local heap.

@@ -6,8 +6,10 @@ package shaders
 import (
 	"embed"
 	"fmt"
+	"slices"
 
 	"github.com/vkattn/vkattn/devices"
+	"github.com/vkattn/vkattn/memory"
 )
 
 //go:embed spv
@@ -38,6 +40,13 @@ type Variant struct {
 	// below cooperative matrices needs at most (workgroup sizes from specialization constants
 	// then use the WorkgroupSize built-in, not LocalSizeId, so maintenance4 is not needed).
 	Env string
+	// Inputs lists the storage types of q, k and v the variant reads; nil means every type.
+	Inputs []memory.DType
+}
+
+// Reads reports whether the variant takes inputs stored as dt.
+func (v *Variant) Reads(dt memory.DType) bool {
+	return v.Inputs == nil || slices.Contains(v.Inputs, dt)
 }
 
 // TargetEnv is the glslang/spirv-val target environment of the variant.
@@ -57,6 +66,10 @@ var Variants = []Variant{
 		Source: "flash_fwd.comp", Defines: []string{"TIER_SCALAR"}},
 	{Name: "flash_fwd_subgroup", Op: OpForward, Tier: devices.TierSubgroup, Bindings: 6, PushSize: 4 * PushWords,
 		Source: "flash_fwd.comp", Defines: []string{"TIER_SUBGROUP"}},
+	// fp16 only: fp32 inputs would lose precision in fp16 matrices, and bf16 matrices need a
+	// newer shader compiler (GL_EXT_bfloat16).
+	{Name: "flash_fwd_coopmat", Op: OpForward, Tier: devices.TierCoopMat, Bindings: 6, PushSize: 4 * PushWords,
+		Source: "flash_fwd.comp", Defines: []string{"TIER_COOPMAT"}, Env: "vulkan1.3", Inputs: []memory.DType{memory.F16}},
 	{Name: "naive_scores", Op: OpNaiveScores, Tier: devices.TierScalar, Bindings: 7, PushSize: 4 * PushWords,
 		Source: "naive.comp", Defines: []string{"NAIVE_SCORES"}},
 	{Name: "naive_softmax", Op: OpNaiveSoftmax, Tier: devices.TierScalar, Bindings: 7, PushSize: 4 * PushWords,

@@ -36,6 +36,7 @@ const (
 	stBFloat16Features       = 1000141000
 	stRequiredSubgroupSizeCI = 1000225001
 	stMaintenance4Features   = 1000413000
+	stMemoryModelFeatures    = 1000211000
 )
 
 // Extensions vkattn enables when a device has them.
@@ -117,6 +118,7 @@ type Features struct {
 	IntegerDotProduct                                                  bool
 	TimelineSemaphore                                                  bool
 	Maintenance4                                                       bool // LocalSizeId: workgroup size from specialization constants
+	VulkanMemoryModel                                                  bool // cooperative-matrix shaders use it
 	SparseBinding, SparseResidencyBuffer                               bool
 	CooperativeMatrix                                                  bool
 	CooperativeMatrix2                                                 bool
@@ -215,7 +217,7 @@ func deviceExtensions(h vk.PhysicalDevice) map[string]bool {
 // its links, and which links a device of this API version and extension set may carry.
 type featureChain struct {
 	chain
-	f16i8, s16, s8, sgsize, intdot, timeline, maint4, coopmat, coopmat2, bf16 int
+	f16i8, s16, s8, sgsize, intdot, timeline, maint4, memmodel, coopmat, coopmat2, bf16 int
 }
 
 const (
@@ -227,7 +229,7 @@ const (
 )
 
 func newFeatureChain(api uint32, exts map[string]bool) *featureChain {
-	c := &featureChain{f16i8: -1, s16: -1, s8: -1, sgsize: -1, intdot: -1, timeline: -1, maint4: -1, coopmat: -1, coopmat2: -1, bf16: -1}
+	c := &featureChain{f16i8: -1, s16: -1, s8: -1, sgsize: -1, intdot: -1, timeline: -1, maint4: -1, memmodel: -1, coopmat: -1, coopmat2: -1, bf16: -1}
 	c.add(stFeatures2, 16+55*4)
 	v11, v12, v13 := api >= vk.MakeVersion(1, 1, 0), api >= vk.MakeVersion(1, 2, 0), api >= vk.MakeVersion(1, 3, 0)
 	if v11 {
@@ -237,6 +239,7 @@ func newFeatureChain(api uint32, exts map[string]bool) *featureChain {
 		c.f16i8 = c.add(stFloat16Int8Features, 24)
 		c.s8 = c.add(st8BitStorageFeatures, 32)
 		c.timeline = c.add(stTimelineFeatures, 24)
+		c.memmodel = c.add(stMemoryModelFeatures, 32)
 	}
 	if v13 {
 		c.sgsize = c.add(stSubgroupSizeFeatures, 24)
@@ -270,6 +273,7 @@ func (c *featureChain) features() Features {
 		StorageBuffer8Bit:         c.flag(c.s8, 0),
 		TimelineSemaphore:         c.flag(c.timeline, 0),
 		Maintenance4:              c.flag(c.maint4, 0),
+		VulkanMemoryModel:         c.flag(c.memmodel, 0),
 		SubgroupSizeControl:       c.flag(c.sgsize, 0),
 		ComputeFullSubgroups:      c.flag(c.sgsize, 1),
 		IntegerDotProduct:         c.flag(c.intdot, 0),

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"time"
 
 	"github.com/vkattn/vkattn/attention"
@@ -113,13 +114,24 @@ func (c Case) Shapes() (q, k []int) {
 // ForwardCases is the forward conformance matrix at one tier.
 func ForwardCases(tier devices.Tier) []Case {
 	var cs []Case
-	// Every dtype and head dim, with odd lengths, a batch and grouped heads.
-	for _, dt := range []memory.DType{memory.F32, memory.F16, memory.BF16} {
+	inputs := attention.ForwardInputs(tier)
+	if len(inputs) == 0 {
+		return nil
+	}
+	// take is dt where the tier takes it, else the most compact type it takes.
+	take := func(dt memory.DType) memory.DType {
+		if slices.Contains(inputs, dt) {
+			return dt
+		}
+		return inputs[len(inputs)-1]
+	}
+	// Every dtype the tier takes and every head dim, with odd lengths, a batch and grouped heads.
+	for _, dt := range inputs {
 		for _, d := range attention.HeadDims {
 			cs = append(cs, Case{DType: dt, D: d, Hq: 4, Hk: 2, Lq: []int{37}, Lk: []int{45}, Batch: 2, Tier: tier})
 		}
 	}
-	base := Case{DType: memory.F32, D: 64, Hq: 4, Hk: 4, Tier: tier}
+	base := Case{DType: inputs[0], D: 64, Hq: 4, Hk: 4, Tier: tier}
 	with := func(f func(*Case)) {
 		c := base
 		f(&c)
@@ -138,7 +150,9 @@ func ForwardCases(tier devices.Tier) []Case {
 	})
 	// Soft cap, alone and with causal at fp16; an explicit scale.
 	with(func(c *Case) { c.Lq, c.Lk, c.Softcap = []int{33}, []int{47}, 5 })
-	with(func(c *Case) { c.Lq, c.Lk, c.Softcap, c.Causal, c.DType = []int{33}, []int{47}, 2, true, memory.F16 })
+	with(func(c *Case) {
+		c.Lq, c.Lk, c.Softcap, c.Causal, c.DType = []int{33}, []int{47}, 2, true, take(memory.F16)
+	})
 	with(func(c *Case) { c.Lq, c.Lk, c.Scale = []int{17}, []int{31}, 0.3 })
 	// Lengths 1 and primes.
 	for _, l := range [][2]int{{1, 1}, {1, 17}, {17, 1}, {31, 127}, {127, 31}} {
@@ -155,7 +169,9 @@ func ForwardCases(tier devices.Tier) []Case {
 			c.Lq, c.Lk = []int{5, 0, 1, 33, 17}, []int{7, 3, 1, 33, 40}
 		})
 	}
-	with(func(c *Case) { c.Varlen, c.Lq, c.Lk, c.DType, c.D = true, []int{40, 9}, []int{9, 40}, memory.BF16, 128 })
+	with(func(c *Case) {
+		c.Varlen, c.Lq, c.Lk, c.DType, c.D = true, []int{40, 9}, []int{9, 40}, take(memory.BF16), 128
+	})
 	// No logsumexp requested.
 	with(func(c *Case) { c.Lq, c.Lk, c.NoLSE, c.Batch = []int{21}, []int{21}, true, 3 })
 	return cs
