@@ -17,7 +17,7 @@ type tiles struct {
 func (t tiles) sharedBytes(tier devices.Tier, d uint32) uint32 {
 	if tier == devices.TierCoopMat {
 		// fp16 K and V tiles; per subgroup fp32 scores and fp16 probabilities; two flags.
-		return 2*2*t.BC*d + (t.WG/t.SG)*coopTM*t.BC*(4+2) + 8
+		return 2*2*t.BC*d + (t.WG/t.SG)*coopTM*t.BC*(4+2) + 16
 	}
 	floats := t.BC*(d+1) + t.BC*d // K (padded rows) and V tiles
 	if tier == devices.TierSubgroup {

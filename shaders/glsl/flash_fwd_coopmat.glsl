@@ -17,7 +17,7 @@ shared float16_t kTile[BC * D]; // [key][dim]
 shared float16_t vTile[BC * D]; // [key][dim]
 shared float sTile[NSG * TM * BC];     // per subgroup: scores, then one 16x16 block of P.V
 shared float16_t pTile[NSG * TM * BC]; // per subgroup: probabilities; first, Q staging
-shared uint nonFinite[2];              // per tile parity: the V tile holds NaN or Inf
+shared uint nonFinite[4]; // [tile parity]: the V tile holds NaN or Inf; 16 bytes keep the matrix arrays 16-byte aligned
 
 #define ACC coopmat<float, gl_ScopeSubgroup, TM, TM, gl_MatrixUseAccumulator>
 #define MAT_A coopmat<float16_t, gl_ScopeSubgroup, TM, TM, gl_MatrixUseA>
