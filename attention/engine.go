@@ -76,7 +76,8 @@ func newEngine(inst *vk.Instance, cfg Config) (*Engine, error) {
 		return nil, fmt.Errorf("attention: %w", err)
 	}
 	prof := profiles[idx]
-	dev, err := inst.OpenDevice(idx, vk.DeviceOptions{PipelineCacheFile: cacheFile(cfg.PipelineCacheDir, &prof)})
+	dev, err := inst.OpenDevice(idx, vk.DeviceOptions{PipelineCacheFile: cacheFile(cfg.PipelineCacheDir, &prof),
+		MatrixExtensions: prof.Supports(devices.TierCoopMat)})
 	if err != nil {
 		return nil, fmt.Errorf("attention: %s: %w", prof.Name, err)
 	}

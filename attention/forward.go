@@ -133,11 +133,7 @@ func (e *Engine) planForward(o, lse, q, k, v *memory.Tensor, opts Options) (*pla
 		return nil, err
 	}
 	sh := c.sh
-	variant, err := e.chooseForward(c.opts.Tier)
-	if err != nil {
-		return nil, err
-	}
-	t, err := forwardTiles(variant.Tier, &e.profile, sh.d)
+	variant, t, err := e.chooseForward(c.opts.Tier, q.DType, sh.d)
 	if err != nil {
 		return nil, err
 	}
@@ -168,28 +164,54 @@ func dtypeCode(t memory.DType) uint32 {
 	return map[memory.DType]uint32{memory.F32: 0, memory.F16: 1, memory.BF16: 2}[t]
 }
 
-// chooseForward picks the forward variant: the forced tier, else $VKATTN_TIER, else the fastest.
-func (e *Engine) chooseForward(tier devices.Tier) (*shaders.Variant, error) {
+// chooseForward picks the forward kernel and its tiles for inputs of type dt and head dim d: at
+// the forced tier (Options.Tier, else $VKATTN_TIER) or, automatically, the fastest tier that runs
+// them on the device.
+func (e *Engine) chooseForward(tier devices.Tier, dt memory.DType, d int) (*shaders.Variant, tiles, error) {
 	if tier == devices.TierAuto {
 		if env := os.Getenv(TierEnv); env != "" {
 			t, err := devices.ParseTier(env)
 			if err != nil {
-				return nil, fmt.Errorf("attention: %s: %w", TierEnv, err)
+				return nil, tiles{}, fmt.Errorf("attention: %s: %w", TierEnv, err)
 			}
 			tier = t
 		}
 	}
-	if tier == devices.TierAuto {
-		return shaders.Best(shaders.OpForward, &e.profile, devices.TierCoopMat2)
+	return selectForward(&e.profile, tier, dt, d)
+}
+
+// selectForward is chooseForward for a device profile. A forced tier that cannot run the call
+// is an error that says why; the automatic choice falls back tier by tier.
+func selectForward(p *devices.Profile, tier devices.Tier, dt memory.DType, d int) (*shaders.Variant, tiles, error) {
+	try := func(t devices.Tier) (*shaders.Variant, tiles, error) {
+		if !p.Supports(t) {
+			return nil, tiles{}, fmt.Errorf("attention: tier %s is not supported by %s", t, p.Name)
+		}
+		v, err := shaders.ForTierOn(shaders.OpForward, t, p)
+		if err != nil {
+			return nil, tiles{}, fmt.Errorf("attention: tier %s: %w", t, err)
+		}
+		if !v.Reads(dt) {
+			return nil, tiles{}, fmt.Errorf("attention: tier %s does not take %s inputs (it takes %v)", t, dt, v.Inputs)
+		}
+		tl, err := forwardTiles(t, p, d)
+		if err != nil {
+			return nil, tiles{}, err
+		}
+		return v, tl, nil
 	}
-	if !e.profile.Supports(tier) {
-		return nil, fmt.Errorf("attention: tier %s is not supported by %s", tier, e.profile.Name)
+	if tier != devices.TierAuto {
+		if !slices.Contains(devices.Tiers, tier) {
+			return nil, tiles{}, fmt.Errorf("attention: tier %s is not a tier (Options.Tier)", tier)
+		}
+		return try(tier)
 	}
-	v, err := shaders.ForTierOn(shaders.OpForward, tier, &e.profile)
-	if err != nil {
-		return nil, fmt.Errorf("attention: tier %s: %w", tier, err)
+	for i := len(devices.Tiers) - 1; i >= 0; i-- {
+		if v, tl, err := try(devices.Tiers[i]); err == nil {
+			return v, tl, nil
+		}
 	}
-	return v, nil
+	return nil, tiles{}, fmt.Errorf("attention: no forward kernel runs %s inputs with head dim %d on %s", dt, d, p.Name)
 }
 
 // checkForward validates the tensors and options of a forward call and derives its geometry.

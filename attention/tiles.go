@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/vkattn/vkattn/devices"
+	"github.com/vkattn/vkattn/vk"
 )
 
 // tiles are the work decomposition of a forward kernel, derived from the device's limits.
@@ -14,6 +15,10 @@ type tiles struct {
 
 // sharedBytes is the shared memory the forward kernel declares for these tiles (flash_fwd.comp).
 func (t tiles) sharedBytes(tier devices.Tier, d uint32) uint32 {
+	if tier == devices.TierCoopMat {
+		// fp16 K and V tiles; per subgroup fp32 scores and fp16 probabilities; two flags.
+		return 2*2*t.BC*d + (t.WG/t.SG)*coopTM*t.BC*(4+2) + 16
+	}
 	floats := t.BC*(d+1) + t.BC*d // K (padded rows) and V tiles
 	if tier == devices.TierSubgroup {
 		floats += t.BR*d + t.BR*t.BC // Q and P tiles
@@ -62,6 +67,45 @@ func forwardTiles(tier devices.Tier, p *devices.Profile, d int) (tiles, error) {
 			}
 		}
 		return t, nil
+	case devices.TierCoopMat:
+		return coopMatTiles(p, dd)
 	}
 	return tiles{}, fmt.Errorf("attention: head dim %d does not fit %d bytes of shared memory at tier %s", d, maxShared, tier)
+}
+
+// coopTM is the side of the cooperative-matrix kernel's blocks (flash_fwd_coopmat.glsl).
+const coopTM = 16
+
+// coopMatTiles sizes the cooperative-matrix kernel: subgroups of 16 query rows, K/V tiles of a
+// multiple of 16 keys, at a subgroup width that is a multiple of 16 (pinned where it can vary).
+func coopMatTiles(p *devices.Profile, d uint32) (tiles, error) {
+	tier := devices.TierCoopMat
+	if !p.HasCoopMatShape(vk.ComponentF16, coopTM, coopTM, coopTM) {
+		return tiles{}, fmt.Errorf("attention: %s offers no 16x16x16 fp16 cooperative matrices for tier %s", p.Name, tier)
+	}
+	if d%coopTM != 0 {
+		return tiles{}, fmt.Errorf("attention: head dim %d is not a multiple of %d at tier %s", d, coopTM, tier)
+	}
+	sg := p.SubgroupSize
+	if sg < coopTM || sg%coopTM != 0 {
+		if !p.Features.SubgroupSizeControl || p.MaxSubgroupSize < coopTM {
+			return tiles{}, fmt.Errorf("attention: tier %s needs subgroups of 16 or more lanes; %s has %d", tier, p.Name, sg)
+		}
+		sg = max(coopTM, p.MinSubgroupSize)
+	}
+	maxWG := min(p.MaxWorkgroupInvocations, p.MaxWorkgroupSize[0])
+	nsg := max(1, min(4, maxWG/sg))
+	t := tiles{SG: sg, WG: nsg * sg, BR: coopTM * nsg, BC: 64, PinSubgroup: p.MinSubgroupSize != p.MaxSubgroupSize}
+	for t.sharedBytes(tier, d) > p.MaxSharedMemory {
+		switch {
+		case t.BC > coopTM:
+			t.BC -= coopTM
+		case nsg > 1:
+			nsg--
+			t.WG, t.BR = nsg*sg, coopTM*nsg
+		default:
+			return tiles{}, fmt.Errorf("attention: head dim %d does not fit %d bytes of shared memory at tier %s", d, p.MaxSharedMemory, tier)
+		}
+	}
+	return t, nil
 }

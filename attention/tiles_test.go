@@ -5,6 +5,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"github.com/vkattn/vkattn/devices"
+	"github.com/vkattn/vkattn/memory"
+	"github.com/vkattn/vkattn/vk"
 )
 
 // Tiles for every head dim fit each simulated device's shared memory and workgroup limits, and
@@ -18,15 +20,27 @@ func TestForwardTilesFitSimulatedDevices(t *testing.T) {
 				continue
 			}
 			p.SubgroupSize = sg
-			for _, tier := range []devices.Tier{devices.TierScalar, devices.TierSubgroup} {
+			for _, tier := range []devices.Tier{devices.TierScalar, devices.TierSubgroup, devices.TierCoopMat} {
+				if !p.Supports(tier) {
+					continue
+				}
 				for _, d := range HeadDims {
 					tl, err := forwardTiles(tier, &p, d)
+					if tier == devices.TierCoopMat && !p.HasCoopMatShape(vk.ComponentF16, 16, 16, 16) {
+						require.ErrorContains(t, err, "16x16x16", name)
+						continue
+					}
 					require.NoError(t, err, "%s sg%d %s d%d", name, sg, tier, d)
 					require.LessOrEqual(t, tl.sharedBytes(tier, uint32(d)), p.MaxSharedMemory, "%s %s d%d", name, tier, d)
 					require.LessOrEqual(t, tl.WG, p.MaxWorkgroupInvocations)
 					require.Positive(t, tl.BR)
 					require.Positive(t, tl.BC)
-					if tier == devices.TierSubgroup {
+					if tier == devices.TierCoopMat {
+						require.Zero(t, tl.SG%16, "%s: whole rows of lanes", name)
+						require.Equal(t, 16*(tl.WG/tl.SG), tl.BR, "16 rows per subgroup")
+						require.Zero(t, tl.BC%16, "whole key blocks")
+					}
+					if tier != devices.TierScalar {
 						require.Zero(t, tl.WG%tl.SG, "whole subgroups")
 						require.Zero(t, tl.BR%(tl.WG/tl.SG), "rows split evenly over subgroups")
 					}
@@ -34,4 +48,41 @@ func TestForwardTilesFitSimulatedDevices(t *testing.T) {
 			}
 		}
 	}
+}
+
+// The automatic choice takes the fastest tier that runs the inputs, and a forced tier that cannot
+// says why.
+func TestSelectForward(t *testing.T) {
+	sim := func(name string) *devices.Profile {
+		p, err := devices.Simulated(name)
+		require.NoError(t, err)
+		return &p
+	}
+	for _, c := range []struct {
+		device string
+		dt     memory.DType
+		d      int
+		want   string
+	}{
+		{"nvidia-h100", memory.F16, 128, "flash_fwd_coopmat"},
+		{"nvidia-h100", memory.F16, 256, "flash_fwd_coopmat"},
+		{"nvidia-h100", memory.F32, 128, "flash_fwd_subgroup"},
+		{"nvidia-h100", memory.BF16, 64, "flash_fwd_subgroup"},
+		{"amd-rdna3", memory.F16, 80, "flash_fwd_coopmat"},
+		{"intel-arc", memory.F16, 128, "flash_fwd_subgroup"}, // only 8x8x16 matrices
+		{"lavapipe", memory.F16, 128, "flash_fwd_subgroup"},
+		{"small-16k", memory.F16, 256, "flash_fwd_subgroup"},
+	} {
+		v, _, err := selectForward(sim(c.device), devices.TierAuto, c.dt, c.d)
+		require.NoError(t, err, "%s %s d%d", c.device, c.dt, c.d)
+		require.Equal(t, c.want, v.Name, "%s %s d%d", c.device, c.dt, c.d)
+	}
+	_, _, err := selectForward(sim("nvidia-h100"), devices.TierCoopMat, memory.F32, 128)
+	require.ErrorContains(t, err, "does not take f32")
+	_, _, err = selectForward(sim("intel-arc"), devices.TierCoopMat, memory.F16, 128)
+	require.ErrorContains(t, err, "16x16x16")
+	_, _, err = selectForward(sim("lavapipe"), devices.TierCoopMat, memory.F16, 128)
+	require.ErrorContains(t, err, "not supported")
+	_, _, err = selectForward(sim("nvidia-h100"), devices.TierCoopMat2, memory.F16, 128)
+	require.Error(t, err)
 }

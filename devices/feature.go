@@ -39,12 +39,17 @@ const (
 	FeatureCooperativeMatrix
 	// FeatureCooperativeMatrix2: VK_NV_cooperative_matrix2.
 	FeatureCooperativeMatrix2
+	// FeatureVulkanMemoryModel: the Vulkan memory model in shaders (cooperative-matrix code uses it).
+	FeatureVulkanMemoryModel
+	// FeatureMaintenance4: maintenance4, for the LocalSizeId workgroup sizes that SPIR-V for the
+	// Vulkan 1.3 environment uses.
+	FeatureMaintenance4
 )
 
 // AllFeatures lists every feature.
 var AllFeatures = []Feature{FeatureCompute, FeatureSubgroupBasic, FeatureSubgroupVote, FeatureSubgroupArithmetic,
 	FeatureSubgroupBallot, FeatureSubgroupShuffle, FeatureSubgroupWidth, FeatureFloat16, FeatureBFloat16,
-	FeatureCooperativeMatrix, FeatureCooperativeMatrix2}
+	FeatureCooperativeMatrix, FeatureCooperativeMatrix2, FeatureVulkanMemoryModel, FeatureMaintenance4}
 
 func (f Feature) String() string {
 	switch f {
@@ -70,6 +75,10 @@ func (f Feature) String() string {
 		return "cooperative matrix (KHR, fp16 subgroup shape)"
 	case FeatureCooperativeMatrix2:
 		return "cooperative matrix 2 (NV)"
+	case FeatureVulkanMemoryModel:
+		return "Vulkan memory model"
+	case FeatureMaintenance4:
+		return "maintenance4 (LocalSizeId)"
 	}
 	return fmt.Sprintf("feature(%d)", int(f))
 }
@@ -103,6 +112,10 @@ func (p *Profile) Has(f Feature) bool {
 		return p.Features.CooperativeMatrix && p.CoopMatShape(vk.ComponentF16) != nil
 	case FeatureCooperativeMatrix2:
 		return p.Features.CooperativeMatrix2
+	case FeatureVulkanMemoryModel:
+		return p.Features.VulkanMemoryModel
+	case FeatureMaintenance4:
+		return p.Features.Maintenance4
 	}
 	return false
 }

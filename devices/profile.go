@@ -105,6 +105,18 @@ func (p *Profile) CoopMatShape(a vk.ComponentType) *vk.CoopMatShape {
 	return nil
 }
 
+// HasCoopMatShape reports whether the device offers the subgroup-scope m x n x k shape with inputs
+// of type a and fp32 accumulation.
+func (p *Profile) HasCoopMatShape(a vk.ComponentType, m, n, k uint32) bool {
+	for _, s := range p.CoopMatShapes {
+		if s.A == a && s.B == a && s.C == vk.ComponentF32 && s.Result == vk.ComponentF32 && s.SubgroupScope &&
+			s.M == m && s.N == n && s.K == k {
+			return true
+		}
+	}
+	return false
+}
+
 // DeviceLocalBytes is the size of the largest device-local heap.
 func (p *Profile) DeviceLocalBytes() uint64 {
 	var n uint64

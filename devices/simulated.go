@@ -19,7 +19,8 @@ func Simulated(name string) (Profile, error) {
 		MaxPushConstantsSize: 256, MaxMemoryAllocationSize: 1 << 32, SubgroupComputeStage: true,
 		SubgroupOps: 0xff, Heaps: []vk.MemoryHeap{{Size: 16 << 30, DeviceLocal: true}},
 		Features: vk.Features{ShaderFloat16: true, ShaderInt8: true, StorageBuffer16Bit: true, StorageBuffer8Bit: true,
-			SubgroupSizeControl: true, ComputeFullSubgroups: true, IntegerDotProduct: true, TimelineSemaphore: true},
+			SubgroupSizeControl: true, ComputeFullSubgroups: true, IntegerDotProduct: true, TimelineSemaphore: true,
+			Maintenance4: true, VulkanMemoryModel: true},
 	}
 	coop := func(a vk.ComponentType, m, n, k uint32) vk.CoopMatShape {
 		return vk.CoopMatShape{M: m, N: n, K: k, A: a, B: a, C: vk.ComponentF32, Result: vk.ComponentF32, SubgroupScope: true}

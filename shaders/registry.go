@@ -6,8 +6,10 @@ package shaders
 import (
 	"embed"
 	"fmt"
+	"slices"
 
 	"github.com/vkattn/vkattn/devices"
+	"github.com/vkattn/vkattn/memory"
 )
 
 //go:embed spv
@@ -43,6 +45,13 @@ type Variant struct {
 	// device that has all of them (RunsOn); it requires at least what its Tier promises
 	// (devices.TierRequires).
 	Requires []devices.Feature
+	// Inputs lists the storage types of q, k and v the variant reads; nil means every type.
+	Inputs []memory.DType
+}
+
+// Reads reports whether the variant takes inputs stored as dt.
+func (v *Variant) Reads(dt memory.DType) bool {
+	return v.Inputs == nil || slices.Contains(v.Inputs, dt)
 }
 
 // Missing returns the features of v.Requires the device lacks; nil when it can run v.
@@ -73,11 +82,15 @@ const PushWords = 20
 // storage or arithmetic feature). subgroupNeeds: flash_fwd_subgroup.glsl uses gl_SubgroupID,
 // gl_SubgroupInvocationID, subgroupBarrier (basic), subgroupMax and subgroupAdd (arithmetic) and
 // subgroupAny (vote), and sizes its tiles for one subgroup width SG, which must be the device's
-// fixed width or pinned through subgroup size control.
+// fixed width or pinned through subgroup size control. coopMatNeeds: flash_fwd_coopmat.glsl adds
+// cooperative matrices (with the Vulkan memory model glslang emits for them), fp16 in shared
+// memory, subgroupShuffleXor, and LocalSizeId (Vulkan 1.3 environment).
 var (
 	scalarNeeds   = []devices.Feature{devices.FeatureCompute}
 	subgroupNeeds = []devices.Feature{devices.FeatureCompute, devices.FeatureSubgroupBasic,
 		devices.FeatureSubgroupArithmetic, devices.FeatureSubgroupVote, devices.FeatureSubgroupWidth}
+	coopMatNeeds = append(slices.Clone(subgroupNeeds), devices.FeatureSubgroupShuffle, devices.FeatureFloat16,
+		devices.FeatureCooperativeMatrix, devices.FeatureVulkanMemoryModel, devices.FeatureMaintenance4)
 )
 
 // Variants lists every kernel, in the order the build tool compiles them.
@@ -86,6 +99,11 @@ var Variants = []Variant{
 		Source: "flash_fwd.comp", Defines: []string{"TIER_SCALAR"}, Requires: scalarNeeds},
 	{Name: "flash_fwd_subgroup", Op: OpForward, Tier: devices.TierSubgroup, Bindings: 6, PushSize: 4 * PushWords,
 		Source: "flash_fwd.comp", Defines: []string{"TIER_SUBGROUP"}, Requires: subgroupNeeds},
+	// fp16 only: fp32 inputs would lose precision in fp16 matrices, and bf16 matrices need a
+	// newer shader compiler (GL_EXT_bfloat16).
+	{Name: "flash_fwd_coopmat", Op: OpForward, Tier: devices.TierCoopMat, Bindings: 6, PushSize: 4 * PushWords,
+		Source: "flash_fwd.comp", Defines: []string{"TIER_COOPMAT"}, Env: "vulkan1.3", Inputs: []memory.DType{memory.F16},
+		Requires: coopMatNeeds},
 	{Name: "naive_scores", Op: OpNaiveScores, Tier: devices.TierScalar, Bindings: 7, PushSize: 4 * PushWords,
 		Source: "naive.comp", Defines: []string{"NAIVE_SCORES"}, Requires: scalarNeeds},
 	{Name: "naive_softmax", Op: OpNaiveSoftmax, Tier: devices.TierScalar, Bindings: 7, PushSize: 4 * PushWords,

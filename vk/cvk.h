@@ -137,6 +137,15 @@ typedef struct {
 	vkattn_bool32 shaderIntegerDotProduct;
 } vkattn_integer_dot_product_features;
 
+// VkPhysicalDeviceVulkanMemoryModelFeatures (1.2).
+typedef struct {
+	vkattn_stype sType;
+	void *pNext;
+	vkattn_bool32 vulkanMemoryModel;
+	vkattn_bool32 vulkanMemoryModelDeviceScope;
+	vkattn_bool32 vulkanMemoryModelAvailabilityVisibilityChains;
+} vkattn_vulkan_memory_model_features;
+
 // VkPhysicalDeviceMaintenance4Features (1.3).
 typedef struct {
 	vkattn_stype sType;
@@ -378,6 +387,8 @@ VKATTN_ASSERT_OFF(vkattn_subgroup_size_control_features, subgroupSizeControl, 16
 VKATTN_ASSERT_OFF(vkattn_subgroup_size_control_features, computeFullSubgroups, 20);
 VKATTN_ASSERT_SIZE(vkattn_integer_dot_product_features, 24);
 VKATTN_ASSERT_OFF(vkattn_integer_dot_product_features, shaderIntegerDotProduct, 16);
+VKATTN_ASSERT_SIZE(vkattn_vulkan_memory_model_features, 32);
+VKATTN_ASSERT_OFF(vkattn_vulkan_memory_model_features, vulkanMemoryModel, 16);
 VKATTN_ASSERT_SIZE(vkattn_maintenance4_features, 24);
 VKATTN_ASSERT_OFF(vkattn_maintenance4_features, maintenance4, 16);
 VKATTN_ASSERT_SIZE(vkattn_cooperative_matrix_features_khr, 24);

@@ -36,6 +36,7 @@ const (
 	stBFloat16Features       = 1000141000
 	stRequiredSubgroupSizeCI = 1000225001
 	stMaintenance4Features   = 1000413000
+	stMemoryModelFeatures    = 1000211000
 )
 
 const (
@@ -122,6 +123,7 @@ type Features struct {
 	IntegerDotProduct                                                  bool
 	TimelineSemaphore                                                  bool
 	Maintenance4                                                       bool // LocalSizeId: workgroup size from specialization constants
+	VulkanMemoryModel                                                  bool // cooperative-matrix shaders use it
 	SparseBinding, SparseResidencyBuffer                               bool
 	CooperativeMatrix                                                  bool
 	CooperativeMatrix2                                                 bool
@@ -221,11 +223,11 @@ func deviceExtensions(h vk.PhysicalDevice) map[string]bool {
 // is the VkPhysicalDeviceFeatures2; the others are -1 when absent.
 type featureChain struct {
 	chain
-	f16i8, s16, s8, sgsize, intdot, timeline, maint4, coopmat, coopmat2, bf16 int
+	f16i8, s16, s8, sgsize, intdot, timeline, maint4, memmodel, coopmat, coopmat2, bf16 int
 }
 
 func newFeatureChain(api uint32, exts map[string]bool) *featureChain {
-	c := &featureChain{f16i8: -1, s16: -1, s8: -1, sgsize: -1, intdot: -1, timeline: -1, maint4: -1, coopmat: -1, coopmat2: -1, bf16: -1}
+	c := &featureChain{f16i8: -1, s16: -1, s8: -1, sgsize: -1, intdot: -1, timeline: -1, maint4: -1, memmodel: -1, coopmat: -1, coopmat2: -1, bf16: -1}
 	c.add(stFeatures2, C.sizeof_vkattn_physical_device_features2)
 	v11, v12, v13 := api >= vk.MakeVersion(1, 1, 0), api >= vk.MakeVersion(1, 2, 0), api >= vk.MakeVersion(1, 3, 0)
 	if v11 {
@@ -235,6 +237,7 @@ func newFeatureChain(api uint32, exts map[string]bool) *featureChain {
 		c.f16i8 = c.add(stFloat16Int8Features, C.sizeof_vkattn_float16_int8_features)
 		c.s8 = c.add(st8BitStorageFeatures, C.sizeof_vkattn_8bit_storage_features)
 		c.timeline = c.add(stTimelineFeatures, C.sizeof_vkattn_timeline_semaphore_features)
+		c.memmodel = c.add(stMemoryModelFeatures, C.sizeof_vkattn_vulkan_memory_model_features)
 	}
 	if v13 {
 		c.sgsize = c.add(stSubgroupSizeFeatures, C.sizeof_vkattn_subgroup_size_control_features)
@@ -289,6 +292,9 @@ func (c *featureChain) features() Features {
 	}
 	if s := opt[C.vkattn_maintenance4_features](c, c.maint4); s != nil {
 		f.Maintenance4 = cbool(s.maintenance4)
+	}
+	if s := opt[C.vkattn_vulkan_memory_model_features](c, c.memmodel); s != nil {
+		f.VulkanMemoryModel = cbool(s.vulkanMemoryModel)
 	}
 	if s := opt[C.vkattn_subgroup_size_control_features](c, c.sgsize); s != nil {
 		f.SubgroupSizeControl, f.ComputeFullSubgroups = cbool(s.subgroupSizeControl), cbool(s.computeFullSubgroups)

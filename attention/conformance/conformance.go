@@ -129,13 +129,16 @@ func (c Case) Shapes() (q, k []int) {
 
 // Inputs are the storage types of q, k, v and o that the forward kernels take at tier.
 func Inputs(tier devices.Tier) []memory.DType {
-	return []memory.DType{memory.F32, memory.F16, memory.BF16}
+	return attention.ForwardInputs(tier)
 }
 
 // ForwardCases is the forward conformance matrix at one tier.
 func ForwardCases(tier devices.Tier) []Case {
 	var cs []Case
 	dtypes := Inputs(tier)
+	if len(dtypes) == 0 {
+		return nil
+	}
 	// Every dtype and head dim, with odd lengths, a batch and grouped heads.
 	for _, dt := range dtypes {
 		for _, d := range attention.HeadDims {

@@ -7,12 +7,20 @@
 //   TIER_SCALAR    one invocation per query row; needs nothing beyond Vulkan compute.
 //   TIER_SUBGROUP  a subgroup per ROWS query rows: lanes split the keys for Q.K^T and the head
 //                  dims for P.V, with subgroup max/add reductions for the softmax statistics.
+//   TIER_COOPMAT   a subgroup per 16 query rows: Q.K^T and P.V on cooperative matrices (fp16
+//                  inputs, fp32 accumulation), the softmax on scores staged in shared memory.
 
 #extension GL_GOOGLE_include_directive : require
-#ifdef TIER_SUBGROUP
+#if defined(TIER_SUBGROUP) || defined(TIER_COOPMAT)
 #extension GL_KHR_shader_subgroup_basic : require
 #extension GL_KHR_shader_subgroup_arithmetic : require
 #extension GL_KHR_shader_subgroup_vote : require
+#endif
+#ifdef TIER_COOPMAT
+#extension GL_KHR_shader_subgroup_shuffle : require
+#extension GL_KHR_cooperative_matrix : require
+#extension GL_KHR_memory_scope_semantics : require
+#extension GL_EXT_shader_explicit_arithmetic_types_float16 : require
 #endif
 
 layout(constant_id = 0) const uint DTYPE = 0;
@@ -20,7 +28,7 @@ layout(constant_id = 1) const uint D = 128;   // head dim
 layout(constant_id = 2) const uint BR = 32;   // query rows per workgroup
 layout(constant_id = 3) const uint BC = 32;   // keys per tile
 layout(constant_id = 4) const uint WG = 32;   // invocations per workgroup
-#ifdef TIER_SUBGROUP
+#if defined(TIER_SUBGROUP) || defined(TIER_COOPMAT)
 layout(constant_id = 5) const uint SG = 32;   // subgroup size the tile sizes were chosen for
 #endif
 
@@ -29,6 +37,7 @@ layout(local_size_x_id = 4) in;
 #include "tensors.glsl"
 #include "mask.glsl"
 
+#if defined(TIER_SCALAR) || defined(TIER_SUBGROUP)
 // K and V tiles; K rows padded by one float so lanes reading different keys miss bank conflicts.
 const uint KS = D + 1;
 shared float kTile[BC * KS];
@@ -50,9 +59,14 @@ void loadTile(Seq s, uint kvh, int k0) {
 	}
 }
 
+#endif
+
 #ifdef TIER_SCALAR
 #include "flash_fwd_scalar.glsl"
 #endif
 #ifdef TIER_SUBGROUP
 #include "flash_fwd_subgroup.glsl"
+#endif
+#ifdef TIER_COOPMAT
+#include "flash_fwd_coopmat.glsl"
 #endif

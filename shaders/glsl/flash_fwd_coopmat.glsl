@@ -1,0 +1,173 @@
+// Cooperative-matrix tier of flash_fwd.comp (VK_KHR_cooperative_matrix, fp16 inputs, fp32
+// accumulation). The workgroup is NSG = WG / SG subgroups; subgroup g owns query rows
+// [16g, 16g + 16) of the block (BR = 16 NSG). Q.K^T and P.V run on 16x16x16 matrices; the softmax
+// runs on the scores staged in shared memory, LPR = SG / 16 lanes per row. Each lane keeps its
+// slice of its row's output in registers: of each 16x16 output block, the EPL = 256 / SG elements
+// starting at lane * EPL (row-major), all in row lane / LPR, so the softmax rescale is lane-local.
+
+const uint TM = 16;            // rows, columns and depth of every matrix block
+const uint NSG = WG / SG;
+const uint LPR = SG / TM;      // lanes per row
+const uint EPL = TM * TM / SG; // elements of a 16x16 block per lane
+const uint KPL = BC / LPR;     // keys per lane in the softmax
+const uint DB = D / TM;        // 16-wide blocks of the head dim
+const uint KB = BC / TM;       // 16-key blocks of a tile
+
+shared float16_t kTile[BC * D]; // [key][dim]
+shared float16_t vTile[BC * D]; // [key][dim]
+shared float sTile[NSG * TM * BC];     // per subgroup: scores, then one 16x16 block of P.V
+shared float16_t pTile[NSG * TM * BC]; // per subgroup: probabilities; first, Q staging
+shared uint nonFinite[4]; // [tile parity]: the V tile holds NaN or Inf; 16 bytes keep the matrix arrays 16-byte aligned
+
+#define ACC coopmat<float, gl_ScopeSubgroup, TM, TM, gl_MatrixUseAccumulator>
+#define MAT_A coopmat<float16_t, gl_ScopeSubgroup, TM, TM, gl_MatrixUseA>
+#define MAT_B coopmat<float16_t, gl_ScopeSubgroup, TM, TM, gl_MatrixUseB>
+
+// loadTiles stages keys [k0, k0+BC) of kv head kvh as fp16, zero past the end, and flags a V tile
+// that is not all finite.
+void loadTiles(Seq s, uint kvh, int k0, uint slot) {
+	bool bad = false;
+	for (uint idx = gl_LocalInvocationIndex; idx < BC * D; idx += WG) {
+		uint j = idx / D, d = idx % D;
+		int key = k0 + int(j);
+		float kv = 0.0, vv = 0.0;
+		if (key < int(s.lk)) {
+			uint t = s.kStart + uint(key);
+			kv = kAt(t, kvh, d);
+			vv = vAt(t, kvh, d);
+		}
+		kTile[idx] = float16_t(kv);
+		vTile[idx] = float16_t(vv);
+		bad = bad || isnan(vv) || isinf(vv);
+	}
+	if (subgroupAny(bad) && subgroupElect()) atomicOr(nonFinite[slot], 1u);
+}
+
+void main() {
+	uint b = gl_WorkGroupID.z, h = gl_WorkGroupID.y;
+	Seq s = sequence(b);
+	int row0 = int(gl_WorkGroupID.x * BR);
+	if (row0 >= int(s.lq)) return; // uniform across the workgroup
+	int lq = int(s.lq), lk = int(s.lk);
+	uint kvh = kvHead(h);
+	uint lane = gl_SubgroupInvocationID, g = gl_SubgroupID;
+	// Tile sizes assume SG lanes; a driver that runs another width gets NaN, never a wrong answer.
+	bool widthOK = gl_SubgroupSize == SG;
+	uint base = g * TM * BC; // this subgroup's region of sTile and pTile
+	int srow0 = row0 + int(g * TM);
+	uint rowInSg = lane / LPR, part = lane % LPR;
+	int row = srow0 + int(rowInSg);
+
+	// Q blocks into registers, staged 16x16 at a time through this subgroup's pTile region.
+	MAT_A qm[DB];
+	for (uint db = 0; db < DB; db++) {
+		for (uint e = lane; e < TM * TM; e += SG) {
+			int r = srow0 + int(e / TM);
+			pTile[base + e] = float16_t(r < lq ? qAt(s.qStart + uint(r), h, db * TM + e % TM) : 0.0);
+		}
+		subgroupMemoryBarrierShared();
+		subgroupBarrier();
+		coopMatLoad(qm[db], pTile, base, TM, gl_CooperativeMatrixLayoutRowMajor);
+		subgroupBarrier();
+	}
+
+	float m = NEG_INF, l = 0.0;
+	float o[DB * EPL];
+	for (uint i = 0; i < DB * EPL; i++) o[i] = 0.0;
+	int lo = keyLo(row, lq, lk), hi = row < lq ? keyHi(row, lq, lk) : lo;
+	int blockLo = keyLo(row0, lq, lk);
+	int blockHi = keyHi(min(row0 + int(BR), lq) - 1, lq, lk);
+	if (gl_LocalInvocationIndex == 0) nonFinite[0] = 0u;
+	uint tile = 0;
+	for (int k0 = blockLo; k0 < blockHi; k0 += int(BC), tile++) {
+		uint slot = tile & 1u;
+		barrier();
+		if (gl_LocalInvocationIndex == 0) nonFinite[slot ^ 1u] = 0u; // the next tile's flag
+		loadTiles(s, kvh, k0, slot);
+		barrier();
+
+		// S = Q K^T, one 16-key block at a time: B[d][key] = kTile[key][d] is column-major.
+		for (uint kb = 0; kb < KB; kb++) {
+			ACC acc = ACC(0.0);
+			for (uint db = 0; db < DB; db++) {
+				MAT_B km;
+				coopMatLoad(km, kTile, kb * TM * D + db * TM, D, gl_CooperativeMatrixLayoutColumnMajor);
+				acc = coopMatMulAdd(qm[db], km, acc);
+			}
+			coopMatStore(acc, sTile, base + kb * TM, BC, gl_CooperativeMatrixLayoutRowMajor);
+		}
+		subgroupMemoryBarrierShared();
+		subgroupBarrier();
+
+		// Online softmax of this lane's keys of its row.
+		float x[KPL];
+		float mx = NEG_INF;
+		uint nan = 0u;
+		for (uint i = 0; i < KPL; i++) {
+			uint j = part * KPL + i;
+			int key = k0 + int(j);
+			float v = NEG_INF;
+			if (key >= lo && key < hi) v = score(sTile[base + rowInSg * BC + j] * pc.scale);
+			x[i] = v;
+			nan |= isnan(v) ? 1u : 0u;
+			mx = max(mx, v);
+		}
+		for (uint off = 1; off < LPR; off <<= 1) { // reduce over the row's lanes
+			mx = max(mx, subgroupShuffleXor(mx, off));
+			nan |= subgroupShuffleXor(nan, off);
+		}
+		float mNew = max(m, mx);
+		if (nan != 0u) mNew = uintBitsToFloat(0x7fc00000u); // NaN stays in its row
+		float alpha = 1.0, sum = 0.0;
+		if (mNew != NEG_INF) {
+			alpha = rescale(m, mNew);
+			m = mNew;
+		}
+		for (uint i = 0; i < KPL; i++) {
+			float p = mNew == NEG_INF ? 0.0 : exp(x[i] - mNew);
+			sum += p;
+			pTile[base + rowInSg * BC + part * KPL + i] = float16_t(p);
+		}
+		for (uint off = 1; off < LPR; off <<= 1) sum += subgroupShuffleXor(sum, off);
+		l = l * alpha + sum;
+		for (uint i = 0; i < DB * EPL; i++) o[i] *= alpha;
+		subgroupMemoryBarrierShared();
+		subgroupBarrier();
+
+		if (nonFinite[slot] != 0u) {
+			// A NaN or Inf value must reach only the rows that weigh it: no matrix product here.
+			for (uint j = 0; j < BC; j++) {
+				float p = float(pTile[base + rowInSg * BC + j]);
+				for (uint db = 0; db < DB; db++)
+					for (uint e = 0; e < EPL; e++)
+						o[db * EPL + e] += weigh(p, float(vTile[j * D + db * TM + part * EPL + e]));
+			}
+			continue;
+		}
+		// O += P V, one 16-dim block at a time, through a 16x16 block of sTile.
+		MAT_A pm[KB];
+		for (uint kb = 0; kb < KB; kb++)
+			coopMatLoad(pm[kb], pTile, base + kb * TM, BC, gl_CooperativeMatrixLayoutRowMajor);
+		for (uint db = 0; db < DB; db++) {
+			ACC acc = ACC(0.0);
+			for (uint kb = 0; kb < KB; kb++) {
+				MAT_B vm;
+				coopMatLoad(vm, vTile, kb * TM * D + db * TM, D, gl_CooperativeMatrixLayoutRowMajor);
+				acc = coopMatMulAdd(pm[kb], vm, acc);
+			}
+			coopMatStore(acc, sTile, base, TM, gl_CooperativeMatrixLayoutRowMajor);
+			subgroupMemoryBarrierShared();
+			subgroupBarrier();
+			for (uint e = 0; e < EPL; e++) o[db * EPL + e] += sTile[base + lane * EPL + e];
+			subgroupBarrier();
+		}
+	}
+	if (row >= lq) return;
+	uint qt = s.qStart + uint(row);
+	float inv = l == 0.0 ? 0.0 : 1.0 / l;
+	if (!widthOK) inv = uintBitsToFloat(0x7fc00000u);
+	for (uint db = 0; db < DB; db++)
+		for (uint e = 0; e < EPL; e += 2)
+			storeO(qt, h, db * TM + part * EPL + e, o[db * EPL + e] * inv, o[db * EPL + e + 1] * inv);
+	if (part == 0) storeLSE(qt, h, widthOK ? m : inv, l);
+}
