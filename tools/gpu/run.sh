@@ -43,7 +43,7 @@ step() { # step DIR NAME CMD...: runs CMD, output to DIR/NAME.log, records the s
 step "$OUT" tests timeout 200 env VKATTN_REQUIRE_DEVICE=1 sh -c 'for t in bin/*.test; do echo "== $t"; $t -test.count=1 || exit 1; done'
 step "$LOGS" conformance timeout 120 bin/vkattn conformance -validation -out "$OUT/conformance-h100"
 step "$OUT" run bin/vkattn run
-step "$OUT" bench timeout 330 bin/vkattn bench -torch python3 -json "$OUT/bench.json"
+step "$OUT" bench timeout 330 bin/vkattn bench -torch python3 -json "$OUT/bench.json" ${BENCH_ARGS:-}
 echo "== run"; tail -8 "$OUT/run.log"
 echo "== tests"; grep -E "^(ok|FAIL|PASS|---|==)" "$OUT/tests.log" | grep -v -- '--- PASS' | tail -15
 echo "== conformance"; tail -8 "$LOGS/conformance.log"
