@@ -16,8 +16,9 @@ type tiles struct {
 // sharedBytes is the shared memory the forward kernel declares for these tiles (flash_fwd.comp).
 func (t tiles) sharedBytes(tier devices.Tier, d uint32) uint32 {
 	if tier == devices.TierCoopMat {
-		// fp16 K and V tiles; per subgroup fp32 scores and fp16 probabilities; two flags.
-		return 2*2*t.BC*d + (t.WG/t.SG)*coopTM*t.BC*(4+2) + 16
+		// fp16 K and V tiles (rows padded by 8); per subgroup fp32 scores and fp16 probabilities in padded rows
+		// (flash_fwd_coopmat.glsl: SS = BC + 4, PS = BC + 8); 16 bytes of flags.
+		return 2*2*t.BC*(d+8) + (t.WG/t.SG)*coopTM*(4*(t.BC+4)+2*(t.BC+8)) + 16
 	}
 	floats := t.BC*(d+1) + t.BC*d // K (padded rows) and V tiles
 	if tier == devices.TierSubgroup {

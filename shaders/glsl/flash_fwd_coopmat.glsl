@@ -12,33 +12,71 @@ const uint EPL = TM * TM / SG; // elements of a 16x16 block per lane
 const uint KPL = BC / LPR;     // keys per lane in the softmax
 const uint DB = D / TM;        // 16-wide blocks of the head dim
 const uint KB = BC / TM;       // 16-key blocks of a tile
+// Row strides of the staged scores, probabilities and P.V blocks, padded so the lanes of a
+// subgroup reading one column fall in different banks; each keeps rows 16-byte aligned, as
+// matrix loads and stores need.
+const uint DS = D + 8;         // halves, K and V tiles
+const uint SS = BC + 4;        // floats
+const uint PS = BC + 8;        // halves
+const uint OS = TM + 4;        // floats
 
-shared float16_t kTile[BC * D]; // [key][dim]
-shared float16_t vTile[BC * D]; // [key][dim]
-shared float sTile[NSG * TM * BC];     // per subgroup: scores, then one 16x16 block of P.V
-shared float16_t pTile[NSG * TM * BC]; // per subgroup: probabilities; first, Q staging
+shared float16_t kTile[BC * DS]; // [key][dim]
+shared float16_t vTile[BC * DS]; // [key][dim]
+shared float sTile[NSG * TM * SS];     // per subgroup: scores, then one 16x16 block of P.V
+shared float16_t pTile[NSG * TM * PS]; // per subgroup: probabilities; first, Q staging
 shared uint nonFinite[4]; // [tile parity]: the V tile holds NaN or Inf; 16 bytes keep the matrix arrays 16-byte aligned
 
 #define ACC coopmat<float, gl_ScopeSubgroup, TM, TM, gl_MatrixUseAccumulator>
 #define MAT_A coopmat<float16_t, gl_ScopeSubgroup, TM, TM, gl_MatrixUseA>
 #define MAT_B coopmat<float16_t, gl_ScopeSubgroup, TM, TM, gl_MatrixUseB>
 
+// K and V as 16-byte words, for tiles loaded 8 halves at a time (same buffers as tensors.glsl).
+layout(std430, binding = 1) readonly buffer K8 { uvec4 kData8[]; };
+layout(std430, binding = 2) readonly buffer V8 { uvec4 vData8[]; };
+
+void store8(inout bool bad, uint at, uvec4 kw, uvec4 vw) {
+	for (uint i = 0; i < 4; i++) {
+		vec2 k2 = unpackHalf2x16(kw[i]), v2 = unpackHalf2x16(vw[i]);
+		kTile[at + 2 * i] = float16_t(k2.x);
+		kTile[at + 2 * i + 1] = float16_t(k2.y);
+		vTile[at + 2 * i] = float16_t(v2.x);
+		vTile[at + 2 * i + 1] = float16_t(v2.y);
+		bad = bad || any(isnan(v2)) || any(isinf(v2));
+	}
+}
+
 // loadTiles stages keys [k0, k0+BC) of kv head kvh as fp16, zero past the end, and flags a V tile
-// that is not all finite.
+// that is not all finite. fp16 tensors whose rows start on 16-byte boundaries load 8 halves per
+// read; others element by element.
 void loadTiles(Seq s, uint kvh, int k0, uint slot) {
 	bool bad = false;
-	for (uint idx = gl_LocalInvocationIndex; idx < BC * D; idx += WG) {
-		uint j = idx / D, d = idx % D;
-		int key = k0 + int(j);
-		float kv = 0.0, vv = 0.0;
-		if (key < int(s.lk)) {
-			uint t = s.kStart + uint(key);
-			kv = kAt(t, kvh, d);
-			vv = vAt(t, kvh, d);
+	bool wide = DTYPE == DT_F16 && ((pc.kOff | pc.kTokenStride | pc.kHeadStride | pc.vOff | pc.vTokenStride | pc.vHeadStride) & 7u) == 0u;
+	if (wide) {
+		for (uint idx = gl_LocalInvocationIndex; idx < BC * D / 8; idx += WG) {
+			uint j = idx / (D / 8), c = idx % (D / 8);
+			int key = k0 + int(j);
+			uvec4 kw = uvec4(0), vw = uvec4(0);
+			if (key < int(s.lk)) {
+				uint t = s.kStart + uint(key);
+				kw = kData8[(pc.kOff + t * pc.kTokenStride + kvh * pc.kHeadStride) / 8 + c];
+				vw = vData8[(pc.vOff + t * pc.vTokenStride + kvh * pc.vHeadStride) / 8 + c];
+			}
+			store8(bad, j * DS + 8 * c, kw, vw);
 		}
-		kTile[idx] = float16_t(kv);
-		vTile[idx] = float16_t(vv);
-		bad = bad || isnan(vv) || isinf(vv);
+	} else {
+		for (uint idx = gl_LocalInvocationIndex; idx < BC * D; idx += WG) {
+			uint j = idx / D, d = idx % D;
+			int key = k0 + int(j);
+			float kv = 0.0, vv = 0.0;
+			if (key < int(s.lk)) {
+				uint t = s.kStart + uint(key);
+				kv = kAt(t, kvh, d);
+				vv = vAt(t, kvh, d);
+			}
+			kTile[j * DS + d] = float16_t(kv);
+			vTile[j * DS + d] = float16_t(vv);
+			bad = bad || isnan(vv) || isinf(vv);
+		}
 	}
 	if (subgroupAny(bad) && subgroupElect()) atomicOr(nonFinite[slot], 1u);
 }
@@ -53,7 +91,7 @@ void main() {
 	uint lane = gl_SubgroupInvocationID, g = gl_SubgroupID;
 	// Tile sizes assume SG lanes; a driver that runs another width gets NaN, never a wrong answer.
 	bool widthOK = gl_SubgroupSize == SG;
-	uint base = g * TM * BC; // this subgroup's region of sTile and pTile
+	uint sBase = g * TM * SS, pBase = g * TM * PS; // this subgroup's regions of sTile and pTile
 	int srow0 = row0 + int(g * TM);
 	uint rowInSg = lane / LPR, part = lane % LPR;
 	int row = srow0 + int(rowInSg);
@@ -63,11 +101,11 @@ void main() {
 	for (uint db = 0; db < DB; db++) {
 		for (uint e = lane; e < TM * TM; e += SG) {
 			int r = srow0 + int(e / TM);
-			pTile[base + e] = float16_t(r < lq ? qAt(s.qStart + uint(r), h, db * TM + e % TM) : 0.0);
+			pTile[pBase + e] = float16_t(r < lq ? qAt(s.qStart + uint(r), h, db * TM + e % TM) : 0.0);
 		}
 		subgroupMemoryBarrierShared();
 		subgroupBarrier();
-		coopMatLoad(qm[db], pTile, base, TM, gl_CooperativeMatrixLayoutRowMajor);
+		coopMatLoad(qm[db], pTile, pBase, TM, gl_CooperativeMatrixLayoutRowMajor);
 		subgroupBarrier();
 	}
 
@@ -91,23 +129,23 @@ void main() {
 			ACC acc = ACC(0.0);
 			for (uint db = 0; db < DB; db++) {
 				MAT_B km;
-				coopMatLoad(km, kTile, kb * TM * D + db * TM, D, gl_CooperativeMatrixLayoutColumnMajor);
+				coopMatLoad(km, kTile, kb * TM * DS + db * TM, DS, gl_CooperativeMatrixLayoutColumnMajor);
 				acc = coopMatMulAdd(qm[db], km, acc);
 			}
-			coopMatStore(acc, sTile, base + kb * TM, BC, gl_CooperativeMatrixLayoutRowMajor);
+			coopMatStore(acc, sTile, sBase + kb * TM, SS, gl_CooperativeMatrixLayoutRowMajor);
 		}
 		subgroupMemoryBarrierShared();
 		subgroupBarrier();
 
-		// Online softmax of this lane's keys of its row.
+		// Online softmax of this lane's keys of its row: keys part, part + LPR, ...
 		float x[KPL];
 		float mx = NEG_INF;
 		uint nan = 0u;
 		for (uint i = 0; i < KPL; i++) {
-			uint j = part * KPL + i;
+			uint j = i * LPR + part;
 			int key = k0 + int(j);
 			float v = NEG_INF;
-			if (key >= lo && key < hi) v = score(sTile[base + rowInSg * BC + j] * pc.scale);
+			if (key >= lo && key < hi) v = score(sTile[sBase + rowInSg * SS + j] * pc.scale);
 			x[i] = v;
 			nan |= isnan(v) ? 1u : 0u;
 			mx = max(mx, v);
@@ -126,7 +164,7 @@ void main() {
 		for (uint i = 0; i < KPL; i++) {
 			float p = mNew == NEG_INF ? 0.0 : exp(x[i] - mNew);
 			sum += p;
-			pTile[base + rowInSg * BC + part * KPL + i] = float16_t(p);
+			pTile[pBase + rowInSg * PS + i * LPR + part] = float16_t(p);
 		}
 		for (uint off = 1; off < LPR; off <<= 1) sum += subgroupShuffleXor(sum, off);
 		l = l * alpha + sum;
@@ -137,28 +175,28 @@ void main() {
 		if (nonFinite[slot] != 0u) {
 			// A NaN or Inf value must reach only the rows that weigh it: no matrix product here.
 			for (uint j = 0; j < BC; j++) {
-				float p = float(pTile[base + rowInSg * BC + j]);
+				float p = float(pTile[pBase + rowInSg * PS + j]);
 				for (uint db = 0; db < DB; db++)
 					for (uint e = 0; e < EPL; e++)
-						o[db * EPL + e] += weigh(p, float(vTile[j * D + db * TM + part * EPL + e]));
+						o[db * EPL + e] += weigh(p, float(vTile[j * DS + db * TM + part * EPL + e]));
 			}
 			continue;
 		}
 		// O += P V, one 16-dim block at a time, through a 16x16 block of sTile.
 		MAT_A pm[KB];
 		for (uint kb = 0; kb < KB; kb++)
-			coopMatLoad(pm[kb], pTile, base + kb * TM, BC, gl_CooperativeMatrixLayoutRowMajor);
+			coopMatLoad(pm[kb], pTile, pBase + kb * TM, PS, gl_CooperativeMatrixLayoutRowMajor);
 		for (uint db = 0; db < DB; db++) {
 			ACC acc = ACC(0.0);
 			for (uint kb = 0; kb < KB; kb++) {
 				MAT_B vm;
-				coopMatLoad(vm, vTile, kb * TM * D + db * TM, D, gl_CooperativeMatrixLayoutRowMajor);
+				coopMatLoad(vm, vTile, kb * TM * DS + db * TM, DS, gl_CooperativeMatrixLayoutRowMajor);
 				acc = coopMatMulAdd(pm[kb], vm, acc);
 			}
-			coopMatStore(acc, sTile, base, TM, gl_CooperativeMatrixLayoutRowMajor);
+			coopMatStore(acc, sTile, sBase, OS, gl_CooperativeMatrixLayoutRowMajor);
 			subgroupMemoryBarrierShared();
 			subgroupBarrier();
-			for (uint e = 0; e < EPL; e++) o[db * EPL + e] += sTile[base + lane * EPL + e];
+			for (uint e = 0; e < EPL; e++) o[db * EPL + e] += sTile[sBase + rowInSg * OS + part * EPL + e];
 			subgroupBarrier();
 		}
 	}
