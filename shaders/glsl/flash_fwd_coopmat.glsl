@@ -1,9 +1,10 @@
 // Cooperative-matrix tier of flash_fwd.comp (VK_KHR_cooperative_matrix, fp16 inputs, fp32
 // accumulation). The workgroup is NSG = WG / SG subgroups; subgroup g owns query rows
-// [16g, 16g + 16) of the block (BR = 16 NSG). Q.K^T and P.V run on 16x16x16 matrices; the softmax
-// runs on the scores staged in shared memory, LPR = SG / 16 lanes per row. Each lane keeps its
-// slice of its row's output in registers: of each 16x16 output block, the EPL = 256 / SG elements
-// starting at lane * EPL (row-major), all in row lane / LPR, so the softmax rescale is lane-local.
+// [16g, 16g + 16) of the block (BR = 16 NSG). Q.K^T and P.V run on 16x16x16 matrices, O stays in
+// accumulator matrices; the softmax runs on the scores staged in shared memory, LPR = SG / 16
+// lanes per row. Where a row's output must be touched element-wise (rescaling, the final store),
+// its 16x16 blocks pass through shared memory: lane L handles EPL = 256 / SG elements of row
+// L / LPR.
 
 const uint TM = 16;            // rows, columns and depth of every matrix block
 const uint NSG = WG / SG;
@@ -19,6 +20,7 @@ const uint DS = D + 8;         // halves, K and V tiles
 const uint SS = BC + 4;        // floats
 const uint PS = BC + 8;        // halves
 const uint OS = TM + 4;        // floats
+const float SLACK = 8.0;       // exponentials reach e^8 < 65504, the fp16 maximum
 
 shared float16_t kTile[BC * DS]; // [key][dim]
 shared float16_t vTile[BC * DS]; // [key][dim]
@@ -109,9 +111,11 @@ void main() {
 		subgroupBarrier();
 	}
 
+	// m is the max the row's exponentials are taken against: it moves only when a score exceeds it
+	// by more than SLACK, so most tiles need no rescaling of O, which stays in matrix registers.
 	float m = NEG_INF, l = 0.0;
-	float o[DB * EPL];
-	for (uint i = 0; i < DB * EPL; i++) o[i] = 0.0;
+	ACC oacc[DB];
+	for (uint db = 0; db < DB; db++) oacc[db] = ACC(0.0);
 	int lo = keyLo(row, lq, lk), hi = row < lq ? keyHi(row, lq, lk) : lo;
 	int blockLo = keyLo(row0, lq, lk);
 	int blockHi = keyHi(min(row0 + int(BR), lq) - 1, lq, lk);
@@ -154,58 +158,84 @@ void main() {
 			mx = max(mx, subgroupShuffleXor(mx, off));
 			nan |= subgroupShuffleXor(nan, off);
 		}
-		float mNew = max(m, mx);
-		if (nan != 0u) mNew = uintBitsToFloat(0x7fc00000u); // NaN stays in its row
-		float alpha = 1.0, sum = 0.0;
-		if (mNew != NEG_INF) {
-			alpha = rescale(m, mNew);
+		float alpha = 1.0;
+		if (nan != 0u || mx > m + SLACK) {
+			float mNew = nan != 0u ? uintBitsToFloat(0x7fc00000u) : mx; // NaN stays in its row
+			alpha = m == NEG_INF ? 1.0 : exp(m - mNew); // O and l are still 0 while m is -inf
 			m = mNew;
 		}
+		float sum = 0.0;
 		for (uint i = 0; i < KPL; i++) {
-			float p = mNew == NEG_INF ? 0.0 : exp(x[i] - mNew);
+			float p = m == NEG_INF ? 0.0 : exp(x[i] - m); // at most e^SLACK
 			sum += p;
 			pTile[pBase + rowInSg * PS + i * LPR + part] = float16_t(p);
 		}
 		for (uint off = 1; off < LPR; off <<= 1) sum += subgroupShuffleXor(sum, off);
 		l = l * alpha + sum;
-		for (uint i = 0; i < DB * EPL; i++) o[i] *= alpha;
 		subgroupMemoryBarrierShared();
 		subgroupBarrier();
 
+		// O *= alpha by rows, through a 16x16 block of sTile, when some row's max moved.
+		if (subgroupAny(alpha != 1.0)) {
+			for (uint db = 0; db < DB; db++) {
+				coopMatStore(oacc[db], sTile, sBase, OS, gl_CooperativeMatrixLayoutRowMajor);
+				subgroupMemoryBarrierShared();
+				subgroupBarrier();
+				for (uint e = 0; e < EPL; e++) sTile[sBase + rowInSg * OS + part * EPL + e] *= alpha;
+				subgroupMemoryBarrierShared();
+				subgroupBarrier();
+				coopMatLoad(oacc[db], sTile, sBase, OS, gl_CooperativeMatrixLayoutRowMajor);
+				subgroupBarrier();
+			}
+		}
+
 		if (nonFinite[slot] != 0u) {
 			// A NaN or Inf value must reach only the rows that weigh it: no matrix product here.
-			for (uint j = 0; j < BC; j++) {
-				float p = float(pTile[pBase + rowInSg * PS + j]);
-				for (uint db = 0; db < DB; db++)
-					for (uint e = 0; e < EPL; e++)
-						o[db * EPL + e] += weigh(p, float(vTile[j * DS + db * TM + part * EPL + e]));
+			for (uint db = 0; db < DB; db++) {
+				coopMatStore(oacc[db], sTile, sBase, OS, gl_CooperativeMatrixLayoutRowMajor);
+				subgroupMemoryBarrierShared();
+				subgroupBarrier();
+				for (uint e = 0; e < EPL; e++) {
+					uint c = part * EPL + e;
+					float acc = sTile[sBase + rowInSg * OS + c];
+					for (uint j = 0; j < BC; j++)
+						acc += weigh(float(pTile[pBase + rowInSg * PS + j]), float(vTile[j * DS + db * TM + c]));
+					sTile[sBase + rowInSg * OS + c] = acc;
+				}
+				subgroupMemoryBarrierShared();
+				subgroupBarrier();
+				coopMatLoad(oacc[db], sTile, sBase, OS, gl_CooperativeMatrixLayoutRowMajor);
+				subgroupBarrier();
 			}
 			continue;
 		}
-		// O += P V, one 16-dim block at a time, through a 16x16 block of sTile.
+		// O += P V.
 		MAT_A pm[KB];
 		for (uint kb = 0; kb < KB; kb++)
 			coopMatLoad(pm[kb], pTile, pBase + kb * TM, PS, gl_CooperativeMatrixLayoutRowMajor);
 		for (uint db = 0; db < DB; db++) {
-			ACC acc = ACC(0.0);
 			for (uint kb = 0; kb < KB; kb++) {
 				MAT_B vm;
 				coopMatLoad(vm, vTile, kb * TM * DS + db * TM, DS, gl_CooperativeMatrixLayoutRowMajor);
-				acc = coopMatMulAdd(pm[kb], vm, acc);
+				oacc[db] = coopMatMulAdd(pm[kb], vm, oacc[db]);
 			}
-			coopMatStore(acc, sTile, sBase, OS, gl_CooperativeMatrixLayoutRowMajor);
-			subgroupMemoryBarrierShared();
-			subgroupBarrier();
-			for (uint e = 0; e < EPL; e++) o[db * EPL + e] += sTile[sBase + rowInSg * OS + part * EPL + e];
-			subgroupBarrier();
 		}
 	}
-	if (row >= lq) return;
+	// Normalize and store, one 16x16 block at a time through sTile.
 	uint qt = s.qStart + uint(row);
 	float inv = l == 0.0 ? 0.0 : 1.0 / l;
 	if (!widthOK) inv = uintBitsToFloat(0x7fc00000u);
-	for (uint db = 0; db < DB; db++)
-		for (uint e = 0; e < EPL; e += 2)
-			storeO(qt, h, db * TM + part * EPL + e, o[db * EPL + e] * inv, o[db * EPL + e + 1] * inv);
-	if (part == 0) storeLSE(qt, h, widthOK ? m : inv, l);
+	for (uint db = 0; db < DB; db++) {
+		subgroupBarrier();
+		coopMatStore(oacc[db], sTile, sBase, OS, gl_CooperativeMatrixLayoutRowMajor);
+		subgroupMemoryBarrierShared();
+		subgroupBarrier();
+		if (row < lq) {
+			for (uint e = 0; e < EPL; e += 2) {
+				uint at = sBase + rowInSg * OS + part * EPL + e;
+				storeO(qt, h, db * TM + part * EPL + e, sTile[at] * inv, sTile[at + 1] * inv);
+			}
+		}
+	}
+	if (row < lq && part == 0) storeLSE(qt, h, widthOK ? m : inv, l);
 }
