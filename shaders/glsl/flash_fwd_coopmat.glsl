@@ -47,38 +47,58 @@ void store8(inout bool bad, uint at, uvec4 kw, uvec4 vw) {
 	}
 }
 
-// loadTiles stages keys [k0, k0+BC) of kv head kvh as fp16, zero past the end, and flags a V tile
-// that is not all finite. fp16 tensors whose rows start on 16-byte boundaries load 8 halves per
-// read; others element by element.
-void loadTiles(Seq s, uint kvh, int k0, uint slot) {
+// wideLoads: fp16 K and V whose rows start on 16-byte boundaries load 8 halves per read, one tile
+// ahead (fetch into registers before the current tile's math, stash into shared memory after);
+// other inputs load element by element when the tile starts (loadTile).
+bool wideLoads() {
+	return DTYPE == DT_F16 && ((pc.kOff | pc.kTokenStride | pc.kHeadStride | pc.vOff | pc.vTokenStride | pc.vHeadStride) & 7u) == 0u;
+}
+
+const uint NLOAD = (BC * D / 8 + WG - 1) / WG; // 16-byte words of K (and of V) per invocation
+uvec4 kNext[NLOAD], vNext[NLOAD];
+
+// fetch reads keys [k0, k0+BC) of kv head kvh into kNext and vNext, zero past the end.
+void fetch(Seq s, uint kvh, int k0) {
+	for (uint i = 0; i < NLOAD; i++) {
+		uint idx = gl_LocalInvocationIndex + i * WG;
+		uint j = idx / (D / 8), c = idx % (D / 8);
+		int key = k0 + int(j);
+		kNext[i] = uvec4(0);
+		vNext[i] = uvec4(0);
+		if (idx < BC * D / 8 && key < int(s.lk)) {
+			uint t = s.kStart + uint(key);
+			kNext[i] = kData8[(pc.kOff + t * pc.kTokenStride + kvh * pc.kHeadStride) / 8 + c];
+			vNext[i] = vData8[(pc.vOff + t * pc.vTokenStride + kvh * pc.vHeadStride) / 8 + c];
+		}
+	}
+}
+
+// stash writes what fetch read into the K and V tiles and flags a V tile that is not all finite.
+void stash(uint slot) {
 	bool bad = false;
-	bool wide = DTYPE == DT_F16 && ((pc.kOff | pc.kTokenStride | pc.kHeadStride | pc.vOff | pc.vTokenStride | pc.vHeadStride) & 7u) == 0u;
-	if (wide) {
-		for (uint idx = gl_LocalInvocationIndex; idx < BC * D / 8; idx += WG) {
-			uint j = idx / (D / 8), c = idx % (D / 8);
-			int key = k0 + int(j);
-			uvec4 kw = uvec4(0), vw = uvec4(0);
-			if (key < int(s.lk)) {
-				uint t = s.kStart + uint(key);
-				kw = kData8[(pc.kOff + t * pc.kTokenStride + kvh * pc.kHeadStride) / 8 + c];
-				vw = vData8[(pc.vOff + t * pc.vTokenStride + kvh * pc.vHeadStride) / 8 + c];
-			}
-			store8(bad, j * DS + 8 * c, kw, vw);
+	for (uint i = 0; i < NLOAD; i++) {
+		uint idx = gl_LocalInvocationIndex + i * WG;
+		if (idx < BC * D / 8) store8(bad, (idx / (D / 8)) * DS + 8 * (idx % (D / 8)), kNext[i], vNext[i]);
+	}
+	if (subgroupAny(bad) && subgroupElect()) atomicOr(nonFinite[slot], 1u);
+}
+
+// loadTile stages keys [k0, k0+BC) element by element, zero past the end, and flags a V tile that
+// is not all finite.
+void loadTile(Seq s, uint kvh, int k0, uint slot) {
+	bool bad = false;
+	for (uint idx = gl_LocalInvocationIndex; idx < BC * D; idx += WG) {
+		uint j = idx / D, d = idx % D;
+		int key = k0 + int(j);
+		float kv = 0.0, vv = 0.0;
+		if (key < int(s.lk)) {
+			uint t = s.kStart + uint(key);
+			kv = kAt(t, kvh, d);
+			vv = vAt(t, kvh, d);
 		}
-	} else {
-		for (uint idx = gl_LocalInvocationIndex; idx < BC * D; idx += WG) {
-			uint j = idx / D, d = idx % D;
-			int key = k0 + int(j);
-			float kv = 0.0, vv = 0.0;
-			if (key < int(s.lk)) {
-				uint t = s.kStart + uint(key);
-				kv = kAt(t, kvh, d);
-				vv = vAt(t, kvh, d);
-			}
-			kTile[j * DS + d] = float16_t(kv);
-			vTile[j * DS + d] = float16_t(vv);
-			bad = bad || isnan(vv) || isinf(vv);
-		}
+		kTile[j * DS + d] = float16_t(kv);
+		vTile[j * DS + d] = float16_t(vv);
+		bad = bad || isnan(vv) || isinf(vv);
 	}
 	if (subgroupAny(bad) && subgroupElect()) atomicOr(nonFinite[slot], 1u);
 }
@@ -120,13 +140,20 @@ void main() {
 	int blockLo = keyLo(row0, lq, lk);
 	int blockHi = keyHi(min(row0 + int(BR), lq) - 1, lq, lk);
 	if (gl_LocalInvocationIndex == 0) nonFinite[0] = 0u;
+	bool wide = wideLoads();
+	if (wide && blockLo < blockHi) fetch(s, kvh, blockLo);
 	uint tile = 0;
 	for (int k0 = blockLo; k0 < blockHi; k0 += int(BC), tile++) {
 		uint slot = tile & 1u;
 		barrier();
 		if (gl_LocalInvocationIndex == 0) nonFinite[slot ^ 1u] = 0u; // the next tile's flag
-		loadTiles(s, kvh, k0, slot);
+		if (wide) {
+			stash(slot);
+		} else {
+			loadTile(s, kvh, k0, slot);
+		}
 		barrier();
+		if (wide && k0 + int(BC) < blockHi) fetch(s, kvh, k0 + int(BC)); // in flight during the math
 
 		// S = Q K^T, one 16-key block at a time: B[d][key] = kTile[key][d] is column-major.
 		for (uint kb = 0; kb < KB; kb++) {
