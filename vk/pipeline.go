@@ -54,6 +54,9 @@ func (d *Device) NewPipeline(s PipelineSpec) (*Pipeline, error) {
 	return p, nil
 }
 
+// pipelineStageRequireFullSubgroups is VK_PIPELINE_SHADER_STAGE_CREATE_REQUIRE_FULL_SUBGROUPS_BIT.
+const pipelineStageRequireFullSubgroups = vk.PipelineShaderStageCreateFlags(0x2)
+
 func (p *Pipeline) create(s PipelineSpec) error {
 	d := p.dev
 	binds := make([]vk.DescriptorSetLayoutBinding, s.Bindings)
@@ -117,6 +120,9 @@ func (p *Pipeline) create(s PipelineSpec) error {
 		i := req.add(stRequiredSubgroupSizeCI, C.sizeof_vkattn_required_subgroup_size_create_info)
 		link[C.vkattn_required_subgroup_size_create_info](req, i).requiredSubgroupSize = C.uint32_t(s.SubgroupSize)
 		stage.PNext = req.head()
+		if d.info.Features.ComputeFullSubgroups {
+			stage.Flags |= pipelineStageRequireFullSubgroups // kernels assume whole subgroups
+		}
 	}
 	ci := []vk.ComputePipelineCreateInfo{{SType: vk.StructureTypeComputePipelineCreateInfo, Stage: stage, Layout: p.layout}}
 	pipes := make([]vk.Pipeline, 1)

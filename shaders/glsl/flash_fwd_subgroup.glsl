@@ -45,6 +45,7 @@ void main() {
 		barrier();
 		for (uint r = 0; r < ROWS; r++) {
 			uint rl = sg * ROWS + r; // row within the block
+			if (rl >= BR) break;     // only at a wrong subgroup width (widthOK): stay in bounds
 			int row = row0 + int(rl);
 			int lo = keyLo(row, lq, lk), hi = row < lq ? keyHi(row, lq, lk) : lo;
 			float x[KPL];
@@ -88,14 +89,14 @@ void main() {
 				v[i] = pair < PAIRS ? vec2(vTile[j * D + 2 * pair], vTile[j * D + 2 * pair + 1]) : vec2(0.0);
 			}
 			for (uint r = 0; r < ROWS; r++) {
-				float p = pTile[(sg * ROWS + r) * BC + j];
+				float p = sg * ROWS + r < BR ? pTile[(sg * ROWS + r) * BC + j] : 0.0;
 				for (uint i = 0; i < PPL; i++) o[r][i] += weigh(p, v[i]);
 			}
 		}
 	}
 	for (uint r = 0; r < ROWS; r++) {
 		int row = row0 + int(sg * ROWS + r);
-		if (row >= lq) continue;
+		if (row >= lq || sg * ROWS + r >= BR) continue;
 		uint qt = s.qStart + uint(row);
 		float inv = l[r] == 0.0 ? 0.0 : 1.0 / l[r];
 		if (!widthOK) inv = uintBitsToFloat(0x7fc00000u);

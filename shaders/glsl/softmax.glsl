@@ -6,7 +6,11 @@
 
 // score applies the optional soft cap to a scaled dot product.
 float score(float s) {
-	return pc.softcap > 0.0 ? pc.softcap * tanh(s / pc.softcap) : s;
+	if (pc.softcap <= 0.0) return s;
+	// tanh saturates long before 15; the clamp keeps drivers that compute it from exponentials
+	// finite, and NaN stays NaN.
+	float t = s / pc.softcap;
+	return pc.softcap * tanh(isnan(t) ? t : clamp(t, -15.0, 15.0));
 }
 
 // rescale is exp(mOld - mNew) for the running max, 0 when nothing was seen before.
