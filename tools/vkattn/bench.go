@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"os"
 	"slices"
 	"strings"
@@ -14,6 +13,7 @@ import (
 	"time"
 
 	"github.com/vkattn/vkattn/attention"
+	"github.com/vkattn/vkattn/attention/conformance"
 	"github.com/vkattn/vkattn/devices"
 	"github.com/vkattn/vkattn/memory"
 	"github.com/vkattn/vkattn/vk"
@@ -294,11 +294,8 @@ func benchTiers(s string, available []devices.Tier) ([]devices.Tier, bool, error
 					tiers = append(tiers, t)
 				}
 			}
-			naive = naive || naiveAvailable
+			naive = true
 		case naiveTier:
-			if !naiveAvailable {
-				return nil, false, errNoNaive
-			}
 			naive = true
 		default:
 			ts, err := parseTiers(f, available)
@@ -332,8 +329,8 @@ func benchShapeRows(ctx context.Context, e *attention.Engine, s benchShape, tier
 	n := s.B * s.L * s.H * s.D
 	data := inputs[s.DType]
 	if len(data) < n+2 {
-		r := rand.New(rand.NewPCG(uint64(n), uint64(dt)))
-		data = randn(r, n+2, dt)
+		r := conformance.NewRand(uint64(n)<<2 | uint64(dt))
+		data = conformance.Randn(r, dt, n+2)
 		inputs[s.DType] = data
 	}
 	var ts tensors
@@ -499,12 +496,6 @@ func writeJSONFile(path string, v any) error {
 	}
 	return nil
 }
-
-// naiveAvailable says whether this build has the naive baseline (attention/naive.go): S = QK^T
-// materialized in fp32, softmax in place, then PV. timeNaive is the one place that calls it.
-const naiveAvailable = true
-
-var errNoNaive = errors.New("the naive baseline kernel is not in this build of the attention package")
 
 func timeNaive(ctx context.Context, e *attention.Engine, o, lse, q, k, v *memory.Tensor, opts attention.Options, warmup, iters int) ([]time.Duration, string, error) {
 	return e.TimeNaive(ctx, o, lse, q, k, v, opts, warmup, iters)

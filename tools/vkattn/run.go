@@ -109,8 +109,8 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fmt.Fprintf(stdout, "shape:   q [B=%d, L=%d, H=%d, d=%d], k/v [B=%d, L=%d, H=%d, d=%d], %s%s (seed %d)\n",
 		f.b, f.l, f.h, f.d, f.b, f.lk, f.hk, f.d, dt, causal, f.seed)
 
-	r := rand.New(rand.NewPCG(f.seed, f.seed^0x9e3779b97f4a7c15))
-	qh, kh, vh := randn(r, f.b*f.l*f.h*f.d, dt), randn(r, f.b*f.lk*f.hk*f.d, dt), randn(r, f.b*f.lk*f.hk*f.d, dt)
+	r := conformance.NewRand(f.seed)
+	qh, kh, vh := conformance.Randn(r, dt, f.b*f.l*f.h*f.d), conformance.Randn(r, dt, f.b*f.lk*f.hk*f.d), conformance.Randn(r, dt, f.b*f.lk*f.hk*f.d)
 	var ts tensors
 	defer ts.close()
 	q, err := ts.upload(ctx, e, dt, qh, f.b, f.l, f.h, f.d)
@@ -155,7 +155,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	params := reference.Params{Hq: f.h, Hk: f.hk, D: f.d, CuSeqlensQ: reference.Uniform(f.b, f.l),
 		CuSeqlensK: reference.Uniform(f.b, f.lk), Causal: f.causal, WindowLeft: -1, WindowRight: -1}
 	start = time.Now()
-	wantO, wantLSE, err := forwardRowsParallel(params, widen(qh), widen(kh), widen(vh), tokens)
+	wantO, wantLSE, err := forwardRowsParallel(params, conformance.Widen(qh), conformance.Widen(kh), conformance.Widen(vh), tokens)
 	if err != nil {
 		return fmt.Errorf("oracle: %w", err)
 	}
@@ -293,22 +293,6 @@ func forwardRowsParallel(p reference.Params, q, k, v []float64, tokens []int) (o
 		o, lse = append(o, outs[i]...), append(lse, lses[i]...)
 	}
 	return o, lse, nil
-}
-
-func randn(r *rand.Rand, n int, dt memory.DType) []float32 {
-	out := make([]float32, n)
-	for i := range out {
-		out[i] = dt.Round(float32(r.NormFloat64()))
-	}
-	return out
-}
-
-func widen(x []float32) []float64 {
-	out := make([]float64, len(x))
-	for i, v := range x {
-		out[i] = float64(v)
-	}
-	return out
 }
 
 // tensors closes the tensors it made.
