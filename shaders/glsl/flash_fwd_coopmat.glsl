@@ -137,8 +137,8 @@ void main() {
 	ACC oacc[DB];
 	for (uint db = 0; db < DB; db++) oacc[db] = ACC(0.0);
 	int lo = keyLo(row, lq, lk), hi = row < lq ? keyHi(row, lq, lk) : lo;
-	int blockLo = keyLo(row0, lq, lk);
-	int blockHi = keyHi(min(row0 + int(BR), lq) - 1, lq, lk);
+	ivec2 keys = blockKeys(row0, int(BR), lq, lk);
+	int blockLo = keys.x, blockHi = keys.y;
 	if (gl_LocalInvocationIndex == 0) nonFinite[0] = 0u;
 	bool wide = wideLoads();
 	if (wide && blockLo < blockHi) fetch(s, kvh, blockLo);

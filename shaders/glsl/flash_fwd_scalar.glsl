@@ -19,10 +19,9 @@ void main() {
 	}
 	int lo = keyLo(row, lq, lk), hi = keyHi(row, lq, lk);
 	// Keys any row of the block can see.
-	int blockLo = keyLo(row0, lq, lk);
-	int blockHi = keyHi(min(row0 + int(BR), lq) - 1, lq, lk);
+	ivec2 keys = blockKeys(row0, int(BR), lq, lk);
 	float m = NEG_INF, l = 0.0;
-	for (int k0 = blockLo; k0 < blockHi; k0 += int(BC)) {
+	for (int k0 = keys.x; k0 < keys.y; k0 += int(BC)) {
 		barrier();
 		loadTile(s, kvh, k0);
 		barrier();
@@ -39,18 +38,13 @@ void main() {
 			sc[j] = x;
 			mTile = maxNaN(mTile, x);
 		}
-		float mNew = max(m, mTile);
-		if (isnan(mTile)) mNew = mTile;
-		if (mNew != NEG_INF) { // else nothing is visible to this row yet
-			float alpha = rescale(m, mNew);
-			l *= alpha;
-			for (uint d = 0; d < D; d++) o[d] *= alpha;
-			for (uint j = 0; j < BC; j++) {
-				float p = exp(sc[j] - mNew);
-				l += p;
-				for (uint d = 0; d < D; d++) o[d] += weigh(p, vTile[j * D + d]);
-			}
-			m = mNew;
+		float alpha = raiseMax(m, mTile, isnan(mTile));
+		l *= alpha;
+		for (uint d = 0; d < D; d++) o[d] *= alpha;
+		for (uint j = 0; j < BC; j++) {
+			float p = prob(sc[j], m);
+			l += p;
+			for (uint d = 0; d < D; d++) o[d] += weigh(p, vTile[j * D + d]);
 		}
 	}
 	if (!valid) return;

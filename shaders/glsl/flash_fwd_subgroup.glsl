@@ -37,9 +37,8 @@ void main() {
 		l[r] = 0.0;
 		for (uint i = 0; i < PPL; i++) o[r][i] = vec2(0.0);
 	}
-	int blockLo = keyLo(row0, lq, lk);
-	int blockHi = keyHi(min(row0 + int(BR), lq) - 1, lq, lk);
-	for (int k0 = blockLo; k0 < blockHi; k0 += int(BC)) {
+	ivec2 keys = blockKeys(row0, int(BR), lq, lk);
+	for (int k0 = keys.x; k0 < keys.y; k0 += int(BC)) {
 		barrier();
 		loadTile(s, kvh, k0);
 		barrier();
@@ -64,16 +63,10 @@ void main() {
 				nan = nan || isnan(v);
 				mx = max(mx, v);
 			}
-			float mNew = max(m[r], subgroupMax(mx));
-			if (subgroupAny(nan)) mNew = uintBitsToFloat(0x7fc00000u); // NaN stays in its row
-			float alpha = 1.0, sum = 0.0;
-			if (mNew != NEG_INF) {
-				alpha = rescale(m[r], mNew);
-				m[r] = mNew;
-			}
+			float alpha = raiseMax(m[r], subgroupMax(mx), subgroupAny(nan)), sum = 0.0;
 			for (uint kk = 0; kk < KPL; kk++) {
 				uint j = kk * SG + lane;
-				float p = mNew == NEG_INF ? 0.0 : exp(x[kk] - mNew);
+				float p = prob(x[kk], m[r]);
 				sum += p;
 				if (j < BC) pTile[rl * BC + j] = p;
 			}

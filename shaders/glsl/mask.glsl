@@ -13,4 +13,9 @@ int keyHi(int i, int lq, int lk) {
 	return pc.windowRight < 0 ? lk : min(lk, i + lk - lq + pc.windowRight + 1);
 }
 
+// blockKeys bounds the keys any of the query rows [row0, row0 + rows) can see, as [x, y).
+ivec2 blockKeys(int row0, int rows, int lq, int lk) {
+	return ivec2(keyLo(row0, lq, lk), keyHi(min(row0 + rows, lq) - 1, lq, lk));
+}
+
 #endif

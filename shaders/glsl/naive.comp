@@ -123,8 +123,8 @@ void main() {
 		vec2 acc[PPI];
 		for (uint k = 0; k < PPI; k++) acc[k] = vec2(0.0);
 		// P is zero outside the keys some row of the block sees.
-		int lo = keyLo(i0, lq, lk), hi = keyHi(min(i0 + int(T), lq) - 1, lq, lk);
-		for (int j0 = lo; j0 < hi; j0 += int(T)) {
+		ivec2 keys = blockKeys(i0, int(T), lq, lk);
+		for (int j0 = keys.x; j0 < keys.y; j0 += int(T)) {
 			barrier();
 			int j = j0 + int(c);
 			pTile[r * (T + 1) + c] = i < lq && j < lk ? sData[scoresRow(s, b, h, uint(i)) + uint(j)] : 0.0;

@@ -18,6 +18,22 @@ float rescale(float mOld, float mNew) {
 	return mOld == NEG_INF ? 0.0 : exp(mOld - mNew);
 }
 
+// raiseMax moves a row's running max m to include a tile whose scores peak at tileMax (NaN if
+// any score is NaN, so NaN stays in its row) and returns the factor exp(old - new) that rescales
+// what was accumulated against the old max: 1 while the row has seen nothing.
+float raiseMax(inout float m, float tileMax, bool nan) {
+	float mNew = nan ? uintBitsToFloat(0x7fc00000u) : max(m, tileMax);
+	if (mNew == NEG_INF) return 1.0;
+	float alpha = rescale(m, mNew);
+	m = mNew;
+	return alpha;
+}
+
+// prob is exp(x - m), 0 while the row's max m is -inf (nothing visible yet).
+float prob(float x, float m) {
+	return m == NEG_INF ? 0.0 : exp(x - m);
+}
+
 // maxNaN is max(a, b), NaN when either is (GLSL's max leaves NaN undefined): a NaN score stays in
 // its row.
 float maxNaN(float a, float b) {
