@@ -89,34 +89,13 @@ func (e *Engine) Forward(ctx context.Context, q, k, v *memory.Tensor, opts Optio
 // ForwardInto computes attention into o (shaped and typed as q) and, if not nil, lse (fp32, q's
 // shape without the head dim). It returns the kernel variant that ran.
 func (e *Engine) ForwardInto(ctx context.Context, o, lse, q, k, v *memory.Tensor, opts Options) (string, error) {
-	if e == nil {
-		return "", ErrClosed
-	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	p, err := e.planForward(o, lse, q, k, v, opts)
-	if err != nil {
-		return "", err
-	}
-	return e.runPlan(ctx, p)
+	return e.run(ctx, (*Engine).planForward, o, lse, q, k, v, opts)
 }
 
 // TimeForward runs the forward warmup+iters times in one submission and returns the device time
 // of each timed run (timestamp queries), and the kernel that ran.
 func (e *Engine) TimeForward(ctx context.Context, o, lse, q, k, v *memory.Tensor, opts Options, warmup, iters int) ([]time.Duration, string, error) {
-	if err := checkTiming(warmup, iters); err != nil {
-		return nil, "", err
-	}
-	if e == nil {
-		return nil, "", ErrClosed
-	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	p, err := e.planForward(o, lse, q, k, v, opts)
-	if err != nil {
-		return nil, "", err
-	}
-	return e.timePlan(ctx, p, warmup, iters)
+	return e.time(ctx, (*Engine).planForward, o, lse, q, k, v, opts, warmup, iters)
 }
 
 // shape is the validated geometry of a call.

@@ -20,34 +20,13 @@ const NaiveKernel = "naive"
 // S must fit the device's maxStorageBufferRange. Options.Tier is ignored: the naive kernels run
 // at the scalar tier. It returns NaiveKernel.
 func (e *Engine) NaiveForwardInto(ctx context.Context, o, lse, q, k, v *memory.Tensor, opts Options) (string, error) {
-	if e == nil {
-		return "", ErrClosed
-	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	p, err := e.planNaive(o, lse, q, k, v, opts)
-	if err != nil {
-		return "", err
-	}
-	return e.runPlan(ctx, p)
+	return e.run(ctx, (*Engine).planNaive, o, lse, q, k, v, opts)
 }
 
 // TimeNaive is TimeForward for NaiveForwardInto: the device time of each of iters runs (the
 // three passes) after warmup runs, in one submission.
 func (e *Engine) TimeNaive(ctx context.Context, o, lse, q, k, v *memory.Tensor, opts Options, warmup, iters int) ([]time.Duration, string, error) {
-	if err := checkTiming(warmup, iters); err != nil {
-		return nil, "", err
-	}
-	if e == nil {
-		return nil, "", ErrClosed
-	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	p, err := e.planNaive(o, lse, q, k, v, opts)
-	if err != nil {
-		return nil, "", err
-	}
-	return e.timePlan(ctx, p, warmup, iters)
+	return e.time(ctx, (*Engine).planNaive, o, lse, q, k, v, opts, warmup, iters)
 }
 
 // naiveTiles picks the tile edge t of the naive kernels (t x t invocations) for head dim d: 16

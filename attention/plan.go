@@ -119,6 +119,40 @@ func (e *Engine) variantPipeline(v *shaders.Variant, spec []uint32, subgroupSize
 	return pipe, nil
 }
 
+// planner validates a call and plans its dispatches (planForward, planNaive).
+type planner func(e *Engine, o, lse, q, k, v *memory.Tensor, opts Options) (*plan, error)
+
+// run plans a call under the engine's lock and runs it once; it returns the kernel that ran.
+func (e *Engine) run(ctx context.Context, build planner, o, lse, q, k, v *memory.Tensor, opts Options) (string, error) {
+	if e == nil {
+		return "", ErrClosed
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	p, err := build(e, o, lse, q, k, v, opts)
+	if err != nil {
+		return "", err
+	}
+	return e.runPlan(ctx, p)
+}
+
+// time plans a call under the engine's lock and times warmup+iters runs of it.
+func (e *Engine) time(ctx context.Context, build planner, o, lse, q, k, v *memory.Tensor, opts Options, warmup, iters int) ([]time.Duration, string, error) {
+	if err := checkTiming(warmup, iters); err != nil {
+		return nil, "", err
+	}
+	if e == nil {
+		return nil, "", ErrClosed
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	p, err := build(e, o, lse, q, k, v, opts)
+	if err != nil {
+		return nil, "", err
+	}
+	return e.timePlan(ctx, p, warmup, iters)
+}
+
 // plan is work ready to record: dispatches in order, with barriers between them, and the scratch
 // buffers they use.
 type plan struct {
