@@ -33,9 +33,12 @@ type benchDefaults struct {
 
 // Timing of each row with -iters 0: enough runs for about benchTarget, at least 3, no more
 // than fit in benchBudget (then at least 1).
+// Automatic warm-up: about benchWarm of untimed runs, so a GPU idle before the row (after the
+// PyTorch pass, say) is back at full clocks when timing starts.
 const (
 	benchTarget = 500 * time.Millisecond
 	benchBudget = 3 * time.Second
+	benchWarm   = 100 * time.Millisecond
 )
 
 // naiveTier is the -tiers name of the naive (non-fused) baseline kernel.
@@ -393,8 +396,11 @@ func timeRow(ctx context.Context, timeIt timeFunc, o, lse, q, k, v *memory.Tenso
 			return kernel, 0, 0, 0, 0, err
 		}
 		iters = autoIters(probe[0], benchTarget, benchBudget, 3, 100)
-		if warmup < 0 && probe[0] > benchTarget/10 {
-			warmup = 0 // the probe warmed it up
+		if warmup < 0 {
+			warmup = 0 // a slow probe warmed it up
+			if probe[0] <= benchTarget/10 {
+				warmup = max(1, min(100, int(benchWarm/max(probe[0], time.Microsecond))))
+			}
 		}
 		if iters <= 1 {
 			return kernel, 0, 1, ms(probe[0]), ms(probe[0]), nil
