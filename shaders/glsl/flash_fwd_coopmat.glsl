@@ -111,8 +111,18 @@ void main() {
 	int lq = int(s.lq), lk = int(s.lk);
 	uint kvh = kvHead(h);
 	uint lane = gl_SubgroupInvocationID, g = gl_SubgroupID;
-	// Tile sizes assume SG lanes; a driver that runs another width gets NaN, never a wrong answer.
-	bool widthOK = gl_SubgroupSize == SG;
+	if (gl_SubgroupSize != SG) {
+		// The tiles assume SG lanes: a driver that runs another width gets NaN rows, never a
+		// wrong answer or an access outside the shared arrays. The width is uniform, so all
+		// invocations leave here together.
+		int r = row0 + int(gl_LocalInvocationIndex);
+		if (gl_LocalInvocationIndex < BR && r < lq) {
+			float nan = uintBitsToFloat(0x7fc00000u);
+			for (uint d = 0; d < D; d += 2) storeO(s.qStart + uint(r), h, d, nan, nan);
+			storeLSE(s.qStart + uint(r), h, nan, 1.0);
+		}
+		return;
+	}
 	uint sBase = g * TM * SS, pBase = g * TM * PS; // this subgroup's regions of sTile and pTile
 	int srow0 = row0 + int(g * TM);
 	uint rowInSg = lane / LPR, part = lane % LPR;
@@ -193,7 +203,7 @@ void main() {
 		}
 		float sum = 0.0;
 		for (uint i = 0; i < KPL; i++) {
-			float p = m == NEG_INF ? 0.0 : exp(x[i] - m); // at most e^SLACK
+			float p = prob(x[i], m); // at most e^SLACK
 			sum += p;
 			pTile[pBase + rowInSg * PS + i * LPR + part] = float16_t(p);
 		}
@@ -251,7 +261,6 @@ void main() {
 	// Normalize and store, one 16x16 block at a time through sTile.
 	uint qt = s.qStart + uint(row);
 	float inv = l == 0.0 ? 0.0 : 1.0 / l;
-	if (!widthOK) inv = uintBitsToFloat(0x7fc00000u);
 	for (uint db = 0; db < DB; db++) {
 		subgroupBarrier();
 		coopMatStore(oacc[db], sTile, sBase, OS, gl_CooperativeMatrixLayoutRowMajor);
@@ -264,5 +273,5 @@ void main() {
 			}
 		}
 	}
-	if (row < lq && part == 0) storeLSE(qt, h, widthOK ? m : inv, l);
+	if (row < lq && part == 0) storeLSE(qt, h, m, l);
 }

@@ -23,7 +23,7 @@ if ! gpu_found; then
 		unset VK_DRIVER_FILES
 	done
 fi
-LOGS=/tmp/vkattn-logs # logs not worth bringing back
+LOGS=/tmp/vkattn-logs # logs kept outside $OUT
 mkdir -p "$LOGS"
 step() { # step DIR NAME CMD...: runs CMD, output to DIR/NAME.log, records the status
 	local dir=$1 name=$2; shift 2

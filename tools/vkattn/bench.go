@@ -114,7 +114,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&f.dtypes, "dtype", "f16", "storage types (list of f32, f16, bf16)")
 	fs.StringVar(&f.tiers, "tiers", "all", "tiers (list of scalar, subgroup, coopmat, coopmat2, auto, "+naiveTier+"; all = every tier the device runs, and "+naiveTier+")")
 	fs.IntVar(&f.iters, "iters", 0, fmt.Sprintf("timed runs per row (0 = about %v of runs, at least 3 unless a run is slow)", benchTarget))
-	fs.IntVar(&f.warmup, "warmup", -1, "untimed runs before the timed ones (-1 = automatic: 1, or 0 for a slow run)")
+	fs.IntVar(&f.warmup, "warmup", -1, "untimed runs before the timed ones (-1 = automatic: about 100 ms of runs, at most 100; none for a slow run)")
 	fs.StringVar(&f.jsonFile, "json", "", "write every row (and the device) as JSON to this file")
 	fs.StringVar(&f.python, "torch", "", "python interpreter with PyTorch and CUDA: also time PyTorch SDPA (flash, cudnn, efficient, math) on the same shapes")
 	fs.StringVar(&f.script, "torch-script", "", "path of tools/torch/sdpa_bench.py (default: found from the working directory or the executable)")
