@@ -1,6 +1,7 @@
 // Package testenv gives tests a Vulkan device: with the validation layer on where it is
 // installed, failing the test on any validation error, and failing rather than skipping when
-// VKATTN_REQUIRE_DEVICE=1 and no device can be opened.
+// VKATTN_REQUIRE_DEVICE=1 and no device can be opened. Only the absence of Vulkan or of a
+// device skips; any other failure to open one fails the test.
 package testenv
 
 import (
@@ -9,6 +10,7 @@ import (
 	"os/exec"
 	"testing"
 
+	"github.com/vkattn/vkattn/devices"
 	"github.com/vkattn/vkattn/vk"
 )
 
@@ -29,13 +31,52 @@ func Validation() bool {
 	return vk.LayerAvailable(vk.ValidationLayer) || Required()
 }
 
-// NoDevice skips the test, or fails it when a device is required.
+// IsNoDevice reports whether err says that this machine has no Vulkan device: no Vulkan loader
+// (vk.ErrNoVulkan), a loader without any driver (vkCreateInstance's VK_ERROR_INCOMPATIBLE_DRIVER,
+// vk.ErrIncompatibleDriver) or no device, or none that matches $VKATTN_DEVICE (vk.ErrNoDevice).
+// Every other error is a failure of a device that exists.
+func IsNoDevice(err error) bool {
+	return errors.Is(err, vk.ErrNoDevice) || errors.Is(err, vk.ErrNoVulkan) || errors.Is(err, vk.ErrIncompatibleDriver)
+}
+
+// NoDevice handles err from opening a device: where it says there is no device (IsNoDevice) it
+// skips the test, or fails it when a device is required; any other error fails the test.
 func NoDevice(t testing.TB, err error) {
 	t.Helper()
+	if !IsNoDevice(err) {
+		t.Fatalf("opening a Vulkan device failed: %v", err)
+	}
 	if Required() {
 		t.Fatalf("%s=1 but no usable Vulkan device: %v", RequireDeviceEnv, err)
 	}
 	t.Skipf("no Vulkan device (set %s=1 to make this a failure): %v", RequireDeviceEnv, err)
+}
+
+// Lacks skips a test that the device cannot run for want of an optional capability (why says
+// which), or fails it when a device is required.
+func Lacks(t testing.TB, why error) {
+	t.Helper()
+	if Required() {
+		t.Fatalf("%s=1 and the device lacks what the test needs: %v", RequireDeviceEnv, why)
+	}
+	t.Skipf("the device cannot run this test (set %s=1 to make this a failure): %v", RequireDeviceEnv, why)
+}
+
+// Probe returns nil if a default device can be opened as commands pick it (Vulkan loaded, an
+// instance created, devices listed, one selected), else the error that stopped it; without
+// validation, for a quick check.
+func Probe() error {
+	in, err := vk.NewInstance(vk.InstanceOptions{})
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	profiles, err := devices.List(in)
+	if err != nil {
+		return err
+	}
+	_, err = devices.Select(profiles, "")
+	return err
 }
 
 // Instance returns an instance for the test, closed at cleanup, whose validation errors fail

@@ -18,7 +18,6 @@ import (
 	"github.com/vkattn/vkattn/attention/conformance"
 	"github.com/vkattn/vkattn/devices"
 	"github.com/vkattn/vkattn/internal/testenv"
-	"github.com/vkattn/vkattn/vk"
 )
 
 // cli runs the command in-process.
@@ -30,20 +29,10 @@ func cli(t *testing.T, args ...string) (stdout, stderr string, err error) {
 }
 
 // needDevice skips the test when there is no Vulkan device, or fails it when
-// VKATTN_REQUIRE_DEVICE=1.
+// VKATTN_REQUIRE_DEVICE=1 or Vulkan fails otherwise.
 func needDevice(t *testing.T) {
 	t.Helper()
-	in, err := vk.NewInstance(vk.InstanceOptions{})
-	if err != nil {
-		testenv.NoDevice(t, err)
-		return
-	}
-	profiles, err := devices.List(in)
-	in.Close()
-	if err == nil {
-		_, err = devices.Select(profiles, "")
-	}
-	if err != nil {
+	if err := testenv.Probe(); err != nil {
 		testenv.NoDevice(t, err)
 	}
 }
