@@ -6,35 +6,91 @@ import (
 	"github.com/vkattn/vkattn/shaders"
 )
 
-// ForwardTiers lists the tiers, slowest first, at which Forward can run on the engine's device:
-// each can be forced with Options.Tier. A tier is listed when the device supports it and has
-// every feature a forward variant of the tier requires.
-func (e *Engine) ForwardTiers() []devices.Tier {
-	return forwardTiers(&e.profile)
+// ForwardDTypes are the storage types of q, k and v that Forward takes at some tier.
+var ForwardDTypes = []memory.DType{memory.F32, memory.F16, memory.BF16}
+
+// TierSupport is what Forward runs at one tier on a device: the calls whose input type is one of
+// Inputs and whose head dim is one of HeadDims (a tier's tiles depend on the head dim only, its
+// kernel on the input type only, so it runs every pair).
+type TierSupport struct {
+	Tier     devices.Tier
+	Inputs   []memory.DType
+	HeadDims []int
 }
 
-func forwardTiers(p *devices.Profile) []devices.Tier {
-	var out []devices.Tier
+// ForwardSupport lists, slowest first, the tiers at which Forward runs on a device with profile p
+// (each can be forced with Options.Tier), with the input types and head dims each runs there. A
+// tier is listed when Forward accepts it for at least one input type of ForwardDTypes and one
+// head dim of HeadDims: the device has every feature the tier's kernel requires and the tier's
+// tiles fit the device (for the coopmat tier, 16x16x16 fp16 cooperative matrices and subgroups of
+// 16 lanes or more).
+func ForwardSupport(p *devices.Profile) []TierSupport {
+	var out []TierSupport
 	for _, t := range devices.Tiers {
-		if !p.Supports(t) {
-			continue
+		s := TierSupport{Tier: t}
+		var dims map[int]bool
+		for _, dt := range ForwardDTypes {
+			runs := false
+			for _, d := range HeadDims {
+				if _, _, err := selectForward(p, t, dt, d); err == nil {
+					runs = true
+					if dims == nil {
+						dims = map[int]bool{}
+					}
+					dims[d] = true
+				}
+			}
+			if runs {
+				s.Inputs = append(s.Inputs, dt)
+			}
 		}
-		if _, err := shaders.ForTierOn(shaders.OpForward, t, p); err == nil {
-			out = append(out, t)
+		for _, d := range HeadDims {
+			if dims[d] {
+				s.HeadDims = append(s.HeadDims, d)
+			}
+		}
+		if len(s.Inputs) > 0 {
+			out = append(out, s)
 		}
 	}
 	return out
 }
 
-// ForwardInputs lists the storage types the forward kernel of a tier takes; the automatic choice
-// runs other types at a slower tier.
+// ForwardTiersOn lists the tiers of ForwardSupport(p).
+func ForwardTiersOn(p *devices.Profile) []devices.Tier {
+	var out []devices.Tier
+	for _, s := range ForwardSupport(p) {
+		out = append(out, s.Tier)
+	}
+	return out
+}
+
+// ForwardTiers lists, slowest first, the tiers at which Forward runs on the engine's device for
+// at least one input type and head dim; each can be forced with Options.Tier. See ForwardSupport.
+func (e *Engine) ForwardTiers() []devices.Tier {
+	return ForwardTiersOn(&e.profile)
+}
+
+// AutoForward returns the tier and kernel that Forward chooses automatically (Options.Tier and
+// $VKATTN_TIER unset) for inputs of type dt and head dim d (one of HeadDims) on a device with
+// profile p, or why none runs them.
+func AutoForward(p *devices.Profile, dt memory.DType, d int) (devices.Tier, string, error) {
+	v, _, err := selectForward(p, devices.TierAuto, dt, d)
+	if err != nil {
+		return devices.TierAuto, "", err
+	}
+	return v.Tier, v.Name, nil
+}
+
+// ForwardInputs lists the storage types the forward kernel of a tier takes on a device that runs
+// the tier; the automatic choice runs other types at a slower tier.
 func ForwardInputs(t devices.Tier) []memory.DType {
 	v, err := shaders.ForTier(shaders.OpForward, t)
 	if err != nil {
 		return nil
 	}
 	var out []memory.DType
-	for _, dt := range []memory.DType{memory.F32, memory.F16, memory.BF16} {
+	for _, dt := range ForwardDTypes {
 		if v.Reads(dt) {
 			out = append(out, dt)
 		}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"text/tabwriter"
 
@@ -77,16 +78,36 @@ type deviceInfo struct {
 	Sparse        bool              `json:"sparse_residency_buffer"`
 	DeviceLocal   uint64            `json:"device_local_heap"`
 	Budget        uint64            `json:"device_local_budget"` // 0 when the driver does not say
-	Tiers         []string          `json:"tiers"`               // tiers the device supports
+	Tiers         []string          `json:"tiers"`               // tiers whose features the device has (devices.Profile.Supports); an op's own list says what runs
 	Ops           map[string]opInfo `json:"ops"`
 }
 
 // opInfo is the kernel an operation gets on a device, or why none.
 type opInfo struct {
-	Tier   string   `json:"tier,omitempty"`
-	Kernel string   `json:"kernel,omitempty"`
-	Tiers  []string `json:"tiers,omitempty"` // every tier with a kernel for the op that the device runs
-	Error  string   `json:"error,omitempty"`
+	// Tier and Kernel are the fastest the automatic choice takes (for the forward, for some input
+	// type and head dim: Auto says which).
+	Tier   string `json:"tier,omitempty"`
+	Kernel string `json:"kernel,omitempty"`
+	// Tiers lists every tier the op can be forced to on the device: for the forward, where
+	// Forward accepts the tier for at least one input type and head dim.
+	Tiers []string `json:"tiers,omitempty"`
+	// Inputs (forward) gives the input types each tier of Tiers takes on the device; HeadDims the
+	// head dims it runs, for tiers that do not run every one of attention.HeadDims.
+	Inputs   map[string][]string `json:"inputs,omitempty"`
+	HeadDims map[string][]int    `json:"head_dims,omitempty"`
+	// Auto (forward) is the automatic choice for each input type.
+	Auto  []autoInfo `json:"auto,omitempty"`
+	Error string     `json:"error,omitempty"`
+}
+
+// autoInfo is the forward kernel the automatic choice takes for one input type at the head dims
+// HeadDims (empty: at every head dim of attention.HeadDims), or why none.
+type autoInfo struct {
+	DType    string `json:"dtype"`
+	Tier     string `json:"tier,omitempty"`
+	Kernel   string `json:"kernel,omitempty"`
+	HeadDims []int  `json:"head_dims,omitempty"`
+	Error    string `json:"error,omitempty"`
 }
 
 // ops lists the operations of the kernel registry in registry order.
@@ -142,6 +163,10 @@ func describeDevices(profiles []devices.Profile, def int) []deviceInfo {
 			}
 		}
 		for _, op := range ops() {
+			if op == shaders.OpForward {
+				d.Ops[string(op)] = forwardInfo(p)
+				continue
+			}
 			var info opInfo
 			if v, err := shaders.Best(op, p, devices.TierCoopMat2); err != nil {
 				info.Error = err.Error()
@@ -149,7 +174,7 @@ func describeDevices(profiles []devices.Profile, def int) []deviceInfo {
 				info.Tier, info.Kernel = v.Tier.String(), v.Name
 			}
 			for _, t := range devices.Tiers {
-				if _, err := shaders.ForTier(op, t); err == nil && p.Supports(t) {
+				if _, err := shaders.ForTierOn(op, t, p); err == nil && p.Supports(t) {
 					info.Tiers = append(info.Tiers, t.String())
 				}
 			}
@@ -158,6 +183,107 @@ func describeDevices(profiles []devices.Profile, def int) []deviceInfo {
 		out[i] = d
 	}
 	return out
+}
+
+// forwardInfo is what the attention package's Forward accepts on the device: the tiers it can be
+// forced to, with their input types and head dims, and the automatic choice per input type.
+func forwardInfo(p *devices.Profile) opInfo {
+	info := opInfo{Inputs: map[string][]string{}}
+	for _, s := range attention.ForwardSupport(p) {
+		name := s.Tier.String()
+		info.Tiers = append(info.Tiers, name)
+		for _, dt := range s.Inputs {
+			info.Inputs[name] = append(info.Inputs[name], dt.String())
+		}
+		if !slices.Equal(s.HeadDims, attention.HeadDims) {
+			if info.HeadDims == nil {
+				info.HeadDims = map[string][]int{}
+			}
+			info.HeadDims[name] = s.HeadDims
+		}
+	}
+	best := devices.TierAuto
+	for _, dt := range attention.ForwardDTypes {
+		var group []autoInfo // one per distinct outcome, in head dim order of first appearance
+		for _, hd := range attention.HeadDims {
+			a := autoInfo{DType: dt.String()}
+			tier, kernel, err := attention.AutoForward(p, dt, hd)
+			if err != nil {
+				a.Error = err.Error()
+			} else {
+				a.Tier, a.Kernel = tier.String(), kernel
+				if tier > best {
+					best, info.Tier, info.Kernel = tier, tier.String(), kernel
+				}
+			}
+			j := slices.IndexFunc(group, func(g autoInfo) bool { return g.Tier == a.Tier && g.Kernel == a.Kernel })
+			if j < 0 {
+				group, j = append(group, a), len(group)
+			}
+			group[j].HeadDims = append(group[j].HeadDims, hd)
+		}
+		if len(group) == 1 {
+			group[0].HeadDims = nil
+		}
+		info.Auto = append(info.Auto, group...)
+	}
+	if best == devices.TierAuto {
+		info.Error = fmt.Sprintf("no forward kernel runs on %s", p.Name)
+		if len(info.Auto) > 0 && info.Auto[0].Error != "" {
+			info.Error = info.Auto[0].Error
+		}
+	}
+	return info
+}
+
+// headDims writes head dims for the table: "d 32, 64".
+func headDims(ds []int) string {
+	s := make([]string, len(ds))
+	for i, d := range ds {
+		s[i] = fmt.Sprint(d)
+	}
+	return "d " + strings.Join(s, ", ")
+}
+
+// forwardLine is the table's line for the forward: the automatic choice per input type, fastest
+// tier first, and the tiers it can be forced to with the input types (and head dims) each takes.
+func forwardLine(info opInfo) string {
+	type choice struct {
+		tier, kernel string
+		what         []string
+	}
+	var choices []choice
+	for _, a := range info.Auto {
+		if a.Error != "" {
+			continue
+		}
+		what := a.DType
+		if len(a.HeadDims) > 0 {
+			what += " (" + headDims(a.HeadDims) + ")"
+		}
+		j := slices.IndexFunc(choices, func(c choice) bool { return c.tier == a.Tier })
+		if j < 0 {
+			choices, j = append(choices, choice{tier: a.Tier, kernel: a.Kernel}), len(choices)
+		}
+		choices[j].what = append(choices[j].what, what)
+	}
+	slices.SortStableFunc(choices, func(a, b choice) int {
+		ta, _ := devices.ParseTier(a.tier)
+		tb, _ := devices.ParseTier(b.tier)
+		return int(tb) - int(ta)
+	})
+	var auto, forced []string
+	for _, c := range choices {
+		auto = append(auto, fmt.Sprintf("%s (%s) for %s", c.tier, c.kernel, strings.Join(c.what, ", ")))
+	}
+	for _, t := range info.Tiers {
+		in := strings.Join(info.Inputs[t], ", ")
+		if hd, ok := info.HeadDims[t]; ok {
+			in += "; " + headDims(hd)
+		}
+		forced = append(forced, fmt.Sprintf("%s (%s)", t, in))
+	}
+	return fmt.Sprintf("%s; can be forced to: %s", strings.Join(auto, "; "), orNone(forced))
 }
 
 func yesNo(b bool) string {
@@ -205,11 +331,15 @@ func writeDevices(w io.Writer, infos []deviceInfo) error {
 		if d.Default {
 			mark = " (default)"
 		}
-		fmt.Fprintf(w, "device %d%s: %s, %s; tiers supported: %s\n", d.Index, mark, d.Name, d.DriverInfo, orNone(d.Tiers))
+		fmt.Fprintf(w, "device %d%s: %s, %s; tiers its features reach: %s\n", d.Index, mark, d.Name, d.DriverInfo, orNone(d.Tiers))
 		for _, op := range ops() {
 			info := d.Ops[string(op)]
 			if info.Error != "" {
 				fmt.Fprintf(w, "  %-14s none: %s\n", op, info.Error)
+				continue
+			}
+			if op == shaders.OpForward {
+				fmt.Fprintf(w, "  %-14s %s\n", op, forwardLine(info))
 				continue
 			}
 			fmt.Fprintf(w, "  %-14s %s (%s); can be forced to: %s\n", op, info.Tier, info.Kernel, orNone(info.Tiers))

@@ -135,6 +135,69 @@ func TestDevicesTableSimulated(t *testing.T) {
 	}
 }
 
+// The forward's line and JSON say what Forward accepts, not what the features alone suggest:
+// intel-arc has cooperative matrices but no 16x16x16 fp16 shape, so no coopmat tier; the H100
+// runs fp16 at the coopmat tier and the other types at the subgroup tier.
+func TestDevicesForwardTiersSimulated(t *testing.T) {
+	var profiles []devices.Profile
+	for _, name := range []string{"intel-arc", "nvidia-h100", "lavapipe"} {
+		p, err := devices.Simulated(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		profiles = append(profiles, p)
+	}
+	small := profiles[1] // 16 KiB of shared memory: no coopmat tile of d=256 fits
+	small.MaxSharedMemory = 16 << 10
+	profiles = append(profiles, small)
+	infos := describeDevices(profiles, 0)
+	arc, h100, lvp := infos[0].Ops["forward"], infos[1].Ops["forward"], infos[2].Ops["forward"]
+	if !slices.Equal(arc.Tiers, []string{"scalar", "subgroup"}) || arc.Tier != "subgroup" || arc.Inputs["coopmat"] != nil {
+		t.Errorf("intel-arc forward: %+v", arc)
+	}
+	if !slices.Equal(h100.Tiers, []string{"scalar", "subgroup", "coopmat"}) || h100.Tier != "coopmat" ||
+		!slices.Equal(h100.Inputs["coopmat"], []string{"f16"}) || !slices.Equal(h100.Inputs["subgroup"], []string{"f32", "f16", "bf16"}) {
+		t.Errorf("H100 forward: %+v", h100)
+	}
+	wantAuto := []autoInfo{{DType: "f32", Tier: "subgroup", Kernel: "flash_fwd_subgroup"},
+		{DType: "f16", Tier: "coopmat", Kernel: "flash_fwd_coopmat"}, {DType: "bf16", Tier: "subgroup", Kernel: "flash_fwd_subgroup"}}
+	if !slices.EqualFunc(h100.Auto, wantAuto, func(a, b autoInfo) bool {
+		return a.DType == b.DType && a.Tier == b.Tier && a.Kernel == b.Kernel && a.HeadDims == nil && a.Error == ""
+	}) {
+		t.Errorf("H100 automatic choice: %+v", h100.Auto)
+	}
+	if !slices.Equal(lvp.Tiers, []string{"scalar", "subgroup"}) || lvp.Tier != "subgroup" {
+		t.Errorf("lavapipe forward: %+v", lvp)
+	}
+	var b bytes.Buffer
+	if err := writeDevices(&b, infos); err != nil {
+		t.Fatal(err)
+	}
+	lines := map[int]string{}
+	dev := -1
+	for _, l := range strings.Split(b.String(), "\n") {
+		fmt.Sscanf(l, "device %d", &dev)
+		if strings.HasPrefix(strings.TrimSpace(l), "forward") {
+			lines[dev] = l
+		}
+	}
+	if strings.Contains(lines[0], "coopmat") {
+		t.Errorf("intel-arc forward line names coopmat: %q", lines[0])
+	}
+	for _, want := range []string{"coopmat (flash_fwd_coopmat) for f16; subgroup (flash_fwd_subgroup) for f32, bf16",
+		"can be forced to: scalar (f32, f16, bf16), subgroup (f32, f16, bf16), coopmat (f16)"} {
+		if !strings.Contains(lines[1], want) {
+			t.Errorf("H100 forward line lacks %q: %q", want, lines[1])
+		}
+	}
+	for _, want := range []string{"coopmat (flash_fwd_coopmat) for f16 (d 32, 64, 80, 96, 128, 192); subgroup (flash_fwd_subgroup) for f32, f16 (d 256), bf16",
+		"coopmat (f16; d 32, 64, 80, 96, 128, 192)"} {
+		if !strings.Contains(lines[3], want) {
+			t.Errorf("H100 with 16 KiB forward line lacks %q: %q", want, lines[3])
+		}
+	}
+}
+
 func TestDevicesJSON(t *testing.T) {
 	needDevice(t)
 	out, _, err := cli(t, "devices", "-json")

@@ -1,0 +1,122 @@
+package attention
+
+import (
+	"slices"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+	"github.com/vkattn/vkattn/devices"
+	"github.com/vkattn/vkattn/memory"
+	"github.com/vkattn/vkattn/vk"
+)
+
+// tierProfiles are the simulated devices and variants of them that the features alone would put
+// at the coopmat tier although its tiles cannot run there.
+func tierProfiles(t *testing.T) map[string]*devices.Profile {
+	out := map[string]*devices.Profile{}
+	for _, name := range devices.SimulatedNames() {
+		p, err := devices.Simulated(name)
+		require.NoError(t, err)
+		out[name] = &p
+	}
+	// Cooperative matrices of 16x16x16 but subgroups of 8 lanes that cannot be widened.
+	narrow, err := devices.Simulated("nvidia-h100")
+	require.NoError(t, err)
+	narrow.SubgroupSize, narrow.MinSubgroupSize, narrow.MaxSubgroupSize = 8, 8, 8
+	out["h100-sg8"] = &narrow
+	// Only 8x8x16 fp16 shapes and a bf16 16x16x16 one.
+	bf16Only, err := devices.Simulated("nvidia-h100")
+	require.NoError(t, err)
+	bf16Only.CoopMatShapes = []vk.CoopMatShape{
+		{M: 8, N: 8, K: 16, A: vk.ComponentF16, B: vk.ComponentF16, C: vk.ComponentF32, Result: vk.ComponentF32, SubgroupScope: true},
+		{M: 16, N: 16, K: 16, A: vk.ComponentBF16, B: vk.ComponentBF16, C: vk.ComponentF32, Result: vk.ComponentF32, SubgroupScope: true},
+	}
+	out["h100-no-f16-16x16x16"] = &bf16Only
+	return out
+}
+
+// ForwardSupport lists exactly what selectForward accepts: a tier, input type and head dim are
+// listed together if and only if a forced call with them is accepted.
+func TestForwardSupportMatchesSelectForward(t *testing.T) {
+	for name, p := range tierProfiles(t) {
+		support := ForwardSupport(p)
+		require.NotEmpty(t, support, name)
+		require.Equal(t, devices.TierScalar, support[0].Tier, "%s: every device runs the scalar tier", name)
+		for _, tier := range devices.Tiers {
+			i := slices.IndexFunc(support, func(s TierSupport) bool { return s.Tier == tier })
+			for _, dt := range ForwardDTypes {
+				for _, d := range HeadDims {
+					_, _, err := selectForward(p, tier, dt, d)
+					listed := i >= 0 && slices.Contains(support[i].Inputs, dt) && slices.Contains(support[i].HeadDims, d)
+					require.Equal(t, err == nil, listed, "%s %s %s d%d: %v", name, tier, dt, d, err)
+				}
+			}
+		}
+		require.Equal(t, ForwardTiersOn(p), tiersOf(support), name)
+	}
+}
+
+func tiersOf(s []TierSupport) []devices.Tier {
+	var out []devices.Tier
+	for _, x := range s {
+		out = append(out, x.Tier)
+	}
+	return out
+}
+
+// The coopmat tier is listed only where its tiles run (16x16x16 fp16 matrices, subgroups of 16
+// lanes or more) and then for fp16 inputs only, although the features alone would admit it.
+func TestForwardTiersOnSimulatedDevices(t *testing.T) {
+	ps := tierProfiles(t)
+	all := []memory.DType{memory.F32, memory.F16, memory.BF16}
+	want := map[string][]devices.Tier{
+		"nvidia-h100":          {devices.TierScalar, devices.TierSubgroup, devices.TierCoopMat},
+		"amd-rdna3":            {devices.TierScalar, devices.TierSubgroup, devices.TierCoopMat},
+		"intel-arc":            {devices.TierScalar, devices.TierSubgroup},
+		"small-16k":            {devices.TierScalar, devices.TierSubgroup},
+		"lavapipe":             {devices.TierScalar, devices.TierSubgroup},
+		"h100-sg8":             {devices.TierScalar, devices.TierSubgroup},
+		"h100-no-f16-16x16x16": {devices.TierScalar, devices.TierSubgroup},
+	}
+	for name, tiers := range want {
+		p := ps[name]
+		require.Equal(t, tiers, ForwardTiersOn(p), name)
+		for _, s := range ForwardSupport(p) {
+			if s.Tier == devices.TierCoopMat {
+				require.Equal(t, []memory.DType{memory.F16}, s.Inputs, name)
+			} else {
+				require.Equal(t, all, s.Inputs, "%s %s", name, s.Tier)
+			}
+			require.Equal(t, HeadDims, s.HeadDims, "%s %s", name, s.Tier)
+		}
+	}
+	// The features alone put intel-arc and the variants at the coopmat tier.
+	for _, name := range []string{"intel-arc", "h100-sg8", "h100-no-f16-16x16x16"} {
+		require.True(t, ps[name].Supports(devices.TierCoopMat), name)
+	}
+}
+
+// The automatic choice per input type, as `vkattn devices` reports it.
+func TestAutoForward(t *testing.T) {
+	ps := tierProfiles(t)
+	for _, c := range []struct {
+		device string
+		dt     memory.DType
+		tier   devices.Tier
+		kernel string
+	}{
+		{"nvidia-h100", memory.F16, devices.TierCoopMat, "flash_fwd_coopmat"},
+		{"nvidia-h100", memory.F32, devices.TierSubgroup, "flash_fwd_subgroup"},
+		{"nvidia-h100", memory.BF16, devices.TierSubgroup, "flash_fwd_subgroup"},
+		{"intel-arc", memory.F16, devices.TierSubgroup, "flash_fwd_subgroup"},
+		{"h100-sg8", memory.F16, devices.TierSubgroup, "flash_fwd_subgroup"},
+		{"lavapipe", memory.F32, devices.TierSubgroup, "flash_fwd_subgroup"},
+	} {
+		for _, d := range HeadDims {
+			tier, kernel, err := AutoForward(ps[c.device], c.dt, d)
+			require.NoError(t, err)
+			require.Equal(t, c.tier, tier, "%s %s d%d", c.device, c.dt, d)
+			require.Equal(t, c.kernel, kernel, "%s %s d%d", c.device, c.dt, d)
+		}
+	}
+}
