@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"os/exec"
+	"strings"
 	"sync"
 	"testing"
 
@@ -17,10 +19,28 @@ var (
 	sharedOnce sync.Once
 )
 
+// TestMain runs the tests and then closes the shared engine: validation errors reported as its
+// device is destroyed (objects left alive) fail the run.
 func TestMain(m *testing.M) {
 	code := m.Run()
-	shared.Close()
+	if err := closeShared(); err != nil {
+		fmt.Fprintf(os.Stderr, "FAIL: %v\n", err)
+		code = max(code, 1)
+	}
 	os.Exit(code)
+}
+
+// closeShared closes the shared engine, if one was opened, and returns the validation errors
+// reported as it closed, leaks at vkDestroyDevice included.
+func closeShared() error {
+	if shared == nil {
+		return nil
+	}
+	shared.Close()
+	if err := shared.Instance().CheckValidation(); err != nil {
+		return fmt.Errorf("closing the shared engine: %w", err)
+	}
+	return nil
 }
 
 // engine returns the engine shared by the package's tests; validation errors fail the test that
@@ -48,4 +68,28 @@ func seed(t testing.TB) uint64 {
 		return v
 	}
 	return rand.Uint64()
+}
+
+// An object left alive on the shared engine's device fails the test binary when TestMain closes
+// the engine, though every test passed: a child process leaks a VkBuffer.
+func TestSharedEngineLeakFailsRun(t *testing.T) {
+	e := engine(t)
+	if testenv.IsChild(t) {
+		if _, err := e.Allocator().Device().NewBuffer(256); err != nil { // never closed
+			t.Fatal(err)
+		}
+		return
+	}
+	if !e.Instance().Validation() {
+		t.Skip("validation is off: no leak is reported")
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^"+t.Name()+"$", "-test.count=1")
+	cmd.Env = append(os.Environ(), testenv.ChildEnv+"="+t.Name())
+	out, err := cmd.CombinedOutput()
+	if err == nil {
+		t.Fatalf("a leaked VkBuffer did not fail the run:\n%s", out)
+	}
+	if !strings.Contains(string(out), "closing the shared engine") || !strings.Contains(string(out), "VkBuffer") {
+		t.Fatalf("the run failed without reporting the leak: %v\n%s", err, out)
+	}
 }

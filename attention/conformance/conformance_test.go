@@ -107,16 +107,58 @@ func TestCaseNames(t *testing.T) {
 	}
 }
 
-func testEngine(t *testing.T) *attention.Engine {
+// testEngine opens an engine for the test, closed at cleanup; validation errors, those reported
+// as its device is destroyed (objects left alive) included, fail the test.
+func testEngine(t testing.TB) *attention.Engine {
+	t.Helper()
 	e, err := attention.New(attention.Config{Validation: testenv.Validation(), PipelineCacheDir: "-"})
 	if err != nil {
 		testenv.NoDevice(t, err)
 	}
 	t.Cleanup(func() {
-		testenv.CheckValidation(t, e.Instance())
 		e.Close()
+		testenv.CheckValidation(t, e.Instance())
 	})
 	return e
+}
+
+// cleanupRecorder is a testing.TB whose cleanups run when the test says and whose failures are
+// recorded, not reported.
+type cleanupRecorder struct {
+	testing.TB
+	cleanups []func()
+	failed   bool
+	msg      string
+}
+
+func (r *cleanupRecorder) Cleanup(f func()) { r.cleanups = append(r.cleanups, f) }
+
+func (r *cleanupRecorder) Errorf(format string, args ...any) {
+	r.failed, r.msg = true, fmt.Sprintf(format, args...)
+}
+
+func (r *cleanupRecorder) Fatalf(format string, args ...any) { r.Errorf(format, args...) }
+
+func (r *cleanupRecorder) runCleanups() {
+	for i := len(r.cleanups) - 1; i >= 0; i-- {
+		r.cleanups[i]()
+	}
+	r.cleanups = nil
+}
+
+// A VkBuffer left alive on a test engine's device fails the test when the engine closes.
+func TestEngineLeakFailsTest(t *testing.T) {
+	r := &cleanupRecorder{TB: t}
+	e := testEngine(r)
+	if !e.Instance().Validation() {
+		r.runCleanups()
+		t.Skip("validation is off: no leak is reported")
+	}
+	_, err := e.Allocator().Device().NewBuffer(256) // never closed
+	require.NoError(t, err)
+	r.runCleanups()
+	require.True(t, r.failed, "a leaked VkBuffer went unreported")
+	require.Contains(t, r.msg, "VkBuffer")
 }
 
 // The suite must notice a kernel that computes the wrong thing: here the engine is asked for a
