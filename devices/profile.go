@@ -105,6 +105,18 @@ func (p *Profile) CoopMatShape(a vk.ComponentType) *vk.CoopMatShape {
 	return nil
 }
 
+// CoopMatFlexibleFor returns the workgroup-scope flexible-size entry (VK_NV_cooperative_matrix2)
+// for inputs of type a with fp32 accumulation in workgroups of the given invocations, or nil.
+func (p *Profile) CoopMatFlexibleFor(a vk.ComponentType, invocations uint32) *vk.CoopMatFlexible {
+	for i, f := range p.CoopMatFlexible {
+		if f.A == a && f.B == a && f.C == vk.ComponentF32 && f.Result == vk.ComponentF32 && f.WorkgroupScope &&
+			f.WorkgroupInvocations == invocations {
+			return &p.CoopMatFlexible[i]
+		}
+	}
+	return nil
+}
+
 // HasCoopMatShape reports whether the device offers the subgroup-scope m x n x k shape with inputs
 // of type a and fp32 accumulation.
 func (p *Profile) HasCoopMatShape(a vk.ComponentType, m, n, k uint32) bool {

@@ -33,6 +33,14 @@ func Simulated(name string) (Profile, error) {
 		p.MaxSharedMemory = 48 << 10
 		p.Features.CooperativeMatrix, p.Features.CooperativeMatrix2, p.Features.BFloat16 = true, true, true
 		p.CoopMatShapes = []vk.CoopMatShape{coop(vk.ComponentF16, 16, 16, 16), coop(vk.ComponentBF16, 16, 16, 16)}
+		// The H100 driver's flexible sizes (580.159): granularity by workgroup size, fp16 and bf16.
+		for _, a := range []vk.ComponentType{vk.ComponentF16, vk.ComponentBF16} {
+			for _, g := range [][4]uint32{{32, 16, 16, 16}, {64, 16, 16, 16}, {128, 32, 16, 16}, {256, 32, 32, 16}} {
+				p.CoopMatFlexible = append(p.CoopMatFlexible, vk.CoopMatFlexible{M: g[1], N: g[2], K: g[3], A: a, B: a,
+					C: vk.ComponentF32, Result: vk.ComponentF32, WorkgroupScope: true, WorkgroupInvocations: g[0]})
+			}
+		}
+		p.CoopMat2 = vk.CoopMat2Limits{MaxWorkgroupSize: 256, MaxDimension: 1024, ReservedSharedMemory: 8192}
 		p.Heaps[0].Size = 80 << 30
 	case "amd-rdna3":
 		p.VendorID, p.Name, p.DriverName = 0x1002, "AMD Radeon RX 7900 XTX (simulated)", "radv"

@@ -40,6 +40,11 @@ int32_t vkattn_coopmat_properties(vkattn_pfn f, vkattn_dispatchable phys, uint32
 	return ((int32_t(*)(vkattn_dispatchable, uint32_t *, void *))f)(phys, count, props);
 }
 
+int32_t vkattn_coopmat_flexible_properties(vkattn_pfn f, vkattn_dispatchable phys, uint32_t *count,
+	vkattn_cooperative_matrix_flexible_dimensions_properties_nv *props) {
+	return ((int32_t(*)(vkattn_dispatchable, uint32_t *, void *))f)(phys, count, props);
+}
+
 // VkDebugUtilsMessengerCallbackDataEXT, up to the fields read here.
 typedef struct {
 	int32_t sType;

@@ -197,6 +197,32 @@ typedef struct {
 	vkattn_bool32 cooperativeMatrixBlockLoads;
 } vkattn_cooperative_matrix2_features_nv;
 
+// VkPhysicalDeviceCooperativeMatrix2PropertiesNV (VK_NV_cooperative_matrix2).
+typedef struct {
+	vkattn_stype sType;
+	void *pNext;
+	uint32_t cooperativeMatrixWorkgroupScopeMaxWorkgroupSize;
+	uint32_t cooperativeMatrixFlexibleDimensionsMaxDimension;
+	uint32_t cooperativeMatrixWorkgroupScopeReservedSharedMemory;
+} vkattn_cooperative_matrix2_properties_nv;
+
+// VkCooperativeMatrixFlexibleDimensionsPropertiesNV (VK_NV_cooperative_matrix2): one element of
+// the array vkGetPhysicalDeviceCooperativeMatrixFlexibleDimensionsPropertiesNV fills.
+typedef struct {
+	vkattn_stype sType;
+	void *pNext;
+	uint32_t MGranularity;
+	uint32_t NGranularity;
+	uint32_t KGranularity;
+	int32_t AType;      // VkComponentTypeKHR
+	int32_t BType;      // VkComponentTypeKHR
+	int32_t CType;      // VkComponentTypeKHR
+	int32_t ResultType; // VkComponentTypeKHR
+	vkattn_bool32 saturatingAccumulation;
+	int32_t scope; // VkScopeKHR
+	uint32_t workgroupInvocations;
+} vkattn_cooperative_matrix_flexible_dimensions_properties_nv;
+
 // VkPhysicalDeviceShaderBfloat16FeaturesKHR (VK_KHR_shader_bfloat16).
 typedef struct {
 	vkattn_stype sType;
@@ -351,6 +377,8 @@ void vkattn_get_properties2(vkattn_pfn f, vkattn_dispatchable phys, void *chain)
 void vkattn_get_memory_properties2(vkattn_pfn f, vkattn_dispatchable phys, void *chain);
 int32_t vkattn_coopmat_properties(vkattn_pfn f, vkattn_dispatchable phys, uint32_t *count,
 	vkattn_cooperative_matrix_properties_khr *props);
+int32_t vkattn_coopmat_flexible_properties(vkattn_pfn f, vkattn_dispatchable phys, uint32_t *count,
+	vkattn_cooperative_matrix_flexible_dimensions_properties_nv *props);
 
 int32_t vkattn_create_messenger(vkattn_pfn create, vkattn_dispatchable instance, uintptr_t handle, uint64_t *messenger);
 void vkattn_destroy_messenger(vkattn_pfn destroy, vkattn_dispatchable instance, uint64_t messenger);
@@ -409,6 +437,14 @@ VKATTN_ASSERT_OFF(vkattn_cooperative_matrix_properties_khr, scope, 48);
 VKATTN_ASSERT_SIZE(vkattn_cooperative_matrix2_features_nv, 48);
 VKATTN_ASSERT_OFF(vkattn_cooperative_matrix2_features_nv, cooperativeMatrixWorkgroupScope, 16);
 VKATTN_ASSERT_OFF(vkattn_cooperative_matrix2_features_nv, cooperativeMatrixBlockLoads, 40);
+VKATTN_ASSERT_SIZE(vkattn_cooperative_matrix2_properties_nv, 32);
+VKATTN_ASSERT_OFF(vkattn_cooperative_matrix2_properties_nv, cooperativeMatrixWorkgroupScopeMaxWorkgroupSize, 16);
+VKATTN_ASSERT_OFF(vkattn_cooperative_matrix2_properties_nv, cooperativeMatrixWorkgroupScopeReservedSharedMemory, 24);
+VKATTN_ASSERT_SIZE(vkattn_cooperative_matrix_flexible_dimensions_properties_nv, 56);
+VKATTN_ASSERT_OFF(vkattn_cooperative_matrix_flexible_dimensions_properties_nv, MGranularity, 16);
+VKATTN_ASSERT_OFF(vkattn_cooperative_matrix_flexible_dimensions_properties_nv, AType, 28);
+VKATTN_ASSERT_OFF(vkattn_cooperative_matrix_flexible_dimensions_properties_nv, scope, 48);
+VKATTN_ASSERT_OFF(vkattn_cooperative_matrix_flexible_dimensions_properties_nv, workgroupInvocations, 52);
 VKATTN_ASSERT_SIZE(vkattn_shader_bfloat16_features_khr, 32);
 VKATTN_ASSERT_OFF(vkattn_shader_bfloat16_features_khr, shaderBFloat16Type, 16);
 VKATTN_ASSERT_OFF(vkattn_shader_bfloat16_features_khr, shaderBFloat16CooperativeMatrix, 24);

@@ -33,6 +33,8 @@ const (
 	stCoopMatFeatures        = 1000506000
 	stCoopMatProps           = 1000506001
 	stCoopMat2Features       = 1000593000
+	stCoopMatFlexibleProps   = 1000593001
+	stCoopMat2Props          = 1000593002
 	stBFloat16Features       = 1000141000
 	stRequiredSubgroupSizeCI = 1000225001
 	stMaintenance4Features   = 1000413000
@@ -42,6 +44,7 @@ const (
 const (
 	shaderStageCompute = 0x20 // VK_SHADER_STAGE_COMPUTE_BIT
 	scopeSubgroup      = 3    // VK_SCOPE_SUBGROUP_KHR
+	scopeWorkgroup     = 2    // VK_SCOPE_WORKGROUP_KHR
 )
 
 // Extensions vkattn enables when a device has them.
@@ -107,6 +110,24 @@ type CoopMatShape struct {
 	SubgroupScope   bool
 }
 
+// CoopMatFlexible is one entry of vkGetPhysicalDeviceCooperativeMatrixFlexibleDimensionsPropertiesNV:
+// matrices of any size that is a multiple of the granularity (M x N x K), with these component
+// types, in workgroups of WorkgroupInvocations invocations (workgroup scope) or in one subgroup.
+type CoopMatFlexible struct {
+	M, N, K              uint32 // granularity
+	A, B, C, Result      ComponentType
+	Saturating           bool
+	WorkgroupScope       bool
+	WorkgroupInvocations uint32
+}
+
+// CoopMat2Limits are VkPhysicalDeviceCooperativeMatrix2PropertiesNV.
+type CoopMat2Limits struct {
+	MaxWorkgroupSize     uint32 // invocations of a workgroup using workgroup-scope matrices
+	MaxDimension         uint32 // largest flexible matrix dimension
+	ReservedSharedMemory uint32 // bytes of shared memory the driver keeps for workgroup-scope matrices
+}
+
 // MemoryHeap is one memory heap with its budget (from VK_EXT_memory_budget where present).
 type MemoryHeap struct {
 	Size        uint64
@@ -158,6 +179,8 @@ type PhysicalInfo struct {
 	Features                   Features
 	Extensions                 map[string]bool
 	CoopMatShapes              []CoopMatShape
+	CoopMatFlexible            []CoopMatFlexible // VK_NV_cooperative_matrix2 flexible dimensions
+	CoopMat2                   CoopMat2Limits
 	Heaps                      []MemoryHeap
 	ComputeFamily              int // -1 when the device has no compute queue
 	TimestampBits              uint32
@@ -306,7 +329,11 @@ func (c *featureChain) features() Features {
 		f.CooperativeMatrix = cbool(s.cooperativeMatrix)
 	}
 	if s := opt[C.vkattn_cooperative_matrix2_features_nv](c, c.coopmat2); s != nil {
-		f.CooperativeMatrix2 = cbool(s.cooperativeMatrixWorkgroupScope)
+		// The coopmat2 kernels use workgroup scope, flexible sizes, reductions, conversions,
+		// per-element functions and tensor addressing; block loads are not used.
+		f.CooperativeMatrix2 = cbool(s.cooperativeMatrixWorkgroupScope) && cbool(s.cooperativeMatrixFlexibleDimensions) &&
+			cbool(s.cooperativeMatrixReductions) && cbool(s.cooperativeMatrixConversions) &&
+			cbool(s.cooperativeMatrixPerElementOperations) && cbool(s.cooperativeMatrixTensorAddressing)
 	}
 	if s := opt[C.vkattn_shader_bfloat16_features_khr](c, c.bf16); s != nil {
 		f.BFloat16, f.BFloat16CooperativeMatrix = cbool(s.shaderBFloat16Type), cbool(s.shaderBFloat16CooperativeMatrix)
@@ -371,7 +398,17 @@ func (in *Instance) describe(index int, h vk.PhysicalDevice) PhysicalInfo {
 		sgs = props.add(stSubgroupSizeProps, C.sizeof_vkattn_subgroup_size_control_properties)
 		idp = props.add(stIntDotProps, C.sizeof_vkattn_integer_dot_product_properties)
 	}
+	cm2 := -1
+	if info.Extensions[ExtCooperativeMatrix2] {
+		cm2 = props.add(stCoopMat2Props, C.sizeof_vkattn_cooperative_matrix2_properties_nv)
+	}
 	C.vkattn_get_properties2(instanceProc(in.handle, "vkGetPhysicalDeviceProperties2"), dispatch, props.head())
+	if cm2 >= 0 {
+		p := link[C.vkattn_cooperative_matrix2_properties_nv](props, cm2)
+		info.CoopMat2 = CoopMat2Limits{MaxWorkgroupSize: uint32(p.cooperativeMatrixWorkgroupScopeMaxWorkgroupSize),
+			MaxDimension:         uint32(p.cooperativeMatrixFlexibleDimensionsMaxDimension),
+			ReservedSharedMemory: uint32(p.cooperativeMatrixWorkgroupScopeReservedSharedMemory)}
+	}
 	sgp := link[C.vkattn_subgroup_properties](props, sg)
 	info.SubgroupSize = uint32(sgp.subgroupSize)
 	info.SubgroupComputeStage = sgp.supportedStages&shaderStageCompute != 0
@@ -399,6 +436,9 @@ func (in *Instance) describe(index int, h vk.PhysicalDevice) PhysicalInfo {
 
 	if info.Features.CooperativeMatrix {
 		info.CoopMatShapes = in.coopMatShapes(dispatch)
+	}
+	if info.Features.CooperativeMatrix2 {
+		info.CoopMatFlexible = in.coopMatFlexible(dispatch)
 	}
 	info.Heaps = in.heaps(h, dispatch, info.Extensions[ExtMemoryBudget])
 
@@ -444,6 +484,35 @@ func (in *Instance) coopMatShapes(dispatch C.vkattn_dispatchable) []CoopMatShape
 			SubgroupScope: p.scope == scopeSubgroup}
 	}
 	return shapes
+}
+
+func (in *Instance) coopMatFlexible(dispatch C.vkattn_dispatchable) []CoopMatFlexible {
+	f := instanceProc(in.handle, "vkGetPhysicalDeviceCooperativeMatrixFlexibleDimensionsPropertiesNV")
+	if f == nil {
+		return nil
+	}
+	var n C.uint32_t
+	if C.vkattn_coopmat_flexible_properties(f, dispatch, &n, nil) != 0 || n == 0 {
+		return nil
+	}
+	mem := C.calloc(C.size_t(n), C.sizeof_vkattn_cooperative_matrix_flexible_dimensions_properties_nv)
+	defer C.free(mem)
+	props := unsafe.Slice((*C.vkattn_cooperative_matrix_flexible_dimensions_properties_nv)(mem), int(n))
+	for i := range props {
+		props[i].sType = stCoopMatFlexibleProps
+	}
+	if C.vkattn_coopmat_flexible_properties(f, dispatch, &n, &props[0]) != 0 {
+		return nil
+	}
+	out := make([]CoopMatFlexible, n)
+	for i := range out {
+		p := &props[i]
+		out[i] = CoopMatFlexible{M: uint32(p.MGranularity), N: uint32(p.NGranularity), K: uint32(p.KGranularity),
+			A: ComponentType(p.AType), B: ComponentType(p.BType), C: ComponentType(p.CType),
+			Result: ComponentType(p.ResultType), Saturating: cbool(p.saturatingAccumulation),
+			WorkgroupScope: p.scope == scopeWorkgroup, WorkgroupInvocations: uint32(p.workgroupInvocations)}
+	}
+	return out
 }
 
 func (in *Instance) heaps(h vk.PhysicalDevice, dispatch C.vkattn_dispatchable, budget bool) []MemoryHeap {
