@@ -124,7 +124,7 @@ func (e *Engine) planForward(o, lse, q, k, v *memory.Tensor, opts Options) (*pla
 	if t.PinSubgroup {
 		sg = t.SG
 	}
-	pipe, err := e.variantPipeline(variant, []uint32{dtypeCode(q.DType), uint32(sh.d), t.BR, t.BC, t.WG, t.SG}, sg)
+	pipe, err := e.variantPipeline(variant, []uint32{dtypeCode(q.DType), uint32(sh.d), t.BR, t.BC, t.WG, t.SG, t.RW}, sg)
 	if err != nil {
 		return nil, err
 	}

@@ -70,19 +70,19 @@ func TestForwardTiersOnSimulatedDevices(t *testing.T) {
 	ps := tierProfiles(t)
 	all := []memory.DType{memory.F32, memory.F16, memory.BF16}
 	want := map[string][]devices.Tier{
-		"nvidia-h100":          {devices.TierScalar, devices.TierSubgroup, devices.TierCoopMat},
+		"nvidia-h100":          {devices.TierScalar, devices.TierSubgroup, devices.TierCoopMat, devices.TierCoopMat2},
 		"amd-rdna3":            {devices.TierScalar, devices.TierSubgroup, devices.TierCoopMat},
 		"intel-arc":            {devices.TierScalar, devices.TierSubgroup},
 		"small-16k":            {devices.TierScalar, devices.TierSubgroup},
 		"lavapipe":             {devices.TierScalar, devices.TierSubgroup},
-		"h100-sg8":             {devices.TierScalar, devices.TierSubgroup},
-		"h100-no-f16-16x16x16": {devices.TierScalar, devices.TierSubgroup},
+		"h100-sg8":             {devices.TierScalar, devices.TierSubgroup, devices.TierCoopMat2}, // workgroup-scope matrices assume no width
+		"h100-no-f16-16x16x16": {devices.TierScalar, devices.TierSubgroup, devices.TierCoopMat2}, // flexible sizes need no fixed shape
 	}
 	for name, tiers := range want {
 		p := ps[name]
 		require.Equal(t, tiers, ForwardTiersOn(p), name)
 		for _, s := range ForwardSupport(p) {
-			if s.Tier == devices.TierCoopMat {
+			if s.Tier == devices.TierCoopMat || s.Tier == devices.TierCoopMat2 {
 				require.Equal(t, []memory.DType{memory.F16}, s.Inputs, name)
 			} else {
 				require.Equal(t, all, s.Inputs, "%s %s", name, s.Tier)
@@ -105,11 +105,11 @@ func TestAutoForward(t *testing.T) {
 		tier   devices.Tier
 		kernel string
 	}{
-		{"nvidia-h100", memory.F16, devices.TierCoopMat, "flash_fwd_coopmat"},
+		{"nvidia-h100", memory.F16, devices.TierCoopMat2, "flash_fwd_coopmat2"},
 		{"nvidia-h100", memory.F32, devices.TierSubgroup, "flash_fwd_subgroup"},
 		{"nvidia-h100", memory.BF16, devices.TierSubgroup, "flash_fwd_subgroup"},
 		{"intel-arc", memory.F16, devices.TierSubgroup, "flash_fwd_subgroup"},
-		{"h100-sg8", memory.F16, devices.TierSubgroup, "flash_fwd_subgroup"},
+		{"h100-sg8", memory.F16, devices.TierCoopMat2, "flash_fwd_coopmat2"},
 		{"lavapipe", memory.F32, devices.TierSubgroup, "flash_fwd_subgroup"},
 	} {
 		for _, d := range HeadDims {

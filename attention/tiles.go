@@ -2,6 +2,7 @@ package attention
 
 import (
 	"fmt"
+	"os"
 
 	"github.com/vkattn/vkattn/devices"
 	"github.com/vkattn/vkattn/vk"
@@ -10,11 +11,15 @@ import (
 // tiles are the work decomposition of a forward kernel, derived from the device's limits.
 type tiles struct {
 	BR, BC, WG, SG uint32 // query rows per workgroup, keys per tile, invocations, subgroup size
+	RW             uint32 // coopmat2: columns of the row-statistics matrices (the narrowest the device allows)
 	PinSubgroup    bool   // require SG through subgroup size control
 }
 
 // sharedBytes is the shared memory the forward kernel declares for these tiles (flash_fwd.comp).
 func (t tiles) sharedBytes(tier devices.Tier, d uint32) uint32 {
+	if tier == devices.TierCoopMat2 {
+		return 4 * 3 // flash_fwd_coopmat2.glsl: three tile flag words; the matrices live where the driver puts them
+	}
 	if tier == devices.TierCoopMat {
 		// fp16 K and V tiles (rows padded by 8); per subgroup fp32 scores and fp16 probabilities in padded rows
 		// (flash_fwd_coopmat.glsl: SS = BC + 4, PS = BC + 8); 16 bytes of flags.
@@ -70,6 +75,8 @@ func forwardTiles(tier devices.Tier, p *devices.Profile, d int) (tiles, error) {
 		return t, nil
 	case devices.TierCoopMat:
 		return coopMatTiles(p, dd)
+	case devices.TierCoopMat2:
+		return coopMat2Tiles(p, dd)
 	}
 	return tiles{}, fmt.Errorf("attention: head dim %d does not fit %d bytes of shared memory at tier %s", d, maxShared, tier)
 }
@@ -108,5 +115,42 @@ func coopMatTiles(p *devices.Profile, d uint32) (tiles, error) {
 			return tiles{}, fmt.Errorf("attention: head dim %d does not fit %d bytes of shared memory at tier %s", d, p.MaxSharedMemory, tier)
 		}
 	}
+	return t, nil
+}
+
+// TilesEnv overrides the coopmat2 tier's tiles for tuning on a new device: "BR,BC,WG" (query rows
+// per workgroup, keys per tile, invocations). Tiles the device cannot run are an error.
+const TilesEnv = "VKATTN_COOPMAT2_TILES"
+
+// coopMat2Tiles sizes the coopmat2 kernel: a BR x BC score block and a BR x D output in
+// workgroup-scope matrices of WG invocations, every side a multiple of the granularity the device
+// reports for fp16 matrices at that workgroup size. Large head dims take smaller blocks, as the
+// output block lives in registers.
+func coopMat2Tiles(p *devices.Profile, d uint32) (tiles, error) {
+	tier := devices.TierCoopMat2
+	t := tiles{BR: 64, BC: 64, WG: 128, SG: p.SubgroupSize, PinSubgroup: p.MinSubgroupSize != p.MaxSubgroupSize}
+	if d > 128 {
+		t.BR, t.BC = 32, 32
+	}
+	if env := os.Getenv(TilesEnv); env != "" {
+		if _, err := fmt.Sscanf(env, "%d,%d,%d", &t.BR, &t.BC, &t.WG); err != nil {
+			return tiles{}, fmt.Errorf("attention: %s=%q: want BR,BC,WG: %v", TilesEnv, env, err)
+		}
+	}
+	g := p.CoopMatFlexibleFor(vk.ComponentF16, t.WG)
+	switch {
+	case g == nil:
+		return tiles{}, fmt.Errorf("attention: %s offers no fp16 workgroup-scope matrices for %d invocations (tier %s)", p.Name, t.WG, tier)
+	case t.WG > p.CoopMat2.MaxWorkgroupSize || t.WG > min(p.MaxWorkgroupInvocations, p.MaxWorkgroupSize[0]) || t.SG == 0 || t.WG%t.SG != 0:
+		return tiles{}, fmt.Errorf("attention: workgroups of %d invocations do not fit %s (tier %s)", t.WG, p.Name, tier)
+	case t.BR%g.M != 0 || t.BC%g.N != 0 || t.BC%g.K != 0 || d%g.N != 0 || d%g.K != 0:
+		return tiles{}, fmt.Errorf("attention: blocks of %d rows, %d keys and head dim %d are not multiples of %s's %dx%dx%d granularity at %d invocations (tier %s)",
+			t.BR, t.BC, d, p.Name, g.M, g.N, g.K, t.WG, tier)
+	case max(t.BR, t.BC, d) > p.CoopMat2.MaxDimension:
+		return tiles{}, fmt.Errorf("attention: head dim %d or blocks of %dx%d exceed %s's largest matrix side %d (tier %s)", d, t.BR, t.BC, p.Name, p.CoopMat2.MaxDimension, tier)
+	case t.sharedBytes(tier, d)+p.CoopMat2.ReservedSharedMemory > p.MaxSharedMemory:
+		return tiles{}, fmt.Errorf("attention: %s leaves no shared memory for tier %s", p.Name, tier)
+	}
+	t.RW = g.N
 	return t, nil
 }

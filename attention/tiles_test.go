@@ -64,8 +64,8 @@ func TestSelectForward(t *testing.T) {
 		d      int
 		want   string
 	}{
-		{"nvidia-h100", memory.F16, 128, "flash_fwd_coopmat"},
-		{"nvidia-h100", memory.F16, 256, "flash_fwd_coopmat"},
+		{"nvidia-h100", memory.F16, 128, "flash_fwd_coopmat2"},
+		{"nvidia-h100", memory.F16, 256, "flash_fwd_coopmat2"},
 		{"nvidia-h100", memory.F32, 128, "flash_fwd_subgroup"},
 		{"nvidia-h100", memory.BF16, 64, "flash_fwd_subgroup"},
 		{"amd-rdna3", memory.F16, 80, "flash_fwd_coopmat"},
@@ -83,6 +83,51 @@ func TestSelectForward(t *testing.T) {
 	require.ErrorContains(t, err, "16x16x16")
 	_, _, err = selectForward(sim("lavapipe"), devices.TierCoopMat, memory.F16, 128)
 	require.ErrorContains(t, err, "not supported")
-	_, _, err = selectForward(sim("nvidia-h100"), devices.TierCoopMat2, memory.F16, 128)
-	require.Error(t, err)
+	_, _, err = selectForward(sim("amd-rdna3"), devices.TierCoopMat2, memory.F16, 128)
+	require.ErrorContains(t, err, "not supported")
+	_, _, err = selectForward(sim("nvidia-h100"), devices.TierCoopMat2, memory.BF16, 128)
+	require.ErrorContains(t, err, "does not take bf16")
+}
+
+// The coopmat2 tiles follow the device's flexible granularity at the chosen workgroup size, and
+// VKATTN_COOPMAT2_TILES overrides them only with tiles the device can run.
+func TestCoopMat2Tiles(t *testing.T) {
+	p, err := devices.Simulated("nvidia-h100")
+	require.NoError(t, err)
+	for _, c := range []struct {
+		d    int
+		want tiles
+	}{
+		{64, tiles{BR: 64, BC: 64, WG: 128, SG: 32, RW: 16}},
+		{128, tiles{BR: 64, BC: 64, WG: 128, SG: 32, RW: 16}},
+		{80, tiles{BR: 64, BC: 64, WG: 128, SG: 32, RW: 16}},
+		{256, tiles{BR: 32, BC: 32, WG: 128, SG: 32, RW: 16}},
+	} {
+		got, err := forwardTiles(devices.TierCoopMat2, &p, c.d)
+		require.NoError(t, err, "d%d", c.d)
+		require.Equal(t, c.want, got, "d%d", c.d)
+	}
+	t.Setenv(TilesEnv, "128,64,256")
+	got, err := forwardTiles(devices.TierCoopMat2, &p, 128)
+	require.NoError(t, err)
+	require.Equal(t, tiles{BR: 128, BC: 64, WG: 256, SG: 32, RW: 32}, got)
+	for env, msg := range map[string]string{
+		"48,64,128":  "granularity", // 48 rows: not a multiple of 32 at 128 invocations
+		"64,64,96":   "no fp16 workgroup-scope matrices for 96",
+		"64,64,512":  "no fp16 workgroup-scope matrices for 512",
+		"64,2048,64": "largest matrix side",
+		"64;64":      "want BR,BC,WG",
+	} {
+		t.Setenv(TilesEnv, env)
+		_, err := forwardTiles(devices.TierCoopMat2, &p, 128)
+		require.ErrorContains(t, err, msg, env)
+	}
+	t.Setenv(TilesEnv, "64,64,256")
+	_, err = forwardTiles(devices.TierCoopMat2, &p, 80) // 80 is no multiple of 32
+	require.ErrorContains(t, err, "granularity")
+	q := p
+	q.CoopMat2.ReservedSharedMemory = q.MaxSharedMemory
+	t.Setenv(TilesEnv, "")
+	_, err = forwardTiles(devices.TierCoopMat2, &q, 128)
+	require.ErrorContains(t, err, "no shared memory")
 }

@@ -84,13 +84,17 @@ const PushWords = 20
 // subgroupAny (vote), and sizes its tiles for one subgroup width SG, which must be the device's
 // fixed width or pinned through subgroup size control. coopMatNeeds: flash_fwd_coopmat.glsl adds
 // cooperative matrices (with the Vulkan memory model glslang emits for them), fp16 in shared
-// memory, subgroupShuffleXor, and LocalSizeId (Vulkan 1.3 environment).
+// memory, subgroupShuffleXor, and LocalSizeId (Vulkan 1.3 environment). coopMat2Needs:
+// flash_fwd_coopmat2.glsl adds workgroup-scope matrices of flexible size with reductions,
+// conversions, per-element functions and tensor addressing (VK_NV_cooperative_matrix2) and 16-bit
+// storage buffers.
 var (
 	scalarNeeds   = []devices.Feature{devices.FeatureCompute}
 	subgroupNeeds = []devices.Feature{devices.FeatureCompute, devices.FeatureSubgroupBasic,
 		devices.FeatureSubgroupArithmetic, devices.FeatureSubgroupVote, devices.FeatureSubgroupWidth}
 	coopMatNeeds = append(slices.Clone(subgroupNeeds), devices.FeatureSubgroupShuffle, devices.FeatureFloat16,
 		devices.FeatureCooperativeMatrix, devices.FeatureVulkanMemoryModel, devices.FeatureMaintenance4)
+	coopMat2Needs = append(slices.Clone(coopMatNeeds), devices.FeatureCooperativeMatrix2)
 )
 
 // Variants lists every kernel, in the order the build tool compiles them.
@@ -99,11 +103,14 @@ var Variants = []Variant{
 		Source: "flash_fwd.comp", Defines: []string{"TIER_SCALAR"}, Requires: scalarNeeds},
 	{Name: "flash_fwd_subgroup", Op: OpForward, Tier: devices.TierSubgroup, Bindings: 6, PushSize: 4 * PushWords,
 		Source: "flash_fwd.comp", Defines: []string{"TIER_SUBGROUP"}, Requires: subgroupNeeds},
-	// fp16 only: fp32 inputs would lose precision in fp16 matrices, and bf16 matrices need a
-	// newer shader compiler (GL_EXT_bfloat16).
+	// The matrix tiers take fp16 only: fp32 inputs would lose precision in fp16 matrices, and
+	// bf16 matrices need a newer shader compiler (GL_EXT_bfloat16).
 	{Name: "flash_fwd_coopmat", Op: OpForward, Tier: devices.TierCoopMat, Bindings: 6, PushSize: 4 * PushWords,
 		Source: "flash_fwd.comp", Defines: []string{"TIER_COOPMAT"}, Env: "vulkan1.3", Inputs: []memory.DType{memory.F16},
 		Requires: coopMatNeeds},
+	{Name: "flash_fwd_coopmat2", Op: OpForward, Tier: devices.TierCoopMat2, Bindings: 6, PushSize: 4 * PushWords,
+		Source: "flash_fwd.comp", Defines: []string{"TIER_COOPMAT2"}, Env: "vulkan1.3", Inputs: []memory.DType{memory.F16},
+		Requires: coopMat2Needs},
 	{Name: "naive_scores", Op: OpNaiveScores, Tier: devices.TierScalar, Bindings: 7, PushSize: 4 * PushWords,
 		Source: "naive.comp", Defines: []string{"NAIVE_SCORES"}, Requires: scalarNeeds},
 	{Name: "naive_softmax", Op: OpNaiveSoftmax, Tier: devices.TierScalar, Bindings: 7, PushSize: 4 * PushWords,

@@ -9,9 +9,11 @@
 //                  dims for P.V, with subgroup max/add reductions for the softmax statistics.
 //   TIER_COOPMAT   a subgroup per 16 query rows: Q.K^T and P.V on cooperative matrices (fp16
 //                  inputs, fp32 accumulation), the softmax on scores staged in shared memory.
+//   TIER_COOPMAT2  workgroup-scope matrices of VK_NV_cooperative_matrix2: the whole block's
+//                  scores, softmax and output stay in matrices (fp16 inputs, fp32 accumulation).
 
 #extension GL_GOOGLE_include_directive : require
-#if defined(TIER_SUBGROUP) || defined(TIER_COOPMAT)
+#if defined(TIER_SUBGROUP) || defined(TIER_COOPMAT) || defined(TIER_COOPMAT2)
 #extension GL_KHR_shader_subgroup_basic : require
 #extension GL_KHR_shader_subgroup_arithmetic : require
 #extension GL_KHR_shader_subgroup_vote : require
@@ -22,13 +24,20 @@
 #extension GL_KHR_memory_scope_semantics : require
 #extension GL_EXT_shader_explicit_arithmetic_types_float16 : require
 #endif
+#ifdef TIER_COOPMAT2
+#extension GL_KHR_cooperative_matrix : require
+#extension GL_NV_cooperative_matrix2 : require
+#extension GL_KHR_memory_scope_semantics : require
+#extension GL_EXT_shader_explicit_arithmetic_types_float16 : require
+#extension GL_EXT_shader_16bit_storage : require
+#endif
 
 layout(constant_id = 0) const uint DTYPE = 0;
 layout(constant_id = 1) const uint D = 128;   // head dim
 layout(constant_id = 2) const uint BR = 32;   // query rows per workgroup
 layout(constant_id = 3) const uint BC = 32;   // keys per tile
 layout(constant_id = 4) const uint WG = 32;   // invocations per workgroup
-#if defined(TIER_SUBGROUP) || defined(TIER_COOPMAT)
+#if defined(TIER_SUBGROUP) || defined(TIER_COOPMAT) || defined(TIER_COOPMAT2)
 layout(constant_id = 5) const uint SG = 32;   // subgroup size the tile sizes were chosen for
 #endif
 
@@ -69,4 +78,7 @@ void loadTile(Seq s, uint kvh, int k0) {
 #endif
 #ifdef TIER_COOPMAT
 #include "flash_fwd_coopmat.glsl"
+#endif
+#ifdef TIER_COOPMAT2
+#include "flash_fwd_coopmat2.glsl"
 #endif

@@ -20,7 +20,6 @@ const uint DS = D + 8;         // halves, K and V tiles
 const uint SS = BC + 4;        // floats
 const uint PS = BC + 8;        // halves
 const uint OS = TM + 4;        // floats
-const float SLACK = 8.0;       // exponentials reach e^8 < 65504, the fp16 maximum
 
 shared float16_t kTile[BC * DS]; // [key][dim]
 shared float16_t vTile[BC * DS]; // [key][dim]
@@ -195,12 +194,7 @@ void main() {
 			mx = max(mx, subgroupShuffleXor(mx, off));
 			nan |= subgroupShuffleXor(nan, off);
 		}
-		float alpha = 1.0;
-		if (nan != 0u || mx > m + SLACK) {
-			float mNew = nan != 0u ? uintBitsToFloat(0x7fc00000u) : mx; // NaN stays in its row
-			alpha = m == NEG_INF ? 1.0 : exp(m - mNew); // O and l are still 0 while m is -inf
-			m = mNew;
-		}
+		float alpha = raiseMaxLazily(m, mx, nan != 0u); // NaN stays in its row
 		float sum = 0.0;
 		for (uint i = 0; i < KPL; i++) {
 			float p = prob(x[i], m); // at most e^SLACK

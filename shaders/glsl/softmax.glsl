@@ -29,6 +29,22 @@ float raiseMax(inout float m, float tileMax, bool nan) {
 	return alpha;
 }
 
+// SLACK bounds the exponentials of the matrix tiers: a row's max moves only when a score exceeds
+// it by more than SLACK, so probabilities stay below e^8 < 65504 (fp16 holds them) and O needs
+// rescaling only on the few tiles where some row's max moves.
+const float SLACK = 8.0;
+
+// raiseMaxLazily is raiseMax with SLACK: m moves to tileMax (NaN if any score is NaN) only when
+// tileMax exceeds it by more than SLACK, and the factor that rescales what was accumulated is 1
+// otherwise, and while the row has seen nothing (O and l are still 0).
+float raiseMaxLazily(inout float m, float tileMax, bool nan) {
+	if (!nan && !(tileMax > m + SLACK)) return 1.0;
+	float mNew = nan ? uintBitsToFloat(0x7fc00000u) : tileMax;
+	float alpha = m == NEG_INF ? 1.0 : exp(m - mNew);
+	m = mNew;
+	return alpha;
+}
+
 // prob is exp(x - m), 0 while the row's max m is -inf (nothing visible yet).
 float prob(float x, float m) {
 	return m == NEG_INF ? 0.0 : exp(x - m);
