@@ -124,19 +124,40 @@ const TilesEnv = "VKATTN_COOPMAT2_TILES"
 
 // coopMat2Tiles sizes the coopmat2 kernel: a BR x BC score block and a BR x D output in
 // workgroup-scope matrices of WG invocations, every side a multiple of the granularity the device
-// reports for fp16 matrices at that workgroup size. Large head dims take smaller blocks, as the
-// output block lives in registers.
+// reports for fp16 matrices at that workgroup size. It takes the first candidate the device runs:
+// 256 invocations (fewer matrix elements, so fewer registers, per invocation), then 128, with
+// 64 x 64 blocks, or 32 x 32 past head dim 128, as the output block lives in registers.
+// $VKATTN_COOPMAT2_TILES replaces the candidates.
 func coopMat2Tiles(p *devices.Profile, d uint32) (tiles, error) {
-	tier := devices.TierCoopMat2
-	t := tiles{BR: 64, BC: 64, WG: 128, SG: p.SubgroupSize, PinSubgroup: p.MinSubgroupSize != p.MaxSubgroupSize}
+	br, bc := uint32(64), uint32(64)
 	if d > 128 {
-		t.BR, t.BC = 32, 32
+		br, bc = 32, 32
 	}
+	cands := []tiles{{BR: br, BC: bc, WG: 256}, {BR: br, BC: bc, WG: 128}}
 	if env := os.Getenv(TilesEnv); env != "" {
+		var t tiles
 		if _, err := fmt.Sscanf(env, "%d,%d,%d", &t.BR, &t.BC, &t.WG); err != nil {
 			return tiles{}, fmt.Errorf("attention: %s=%q: want BR,BC,WG: %v", TilesEnv, env, err)
 		}
+		cands = []tiles{t}
 	}
+	var first error
+	for _, t := range cands {
+		t, err := fitCoopMat2(p, d, t)
+		if err == nil {
+			return t, nil
+		}
+		if first == nil {
+			first = err
+		}
+	}
+	return tiles{}, first
+}
+
+// fitCoopMat2 checks coopmat2 tiles against the device and completes them.
+func fitCoopMat2(p *devices.Profile, d uint32, t tiles) (tiles, error) {
+	tier := devices.TierCoopMat2
+	t.SG, t.PinSubgroup = p.SubgroupSize, p.MinSubgroupSize != p.MaxSubgroupSize
 	g := p.CoopMatFlexibleFor(vk.ComponentF16, t.WG)
 	switch {
 	case g == nil:

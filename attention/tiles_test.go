@@ -98,10 +98,10 @@ func TestCoopMat2Tiles(t *testing.T) {
 		d    int
 		want tiles
 	}{
-		{64, tiles{BR: 64, BC: 64, WG: 128, SG: 32, RW: 16}},
-		{128, tiles{BR: 64, BC: 64, WG: 128, SG: 32, RW: 16}},
-		{80, tiles{BR: 64, BC: 64, WG: 128, SG: 32, RW: 16}},
-		{256, tiles{BR: 32, BC: 32, WG: 128, SG: 32, RW: 16}},
+		{64, tiles{BR: 64, BC: 64, WG: 256, SG: 32, RW: 32}},
+		{128, tiles{BR: 64, BC: 64, WG: 256, SG: 32, RW: 32}},
+		{80, tiles{BR: 64, BC: 64, WG: 128, SG: 32, RW: 16}}, // 80 is no multiple of 32: 128 invocations
+		{256, tiles{BR: 32, BC: 32, WG: 256, SG: 32, RW: 32}},
 	} {
 		got, err := forwardTiles(devices.TierCoopMat2, &p, c.d)
 		require.NoError(t, err, "d%d", c.d)

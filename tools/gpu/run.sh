@@ -3,7 +3,10 @@
 # the Vulkan loader and validation layer unpacked from .deb files carried in .gl/. Results go to
 # $OUT (default out/); a short table is printed last.
 #
-# Prepare with tools/gpu/fetch.sh on a machine with Go and apt.
+# Prepare with tools/gpu/fetch.sh on a machine with Go and apt. STEPS picks what runs (default:
+# tests conformance run bench; also tune, tools/gpu/tune.sh); TEST_ARGS (one word, e.g.
+# -test.run=NaN), CONF_ARGS and BENCH_ARGS pass options to the test binaries, the conformance
+# suite and the benchmark.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 OUT=${OUT:-out}
@@ -40,12 +43,20 @@ step() { # step DIR NAME CMD...: runs CMD, output to DIR/NAME.log, records the s
 	bin/vkattn devices 2>&1
 	echo
 } >>"$OUT/steps.txt"
-step "$OUT" tests timeout 200 env VKATTN_REQUIRE_DEVICE=1 sh -c 'for t in bin/*.test; do echo "== $t"; $t -test.count=1 || exit 1; done'
-step "$LOGS" conformance timeout 120 bin/vkattn conformance -validation -out "$OUT/conformance-h100"
-step "$OUT" run bin/vkattn run
-step "$OUT" bench timeout 330 bin/vkattn bench -torch python3 -json "$OUT/bench.json" ${BENCH_ARGS:-}
-echo "== run"; tail -8 "$OUT/run.log"
-echo "== tests"; grep -E "^(ok|FAIL|PASS|---|==)" "$OUT/tests.log" | grep -v -- '--- PASS' | tail -15
-echo "== conformance"; tail -8 "$LOGS/conformance.log"
-echo "== bench"; tail -40 "$OUT/bench.log"
+STEPS=${STEPS:-tests conformance run bench}
+has() { [[ " $STEPS " == *" $1 "* ]]; }
+has tests && step "$OUT" tests timeout 200 env VKATTN_REQUIRE_DEVICE=1 sh -c 'for t in bin/*.test; do echo "== $t"; $t -test.count=1 $0 || exit 1; done' "${TEST_ARGS:-}"
+has run && step "$OUT" run bin/vkattn run
+has tune && step "$OUT" tune timeout 420 env OUT="$OUT" tools/gpu/tune.sh
+has bench && step "$OUT" bench timeout 330 bin/vkattn bench -torch python3 -json "$OUT/bench.json" ${BENCH_ARGS:-}
+has conformance && step "$LOGS" conformance timeout "${CONF_TIMEOUT:-120}" bin/vkattn conformance -validation -out "$OUT/conformance-h100" ${CONF_ARGS:-}
+has run && { echo "== run"; tail -8 "$OUT/run.log"; }
+has tests && { echo "== tests"; grep -E "^(ok|FAIL|PASS|---|==)" "$OUT/tests.log" | grep -v -- '--- PASS' | tail -15; }
+has conformance && { echo "== conformance"; grep -E "FAIL|fail" "$LOGS/conformance.log" | head -20; tail -8 "$LOGS/conformance.log"; }
+has tune && { echo "== tune"; cat "$OUT/tune.log"; for f in "$OUT"/bench-d*.log; do tail -16 "$f"; done; }
+has bench && { echo "== bench"; tail -40 "$OUT/bench.log"; }
 echo "== steps"; cat "$OUT/steps.txt"
+# PACK=1: everything under $OUT in one archive, as some transports bring back only a few files.
+if [ -n "${PACK:-}" ]; then
+	tar czf /tmp/results.tgz -C "$OUT" . && find "$OUT" -mindepth 1 -delete && mv /tmp/results.tgz "$OUT/"
+fi
