@@ -68,18 +68,26 @@ func (e *Engine) Forward(ctx context.Context, q, k, v *memory.Tensor, opts Optio
 	if q == nil {
 		return nil, fmt.Errorf("attention: q is nil")
 	}
-	o, err := e.NewTensor(q.DType, q.Shape...)
+	return e.newResult(q.DType, q.Shape, opts.LSE, func(o, lse *memory.Tensor) (string, error) {
+		return e.ForwardInto(ctx, o, lse, q, k, v, opts)
+	})
+}
+
+// newResult allocates an output of type dt and shape, and if withLSE an fp32 logsumexp of shape
+// without its last dim, and fills them with into; on error it frees them.
+func (e *Engine) newResult(dt memory.DType, shape []int, withLSE bool, into func(o, lse *memory.Tensor) (string, error)) (*Result, error) {
+	o, err := e.NewTensor(dt, shape...)
 	if err != nil {
 		return nil, fmt.Errorf("attention: output: %w", err)
 	}
 	res := &Result{O: o}
-	if opts.LSE {
-		if res.LSE, err = e.NewTensor(memory.F32, q.Shape[:len(q.Shape)-1]...); err != nil {
+	if withLSE {
+		if res.LSE, err = e.NewTensor(memory.F32, shape[:len(shape)-1]...); err != nil {
 			res.Close()
 			return nil, fmt.Errorf("attention: logsumexp: %w", err)
 		}
 	}
-	if res.Kernel, err = e.ForwardInto(ctx, res.O, res.LSE, q, k, v, opts); err != nil {
+	if res.Kernel, err = into(res.O, res.LSE); err != nil {
 		res.Close()
 		return nil, err
 	}
@@ -147,33 +155,52 @@ func dtypeCode(t memory.DType) uint32 {
 // the forced tier (Options.Tier, else $VKATTN_TIER) or, automatically, the fastest tier that runs
 // them on the device.
 func (e *Engine) chooseForward(tier devices.Tier, dt memory.DType, d int) (*shaders.Variant, tiles, error) {
+	tier, err := envTier(tier)
+	if err != nil {
+		return nil, tiles{}, err
+	}
+	return selectForward(&e.profile, tier, dt, d)
+}
+
+// envTier is the tier a call forces: Options.Tier, else $VKATTN_TIER, else TierAuto.
+func envTier(tier devices.Tier) (devices.Tier, error) {
 	if tier == devices.TierAuto {
 		if env := os.Getenv(TierEnv); env != "" {
 			t, err := devices.ParseTier(env)
 			if err != nil {
-				return nil, tiles{}, fmt.Errorf("attention: %s: %w", TierEnv, err)
+				return devices.TierAuto, fmt.Errorf("attention: %s: %w", TierEnv, err)
 			}
-			tier = t
+			return t, nil
 		}
 	}
-	return selectForward(&e.profile, tier, dt, d)
+	return tier, nil
 }
 
 // selectForward is chooseForward for a device profile. A forced tier that cannot run the call
 // is an error that says why; the automatic choice falls back tier by tier.
 func selectForward(p *devices.Profile, tier devices.Tier, dt memory.DType, d int) (*shaders.Variant, tiles, error) {
+	v, t, err := selectKernel(p, shaders.OpForward, tier, dt, func(t devices.Tier) (tiles, error) { return forwardTiles(t, p, d) })
+	if err != nil && tier == devices.TierAuto {
+		err = fmt.Errorf("attention: no forward kernel runs %s inputs with head dim %d on %s", dt, d, p.Name)
+	}
+	return v, t, err
+}
+
+// selectKernel picks the kernel of op for inputs of type dt at a forced tier or, for TierAuto,
+// the fastest tier whose kernel runs on the device, takes dt and has tiles (tilesAt) that fit.
+func selectKernel(p *devices.Profile, op shaders.Op, tier devices.Tier, dt memory.DType, tilesAt func(devices.Tier) (tiles, error)) (*shaders.Variant, tiles, error) {
 	try := func(t devices.Tier) (*shaders.Variant, tiles, error) {
 		if !p.Supports(t) {
 			return nil, tiles{}, fmt.Errorf("attention: tier %s is not supported by %s", t, p.Name)
 		}
-		v, err := shaders.ForTierOn(shaders.OpForward, t, p)
+		v, err := shaders.ForTierOn(op, t, p)
 		if err != nil {
 			return nil, tiles{}, fmt.Errorf("attention: tier %s: %w", t, err)
 		}
 		if !v.Reads(dt) {
 			return nil, tiles{}, fmt.Errorf("attention: tier %s does not take %s inputs (it takes %v)", t, dt, v.Inputs)
 		}
-		tl, err := forwardTiles(t, p, d)
+		tl, err := tilesAt(t)
 		if err != nil {
 			return nil, tiles{}, err
 		}
@@ -190,7 +217,13 @@ func selectForward(p *devices.Profile, tier devices.Tier, dt memory.DType, d int
 			return v, tl, nil
 		}
 	}
-	return nil, tiles{}, fmt.Errorf("attention: no forward kernel runs %s inputs with head dim %d on %s", dt, d, p.Name)
+	return nil, tiles{}, fmt.Errorf("attention: no %s kernel runs %s inputs on %s", op, dt, p.Name)
+}
+
+// arg is a tensor argument and the name errors call it by.
+type arg struct {
+	name string
+	t    *memory.Tensor
 }
 
 // checkForward validates the tensors and options of a forward call and derives its geometry.
@@ -198,23 +231,9 @@ func selectForward(p *devices.Profile, tier devices.Tier, dt memory.DType, d int
 // whose bounds fit the kernels' 32-bit arithmetic (never the caller's Window).
 func (e *Engine) checkForward(o, lse, q, k, v *memory.Tensor, opts *Options) (shape, error) {
 	var sh shape
-	type arg struct {
-		name string
-		t    *memory.Tensor
-	}
 	args := []arg{{"q", q}, {"k", k}, {"v", v}, {"o", o}}
-	for _, a := range args {
-		if a.t == nil {
-			return sh, fmt.Errorf("attention: %s is nil", a.name)
-		}
-		if err := e.owned(a.name, a.t); err != nil {
-			return sh, err
-		}
-	}
-	if lse != nil {
-		if err := e.owned("lse", lse); err != nil {
-			return sh, err
-		}
+	if err := e.checkArgs(args, lse); err != nil {
+		return sh, err
 	}
 	for _, a := range args[1:] {
 		if a.t.DType != q.DType {
@@ -222,23 +241,13 @@ func (e *Engine) checkForward(o, lse, q, k, v *memory.Tensor, opts *Options) (sh
 		}
 	}
 	varlen := opts.CuSeqlensQ != nil || opts.CuSeqlensK != nil
-	rank := 4
+	rank, layout := 4, "[batch, seq, heads, head_dim]"
 	if varlen {
-		rank = 3
+		rank, layout = 3, "[tokens, heads, head_dim] (varlen: CuSeqlensQ/CuSeqlensK are set)"
 	}
 	for _, a := range args {
-		if len(a.t.Shape) != rank {
-			layout := "[batch, seq, heads, head_dim]"
-			if varlen {
-				layout = "[tokens, heads, head_dim] (varlen: CuSeqlensQ/CuSeqlensK are set)"
-			}
-			return sh, fmt.Errorf("attention: %s has shape %v, want %s", a.name, a.t.Shape, layout)
-		}
-		if a.t.Strides[rank-1] != 1 {
-			return sh, fmt.Errorf("attention: %s: the head dim must be contiguous (stride %d)", a.name, a.t.Strides[rank-1])
-		}
-		if q.DType != memory.F32 && (a.t.Offset%2 != 0 || a.t.Strides[rank-2]%2 != 0 || a.t.Strides[rank-3]%2 != 0) {
-			return sh, fmt.Errorf("attention: %s: 16-bit tensors need even offsets and strides", a.name)
+		if err := checkLayout(a, layout, rank); err != nil {
+			return sh, err
 		}
 	}
 	sh.d, sh.hq, sh.hk = q.Shape[rank-1], q.Shape[rank-2], k.Shape[rank-2]
@@ -288,35 +297,14 @@ func (e *Engine) checkForward(o, lse, q, k, v *memory.Tensor, opts *Options) (sh
 		sh.batch, sh.maxLq = q.Shape[0], q.Shape[1]
 		sh.totalQ, sh.totalK = sh.batch*q.Shape[1], sh.batch*k.Shape[1]
 		sh.cuQ, sh.cuK = uniform(sh.batch, q.Shape[1]), uniform(sh.batch, k.Shape[1])
-		// The kernel addresses tokens as start+i with one token stride: the batch stride must be
-		// seq_len * token stride.
 		for _, a := range args {
-			if a.t.Shape[0] > 1 && a.t.Strides[0] != a.t.Shape[1]*a.t.Strides[1] {
-				return sh, fmt.Errorf("attention: %s: batch stride %d must equal seq_len*token stride %d", a.name, a.t.Strides[0], a.t.Shape[1]*a.t.Strides[1])
+			if err := checkBatchStride(a); err != nil {
+				return sh, err
 			}
 		}
 	}
-	if lse != nil {
-		want := q.Shape[:rank-1]
-		if lse.DType != memory.F32 || !slices.Equal(lse.Shape, want) || !lse.Contiguous() {
-			return sh, fmt.Errorf("attention: lse must be a contiguous f32 tensor of shape %v, got %s %v", want, lse.DType, lse.Shape)
-		}
-	}
-	// Outputs: o's elements must be distinct, and neither o nor lse may share memory with an
-	// input or with each other (the kernels read the inputs while they write).
-	if !distinct(o) {
-		return sh, fmt.Errorf("attention: o: shape %v strides %v address an element more than once", o.Shape, o.Strides)
-	}
-	outs := []arg{{"o", o}}
-	if lse != nil {
-		outs = append(outs, arg{"lse", lse})
-	}
-	for i, w := range outs {
-		for _, r := range append(args[:3:3], outs[:i]...) {
-			if overlap(w.t, r.t) {
-				return sh, fmt.Errorf("attention: %s overlaps %s in memory", w.name, r.name)
-			}
-		}
+	if err := checkOutputs(o, lse, args[:3]); err != nil {
+		return sh, err
 	}
 	if w := opts.Window; w != nil {
 		if w.Left < -1 || w.Right < -1 {
@@ -345,6 +333,81 @@ func (e *Engine) checkForward(o, lse, q, k, v *memory.Tensor, opts *Options) (sh
 		return sh, fmt.Errorf("attention: no sequences")
 	}
 	return sh, nil
+}
+
+// checkArgs checks that each of args is given and that each, and lse if given, is a live tensor
+// of e.
+func (e *Engine) checkArgs(args []arg, lse *memory.Tensor) error {
+	for _, a := range args {
+		if a.t == nil {
+			return fmt.Errorf("attention: %s is nil", a.name)
+		}
+		if err := e.owned(a.name, a.t); err != nil {
+			return err
+		}
+	}
+	if lse != nil {
+		if err := e.owned("lse", lse); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkLayout checks a tensor that the kernels address by (token, head, dim): its rank (layout
+// describes the shape wanted), a contiguous head dim, and for 16-bit types even offsets and
+// strides, as the kernels access them in 32-bit words.
+func checkLayout(a arg, layout string, rank int) error {
+	if len(a.t.Shape) != rank {
+		return fmt.Errorf("attention: %s has shape %v, want %s", a.name, a.t.Shape, layout)
+	}
+	if a.t.Strides[rank-1] != 1 {
+		return fmt.Errorf("attention: %s: the head dim must be contiguous (stride %d)", a.name, a.t.Strides[rank-1])
+	}
+	if a.t.DType != memory.F32 && (a.t.Offset%2 != 0 || a.t.Strides[rank-2]%2 != 0 || a.t.Strides[rank-3]%2 != 0) {
+		return fmt.Errorf("attention: %s: 16-bit tensors need even offsets and strides", a.name)
+	}
+	return nil
+}
+
+// checkBatchStride checks a dense [batch, seq, heads, head_dim] tensor: the kernels address
+// tokens as start+i with one token stride, so the batch stride must be seq_len * token stride.
+func checkBatchStride(a arg) error {
+	if a.t.Shape[0] > 1 && a.t.Strides[0] != a.t.Shape[1]*a.t.Strides[1] {
+		return fmt.Errorf("attention: %s: batch stride %d must equal seq_len*token stride %d", a.name, a.t.Strides[0], a.t.Shape[1]*a.t.Strides[1])
+	}
+	return nil
+}
+
+// checkOutputs checks the output o and the optional logsumexp lse (a contiguous f32 tensor of
+// o's shape without the head dim, from its buffer's start, as the kernels write lse[t*Hq + h]):
+// o's elements must be distinct, and neither o nor lse may share memory with an input or with
+// each other (the kernels read the inputs while they write).
+func checkOutputs(o, lse *memory.Tensor, inputs []arg) error {
+	if lse != nil {
+		want := o.Shape[:len(o.Shape)-1]
+		if lse.DType != memory.F32 || !slices.Equal(lse.Shape, want) || !lse.Contiguous() {
+			return fmt.Errorf("attention: lse must be a contiguous f32 tensor of shape %v, got %s %v", want, lse.DType, lse.Shape)
+		}
+		if lse.Offset != 0 {
+			return fmt.Errorf("attention: lse must start at its buffer's beginning")
+		}
+	}
+	if !distinct(o) {
+		return fmt.Errorf("attention: o: shape %v strides %v address an element more than once", o.Shape, o.Strides)
+	}
+	outs := []arg{{"o", o}}
+	if lse != nil {
+		outs = append(outs, arg{"lse", lse})
+	}
+	for i, w := range outs {
+		for _, r := range append(slices.Clip(inputs), outs[:i]...) {
+			if overlap(w.t, r.t) {
+				return fmt.Errorf("attention: %s overlaps %s in memory", w.name, r.name)
+			}
+		}
+	}
+	return nil
 }
 
 // extent is the range of bytes [lo, hi) of t's buffer that t's elements lie in.

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"slices"
 	"time"
 
 	"github.com/vkattn/vkattn/memory"
@@ -19,6 +20,7 @@ type call struct {
 	opts       Options
 	q, k, v, o *memory.Tensor
 	lse        *memory.Buffer // o's buffer, never written, when no logsumexp is asked for
+	flags      uint32         // the flags push constant
 	push       []byte
 }
 
@@ -34,12 +36,9 @@ func (e *Engine) newCall(o, lse, q, k, v *memory.Tensor, opts Options) (*call, e
 	c := &call{sh: sh, opts: opts, q: q, k: k, v: v, o: o, lse: o.Buffer()}
 	flags := uint32(0)
 	if lse != nil {
-		// The kernels write lse[t*Hq + h] from the buffer's start.
-		if lse.Offset != 0 {
-			return nil, fmt.Errorf("attention: lse must start at its buffer's beginning")
-		}
-		c.lse, flags = lse.Buffer(), 1
+		c.lse, flags = lse.Buffer(), flagWriteLSE // checkOutputs: it starts at its buffer's start
 	}
+	c.flags = flags
 	wl, wr := -1, -1
 	if opts.Window != nil {
 		wl, wr = opts.Window.Left, opts.Window.Right
@@ -59,15 +58,38 @@ func (e *Engine) newCall(o, lse, q, k, v *memory.Tensor, opts Options) (*call, e
 	kts, khs := rs(k)
 	vts, vhs := rs(v)
 	ots, ohs := rs(o)
-	vals := []uint32{uint32(sh.batch), uint32(sh.hq), uint32(sh.hk), flags,
+	c.push = pushWords(uint32(sh.batch), uint32(sh.hq), uint32(sh.hk), flags,
 		math.Float32bits(scale), math.Float32bits(opts.Softcap), uint32(int32(wl)), uint32(int32(wr)),
 		qts, qhs, kts, khs, vts, vhs, ots, ohs,
-		uint32(q.Offset), uint32(k.Offset), uint32(v.Offset), uint32(o.Offset)}
-	c.push = make([]byte, 4*len(vals))
-	for i, x := range vals {
-		binary.LittleEndian.PutUint32(c.push[4*i:], x)
-	}
+		uint32(q.Offset), uint32(k.Offset), uint32(v.Offset), uint32(o.Offset))
 	return c, nil
+}
+
+// Push-constant words of the attention kernels (shaders/glsl/params.glsl), by index, and flags.
+const (
+	pushNSeq, pushHq, pushHk, pushFlags = 0, 1, 2, 3
+	pushOTokenStride, pushOHeadStride   = 14, 15
+	pushQOff, pushKOff, pushOOff        = 16, 17, 19
+
+	flagWriteLSE = 1 // FLAG_WRITE_LSE
+)
+
+// pushWords encodes push constants.
+func pushWords(vals ...uint32) []byte {
+	b := make([]byte, 4*len(vals))
+	for i, x := range vals {
+		binary.LittleEndian.PutUint32(b[4*i:], x)
+	}
+	return b
+}
+
+// withPush returns a copy of push with the given words (index, value pairs) replaced.
+func withPush(push []byte, words ...uint32) []byte {
+	out := slices.Clone(push)
+	for i := 0; i+1 < len(words); i += 2 {
+		binary.LittleEndian.PutUint32(out[4*words[i]:], words[i+1])
+	}
+	return out
 }
 
 // seqWords are the kernels' sequence table (binding 5): CuSeqlensQ, CuSeqlensK, then extra.
@@ -124,20 +146,30 @@ type planner func(e *Engine, o, lse, q, k, v *memory.Tensor, opts Options) (*pla
 
 // run plans a call under the engine's lock and runs it once; it returns the kernel that ran.
 func (e *Engine) run(ctx context.Context, build planner, o, lse, q, k, v *memory.Tensor, opts Options) (string, error) {
+	return e.runBuilt(ctx, func() (*plan, error) { return build(e, o, lse, q, k, v, opts) })
+}
+
+// time plans a call under the engine's lock and times warmup+iters runs of it.
+func (e *Engine) time(ctx context.Context, build planner, o, lse, q, k, v *memory.Tensor, opts Options, warmup, iters int) ([]time.Duration, string, error) {
+	return e.timeBuilt(ctx, func() (*plan, error) { return build(e, o, lse, q, k, v, opts) }, warmup, iters)
+}
+
+// runBuilt is run for any call: build validates and plans it (under the engine's lock).
+func (e *Engine) runBuilt(ctx context.Context, build func() (*plan, error)) (string, error) {
 	if e == nil {
 		return "", ErrClosed
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	p, err := build(e, o, lse, q, k, v, opts)
+	p, err := build()
 	if err != nil {
 		return "", err
 	}
 	return e.runPlan(ctx, p)
 }
 
-// time plans a call under the engine's lock and times warmup+iters runs of it.
-func (e *Engine) time(ctx context.Context, build planner, o, lse, q, k, v *memory.Tensor, opts Options, warmup, iters int) ([]time.Duration, string, error) {
+// timeBuilt is time for any call: build validates and plans it (under the engine's lock).
+func (e *Engine) timeBuilt(ctx context.Context, build func() (*plan, error), warmup, iters int) ([]time.Duration, string, error) {
 	if err := checkTiming(warmup, iters); err != nil {
 		return nil, "", err
 	}
@@ -146,7 +178,7 @@ func (e *Engine) time(ctx context.Context, build planner, o, lse, q, k, v *memor
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	p, err := build(e, o, lse, q, k, v, opts)
+	p, err := build()
 	if err != nil {
 		return nil, "", err
 	}
