@@ -24,6 +24,8 @@ const (
 	OpNaiveScores  Op = "naive-scores"  // naive baseline: S = mask(scale Q K^T)
 	OpNaiveSoftmax Op = "naive-softmax" // naive baseline: P = softmax(S) in place, logsumexp
 	OpNaivePV      Op = "naive-pv"      // naive baseline: O = P V
+	OpDecode       Op = "decode"        // split-KV decode: partial outputs and logsumexps per key chunk
+	OpMerge        Op = "merge"         // merge of partial outputs over disjoint key sets
 )
 
 // Variant is one compiled kernel.
@@ -117,6 +119,13 @@ var Variants = []Variant{
 		Source: "naive.comp", Defines: []string{"NAIVE_SOFTMAX"}, Requires: scalarNeeds},
 	{Name: "naive_pv", Op: OpNaivePV, Tier: devices.TierScalar, Bindings: 7, PushSize: 4 * PushWords,
 		Source: "naive.comp", Defines: []string{"NAIVE_PV"}, Requires: scalarNeeds},
+	// decode.comp needs what flash_fwd.comp does at the same tier; merge.comp plain compute.
+	{Name: "decode_scalar", Op: OpDecode, Tier: devices.TierScalar, Bindings: 8, PushSize: 4 * PushWords,
+		Source: "decode.comp", Defines: []string{"TIER_SCALAR"}, Requires: scalarNeeds},
+	{Name: "decode_subgroup", Op: OpDecode, Tier: devices.TierSubgroup, Bindings: 8, PushSize: 4 * PushWords,
+		Source: "decode.comp", Defines: []string{"TIER_SUBGROUP"}, Requires: subgroupNeeds},
+	{Name: "merge", Op: OpMerge, Tier: devices.TierScalar, Bindings: 8, PushSize: 4 * PushWords,
+		Source: "merge.comp", Requires: scalarNeeds},
 }
 
 // SPIRV returns the variant's embedded SPIR-V.

@@ -1,0 +1,30 @@
+package shaders
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/require"
+	"github.com/vkattn/vkattn/devices"
+)
+
+// The decode kernels require what the forward kernel requires at the same tier (decode.comp
+// uses the same subgroup operations as flash_fwd_subgroup.glsl), the merge plain compute; all
+// three bind the attention kernels' six buffers and the two of the partials.
+func TestDecodeAndMergeVariants(t *testing.T) {
+	for _, tier := range []devices.Tier{devices.TierScalar, devices.TierSubgroup} {
+		dec, err := ForTier(OpDecode, tier)
+		require.NoError(t, err)
+		fwd, err := ForTier(OpForward, tier)
+		require.NoError(t, err)
+		require.ElementsMatch(t, fwd.Requires, dec.Requires, dec.Name)
+		require.Equal(t, 8, dec.Bindings, dec.Name)
+		require.Nil(t, dec.Inputs, "%s takes every input type", dec.Name)
+	}
+	m, err := Lookup("merge")
+	require.NoError(t, err)
+	require.Equal(t, OpMerge, m.Op)
+	require.Equal(t, []devices.Feature{devices.FeatureCompute}, m.Requires)
+	require.Equal(t, 8, m.Bindings)
+	_, err = ForTier(OpDecode, devices.TierCoopMat)
+	require.Error(t, err)
+}
