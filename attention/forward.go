@@ -212,13 +212,19 @@ func selectKernel(p *devices.Profile, op shaders.Op, tier devices.Tier, dt memor
 		}
 		return try(tier)
 	}
-	for i := len(devices.Tiers) - 1; i >= 0; i-- {
-		if v, tl, err := try(devices.Tiers[i]); err == nil {
+	for _, t := range autoTiers {
+		if v, tl, err := try(t); err == nil {
 			return v, tl, nil
 		}
 	}
 	return nil, tiles{}, fmt.Errorf("attention: no %s kernel runs %s inputs on %s", op, dt, p.Name)
 }
+
+// autoTiers is the order the automatic choice tries tiers in, fastest first as measured
+// (docs/PERF.md). The coopmat tier comes before coopmat2: on the H100, the one device measured
+// with both, the coopmat2 kernel runs at about half the coopmat kernel's speed (fp16, d=128: 19
+// against 42 TFLOP/s); it stays available to force (Options.Tier, $VKATTN_TIER).
+var autoTiers = []devices.Tier{devices.TierCoopMat, devices.TierCoopMat2, devices.TierSubgroup, devices.TierScalar}
 
 // arg is a tensor argument and the name errors call it by.
 type arg struct {

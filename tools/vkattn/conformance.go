@@ -52,6 +52,7 @@ func cmdConformance(ctx context.Context, args []string, stdout, stderr io.Writer
 		if m.Severity >= vk.SeverityError {
 			fmt.Fprintf(stderr, "vulkan %s\n", m)
 		} else {
+			fmt.Fprintf(stderr, "vulkan warning: %s\n", m)
 			warnings.Add(1)
 		}
 	})

@@ -156,12 +156,12 @@ func TestDevicesForwardTiersSimulated(t *testing.T) {
 	if !slices.Equal(arc.Tiers, []string{"scalar", "subgroup"}) || arc.Tier != "subgroup" || arc.Inputs["coopmat"] != nil {
 		t.Errorf("intel-arc forward: %+v", arc)
 	}
-	if !slices.Equal(h100.Tiers, []string{"scalar", "subgroup", "coopmat", "coopmat2"}) || h100.Tier != "coopmat2" ||
+	if !slices.Equal(h100.Tiers, []string{"scalar", "subgroup", "coopmat", "coopmat2"}) || h100.Tier != "coopmat" ||
 		!slices.Equal(h100.Inputs["coopmat"], []string{"f16"}) || !slices.Equal(h100.Inputs["coopmat2"], []string{"f16"}) || !slices.Equal(h100.Inputs["subgroup"], []string{"f32", "f16", "bf16"}) {
 		t.Errorf("H100 forward: %+v", h100)
 	}
 	wantAuto := []autoInfo{{DType: "f32", Tier: "subgroup", Kernel: "flash_fwd_subgroup"},
-		{DType: "f16", Tier: "coopmat2", Kernel: "flash_fwd_coopmat2"}, {DType: "bf16", Tier: "subgroup", Kernel: "flash_fwd_subgroup"}}
+		{DType: "f16", Tier: "coopmat", Kernel: "flash_fwd_coopmat"}, {DType: "bf16", Tier: "subgroup", Kernel: "flash_fwd_subgroup"}}
 	if !slices.EqualFunc(h100.Auto, wantAuto, func(a, b autoInfo) bool {
 		return a.DType == b.DType && a.Tier == b.Tier && a.Kernel == b.Kernel && a.HeadDims == nil && a.Error == ""
 	}) {
@@ -185,7 +185,7 @@ func TestDevicesForwardTiersSimulated(t *testing.T) {
 	if strings.Contains(lines[0], "coopmat") {
 		t.Errorf("intel-arc forward line names coopmat: %q", lines[0])
 	}
-	for _, want := range []string{"coopmat2 (flash_fwd_coopmat2) for f16; subgroup (flash_fwd_subgroup) for f32, bf16",
+	for _, want := range []string{"coopmat (flash_fwd_coopmat) for f16; subgroup (flash_fwd_subgroup) for f32, bf16",
 		"can be forced to: scalar (f32, f16, bf16), subgroup (f32, f16, bf16), coopmat (f16), coopmat2 (f16)"} {
 		if !strings.Contains(lines[1], want) {
 			t.Errorf("H100 forward line lacks %q: %q", want, lines[1])
