@@ -1,0 +1,305 @@
+package attention
+
+import (
+	"context"
+	"fmt"
+	"math/bits"
+	"runtime"
+	"time"
+
+	"github.com/vkattn/vkattn/devices"
+	"github.com/vkattn/vkattn/memory"
+	"github.com/vkattn/vkattn/shaders"
+	"github.com/vkattn/vkattn/vk"
+)
+
+// MaxDecodeQueries is the most new query tokens per sequence that Decode takes (speculative
+// verification checks a few drafted tokens at once); Forward takes any number.
+const MaxDecodeQueries = 16
+
+// DecodeOptions are Decode's options: Forward's, and how each sequence's keys are split.
+type DecodeOptions struct {
+	Options
+	// Splits, if positive, is the number of chunks each sequence's keys are split into (chunks
+	// of ceil(longest/Splits) keys, so a shorter sequence's last chunks may hold none); 0 chooses
+	// it from the device and the lengths (see Decode).
+	Splits int
+}
+
+// Decode computes attention for a few new query tokens per sequence (1 to MaxDecodeQueries)
+// against long keys, the inference step, allocating the output (and logsumexp) tensors. It
+// takes what Forward takes, the same way: q [B, Lq, Hq, D] and k, v [B, Lk, Hk, D], or packed
+// varlen batches through Options.CuSeqlensQ/K (where a sequence may have no new token), with
+// causal masks (bottom-right aligned: new token i of a sequence sees keys j <= i + Lk - Lq, so
+// the new tokens see each other causally when they are the keys' last Lq), windows, soft caps
+// and grouped heads; the same numerics; the same errors, and one more: a sequence of more than
+// MaxDecodeQueries new tokens.
+//
+// It is split-KV ("flash-decoding"): the keys of each sequence are split into chunks, one
+// workgroup per (chunk, KV head) computes a partial output and logsumexp for every query head
+// of that KV head and every new token, so each K/V byte is read once, into fp32 scratch memory;
+// a second dispatch merges the partials (the kernel Merge runs). With one chunk the first
+// dispatch writes the result and there is no second. Vulkan does not report a GPU's compute
+// units, so the automatic number of chunks aims at about DecodeTargetWorkgroups(device)
+// workgroups in all, chunks of at least 256 keys, at most 128 chunks, and partials that fit the
+// device's maxStorageBufferRange; DecodeOptions.Splits overrides it.
+func (e *Engine) Decode(ctx context.Context, q, k, v *memory.Tensor, opts DecodeOptions) (*Result, error) {
+	if err := e.usable(); err != nil {
+		return nil, err
+	}
+	if q == nil {
+		return nil, fmt.Errorf("attention: q is nil")
+	}
+	return e.newResult(q.DType, q.Shape, opts.LSE, func(o, lse *memory.Tensor) (string, error) {
+		return e.DecodeInto(ctx, o, lse, q, k, v, opts)
+	})
+}
+
+// DecodeInto is Decode into o (shaped and typed as q) and, if not nil, lse (fp32, q's shape
+// without the head dim). It returns the kernels that ran: the decode variant, with "+merge"
+// where the keys were split into more than one chunk.
+func (e *Engine) DecodeInto(ctx context.Context, o, lse, q, k, v *memory.Tensor, opts DecodeOptions) (string, error) {
+	return e.runBuilt(ctx, func() (*plan, error) { return e.planDecode(o, lse, q, k, v, opts) })
+}
+
+// TimeDecode runs the decode (both dispatches) warmup+iters times in one submission and returns
+// the device time of each timed run, and the kernels that ran.
+func (e *Engine) TimeDecode(ctx context.Context, o, lse, q, k, v *memory.Tensor, opts DecodeOptions, warmup, iters int) ([]time.Duration, string, error) {
+	return e.timeBuilt(ctx, func() (*plan, error) { return e.planDecode(o, lse, q, k, v, opts) }, warmup, iters)
+}
+
+// DecodeTiers lists, slowest first, the tiers at which Decode runs on the engine's device; each
+// can be forced with Options.Tier. See DecodeTiersOn.
+func (e *Engine) DecodeTiers() []devices.Tier { return DecodeTiersOn(&e.profile) }
+
+// DecodeTiersOn lists, slowest first, the tiers at which Decode runs on a device with profile p:
+// the device has every feature the tier's decode kernel requires and its tiles fit every head
+// dim of HeadDims. The decode kernels take every input type.
+func DecodeTiersOn(p *devices.Profile) []devices.Tier {
+	var out []devices.Tier
+	for _, t := range devices.Tiers {
+		runs := true
+		for _, d := range HeadDims {
+			if _, _, err := selectDecode(p, t, memory.F32, d, 1); err != nil {
+				runs = false
+				break
+			}
+		}
+		if runs {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// The decode kernel's flag: write partials (binding 6 and 7) instead of o and lse.
+const flagPartial = 2 // decode.comp's FLAG_PARTIAL
+
+// Bounds of the automatic number of chunks.
+const (
+	decodeMinChunk  = 256 // keys: a chunk's K/V then outweighs its partials many times over
+	decodeMaxSplits = 128
+)
+
+// DecodeTargetWorkgroups is the number of decode workgroups that the automatic split aims at on
+// a device: twice the CPU threads on a CPU device (lavapipe runs a thread per core), 256 on an
+// integrated GPU, 1024 on others (a few per compute unit of the largest GPUs; a smaller GPU
+// runs them in more waves at little cost).
+func DecodeTargetWorkgroups(p *devices.Profile) int {
+	switch p.Type {
+	case vk.DeviceCPU:
+		return 2 * runtime.NumCPU()
+	case vk.DeviceIntegrated:
+		return 256
+	}
+	return 1024
+}
+
+// decodeSplit chooses the chunks of a decode call: n chunks of chunk keys each. forced > 0 is
+// taken as given; otherwise n aims at target workgroups in all, given the others (workgroups
+// per chunk), within [1, decodeMaxSplits], chunks of at least decodeMinChunk keys rounded up to
+// tiles of bc keys, and at most maxN chunks (the partials' limit).
+func decodeSplit(forced, target, workgroups, maxLk, bc, maxN int) (n, chunk int) {
+	if forced > 0 {
+		return forced, ceilDiv(maxLk, forced)
+	}
+	n = ceilDiv(target, max(workgroups, 1))
+	n = max(1, min(n, maxLk/decodeMinChunk, decodeMaxSplits, maxN))
+	chunk = ceilDiv(ceilDiv(maxLk, n), bc) * bc
+	return ceilDiv(maxLk, chunk), chunk
+}
+
+func (e *Engine) planDecode(o, lse, q, k, v *memory.Tensor, opts DecodeOptions) (_ *plan, err error) {
+	c, err := e.newCall(o, lse, q, k, v, opts.Options)
+	if err != nil {
+		return nil, err
+	}
+	sh := c.sh
+	if sh.maxLq > MaxDecodeQueries {
+		return nil, fmt.Errorf("attention: q: Decode takes 1 to %d query tokens per sequence, got %d (Forward takes any number)", MaxDecodeQueries, sh.maxLq)
+	}
+	if opts.Splits < 0 {
+		return nil, fmt.Errorf("attention: DecodeOptions.Splits must be >= 0, got %d", opts.Splits)
+	}
+	tier, err := envTier(opts.Tier)
+	if err != nil {
+		return nil, err
+	}
+	rows := sh.maxLq * (sh.hq / sh.hk)
+	variant, t, err := selectDecode(&e.profile, tier, q.DType, sh.d, rows)
+	if err != nil {
+		return nil, err
+	}
+	maxLk := 0
+	for b := 0; b < sh.batch; b++ {
+		maxLk = max(maxLk, sh.cuK[b+1]-sh.cuK[b])
+	}
+	// Partials per chunk: an output row of d floats and a logsumexp per query token and head.
+	rowFloats := uint64(sh.totalQ) * uint64(sh.hq)
+	lim := uint64(e.profile.MaxStorageBufferRange)
+	maxN := int(min(lim/(4*rowFloats*uint64(sh.d)), 1<<20))
+	rowBlocks := ceilDiv(rows, int(t.BR))
+	n, chunk := decodeSplit(opts.Splits, DecodeTargetWorkgroups(&e.profile), sh.hk*rowBlocks*sh.batch, maxLk, int(t.BC), maxN)
+	if n > 1 && n > maxN {
+		return nil, fmt.Errorf("attention: DecodeOptions.Splits %d: the partial outputs, %d x %d x %d fp32, exceed the device's maxStorageBufferRange of %d bytes",
+			n, n, rowFloats, sh.d, lim)
+	}
+	grid := [3]uint32{uint32(n), uint32(sh.hk * rowBlocks), uint32(sh.batch)}
+	if err := e.checkGrid(grid, [3]string{"key chunks (DecodeOptions.Splits)", "kv heads x row blocks", "sequences"}); err != nil {
+		return nil, err
+	}
+	sg := uint32(0)
+	if t.PinSubgroup {
+		sg = t.SG
+	}
+	pipe, err := e.variantPipeline(variant, []uint32{dtypeCode(q.DType), uint32(sh.d), t.BR, t.BC, t.WG, t.SG}, sg)
+	if err != nil {
+		return nil, err
+	}
+	p := &plan{kernel: variant.Name}
+	defer func() {
+		if err != nil {
+			p.close()
+		}
+	}()
+	// With one chunk the results go straight to o and lse; bindings 6 and 7 take o's buffer,
+	// never written.
+	partO, partLSE := o.Buffer(), o.Buffer()
+	push := c.push
+	if n > 1 {
+		if partO, err = e.scratch(p, 4*uint64(n)*rowFloats*uint64(sh.d), "partial outputs"); err != nil {
+			return nil, err
+		}
+		if partLSE, err = e.scratch(p, 4*uint64(n)*rowFloats, "partial logsumexps"); err != nil {
+			return nil, err
+		}
+		push = withPush(push, pushFlags, c.flags|flagPartial)
+	}
+	seq, err := e.seqLens(c.seqWords(uint32(chunk)))
+	if err != nil {
+		return nil, err
+	}
+	parts := []vk.BufferRange{{Buffer: partO.Buffer}, {Buffer: partLSE.Buffer}}
+	set, err := c.bind(pipe, seq, parts...)
+	if err != nil {
+		return nil, err
+	}
+	p.steps = append(p.steps, step{set: set, push: push, grid: grid})
+	if n == 1 {
+		return p, nil
+	}
+	ms, err := e.mergeStep(c.push, o.DType, sh.d, n, sh.totalQ, sh.hq, 0, 0,
+		[]vk.BufferRange{{Buffer: c.q.Buffer().Buffer}, {Buffer: c.k.Buffer().Buffer}, {Buffer: c.v.Buffer().Buffer},
+			{Buffer: o.Buffer().Buffer}, {Buffer: c.lse.Buffer}, {Buffer: seq.Buffer}, parts[0], parts[1]})
+	if err != nil {
+		return nil, err
+	}
+	p.steps = append(p.steps, ms)
+	p.kernel += "+" + mergeKernel
+	return p, nil
+}
+
+// scratch allocates a device-local scratch buffer of the plan (what names it in errors).
+func (e *Engine) scratch(p *plan, size uint64, what string) (*memory.Buffer, error) {
+	b, err := e.alloc.NewBuffer(max(size, 4), memory.DeviceLocal)
+	if err != nil {
+		return nil, fmt.Errorf("attention: %s (fp32, %d bytes): %w", what, size, err)
+	}
+	p.scratch = append(p.scratch, b)
+	return b, nil
+}
+
+// selectDecode picks the decode kernel and its tiles for inputs of type dt, head dim d and rows
+// per (sequence, kv head) at a forced tier, or the fastest that runs them.
+func selectDecode(p *devices.Profile, tier devices.Tier, dt memory.DType, d, rows int) (*shaders.Variant, tiles, error) {
+	return selectKernel(p, shaders.OpDecode, tier, dt, func(t devices.Tier) (tiles, error) { return decodeTiles(t, p, d, rows) })
+}
+
+// decodeMaxRows is the most rows one subgroup of the decode kernel keeps in registers.
+const decodeMaxRows = 8
+
+// decodeShared is the shared memory decode.comp declares for these tiles.
+func decodeShared(tier devices.Tier, t tiles, d uint32) uint32 {
+	floats := t.BC*(d+1) + t.BC*d // K (padded rows) and V tiles
+	if tier == devices.TierSubgroup {
+		floats += t.BR*d + t.BR*t.BC // Q and P tiles
+	}
+	return 4 * floats
+}
+
+// decodeTiles sizes the decode kernel for head dim d and rows per (sequence, kv head) — new
+// tokens times query heads per kv head: as many of them in one workgroup as the tier, the
+// workgroup limits and shared memory allow (powers of two, so that few pipelines are built),
+// so that each K/V tile serves them all.
+func decodeTiles(tier devices.Tier, p *devices.Profile, d, rows int) (tiles, error) {
+	dd := uint32(d)
+	maxShared, maxWG := p.MaxSharedMemory, min(p.MaxWorkgroupInvocations, p.MaxWorkgroupSize[0])
+	want := pow2Ceil(uint32(max(rows, 1)))
+	switch tier {
+	case devices.TierScalar:
+		br := min(want, 64, pow2Floor(maxWG))
+		t := tiles{BR: br, WG: br, BC: 32, SG: 1}
+		for t.BC > 1 && decodeShared(tier, t, dd) > maxShared {
+			t.BC /= 2
+		}
+		if decodeShared(tier, t, dd) <= maxShared {
+			return t, nil
+		}
+	case devices.TierSubgroup:
+		sg := p.SubgroupSize
+		if sg == 0 || maxWG < sg {
+			break
+		}
+		nsg := max(1, min(128/sg, maxWG/sg, want))
+		per := max(1, min(want/nsg, decodeMaxRows))
+		t := tiles{SG: sg, WG: nsg * sg, BC: max(sg, 32) / sg * sg, BR: nsg * per, PinSubgroup: p.MinSubgroupSize != p.MaxSubgroupSize}
+		// Shrink keys per tile down to one subgroup's width, then rows per subgroup, then
+		// subgroups, then keys below the width.
+		for decodeShared(tier, t, dd) > maxShared {
+			switch {
+			case t.BC > sg:
+				t.BC -= sg
+			case per > 1:
+				per /= 2
+				t.BR = nsg * per
+			case nsg > 1:
+				nsg /= 2
+				t.WG, t.BR = nsg*sg, nsg*per
+			case t.BC > 1:
+				t.BC /= 2
+			default:
+				return tiles{}, fmt.Errorf("attention: head dim %d does not fit %d bytes of shared memory at tier %s", d, maxShared, tier)
+			}
+		}
+		return t, nil
+	}
+	return tiles{}, fmt.Errorf("attention: head dim %d does not fit %d bytes of shared memory at tier %s", d, maxShared, tier)
+}
+
+func ceilDiv(a, b int) int { return (a + b - 1) / b }
+
+// pow2Ceil is the least power of two >= x (x >= 1).
+func pow2Ceil(x uint32) uint32 { return 1 << bits.Len32(x-1) }
+
+// pow2Floor is the greatest power of two <= x (x >= 1).
+func pow2Floor(x uint32) uint32 { return 1 << (bits.Len32(x) - 1) }

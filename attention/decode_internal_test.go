@@ -1,0 +1,98 @@
+package attention
+
+import (
+	"runtime"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+	"github.com/vkattn/vkattn/devices"
+	"github.com/vkattn/vkattn/vk"
+)
+
+// A forced split count is taken as given; the automatic one aims at the target workgroups
+// within its bounds, and its chunks are whole tiles that cover the longest sequence with none
+// empty.
+func TestDecodeSplit(t *testing.T) {
+	n, chunk := decodeSplit(7, 1024, 64, 100, 32, 1000)
+	require.Equal(t, [2]int{7, 15}, [2]int{n, chunk})
+	n, chunk = decodeSplit(300, 1024, 64, 100, 32, 1000) // more chunks than keys: chunks of one key
+	require.Equal(t, [2]int{300, 1}, [2]int{n, chunk})
+
+	// The H100 decode shape (B=8, Hk=8, one row block): 16 chunks at 128k keys and at 4k keys.
+	n, chunk = decodeSplit(0, 1024, 64, 128<<10, 32, 1<<20)
+	require.Equal(t, [2]int{16, 8 << 10}, [2]int{n, chunk})
+	n, chunk = decodeSplit(0, 1024, 64, 4<<10, 32, 1<<20)
+	require.Equal(t, [2]int{16, 256}, [2]int{n, chunk})
+
+	for _, target := range []int{1, 4, 256, 1024} {
+		for _, wg := range []int{1, 3, 64, 2048} {
+			for _, maxLk := range []int{1, 31, 255, 256, 257, 1000, 4096, 1 << 17} {
+				for _, maxN := range []int{1, 5, 1 << 20} {
+					n, chunk := decodeSplit(0, target, wg, maxLk, 32, maxN)
+					what := []int{target, wg, maxLk, maxN, n, chunk}
+					require.GreaterOrEqual(t, n, 1, what)
+					require.LessOrEqual(t, n, min(decodeMaxSplits, maxN, max(1, (target+wg-1)/wg)), what)
+					require.Zero(t, chunk%32, what)
+					require.GreaterOrEqual(t, n*chunk, maxLk, what)
+					require.Less(t, (n-1)*chunk, maxLk, "the longest sequence has no empty chunk: %v", what)
+					if n > 1 {
+						require.GreaterOrEqual(t, chunk, decodeMinChunk, what)
+					}
+				}
+			}
+		}
+	}
+}
+
+func TestDecodeTargetWorkgroups(t *testing.T) {
+	p := devices.Profile{}
+	p.Type = vk.DeviceCPU
+	require.Equal(t, 2*runtime.NumCPU(), DecodeTargetWorkgroups(&p))
+	p.Type = vk.DeviceIntegrated
+	require.Equal(t, 256, DecodeTargetWorkgroups(&p))
+	p.Type = vk.DeviceDiscrete
+	require.Equal(t, 1024, DecodeTargetWorkgroups(&p))
+}
+
+// Decode tiles fit each simulated device's shared memory and workgroup limits at every subgroup
+// width it may run, for every head dim and any rows; rows that fit are all in one workgroup.
+func TestDecodeTilesFitSimulatedDevices(t *testing.T) {
+	for _, name := range devices.SimulatedNames() {
+		p, err := devices.Simulated(name)
+		require.NoError(t, err)
+		for _, sg := range []uint32{4, 8, 16, 32, 64} {
+			if sg < p.MinSubgroupSize || sg > p.MaxSubgroupSize {
+				continue
+			}
+			p.SubgroupSize = sg
+			for _, tier := range []devices.Tier{devices.TierScalar, devices.TierSubgroup} {
+				if !p.Supports(tier) {
+					continue
+				}
+				for _, d := range HeadDims {
+					for _, rows := range []int{1, 3, 4, 8, 20, 32, 64, 128, 512} {
+						tl, err := decodeTiles(tier, &p, d, rows)
+						what := []any{name, sg, tier, d, rows, tl}
+						require.NoError(t, err, what...)
+						require.LessOrEqual(t, decodeShared(tier, tl, uint32(d)), p.MaxSharedMemory, what...)
+						require.LessOrEqual(t, tl.WG, min(p.MaxWorkgroupInvocations, p.MaxWorkgroupSize[0]), what...)
+						require.Positive(t, tl.BC, what...)
+						require.LessOrEqual(t, tl.BR, pow2Ceil(uint32(rows)), "no workgroup larger than the rows need: %v", what)
+						if tier == devices.TierScalar {
+							require.Equal(t, tl.BR, tl.WG, what...)
+							continue
+						}
+						require.Zero(t, tl.WG%tl.SG, what...)
+						require.Zero(t, tl.BR%(tl.WG/tl.SG), "whole rows per subgroup: %v", what)
+					}
+				}
+			}
+			// The H100 decode shape (GQA 4, one new token): one workgroup per (chunk, kv head).
+			if name == "nvidia-h100" && sg == 32 {
+				tl, err := decodeTiles(devices.TierSubgroup, &p, 128, 4)
+				require.NoError(t, err)
+				require.GreaterOrEqual(t, tl.BR, uint32(4))
+			}
+		}
+	}
+}
