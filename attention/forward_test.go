@@ -8,15 +8,15 @@ import (
 	"github.com/vkattn/vkattn/attention/conformance"
 )
 
-// TestForwardConformance runs the conformance suite's cases: the matrix at every tier the device
-// runs, each tier forced, and through the naive baseline. A failure prints the seed; VKATTN_SEED
-// replays it.
+// TestForwardConformance runs the conformance suite's forward cases: the matrix at every tier the
+// device runs, each tier forced, and through the naive baseline (TestDecodeConformance runs the
+// decode cases). A failure prints the seed; VKATTN_SEED replays it.
 func TestForwardConformance(t *testing.T) {
 	e := engine(t)
 	if len(e.ForwardTiers()) == 0 {
 		t.Fatalf("%s runs no forward tier", e.Profile().Name)
 	}
-	tiers, cases := conformance.Selection{}.Cases(e)
+	tiers, cases := conformance.Selection{NoDecode: true}.Cases(e)
 	for _, tier := range tiers {
 		t.Run(tier, func(t *testing.T) {
 			for _, c := range cases {

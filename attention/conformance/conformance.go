@@ -58,15 +58,24 @@ type Case struct {
 	Tier    devices.Tier // the forward tier forced; TierScalar, where the naive kernels run, for Naive
 	NoLSE   bool
 	Naive   bool // run through Engine.NaiveForwardInto, the unfused baseline, instead of ForwardInto
+	Decode  bool // run through Engine.DecodeInto, the split-KV decode, at Tier
+	Splits  int  // DecodeOptions.Splits of a Decode case; 0 is automatic
 }
 
-// TierName is the tier the case's outcome is reported under: its Tier, or NaiveTier.
+// TierName is the tier the case's outcome is reported under: its Tier, NaiveTier, or
+// DecodeTierName(Tier).
 func (c Case) TierName() string {
-	if c.Naive {
+	switch {
+	case c.Naive:
 		return NaiveTier
+	case c.Decode:
+		return DecodeTierName(c.Tier)
 	}
 	return c.Tier.String()
 }
+
+// DecodeTierName is the tier name that decode cases at tier t are reported under.
+func DecodeTierName(t devices.Tier) string { return "decode-" + t.String() }
 
 func (c Case) String() string {
 	s := fmt.Sprintf("%s/d%d/h%d:%d/q%v/k%v", c.DType, c.D, c.Hq, c.Hk, c.Lq, c.Lk)
@@ -92,6 +101,12 @@ func (c Case) String() string {
 	}
 	if c.Naive {
 		s += "/naive"
+	}
+	if c.Decode {
+		s += "/decode"
+		if c.Splits != 0 {
+			s += fmt.Sprintf("/splits%d", c.Splits)
+		}
 	}
 	return s
 }
@@ -218,6 +233,68 @@ func NaiveCases() []Case {
 	return cs
 }
 
+// DecodeCases is the decode conformance matrix at one tier (Engine.DecodeInto; the oracle is
+// the forward's): every dtype with GQA ratios 1, 4 and 8 and 1, 5 and 16 new tokens, causal and
+// not; every head dim; odd key lengths from 1; varlen batches with an empty sequence and one
+// without keys; masks, soft cap and scale; no logsumexp; and chunks (DecodeOptions.Splits) of
+// every kind: automatic, one, several, more than the key tiles, more than the keys.
+func DecodeCases(tier devices.Tier) []Case {
+	var cs []Case
+	splits := []int{0, 1, 3, 40}
+	add := func(c Case) {
+		c.Tier, c.Decode = tier, true
+		cs = append(cs, c)
+	}
+	n := 0
+	for _, dt := range []memory.DType{memory.F32, memory.F16, memory.BF16} {
+		for _, h := range [][2]int{{4, 4}, {8, 2}, {8, 1}} {
+			for _, lq := range []int{1, 5, 16} {
+				n++
+				add(Case{DType: dt, D: 64, Hq: h[0], Hk: h[1], Lq: []int{lq}, Lk: []int{299}, Batch: 2,
+					Causal: lq > 1 && n%2 == 0, Splits: splits[n%len(splits)]})
+			}
+		}
+	}
+	for i, d := range attention.HeadDims {
+		add(Case{DType: memory.F16, D: d, Hq: 8, Hk: 2, Lq: []int{3}, Lk: []int{77}, Causal: true, Splits: []int{0, 2}[i%2]})
+	}
+	base := Case{DType: memory.F32, D: 128, Hq: 4, Hk: 1}
+	with := func(f func(*Case)) {
+		c := base
+		f(&c)
+		add(c)
+	}
+	// Odd key lengths, one key, and causal with more new tokens than keys (rows that see none).
+	for _, l := range [][2]int{{1, 1}, {2, 1}, {4, 3}, {7, 33}, {16, 129}} {
+		for _, sp := range []int{1, 5} {
+			with(func(c *Case) { c.Lq, c.Lk, c.Causal, c.Splits = []int{l[0]}, []int{l[1]}, true, sp })
+		}
+	}
+	// Varlen: an empty sequence, one without keys, and lengths far apart, so chunks of the
+	// longest leave the others' last chunks empty.
+	for _, sp := range []int{0, 1, 4, 64} {
+		for _, causal := range []bool{false, true} {
+			with(func(c *Case) {
+				c.Varlen, c.Causal, c.Splits, c.Hq, c.Hk = true, causal, sp, 8, 2
+				c.Lq, c.Lk = []int{3, 0, 2, 16, 1}, []int{40, 9, 0, 300, 5}
+			})
+		}
+	}
+	with(func(c *Case) {
+		c.Varlen, c.Lq, c.Lk, c.DType, c.Splits = true, []int{1, 1, 1}, []int{1000, 31, 257}, memory.BF16, 0
+	})
+	// A sliding window, a soft cap, an explicit scale, no logsumexp.
+	with(func(c *Case) {
+		c.Lq, c.Lk, c.Window, c.Splits = []int{4}, []int{200}, &attention.Window{Left: 50, Right: 0}, 6
+	})
+	with(func(c *Case) {
+		c.Lq, c.Lk, c.Softcap, c.Causal, c.DType, c.Splits = []int{2}, []int{90}, 3, true, memory.F16, 3
+	})
+	with(func(c *Case) { c.Lq, c.Lk, c.Scale, c.Splits = []int{1}, []int{64}, 0.3, 2 })
+	with(func(c *Case) { c.Lq, c.Lk, c.NoLSE, c.Batch, c.Splits = []int{3}, []int{50}, true, 3, 4 })
+	return cs
+}
+
 // Outcome is the result of one case.
 type Outcome struct {
 	Case       string        `json:"case"`
@@ -325,11 +402,15 @@ func run(ctx context.Context, e *attention.Engine, c Case, seed uint64, tamper f
 			return "", 0, err
 		}
 	}
-	forward := e.ForwardInto
-	if c.Naive {
-		forward = e.NaiveForwardInto
+	var kernel string
+	switch {
+	case c.Decode:
+		kernel, err = e.DecodeInto(ctx, o, lse, q, k, v, attention.DecodeOptions{Options: opts, Splits: c.Splits})
+	case c.Naive:
+		kernel, err = e.NaiveForwardInto(ctx, o, lse, q, k, v, opts)
+	default:
+		kernel, err = e.ForwardInto(ctx, o, lse, q, k, v, opts)
 	}
-	kernel, err := forward(ctx, o, lse, q, k, v, opts)
 	if err != nil {
 		return kernel, 0, err
 	}

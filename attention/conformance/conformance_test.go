@@ -93,7 +93,7 @@ func TestCasesCoverTheSpec(t *testing.T) {
 
 func TestCaseNames(t *testing.T) {
 	names := map[string]bool{}
-	for _, cs := range [][]Case{ForwardCases(devices.TierScalar), NaiveCases()} {
+	for _, cs := range [][]Case{ForwardCases(devices.TierScalar), NaiveCases(), DecodeCases(devices.TierScalar)} {
 		for _, c := range cs {
 			require.False(t, names[c.String()], "two cases named %s", c)
 			names[c.String()] = true
@@ -104,6 +104,59 @@ func TestCaseNames(t *testing.T) {
 		require.Equal(t, devices.TierScalar, c.Tier)
 		require.Equal(t, NaiveTier, c.TierName())
 		require.True(t, strings.HasSuffix(c.String(), "/naive"), c.String())
+	}
+	for _, c := range DecodeCases(devices.TierSubgroup) {
+		require.True(t, c.Decode)
+		require.Equal(t, devices.TierSubgroup, c.Tier)
+		require.Equal(t, "decode-subgroup", c.TierName())
+		require.Contains(t, c.String(), "/decode", c.String())
+	}
+}
+
+// The decode matrix covers what Decode takes: every dtype and head dim, GQA ratios 1, 4 and 8,
+// 1 and 16 new tokens, causal and not, varlen with an empty sequence and one without keys, and
+// split counts of one, several, more than the key tiles and more than the keys.
+func TestDecodeCasesCoverTheSpec(t *testing.T) {
+	seen := map[string]bool{}
+	for _, c := range DecodeCases(devices.TierScalar) {
+		require.True(t, c.Decode)
+		seen[c.DType.String()] = true
+		seen[fmt.Sprint("d", c.D)] = true
+		seen[fmt.Sprint("gqa", c.Hq/c.Hk)] = true
+		maxLq, maxLk := 0, 0
+		for i := range c.Lq {
+			maxLq, maxLk = max(maxLq, c.Lq[i]), max(maxLk, c.Lk[i])
+			require.LessOrEqual(t, c.Lq[i], attention.MaxDecodeQueries, c.String())
+			if c.Varlen && c.Lq[i] == 0 {
+				seen["empty sequence"] = true
+			}
+			if c.Varlen && c.Lk[i] == 0 && c.Lq[i] > 0 {
+				seen["sequence without keys"] = true
+			}
+		}
+		seen[fmt.Sprint("q", maxLq)] = true
+		seen[fmt.Sprint("causal ", c.Causal)] = true
+		switch {
+		case c.Splits == 1:
+			seen["one split"] = true
+		case c.Splits > maxLk:
+			seen["more splits than keys"] = true
+		case c.Splits > (maxLk+31)/32:
+			seen["more splits than key tiles"] = true
+		case c.Splits > 1:
+			seen["several splits"] = true
+		case c.Splits == 0:
+			seen["automatic splits"] = true
+		}
+	}
+	want := []string{"f32", "f16", "bf16", "gqa1", "gqa4", "gqa8", "q1", "q16", "causal true", "causal false",
+		"empty sequence", "sequence without keys", "one split", "several splits", "more splits than key tiles",
+		"more splits than keys", "automatic splits"}
+	for _, d := range attention.HeadDims {
+		want = append(want, fmt.Sprint("d", d))
+	}
+	for _, w := range want {
+		require.True(t, seen[w], w)
 	}
 }
 
@@ -162,15 +215,18 @@ func TestEngineLeakFailsTest(t *testing.T) {
 }
 
 // The suite must notice a kernel that computes the wrong thing: here the engine is asked for a
-// different mask, scale or soft cap than the oracle.
+// different mask, scale or soft cap than the oracle (forward, naive baseline and decode).
 func TestRunDetectsWrongResults(t *testing.T) {
 	e := testEngine(t)
 	ctx := context.Background()
-	for _, naive := range []bool{false, true} {
-		c := Case{DType: memory.F16, D: 32, Hq: 2, Hk: 1, Lq: []int{13}, Lk: []int{21}, Tier: devices.TierScalar, Naive: naive}
+	for _, kind := range []string{"forward", "naive", "decode"} {
+		naive := kind == "naive"
+		c := Case{DType: memory.F16, D: 32, Hq: 2, Hk: 1, Lq: []int{13}, Lk: []int{21}, Tier: devices.TierScalar, Naive: naive,
+			Decode: kind == "decode", Splits: 2}
 		kernel, _, err := run(ctx, e, c, rand.Uint64(), nil)
 		require.NoError(t, err)
 		require.Equal(t, naive, kernel == attention.NaiveKernel, kernel)
+		require.Equal(t, c.Decode, kernel == "decode_scalar+merge", kernel)
 		for name, tamper := range map[string]func(*attention.Options){
 			"causal":  func(o *attention.Options) { o.Causal = true },
 			"scale":   func(o *attention.Options) { o.Scale = 0.2 },
@@ -189,13 +245,13 @@ func TestSelection(t *testing.T) {
 	e := testEngine(t)
 	scalar := []devices.Tier{devices.TierScalar}
 	tiers, cases := Selection{Tiers: scalar}.Cases(e)
-	require.Equal(t, []string{"scalar", NaiveTier}, tiers)
-	require.Len(t, cases, len(ForwardCases(devices.TierScalar))+len(NaiveCases()))
-	tiers, cases = Selection{Tiers: scalar, NoNaive: true}.Cases(e)
+	require.Equal(t, []string{"scalar", NaiveTier, "decode-scalar"}, tiers)
+	require.Len(t, cases, len(ForwardCases(devices.TierScalar))+len(NaiveCases())+len(DecodeCases(devices.TierScalar)))
+	tiers, cases = Selection{Tiers: scalar, NoNaive: true, NoDecode: true}.Cases(e)
 	require.Equal(t, []string{"scalar"}, tiers)
 	require.Len(t, cases, len(ForwardCases(devices.TierScalar)))
 	tiers, cases = Selection{Tiers: scalar, Match: regexp.MustCompile(`^f16/d32/.*/causal/naive$`)}.Cases(e)
-	require.Equal(t, []string{"scalar", NaiveTier}, tiers)
+	require.Equal(t, []string{"scalar", NaiveTier, "decode-scalar"}, tiers)
 	require.NotEmpty(t, cases)
 	for _, c := range cases {
 		require.True(t, c.Naive, c.String())
@@ -204,7 +260,17 @@ func TestSelection(t *testing.T) {
 	for _, tier := range e.ForwardTiers() {
 		require.Contains(t, tiers, tier.String())
 	}
+	decode := e.DecodeTiers()
+	require.NotEmpty(t, decode)
+	require.Equal(t, NaiveTier, tiers[len(tiers)-len(decode)-1])
+	for i, tier := range decode {
+		require.Equal(t, DecodeTierName(tier), tiers[len(tiers)-len(decode)+i])
+	}
+	tiers, cases = Selection{NoDecode: true}.Cases(e)
 	require.Equal(t, NaiveTier, tiers[len(tiers)-1])
+	for _, c := range cases {
+		require.False(t, c.Decode, c.String())
+	}
 }
 
 func TestSuiteReport(t *testing.T) {

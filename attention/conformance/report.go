@@ -50,10 +50,13 @@ type Selection struct {
 	// NoNaive leaves out the naive baseline's cases (NaiveCases), which otherwise run, reported
 	// under the tier NaiveTier, whenever the scalar tier, where the naive kernels run, is selected.
 	NoNaive bool
+	// NoDecode leaves out the decode cases (DecodeCases), which otherwise run at each selected
+	// tier where the engine runs Decode, reported under DecodeTierName(tier).
+	NoDecode bool
 }
 
 // Cases returns the selected cases, grouped by tier in the order of sel.Tiers (empty: every tier
-// the engine runs), the naive baseline's last.
+// the engine runs), then the naive baseline's, then the decode cases by tier.
 func (sel Selection) Cases(e *attention.Engine) (tiers []string, cases []Case) {
 	ts := sel.Tiers
 	if len(ts) == 0 {
@@ -74,10 +77,19 @@ func (sel Selection) Cases(e *attention.Engine) (tiers []string, cases []Case) {
 		tiers = append(tiers, NaiveTier)
 		add(NaiveCases())
 	}
+	if !sel.NoDecode {
+		decode := e.DecodeTiers()
+		for _, t := range ts {
+			if slices.Contains(decode, t) {
+				tiers = append(tiers, DecodeTierName(t))
+				add(DecodeCases(t))
+			}
+		}
+	}
 	return tiers, cases
 }
 
-// Suite runs the selected forward cases with fresh seeds, calling progress after each. Validation
+// Suite runs the selected cases with fresh seeds, calling progress after each. Validation
 // errors the engine's instance collects during a case are charged to that case.
 func Suite(ctx context.Context, e *attention.Engine, sel Selection, progress func(done, total int, o Outcome)) (*Report, error) {
 	p := e.Profile()
