@@ -20,15 +20,19 @@ var (
 	sharedOnce sync.Once
 )
 
-// TestMain runs the tests and then closes the shared engine: validation errors reported as its
-// device is destroyed (objects left alive) fail the run. Where this machine has no Vulkan device
-// and none is required, the examples, which cannot skip, are left out.
+// TestMain opens the shared engine, runs the tests and then closes the engine: validation errors
+// reported as its device is destroyed (objects left alive) fail the run. Where this machine has
+// no Vulkan device and none is required, the examples, which cannot skip, are left out. The
+// engine is opened first and stays open, rather than probed with an instance of its own: an
+// instance destroyed before the next is created lets the loader unload the driver, and
+// lavapipe's LLVM then crashes now and then compiling pipelines in the reloaded driver.
 func TestMain(m *testing.M) {
 	flag.Parse()
-	if err := testenv.Probe(); err != nil && testenv.IsNoDevice(err) && !testenv.Required() {
+	openShared()
+	if sharedErr != nil && testenv.IsNoDevice(sharedErr) && !testenv.Required() {
 		if skip := flag.Lookup("test.skip"); skip != nil && skip.Value.String() == "" {
 			skip.Value.Set("^Example")
-			fmt.Fprintf(os.Stderr, "no Vulkan device, examples not run: %v\n", err)
+			fmt.Fprintf(os.Stderr, "no Vulkan device, examples not run: %v\n", sharedErr)
 		}
 	}
 	code := m.Run()
@@ -37,6 +41,13 @@ func TestMain(m *testing.M) {
 		code = max(code, 1)
 	}
 	os.Exit(code)
+}
+
+// openShared opens the engine the package's tests share, once; sharedErr says why not.
+func openShared() {
+	sharedOnce.Do(func() {
+		shared, sharedErr = attention.New(attention.Config{Validation: testenv.Validation(), PipelineCacheDir: "-"})
+	})
 }
 
 // closeShared closes the shared engine, if one was opened, and returns the validation errors
@@ -56,9 +67,7 @@ func closeShared() error {
 // was running when they were reported.
 func engine(t testing.TB) *attention.Engine {
 	t.Helper()
-	sharedOnce.Do(func() {
-		shared, sharedErr = attention.New(attention.Config{Validation: testenv.Validation(), PipelineCacheDir: "-"})
-	})
+	openShared()
 	if sharedErr != nil {
 		testenv.NoDevice(t, sharedErr)
 	}
