@@ -109,6 +109,7 @@ type Buffer struct {
 	handle vk.Buffer
 	size   uint64
 	req    vk.MemoryRequirements
+	sparse bool // made by NewSparseBuffer: memory comes from BindSparse, never Bind
 }
 
 // BufferUsage for storage buffers that are also copy sources and destinations.
@@ -146,6 +147,9 @@ func (b *Buffer) Requirements() (size, align uint64, typeBits uint32) {
 
 // Bind binds the buffer to memory at offset.
 func (b *Buffer) Bind(m *Memory, offset uint64) error {
+	if b.sparse {
+		return fmt.Errorf("vk: a sparse buffer is bound with BindSparse, not Bind")
+	}
 	return result("vkBindBufferMemory", vk.BindBufferMemory(b.dev.handle, b.handle, m.handle, vk.DeviceSize(offset)))
 }
 
