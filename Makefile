@@ -39,11 +39,11 @@ test: deps
 	VKATTN_REQUIRE_DEVICE=1 $(GO) test -count=1 -timeout 40m ./...
 	$(MAKE) --no-print-directory test-lavapipe-widths
 
-# The forward kernels again at each lavapipe subgroup width, so none assumes one width.
+# The forward and decode kernels again at each lavapipe subgroup width, so none assumes one width.
 test-lavapipe-widths:
 	@for w in $(LP_WIDTHS); do \
 		echo "== LP_NATIVE_VECTOR_WIDTH=$$w"; \
-		VKATTN_REQUIRE_DEVICE=1 LP_NATIVE_VECTOR_WIDTH=$$w $(GO) test -count=1 -timeout 40m -run 'Forward|Subgroup' ./attention/ || exit 1; \
+		VKATTN_REQUIRE_DEVICE=1 LP_NATIVE_VECTOR_WIDTH=$$w $(GO) test -count=1 -timeout 40m -run 'Forward|Subgroup|Decode' ./attention/ || exit 1; \
 	done
 
 bench: deps
