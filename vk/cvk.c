@@ -45,6 +45,20 @@ int32_t vkattn_coopmat_flexible_properties(vkattn_pfn f, vkattn_dispatchable phy
 	return ((int32_t(*)(vkattn_dispatchable, uint32_t *, void *))f)(phys, count, props);
 }
 
+vkattn_pfn vkattn_device_proc(vkattn_pfn getDeviceProcAddr, vkattn_dispatchable device, const char *name) {
+	return ((vkattn_pfn(*)(vkattn_dispatchable, const char *))getDeviceProcAddr)(device, name);
+}
+
+int32_t vkattn_pipeline_executables(vkattn_pfn f, vkattn_dispatchable device, const vkattn_pipeline_info *info,
+	uint32_t *count, vkattn_pipeline_executable_properties *props) {
+	return ((int32_t(*)(vkattn_dispatchable, const void *, uint32_t *, void *))f)(device, info, count, props);
+}
+
+int32_t vkattn_pipeline_statistics(vkattn_pfn f, vkattn_dispatchable device, const vkattn_pipeline_executable_info *info,
+	uint32_t *count, vkattn_pipeline_executable_statistic *stats) {
+	return ((int32_t(*)(vkattn_dispatchable, const void *, uint32_t *, void *))f)(device, info, count, stats);
+}
+
 // VkDebugUtilsMessengerCallbackDataEXT, up to the fields read here.
 typedef struct {
 	int32_t sType;

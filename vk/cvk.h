@@ -223,6 +223,53 @@ typedef struct {
 	uint32_t workgroupInvocations;
 } vkattn_cooperative_matrix_flexible_dimensions_properties_nv;
 
+// VkPhysicalDevicePipelineExecutablePropertiesFeaturesKHR (VK_KHR_pipeline_executable_properties).
+typedef struct {
+	vkattn_stype sType;
+	void *pNext;
+	vkattn_bool32 pipelineExecutableInfo;
+} vkattn_pipeline_executable_features;
+
+// VkPipelineInfoKHR.
+typedef struct {
+	vkattn_stype sType;
+	const void *pNext;
+	uint64_t pipeline; // VkPipeline
+} vkattn_pipeline_info;
+
+// VkPipelineExecutablePropertiesKHR.
+typedef struct {
+	vkattn_stype sType;
+	void *pNext;
+	uint32_t stages; // VkShaderStageFlags
+	char name[256];
+	char description[256];
+	uint32_t subgroupSize;
+} vkattn_pipeline_executable_properties;
+
+// VkPipelineExecutableInfoKHR.
+typedef struct {
+	vkattn_stype sType;
+	const void *pNext;
+	uint64_t pipeline; // VkPipeline
+	uint32_t executableIndex;
+} vkattn_pipeline_executable_info;
+
+// VkPipelineExecutableStatisticKHR; value is VkPipelineExecutableStatisticValueKHR.
+typedef struct {
+	vkattn_stype sType;
+	void *pNext;
+	char name[256];
+	char description[256];
+	int32_t format; // VkPipelineExecutableStatisticFormatKHR
+	union {
+		vkattn_bool32 b32;
+		int64_t i64;
+		uint64_t u64;
+		double f64;
+	} value;
+} vkattn_pipeline_executable_statistic;
+
 // VkPhysicalDeviceShaderBfloat16FeaturesKHR (VK_KHR_shader_bfloat16).
 typedef struct {
 	vkattn_stype sType;
@@ -380,6 +427,12 @@ int32_t vkattn_coopmat_properties(vkattn_pfn f, vkattn_dispatchable phys, uint32
 int32_t vkattn_coopmat_flexible_properties(vkattn_pfn f, vkattn_dispatchable phys, uint32_t *count,
 	vkattn_cooperative_matrix_flexible_dimensions_properties_nv *props);
 
+vkattn_pfn vkattn_device_proc(vkattn_pfn getDeviceProcAddr, vkattn_dispatchable device, const char *name);
+int32_t vkattn_pipeline_executables(vkattn_pfn f, vkattn_dispatchable device, const vkattn_pipeline_info *info,
+	uint32_t *count, vkattn_pipeline_executable_properties *props);
+int32_t vkattn_pipeline_statistics(vkattn_pfn f, vkattn_dispatchable device, const vkattn_pipeline_executable_info *info,
+	uint32_t *count, vkattn_pipeline_executable_statistic *stats);
+
 int32_t vkattn_create_messenger(vkattn_pfn create, vkattn_dispatchable instance, uintptr_t handle, uint64_t *messenger);
 void vkattn_destroy_messenger(vkattn_pfn destroy, vkattn_dispatchable instance, uint64_t messenger);
 
@@ -445,6 +498,18 @@ VKATTN_ASSERT_OFF(vkattn_cooperative_matrix_flexible_dimensions_properties_nv, M
 VKATTN_ASSERT_OFF(vkattn_cooperative_matrix_flexible_dimensions_properties_nv, AType, 28);
 VKATTN_ASSERT_OFF(vkattn_cooperative_matrix_flexible_dimensions_properties_nv, scope, 48);
 VKATTN_ASSERT_OFF(vkattn_cooperative_matrix_flexible_dimensions_properties_nv, workgroupInvocations, 52);
+VKATTN_ASSERT_SIZE(vkattn_pipeline_executable_features, 24);
+VKATTN_ASSERT_OFF(vkattn_pipeline_executable_features, pipelineExecutableInfo, 16);
+VKATTN_ASSERT_SIZE(vkattn_pipeline_info, 24);
+VKATTN_ASSERT_OFF(vkattn_pipeline_info, pipeline, 16);
+VKATTN_ASSERT_SIZE(vkattn_pipeline_executable_properties, 536);
+VKATTN_ASSERT_OFF(vkattn_pipeline_executable_properties, name, 20);
+VKATTN_ASSERT_OFF(vkattn_pipeline_executable_properties, subgroupSize, 532);
+VKATTN_ASSERT_SIZE(vkattn_pipeline_executable_info, 32);
+VKATTN_ASSERT_OFF(vkattn_pipeline_executable_info, executableIndex, 24);
+VKATTN_ASSERT_SIZE(vkattn_pipeline_executable_statistic, 544);
+VKATTN_ASSERT_OFF(vkattn_pipeline_executable_statistic, format, 528);
+VKATTN_ASSERT_OFF(vkattn_pipeline_executable_statistic, value, 536);
 VKATTN_ASSERT_SIZE(vkattn_shader_bfloat16_features_khr, 32);
 VKATTN_ASSERT_OFF(vkattn_shader_bfloat16_features_khr, shaderBFloat16Type, 16);
 VKATTN_ASSERT_OFF(vkattn_shader_bfloat16_features_khr, shaderBFloat16CooperativeMatrix, 24);

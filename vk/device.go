@@ -20,6 +20,9 @@ type DeviceOptions struct {
 	// than these extensions rejects their structures. (VK_KHR_shader_bfloat16 is queried, not yet
 	// enabled: no kernel uses it, and validation layers before 1.4.311 reject its structure.)
 	MatrixExtensions bool
+	// PipelineStatistics enables VK_KHR_pipeline_executable_properties where the device has it
+	// and compiles every pipeline with its statistics captured (Pipeline.Executables).
+	PipelineStatistics bool
 }
 
 // Device owns a logical device with one compute queue, a command pool, a descriptor pool and a
@@ -36,6 +39,7 @@ type Device struct {
 	descPool  *descriptorPool
 	cache     vk.PipelineCache
 	cacheFile string
+	stats     bool // pipelines capture statistics (DeviceOptions.PipelineStatistics, supported)
 
 	mu     sync.Mutex // guards queue submission and the pools
 	closed bool
@@ -61,6 +65,9 @@ func (in *Instance) OpenDevice(index int, opts DeviceOptions) (*Device, error) {
 	wanted := []string{ExtMemoryBudget}
 	if opts.MatrixExtensions {
 		wanted = append(wanted, ExtCooperativeMatrix, ExtCooperativeMatrix2)
+	}
+	if opts.PipelineStatistics {
+		wanted = append(wanted, ExtPipelineExecutableProperties)
 	}
 	var exts []string
 	enabled := map[string]bool{}
@@ -94,7 +101,8 @@ func (in *Instance) OpenDevice(index int, opts DeviceOptions) (*Device, error) {
 	if err := result("vkCreateDevice", r); err != nil {
 		return nil, err
 	}
-	d := &Device{inst: in, info: info, phys: hs[index], handle: h, family: uint32(info.ComputeFamily)}
+	d := &Device{inst: in, info: info, phys: hs[index], handle: h, family: uint32(info.ComputeFamily),
+		stats: enabled[ExtPipelineExecutableProperties] && info.Features.PipelineExecutableInfo}
 	var queue vk.Queue
 	vk.GetDeviceQueue(h, d.family, 0, &queue)
 	d.queue = queue

@@ -181,3 +181,37 @@ func TestLavapipeSubgroupWidth(t *testing.T) {
 		require.Contains(t, out, "--- PASS: "+t.Name(), "%s=%d, child output:\n%s", lpWidthEnv, width, out)
 	}
 }
+
+// TestPipelineStatistics: with DeviceOptions.PipelineStatistics, a device that offers
+// VK_KHR_pipeline_executable_properties reports each pipeline's executables with named
+// statistics; one that does not (lavapipe) says which extension is missing, and so does a device
+// opened without the option.
+func TestPipelineStatistics(t *testing.T) {
+	in := testenv.Instance(t)
+	spec := vk.PipelineSpec{Name: "empty", SPIRV: emptyCompute()}
+	for _, on := range []bool{false, true} {
+		d := openDeviceWith(t, in, vk.DeviceOptions{PipelineStatistics: on})
+		p, err := d.NewPipeline(spec)
+		require.NoError(t, err)
+		exes, err := p.Executables()
+		if on && d.Info().Features.PipelineExecutableInfo {
+			require.NoError(t, err)
+			require.NotEmpty(t, exes)
+			for _, x := range exes {
+				require.NotEmpty(t, x.Name)
+				for _, s := range x.Statistics {
+					require.NotEmpty(t, s.Name)
+				}
+				t.Logf("%s (%s): %+v", x.Name, x.Description, x.Statistics)
+			}
+		} else {
+			require.ErrorContains(t, err, vk.ExtPipelineExecutableProperties)
+			require.Nil(t, exes)
+		}
+		p.Close()
+		_, err = p.Executables()
+		require.ErrorIs(t, err, vk.ErrClosed)
+		d.Close()
+	}
+	testenv.CheckValidation(t, in)
+}

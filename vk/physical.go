@@ -34,6 +34,11 @@ const (
 	stCoopMatProps           = 1000506001
 	stCoopMat2Features       = 1000593000
 	stCoopMatFlexibleProps   = 1000593001
+	stPipelineExecFeatures   = 1000269000
+	stPipelineInfo           = 1000269001
+	stPipelineExecProps      = 1000269002
+	stPipelineExecInfo       = 1000269003
+	stPipelineExecStatistic  = 1000269004
 	stCoopMat2Props          = 1000593002
 	stBFloat16Features       = 1000141000
 	stRequiredSubgroupSizeCI = 1000225001
@@ -53,6 +58,8 @@ const (
 	ExtCooperativeMatrix2 = "VK_NV_cooperative_matrix2"
 	ExtShaderBFloat16     = "VK_KHR_shader_bfloat16"
 	ExtMemoryBudget       = "VK_EXT_memory_budget"
+	// ExtPipelineExecutableProperties reports per-pipeline statistics (registers, spills, ...).
+	ExtPipelineExecutableProperties = "VK_KHR_pipeline_executable_properties"
 )
 
 // DeviceType is VkPhysicalDeviceType.
@@ -149,6 +156,7 @@ type Features struct {
 	CooperativeMatrix                                                  bool
 	CooperativeMatrix2                                                 bool
 	BFloat16, BFloat16CooperativeMatrix                                bool
+	PipelineExecutableInfo                                             bool // statistics of compiled pipelines
 }
 
 // PhysicalInfo is everything vkattn reads about a physical device.
@@ -246,11 +254,11 @@ func deviceExtensions(h vk.PhysicalDevice) map[string]bool {
 // is the VkPhysicalDeviceFeatures2; the others are -1 when absent.
 type featureChain struct {
 	chain
-	f16i8, s16, s8, sgsize, intdot, timeline, maint4, memmodel, coopmat, coopmat2, bf16 int
+	f16i8, s16, s8, sgsize, intdot, timeline, maint4, memmodel, coopmat, coopmat2, bf16, pexec int
 }
 
 func newFeatureChain(api uint32, exts map[string]bool) *featureChain {
-	c := &featureChain{f16i8: -1, s16: -1, s8: -1, sgsize: -1, intdot: -1, timeline: -1, maint4: -1, memmodel: -1, coopmat: -1, coopmat2: -1, bf16: -1}
+	c := &featureChain{f16i8: -1, s16: -1, s8: -1, sgsize: -1, intdot: -1, timeline: -1, maint4: -1, memmodel: -1, coopmat: -1, coopmat2: -1, bf16: -1, pexec: -1}
 	c.add(stFeatures2, C.sizeof_vkattn_physical_device_features2)
 	v11, v12, v13 := api >= vk.MakeVersion(1, 1, 0), api >= vk.MakeVersion(1, 2, 0), api >= vk.MakeVersion(1, 3, 0)
 	if v11 {
@@ -275,6 +283,9 @@ func newFeatureChain(api uint32, exts map[string]bool) *featureChain {
 	}
 	if exts[ExtShaderBFloat16] {
 		c.bf16 = c.add(stBFloat16Features, C.sizeof_vkattn_shader_bfloat16_features_khr)
+	}
+	if exts[ExtPipelineExecutableProperties] {
+		c.pexec = c.add(stPipelineExecFeatures, C.sizeof_vkattn_pipeline_executable_features)
 	}
 	return c
 }
@@ -334,6 +345,9 @@ func (c *featureChain) features() Features {
 		f.CooperativeMatrix2 = cbool(s.cooperativeMatrixWorkgroupScope) && cbool(s.cooperativeMatrixFlexibleDimensions) &&
 			cbool(s.cooperativeMatrixReductions) && cbool(s.cooperativeMatrixConversions) &&
 			cbool(s.cooperativeMatrixPerElementOperations) && cbool(s.cooperativeMatrixTensorAddressing)
+	}
+	if s := opt[C.vkattn_pipeline_executable_features](c, c.pexec); s != nil {
+		f.PipelineExecutableInfo = cbool(s.pipelineExecutableInfo)
 	}
 	if s := opt[C.vkattn_shader_bfloat16_features_khr](c, c.bf16); s != nil {
 		f.BFloat16, f.BFloat16CooperativeMatrix = cbool(s.shaderBFloat16Type), cbool(s.shaderBFloat16CooperativeMatrix)

@@ -125,6 +125,9 @@ func (p *Pipeline) create(s PipelineSpec) error {
 		}
 	}
 	ci := []vk.ComputePipelineCreateInfo{{SType: vk.StructureTypeComputePipelineCreateInfo, Stage: stage, Layout: p.layout}}
+	if d.stats {
+		ci[0].Flags = pipelineCreateCaptureStatistics
+	}
 	pipes := make([]vk.Pipeline, 1)
 	r = vk.CreateComputePipelines(d.handle, d.cache, 1, ci, nil, pipes)
 	ci[0].Free()
@@ -133,6 +136,119 @@ func (p *Pipeline) create(s PipelineSpec) error {
 	}
 	p.handle = pipes[0]
 	return nil
+}
+
+// pipelineCreateCaptureStatistics is VK_PIPELINE_CREATE_CAPTURE_STATISTICS_BIT_KHR.
+const pipelineCreateCaptureStatistics = vk.PipelineCreateFlags(0x40)
+
+// Executable is one executable of a compiled pipeline with the statistics its driver reports
+// (VK_KHR_pipeline_executable_properties): register counts, spills, instruction counts and the
+// like, named by the driver.
+type Executable struct {
+	Name, Description string
+	SubgroupSize      uint32
+	Statistics        []Statistic
+}
+
+// Statistic is one named value; Value holds booleans as 0 or 1.
+type Statistic struct {
+	Name, Description string
+	Value             float64
+}
+
+// Executables returns the pipeline's executables and their statistics. The device must have
+// been opened with DeviceOptions.PipelineStatistics on a device that offers them.
+func (p *Pipeline) Executables() ([]Executable, error) {
+	if p == nil || p.dev == nil || p.dev.closed {
+		return nil, ErrClosed
+	}
+	d := p.dev
+	if !d.stats {
+		if !d.info.Extensions[ExtPipelineExecutableProperties] || !d.info.Features.PipelineExecutableInfo {
+			return nil, fmt.Errorf("vk: pipeline %s: %s does not report pipeline statistics (%s)", p.name, d.info.Name, ExtPipelineExecutableProperties)
+		}
+		return nil, fmt.Errorf("vk: pipeline %s: statistics (%s) need DeviceOptions.PipelineStatistics", p.name, ExtPipelineExecutableProperties)
+	}
+	gdpa := instanceProc(d.inst.handle, "vkGetDeviceProcAddr")
+	if gdpa == nil {
+		return nil, fmt.Errorf("vk: the loader has no vkGetDeviceProcAddr")
+	}
+	dev := C.vkattn_dispatchable(unsafe.Pointer(d.handle))
+	proc := func(name string) C.vkattn_pfn {
+		cs := C.CString(name)
+		defer C.free(unsafe.Pointer(cs))
+		return C.vkattn_device_proc(gdpa, dev, cs)
+	}
+	fProps, fStats := proc("vkGetPipelineExecutablePropertiesKHR"), proc("vkGetPipelineExecutableStatisticsKHR")
+	if fProps == nil || fStats == nil {
+		return nil, fmt.Errorf("vk: %s lacks the functions of %s", d.info.Name, ExtPipelineExecutableProperties)
+	}
+	handle := C.uint64_t(uintptr(unsafe.Pointer(p.handle)))
+	info := (*C.vkattn_pipeline_info)(C.calloc(1, C.sizeof_vkattn_pipeline_info))
+	defer C.free(unsafe.Pointer(info))
+	info.sType, info.pipeline = stPipelineInfo, handle
+	var n C.uint32_t
+	if err := result("vkGetPipelineExecutablePropertiesKHR", vk.Result(C.vkattn_pipeline_executables(fProps, dev, info, &n, nil))); err != nil || n == 0 {
+		return nil, err
+	}
+	props := unsafe.Slice((*C.vkattn_pipeline_executable_properties)(C.calloc(C.size_t(n), C.sizeof_vkattn_pipeline_executable_properties)), int(n))
+	defer C.free(unsafe.Pointer(&props[0]))
+	for i := range props {
+		props[i].sType = stPipelineExecProps
+	}
+	if err := result("vkGetPipelineExecutablePropertiesKHR", vk.Result(C.vkattn_pipeline_executables(fProps, dev, info, &n, &props[0]))); err != nil {
+		return nil, err
+	}
+	out := make([]Executable, int(n))
+	for i := range out {
+		out[i] = Executable{Name: cstring(props[i].name[:]), Description: cstring(props[i].description[:]),
+			SubgroupSize: uint32(props[i].subgroupSize)}
+		stats, err := executableStatistics(fStats, dev, handle, uint32(i))
+		if err != nil {
+			return nil, err
+		}
+		out[i].Statistics = stats
+	}
+	return out, nil
+}
+
+func executableStatistics(f C.vkattn_pfn, dev C.vkattn_dispatchable, pipeline C.uint64_t, index uint32) ([]Statistic, error) {
+	info := (*C.vkattn_pipeline_executable_info)(C.calloc(1, C.sizeof_vkattn_pipeline_executable_info))
+	defer C.free(unsafe.Pointer(info))
+	info.sType, info.pipeline, info.executableIndex = stPipelineExecInfo, pipeline, C.uint32_t(index)
+	var n C.uint32_t
+	if err := result("vkGetPipelineExecutableStatisticsKHR", vk.Result(C.vkattn_pipeline_statistics(f, dev, info, &n, nil))); err != nil || n == 0 {
+		return nil, err
+	}
+	stats := unsafe.Slice((*C.vkattn_pipeline_executable_statistic)(C.calloc(C.size_t(n), C.sizeof_vkattn_pipeline_executable_statistic)), int(n))
+	defer C.free(unsafe.Pointer(&stats[0]))
+	for i := range stats {
+		stats[i].sType = stPipelineExecStatistic
+	}
+	if err := result("vkGetPipelineExecutableStatisticsKHR", vk.Result(C.vkattn_pipeline_statistics(f, dev, info, &n, &stats[0]))); err != nil {
+		return nil, err
+	}
+	out := make([]Statistic, int(n))
+	for i := range out {
+		s := &stats[i]
+		out[i] = Statistic{Name: cstring(s.name[:]), Description: cstring(s.description[:]), Value: statisticValue(s)}
+	}
+	return out, nil
+}
+
+// statisticValue reads a VkPipelineExecutableStatisticValueKHR by its format.
+func statisticValue(s *C.vkattn_pipeline_executable_statistic) float64 {
+	raw := unsafe.Pointer(&s.value)
+	switch s.format {
+	case 0: // BOOL32
+		return float64(*(*uint32)(raw))
+	case 1: // INT64
+		return float64(*(*int64)(raw))
+	case 2: // UINT64
+		return float64(*(*uint64)(raw))
+	default: // FLOAT64
+		return *(*float64)(raw)
+	}
 }
 
 // Close destroys the pipeline and its layouts.
