@@ -7,8 +7,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -36,6 +38,9 @@ type Config struct {
 	// PipelineCacheDir keeps compiled pipelines between runs; empty means the user cache dir,
 	// "-" means no on-disk cache.
 	PipelineCacheDir string
+	// PipelineStatistics captures the driver's statistics of every kernel compiled (registers,
+	// spills, ...; VK_KHR_pipeline_executable_properties) for Engine.KernelStatistics.
+	PipelineStatistics bool
 }
 
 // Engine runs attention kernels on one device. Its methods are safe for concurrent use; work is
@@ -47,7 +52,7 @@ type Engine struct {
 	alloc   *memory.Allocator
 
 	mu     sync.Mutex
-	pipes  map[string]*vk.Pipeline
+	pipes  map[string]*compiled
 	seqBuf *memory.Buffer // cumulative sequence lengths of the call in flight
 	closed atomic.Bool    // set under mu; read without it by usable
 }
@@ -77,11 +82,11 @@ func newEngine(inst *vk.Instance, cfg Config) (*Engine, error) {
 	}
 	prof := profiles[idx]
 	dev, err := inst.OpenDevice(idx, vk.DeviceOptions{PipelineCacheFile: cacheFile(cfg.PipelineCacheDir, &prof),
-		MatrixExtensions: prof.Supports(devices.TierCoopMat)})
+		MatrixExtensions: prof.Supports(devices.TierCoopMat), PipelineStatistics: cfg.PipelineStatistics})
 	if err != nil {
 		return nil, fmt.Errorf("attention: %s: %w", prof.Name, err)
 	}
-	e := &Engine{inst: inst, dev: dev, profile: prof, alloc: memory.NewAllocator(dev), pipes: map[string]*vk.Pipeline{}}
+	e := &Engine{inst: inst, dev: dev, profile: prof, alloc: memory.NewAllocator(dev), pipes: map[string]*compiled{}}
 	return e, nil
 }
 
@@ -157,7 +162,7 @@ func (e *Engine) Close() {
 	e.closed.Store(true)
 	e.dev.WaitIdle()
 	for _, p := range e.pipes {
-		p.Close()
+		p.pipe.Close()
 	}
 	e.pipes = nil
 	e.seqBuf.Close()
@@ -166,17 +171,52 @@ func (e *Engine) Close() {
 	e.inst.Close()
 }
 
+// compiled is a pipeline of the engine's cache with what it was made from.
+type compiled struct {
+	pipe *vk.Pipeline
+	name string
+	spec []uint32
+}
+
+// KernelStatistics are the driver's statistics of one compiled kernel.
+type KernelStatistics struct {
+	Kernel         string   // variant name
+	Specialization []uint32 // its specialization constants (dtype, head dim, tiles, ...)
+	Executables    []vk.Executable
+}
+
+// KernelStatistics returns the statistics of every kernel the engine has compiled, sorted by
+// kernel and specialization. The engine must be made with Config.PipelineStatistics on a device
+// that reports them.
+func (e *Engine) KernelStatistics() ([]KernelStatistics, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed.Load() {
+		return nil, ErrClosed
+	}
+	var out []KernelStatistics
+	for _, k := range slices.Sorted(maps.Keys(e.pipes)) {
+		p := e.pipes[k]
+		exes, err := p.pipe.Executables()
+		if err != nil {
+			return nil, fmt.Errorf("attention: %w", err)
+		}
+		out = append(out, KernelStatistics{Kernel: p.name, Specialization: p.spec, Executables: exes})
+	}
+	return out, nil
+}
+
 // pipeline returns the cached pipeline for a variant and specialization.
 func (e *Engine) pipeline(spec vk.PipelineSpec) (*vk.Pipeline, error) {
 	key := fmt.Sprint(spec.Name, spec.Specialization, spec.SubgroupSize)
 	if p, ok := e.pipes[key]; ok {
-		return p, nil
+		return p.pipe, nil
 	}
 	p, err := e.dev.NewPipeline(spec)
 	if err != nil {
 		return nil, err
 	}
-	e.pipes[key] = p
+	e.pipes[key] = &compiled{pipe: p, name: spec.Name, spec: slices.Clone(spec.Specialization)}
 	return p, nil
 }
 

@@ -46,11 +46,11 @@ step() { # step DIR NAME CMD...: runs CMD, output to DIR/NAME.log, records the s
 STEPS=${STEPS:-tests conformance run bench}
 has() { [[ " $STEPS " == *" $1 "* ]]; }
 has tests && step "$OUT" tests timeout 200 env VKATTN_REQUIRE_DEVICE=1 sh -c 'for t in bin/*.test; do echo "== $t"; $t -test.count=1 $0 || exit 1; done' "${TEST_ARGS:-}"
-has run && step "$OUT" run bin/vkattn run
+has run && step "$OUT" run bin/vkattn run -stats
 has tune && step "$OUT" tune timeout 420 env OUT="$OUT" tools/gpu/tune.sh
 has bench && step "$OUT" bench timeout 330 bin/vkattn bench -torch python3 -json "$OUT/bench.json" ${BENCH_ARGS:-}
 has conformance && step "$LOGS" conformance timeout "${CONF_TIMEOUT:-120}" bin/vkattn conformance -validation -out "$OUT/conformance-h100" ${CONF_ARGS:-}
-has run && { echo "== run"; tail -8 "$OUT/run.log"; }
+has run && { echo "== run"; tail -12 "$OUT/run.log"; }
 has tests && { echo "== tests"; grep -E "^(ok|FAIL|PASS|---|==)" "$OUT/tests.log" | grep -v -- '--- PASS' | tail -15; }
 has conformance && { echo "== conformance"; grep -E "FAIL|fail" "$LOGS/conformance.log" | head -20; tail -8 "$LOGS/conformance.log"; }
 has tune && { echo "== tune"; cat "$OUT/tune.log"; for f in "$OUT"/bench-d*.log; do tail -16 "$f"; done; }

@@ -257,6 +257,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		failed++
 	}
 	writeBenchTable(stdout, &rep, f.python != "")
+	f.dev.printStats(stdout, e)
 	if f.jsonFile != "" {
 		if err := writeJSONFile(f.jsonFile, &rep); err != nil {
 			return err

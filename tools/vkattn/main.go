@@ -5,6 +5,7 @@
 //	vkattn devices        devices, their profiles and the tier and kernel each operation gets
 //	vkattn run            one forward on the default device, checked against the oracle, timed
 //	vkattn bench          a shape sweep (FlashAttention-2 paper shapes on a GPU)
+//	vkattn decode-bench   Decode over key lengths (B=8, Hq=32, Hk=8, d=128, fp16 on a GPU)
 //	vkattn conformance    the conformance suite; JSON and Markdown report
 //
 // Run "vkattn COMMAND -h" for a command's flags.
@@ -47,6 +48,7 @@ var commands = []command{
 	{"devices", "list Vulkan devices, their capabilities and the kernel each operation gets", cmdDevices},
 	{"run", "run one forward on a device, check it against the float64 oracle and time it", cmdRun},
 	{"bench", "time the forward over a sweep of shapes (and PyTorch SDPA with -torch)", cmdBench},
+	{"decode-bench", "time Decode over key lengths in GB/s of K and V (and PyTorch SDPA with -torch)", cmdDecodeBench},
 	{"conformance", "run the kernel conformance suite and write a JSON and Markdown report", cmdConformance},
 }
 
@@ -145,18 +147,43 @@ type deviceFlags struct {
 	device     string
 	validation bool
 	cacheDir   string
+	stats      bool
 }
 
 func (d *deviceFlags) register(fs *flag.FlagSet, validationDefault bool, validationHelp string) {
 	fs.StringVar(&d.device, "device", "", "device index or name substring (default $"+devices.DeviceEnv+", else the first GPU, else lavapipe)")
 	fs.BoolVar(&d.validation, "validation", validationDefault, validationHelp)
 	fs.StringVar(&d.cacheDir, "pipeline-cache", "", "directory of the on-disk pipeline cache (default the user cache dir; - for none)")
+	fs.BoolVar(&d.stats, "stats", false, "print the driver's statistics of each kernel compiled (registers, spills, ...; needs VK_KHR_pipeline_executable_properties)")
+}
+
+// printStats prints, when -stats was given, the driver's statistics of every kernel the engine
+// compiled, or why there are none.
+func (d *deviceFlags) printStats(w io.Writer, e *attention.Engine) {
+	if !d.stats {
+		return
+	}
+	ks, err := e.KernelStatistics()
+	if err != nil {
+		fmt.Fprintf(w, "stats:   not available: %v\n", err)
+		return
+	}
+	for _, k := range ks {
+		fmt.Fprintf(w, "stats:   %s %v\n", k.Kernel, k.Specialization)
+		for _, x := range k.Executables {
+			fmt.Fprintf(w, "         %s (subgroup %d):", x.Name, x.SubgroupSize)
+			for _, st := range x.Statistics {
+				fmt.Fprintf(w, " %s=%g", st.Name, st.Value)
+			}
+			fmt.Fprintln(w)
+		}
+	}
 }
 
 // open opens an engine; onMessage receives validation and driver messages.
 func (d *deviceFlags) open(onMessage func(vk.Message)) (*attention.Engine, error) {
 	e, err := attention.New(attention.Config{Device: d.device, Validation: d.validation, OnMessage: onMessage,
-		PipelineCacheDir: d.cacheDir})
+		PipelineCacheDir: d.cacheDir, PipelineStatistics: d.stats})
 	if err != nil {
 		switch {
 		case d.device != "" || os.Getenv(devices.DeviceEnv) != "":

@@ -227,6 +227,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fmt.Fprintf(stdout, "time:    median %.3f ms of %d run(s) (min %.3f ms, %d warm-up; device timestamps%s)\n",
 		ms(med), len(times), ms(minDuration(times)), warmup, note)
 	fmt.Fprintf(stdout, "speed:   %s (%s: %.3g GFLOP)\n", rateString(tflops(flops, med)), flopConvention, flops/1e9)
+	f.dev.printStats(stdout, e)
 	if err := e.Instance().CheckValidation(); err != nil {
 		fmt.Fprintf(stdout, "FAIL: %v\n", err)
 		return errFailed
