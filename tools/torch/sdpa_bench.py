@@ -13,10 +13,12 @@ W and N of 0 (or absent) mean automatic: 5 warm-up calls, then enough timed call
 half a second, at least 10 and at most 100.
 
 Output, one JSON object per line: first {"torch": version, "device": name, ...}, then one per
-shape: the shape's fields plus "ms" and "tflops" (median, CUDA events) per backend (flash,
-cudnn, efficient, math), null where the backend failed or was skipped, and "errors" saying why.
-TFLOP/s count 4*B*H*Lq*Lk*d, halved when causal and Lq == Lk (the FlashAttention convention).
-The math backend is skipped for L > 4096 (it materializes the L x L scores).
+shape: the shape's fields plus "ms", "tflops" and "gbps" (median, CUDA events) per backend
+(flash, cudnn, efficient, math), null where the backend failed or was skipped, and "errors"
+saying why. TFLOP/s count 4*B*H*Lq*Lk*d, halved when causal and Lq == Lk (the FlashAttention
+convention); GB/s the bytes of K and V (2*B*Hk*Lk*d*element size), the measure of decoding
+(`vkattn decode-bench`: a few queries, Hk < H, against long keys). The math backend is skipped
+where Lq*Lk > 4096*4096 (it materializes the scores).
 Progress and warnings go to stderr.
 """
 import json
@@ -47,6 +49,10 @@ def load_request(argv):
 def flops(s):
     f = 4.0 * s["b"] * s["h"] * s["lq"] * s["lk"] * s["d"]
     return f / 2 if s.get("causal") and s["lq"] == s["lk"] else f
+
+
+def kv_bytes(s):
+    return 2.0 * s["b"] * s["hk"] * s["lk"] * s["d"] * (4 if s["dtype"] == "f32" else 2)
 
 
 def main(argv):
@@ -101,8 +107,9 @@ def main(argv):
         s.setdefault("lk", s["lq"])
         s.setdefault("dtype", "f16")
         s.setdefault("causal", False)
-        row = dict(s, ms={}, tflops={}, errors={})
-        log("sdpa_bench: [%d/%d] %s d=%d L=%d%s B=%d H=%d" % (i + 1, len(shapes), s["dtype"], s["d"], s["lq"],
+        row = dict(s, ms={}, tflops={}, gbps={}, errors={})
+        length = "L=%d" % s["lq"] if s["lq"] == s["lk"] else "Lq=%d Lk=%d Hk=%d" % (s["lq"], s["lk"], s["hk"])
+        log("sdpa_bench: [%d/%d] %s d=%d %s%s B=%d H=%d" % (i + 1, len(shapes), s["dtype"], s["d"], length,
             " causal" if s["causal"] else "", s["b"], s["h"]))
         q = k = v = None
         try:
@@ -127,15 +134,16 @@ def main(argv):
         elif s["causal"]:
             kwargs["is_causal"] = True
         for name in BACKENDS:
-            row["ms"][name] = row["tflops"][name] = None
-            if name == "math" and max(s["lq"], s["lk"]) > MATH_MAX_L:
-                row["errors"][name] = "skipped: L > %d" % MATH_MAX_L
+            row["ms"][name] = row["tflops"][name] = row["gbps"][name] = None
+            if name == "math" and s["lq"] * s["lk"] > MATH_MAX_L * MATH_MAX_L:
+                row["errors"][name] = "skipped: Lq*Lk > %d^2" % MATH_MAX_L
                 continue
             try:
                 with sdpa_kernel(backends[name]):
                     t = bench(lambda: F.scaled_dot_product_attention(q, k, v, **kwargs))
                 row["ms"][name] = round(t, 4)
                 row["tflops"][name] = round(flops(s) / t / 1e9, 2)
+                row["gbps"][name] = round(kv_bytes(s) / t / 1e6, 1)
             except Exception as ex:
                 row["errors"][name] = str(ex).strip().splitlines()[0][:300] if str(ex).strip() else type(ex).__name__
             torch.cuda.empty_cache()

@@ -38,6 +38,7 @@ type torchResult struct {
 	ID     *int                `json:"id"`
 	MS     map[string]*float64 `json:"ms"`
 	TFLOPS map[string]*float64 `json:"tflops"`
+	GBps   map[string]*float64 `json:"gbps"` // bytes of K and V over the time (decode)
 	Errors map[string]string   `json:"errors"`
 }
 
@@ -76,14 +77,20 @@ func findTorchScript(given string) (string, error) {
 // runTorch runs the PyTorch script on the shapes and returns its results by shape index and its
 // header line. Its stderr (progress) goes to stderr.
 func runTorch(ctx context.Context, python, script string, shapes []benchShape, warmup, iters int, stderr io.Writer) (map[int]torchResult, map[string]any, error) {
+	var ts []torchShape
+	for i, s := range shapes {
+		ts = append(ts, torchShape{ID: i, B: s.B, H: s.H, Hk: s.H, Lq: s.L, Lk: s.L, D: s.D, Causal: s.Causal, DType: s.DType})
+	}
+	return runTorchShapes(ctx, python, script, ts, warmup, iters, stderr)
+}
+
+// runTorchShapes is runTorch for shapes as the script reads them (IDs 0, 1, ... in order).
+func runTorchShapes(ctx context.Context, python, script string, shapes []torchShape, warmup, iters int, stderr io.Writer) (map[int]torchResult, map[string]any, error) {
 	req := struct {
 		Warmup int          `json:"warmup"`
 		Iters  int          `json:"iters"`
 		Shapes []torchShape `json:"shapes"`
-	}{Warmup: max(warmup, 0), Iters: iters}
-	for i, s := range shapes {
-		req.Shapes = append(req.Shapes, torchShape{ID: i, B: s.B, H: s.H, Hk: s.H, Lq: s.L, Lk: s.L, D: s.D, Causal: s.Causal, DType: s.DType})
-	}
+	}{Warmup: max(warmup, 0), Iters: iters, Shapes: shapes}
 	in, err := json.Marshal(req)
 	if err != nil {
 		return nil, nil, err

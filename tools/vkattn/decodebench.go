@@ -1,0 +1,280 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/vkattn/vkattn/attention"
+	"github.com/vkattn/vkattn/attention/conformance"
+	"github.com/vkattn/vkattn/devices"
+	"github.com/vkattn/vkattn/memory"
+	"github.com/vkattn/vkattn/vk"
+)
+
+// decodeConvention says how decode-bench counts bandwidth.
+const decodeConvention = "GB/s = bytes of K and V read (2*B*Lk*Hk*d*element size) / median time"
+
+// Decode bench key lengths: issue 4's targets on a GPU, a quick sweep on a CPU device.
+const (
+	gpuDecodeLk = "4096,32768,131072"
+	cpuDecodeLk = "512,2048"
+)
+
+// decodeRow is one timed (key length, tier).
+type decodeRow struct {
+	DType    string  `json:"dtype"`
+	B        int     `json:"b"`
+	Hq       int     `json:"hq"`
+	Hk       int     `json:"hk"`
+	Lq       int     `json:"lq"`
+	Lk       int     `json:"lk"`
+	D        int     `json:"d"`
+	Causal   bool    `json:"causal"`
+	Splits   int     `json:"splits"` // as asked; 0 is automatic
+	Tier     string  `json:"tier"`
+	Kernel   string  `json:"kernel,omitempty"`
+	Warmup   int     `json:"warmup"`
+	Iters    int     `json:"iters"`
+	MedianMS float64 `json:"median_ms,omitempty"`
+	MinMS    float64 `json:"min_ms,omitempty"`
+	GBps     float64 `json:"gbps,omitempty"`
+	Error    string  `json:"error,omitempty"`
+	// PyTorch SDPA on the same shape (with -torch): GB/s per backend, null where it failed.
+	Torch       map[string]*float64 `json:"torch_gbps,omitempty"`
+	TorchErrors map[string]string   `json:"torch_errors,omitempty"`
+	VsBest      *float64            `json:"vs_best,omitempty"` // GBps / the fastest backend's
+}
+
+// kvBytes is the K and V the row's decode reads.
+func (r decodeRow) kvBytes() float64 {
+	dt, _ := memory.ParseDType(r.DType)
+	return 2 * float64(r.B) * float64(r.Lk) * float64(r.Hk) * float64(r.D) * float64(dt.Size())
+}
+
+// decodeReport is what decode-bench -json writes.
+type decodeReport struct {
+	Device     string         `json:"device"`
+	Driver     string         `json:"driver"`
+	Vulkan     string         `json:"vulkan"`
+	Date       time.Time      `json:"date"`
+	Convention string         `json:"gbps"`
+	Torch      map[string]any `json:"torch,omitempty"`
+	Rows       []decodeRow    `json:"rows"`
+}
+
+func cmdDecodeBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("decode-bench", "Times Decode (split-KV) for B sequences of Lq new tokens each against Lk keys, Hq query\n"+
+		"and Hk key/value heads of dim d, at every tier the device runs Decode at, and reports the bandwidth\n"+
+		"of reading K and V. On a GPU the key lengths default to 4k, 32k and 128k; on a CPU device to a\n"+
+		"small sweep. Progress goes to stderr, the table to stdout.", stderr)
+	b := fs.Int("b", 8, "sequences")
+	hq := fs.Int("hq", 32, "query heads")
+	hk := fs.Int("hk", 8, "key/value heads (a divisor of -hq)")
+	d := fs.Int("d", 128, "head dim")
+	lq := fs.Int("lq", 1, fmt.Sprintf("new query tokens per sequence (1 to %d)", attention.MaxDecodeQueries))
+	lkFlag := fs.String("lk", gpuDecodeLk, "key lengths (list; CPU device default "+cpuDecodeLk+")")
+	dtFlag := fs.String("dtype", "f16", "storage type of q, k, v and o (f32, f16 or bf16)")
+	causal := fs.Bool("causal", false, "causal mask among the new tokens (bottom-right aligned)")
+	splits := fs.Int("splits", 0, "key chunks per sequence (0 = automatic)")
+	tiersFlag := fs.String("tiers", "all", "tiers (list of scalar, subgroup, auto; all = every tier the device runs Decode at)")
+	iters := fs.Int("iters", 0, fmt.Sprintf("timed runs per row (0 = about %v of runs, at least 3 unless a run is slow)", benchTarget))
+	warmup := fs.Int("warmup", -1, "untimed runs before the timed ones (-1 = automatic)")
+	jsonFile := fs.String("json", "", "write every row (and the device) as JSON to this file")
+	python := fs.String("torch", "", "python interpreter with PyTorch and CUDA: also time PyTorch SDPA on the same shapes")
+	scriptFlag := fs.String("torch-script", "", "path of tools/torch/sdpa_bench.py (default: found from the working directory or the executable)")
+	var dev deviceFlags
+	dev.register(fs, false, "enable the Khronos validation layer (slow; any validation error fails the bench)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	dt, err := memory.ParseDType(*dtFlag)
+	if err != nil {
+		return usageError{fmt.Errorf("decode-bench: -dtype: %w", err)}
+	}
+	switch {
+	case *b < 1 || *hq < 1 || *hk < 1 || *d < 1:
+		return usageError{errors.New("decode-bench: -b, -hq, -hk and -d must be positive")}
+	case *hq%*hk != 0:
+		return usageError{fmt.Errorf("decode-bench: -hq %d is not a multiple of -hk %d", *hq, *hk)}
+	case *lq < 1 || *lq > attention.MaxDecodeQueries:
+		return usageError{fmt.Errorf("decode-bench: -lq must be 1 to %d", attention.MaxDecodeQueries)}
+	case *splits < 0 || *iters < 0 || *warmup < -1:
+		return usageError{errors.New("decode-bench: -splits and -iters must be >= 0 and -warmup >= -1")}
+	}
+	if err := checkTierNames("tiers", *tiersFlag); err != nil {
+		return err
+	}
+	var script string
+	if *python != "" {
+		if script, err = findTorchScript(*scriptFlag); err != nil {
+			return err
+		}
+	}
+	e, err := dev.open(printMessages(stderr, vk.SeverityWarning))
+	if err != nil {
+		return err
+	}
+	defer e.Close()
+	p := e.Profile()
+	lkList := *lkFlag
+	if p.Type == vk.DeviceCPU && !flagSet(fs)["lk"] {
+		lkList = cpuDecodeLk
+	}
+	lks, err := parseInts("lk", lkList)
+	if err != nil {
+		return err
+	}
+	tiers, err := parseTiers(*tiersFlag, e.DecodeTiers())
+	if err != nil {
+		return err
+	}
+	rep := decodeReport{Device: p.Name, Driver: p.DriverName + " " + p.DriverInfo, Vulkan: vk.Version(p.APIVersion),
+		Date: time.Now().UTC(), Convention: decodeConvention}
+	fmt.Fprintf(stderr, "decode-bench: %s: B=%d Hq=%d Hk=%d d=%d Lq=%d %s, Lk %v x %s\n", p.Summary(), *b, *hq, *hk, *d, *lq, dt, lks, tierNames(tiers))
+
+	var torchRows map[int]torchResult
+	if *python != "" {
+		var shapes []torchShape
+		for i, lk := range lks {
+			shapes = append(shapes, torchShape{ID: i, B: *b, H: *hq, Hk: *hk, Lq: *lq, Lk: lk, D: *d, Causal: *causal, DType: dt.String()})
+		}
+		if torchRows, rep.Torch, err = runTorchShapes(ctx, *python, script, shapes, *warmup, *iters, stderr); err != nil {
+			return err
+		}
+	}
+	failed := 0
+	var stopped error
+	for i, lk := range lks {
+		if stopped = ctx.Err(); stopped != nil {
+			break
+		}
+		row := decodeRow{DType: dt.String(), B: *b, Hq: *hq, Hk: *hk, Lq: *lq, Lk: lk, D: *d, Causal: *causal, Splits: *splits}
+		rows := decodeRows(ctx, e, row, tiers, *warmup, *iters, stderr)
+		for j := range rows {
+			r := &rows[j]
+			if tr, ok := torchRows[i]; ok {
+				r.Torch, r.TorchErrors = tr.GBps, tr.Errors
+				var best *float64
+				for _, x := range tr.GBps {
+					if x != nil && (best == nil || *x > *best) {
+						best = x
+					}
+				}
+				r.VsBest = ratio(r.GBps, best)
+			}
+			if r.Error != "" {
+				failed++
+			}
+		}
+		rep.Rows = append(rep.Rows, rows...)
+	}
+	if err := e.Instance().CheckValidation(); err != nil {
+		fmt.Fprintln(stderr, "decode-bench:", err)
+		failed++
+	}
+	writeDecodeTable(stdout, &rep, *python != "")
+	if *jsonFile != "" {
+		if err := writeJSONFile(*jsonFile, &rep); err != nil {
+			return err
+		}
+		fmt.Fprintf(stderr, "decode-bench: wrote %s\n", *jsonFile)
+	}
+	if stopped != nil {
+		return fmt.Errorf("decode-bench stopped: %w", stopped)
+	}
+	if failed > 0 {
+		fmt.Fprintf(stdout, "%d row(s) failed\n", failed)
+		return errFailed
+	}
+	return nil
+}
+
+// decodeRows times one shape (shape's fields) at every tier; failures are rows with an error.
+func decodeRows(ctx context.Context, e *attention.Engine, shape decodeRow, tiers []devices.Tier, warmup, iters int, stderr io.Writer) []decodeRow {
+	var rows []decodeRow
+	dt, _ := memory.ParseDType(shape.DType)
+	nq, nk := shape.B*shape.Lq*shape.Hq*shape.D, shape.B*shape.Lk*shape.Hk*shape.D
+	// Random normal values: a block repeated, as generating billions of them would take longer
+	// than the timing; q, k and v are different offsets into it.
+	block := conformance.Randn(conformance.NewRand(uint64(nk)<<2|uint64(dt)), dt, 1<<20+2)
+	fill := func(n, off int) []float32 {
+		out := make([]float32, n)
+		for i := 0; i < n; i += len(block) - 2 {
+			copy(out[i:], block[off:len(block)-2+off])
+		}
+		return out
+	}
+	var ts tensors
+	defer ts.close()
+	q, err := ts.upload(ctx, e, dt, fill(nq, 0), shape.B, shape.Lq, shape.Hq, shape.D)
+	var k, v, o *memory.Tensor
+	if err == nil {
+		data := fill(nk, 1)
+		if k, err = ts.upload(ctx, e, dt, data, shape.B, shape.Lk, shape.Hk, shape.D); err == nil {
+			data = fill(nk, 2)
+			if v, err = ts.upload(ctx, e, dt, data, shape.B, shape.Lk, shape.Hk, shape.D); err == nil {
+				o, err = ts.alloc(e, dt, shape.B, shape.Lq, shape.Hq, shape.D)
+			}
+		}
+	}
+	for _, tier := range tiers {
+		r := shape
+		r.Tier = tier.String()
+		fmt.Fprintf(stderr, "%s Lk=%d %s ...", shape.DType, shape.Lk, r.Tier)
+		if err != nil {
+			r.Error = fmt.Sprintf("tensors: %v", err)
+			fmt.Fprintf(stderr, " error: %s\n", r.Error)
+			rows = append(rows, r)
+			continue
+		}
+		timeIt := func(ctx context.Context, o, lse, q, k, v *memory.Tensor, opts attention.Options, warmup, iters int) ([]time.Duration, string, error) {
+			return e.TimeDecode(ctx, o, lse, q, k, v, attention.DecodeOptions{Options: opts, Splits: shape.Splits}, warmup, iters)
+		}
+		var terr error
+		r.Kernel, r.Warmup, r.Iters, r.MedianMS, r.MinMS, terr = timeRow(ctx, timeIt, o, nil, q, k, v,
+			attention.Options{Causal: shape.Causal, Tier: tier}, warmup, iters)
+		if terr != nil {
+			r.Error = terr.Error()
+			fmt.Fprintf(stderr, " error: %v\n", terr)
+		} else {
+			r.GBps = r.kvBytes() / (r.MedianMS / 1e3) / 1e9
+			fmt.Fprintf(stderr, " %s %.3f ms, %.4g GB/s\n", r.Kernel, r.MedianMS, r.GBps)
+		}
+		rows = append(rows, r)
+	}
+	return rows
+}
+
+func writeDecodeTable(w io.Writer, rep *decodeReport, torch bool) {
+	fmt.Fprintf(w, "%s, %s, Vulkan %s; %s\n", rep.Device, rep.Driver, rep.Vulkan, decodeConvention)
+	if torch && rep.Torch != nil {
+		fmt.Fprintf(w, "PyTorch %v on %v: SDPA backends flash, cudnn, efficient, math in GB/s; vs = vkattn / the fastest backend\n", rep.Torch["torch"], rep.Torch["device"])
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	head := "dtype\td\tB\tHq\tHk\tLq\tLk\ttier\tkernel\tms\tGB/s\t"
+	if torch {
+		head += strings.Join(torchBackends, "\t") + "\tvs best\t"
+	}
+	fmt.Fprintln(tw, head)
+	for _, r := range rep.Rows {
+		line := fmt.Sprintf("%s\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t", r.DType, r.D, r.B, r.Hq, r.Hk, r.Lq, r.Lk, r.Tier)
+		if r.Error != "" {
+			line += "error: " + firstLine(r.Error) + "\t\t\t"
+		} else {
+			line += fmt.Sprintf("%s\t%.3f\t%.4g\t", r.Kernel, r.MedianMS, r.GBps)
+		}
+		if torch {
+			for _, b := range torchBackends {
+				line += optFloat(r.Torch[b], "%.4g") + "\t"
+			}
+			line += optFloat(r.VsBest, "%.3f") + "\t"
+		}
+		fmt.Fprintln(tw, line)
+	}
+	tw.Flush()
+}

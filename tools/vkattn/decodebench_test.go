@@ -1,0 +1,92 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestDecodeBenchJSON(t *testing.T) {
+	needDevice(t)
+	file := filepath.Join(t.TempDir(), "decode.json")
+	args := append([]string{"decode-bench", "-b", "2", "-hq", "8", "-hk", "2", "-d", "64", "-lq", "3", "-causal",
+		"-lk", "64,100", "-splits", "3", "-iters", "2", "-warmup", "0", "-json", file}, deviceArgs()...)
+	out, stderr, err := cli(t, args...)
+	if err != nil {
+		t.Fatalf("decode-bench: %v\n%s\n%s", err, out, stderr)
+	}
+	if !strings.Contains(out, "GB/s") || !strings.Contains(stderr, "Lk=100") {
+		t.Errorf("decode-bench: no table or progress:\n%s\n%s", out, stderr)
+	}
+	var rep decodeReport
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &rep); err != nil {
+		t.Fatalf("decode-bench JSON: %v\n%s", err, b)
+	}
+	if rep.Device == "" || rep.Convention != decodeConvention || len(rep.Rows) < 2 {
+		t.Fatalf("decode-bench JSON: %+v", rep)
+	}
+	for _, r := range rep.Rows {
+		if r.Error != "" || !strings.HasSuffix(r.Kernel, "+merge") || r.MedianMS <= 0 || r.Iters != 2 {
+			t.Errorf("row %+v", r)
+		}
+		if r.B != 2 || r.Hq != 8 || r.Hk != 2 || r.D != 64 || r.Lq != 3 || !r.Causal || r.DType != "f16" || r.Splits != 3 {
+			t.Errorf("row shape %+v", r)
+		}
+		if want := 2 * 2 * float64(r.Lk) * 2 * 64 * 2 / (r.MedianMS / 1e3) / 1e9; r.GBps != want {
+			t.Errorf("row GB/s %g, want %g", r.GBps, want)
+		}
+	}
+}
+
+// TestDecodeBenchTorch runs the -torch plumbing with a stand-in for python that prints canned
+// results: the decode shapes go to the script, its GB/s come back beside vkattn's.
+func TestDecodeBenchTorch(t *testing.T) {
+	needDevice(t)
+	dir := t.TempDir()
+	fake := filepath.Join(dir, "python")
+	script := `#!/bin/sh
+cat > "` + filepath.Join(dir, "stdin.json") + `"
+echo '{"torch": "9.9", "device": "Fake GPU"}'
+echo '{"id": 0, "gbps": {"flash": 1e-9, "cudnn": 2e-9, "efficient": null, "math": null}, "errors": {"efficient": "no kernel"}}'
+`
+	if err := os.WriteFile(fake, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(dir, "decode.json")
+	args := append([]string{"decode-bench", "-b", "1", "-hq", "4", "-hk", "1", "-d", "32", "-lk", "40", "-tiers", "scalar",
+		"-iters", "1", "-warmup", "0", "-json", file, "-torch", fake, "-torch-script", filepath.Join("..", "torch", "sdpa_bench.py")},
+		deviceArgs()...)
+	out, stderr, err := cli(t, args...)
+	if err != nil {
+		t.Fatalf("decode-bench -torch: %v\n%s\n%s", err, out, stderr)
+	}
+	var req struct {
+		Shapes []torchShape `json:"shapes"`
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "stdin.json")); err != nil || json.Unmarshal(b, &req) != nil {
+		t.Fatalf("script input: %v %s", err, b)
+	}
+	if len(req.Shapes) != 1 || req.Shapes[0] != (torchShape{ID: 0, B: 1, H: 4, Hk: 1, Lq: 1, Lk: 40, D: 32, DType: "f16"}) {
+		t.Errorf("shapes sent to the script: %+v", req.Shapes)
+	}
+	var rep decodeReport
+	b, _ := os.ReadFile(file)
+	if err := json.Unmarshal(b, &rep); err != nil || len(rep.Rows) != 1 {
+		t.Fatalf("decode-bench JSON: %v\n%s", err, b)
+	}
+	r := rep.Rows[0]
+	if r.VsBest == nil || r.Torch["efficient"] != nil || r.TorchErrors["efficient"] != "no kernel" {
+		t.Errorf("row with torch: %+v", r)
+	} else if want := r.GBps / 2e-9; *r.VsBest != want {
+		t.Errorf("vs best %g, want %g (the cudnn backend's)", *r.VsBest, want)
+	}
+	if rep.Torch["device"] != "Fake GPU" || !strings.Contains(out, "vs best") {
+		t.Errorf("torch header %v; table:\n%s", rep.Torch, out)
+	}
+}
