@@ -9,6 +9,8 @@ import "C"
 import (
 	"fmt"
 	"unsafe"
+
+	vk "github.com/goki/vulkan"
 )
 
 // chain is a pNext chain of Vulkan structures in C memory. Each link is one of the structures
@@ -72,4 +74,47 @@ func cstring(b []C.char) string {
 		}
 	}
 	return string(s)
+}
+
+// enumerate runs the two-call Vulkan enumeration fn of output structures (each starting with
+// sType and pNext): call(&n, nil) for the count, then call(&n, p) into n zeroed C structures of
+// type T with sType set. It returns copies of the structures filled; call returns a VkResult.
+func enumerate[T any](fn string, sType uint32, call func(n *C.uint32_t, p *T) C.int32_t) ([]T, error) {
+	var n C.uint32_t
+	if err := result(fn, vk.Result(call(&n, nil))); err != nil || n == 0 {
+		return nil, err
+	}
+	var zero T
+	mem := C.calloc(C.size_t(n), C.size_t(unsafe.Sizeof(zero)))
+	defer C.free(mem)
+	items := unsafe.Slice((*T)(mem), int(n))
+	for i := range items {
+		(*C.vkattn_base_out)(unsafe.Pointer(&items[i])).sType = C.vkattn_stype(sType)
+	}
+	// VK_INCOMPLETE: more items appeared between the calls; the n written are whole.
+	if r := vk.Result(call(&n, &items[0])); r != vk.Incomplete {
+		if err := result(fn, r); err != nil {
+			return nil, err
+		}
+	}
+	return append([]T(nil), items[:min(int(n), len(items))]...), nil
+}
+
+// enumerateProbe runs enumerate over a fake enumeration of have structures that answers
+// firstResult to the count call and secondResult to the fill call, returning the sTypes read back
+// (tests of enumerate, which need C types that test files cannot name).
+func enumerateProbe(have int, firstResult, secondResult vk.Result) ([]uint32, error) {
+	items, err := enumerate("vkFake", 77, func(n *C.uint32_t, p *C.vkattn_base_out) C.int32_t {
+		if p == nil {
+			*n = C.uint32_t(have)
+			return C.int32_t(firstResult)
+		}
+		*n = min(*n, C.uint32_t(have))
+		return C.int32_t(secondResult)
+	})
+	var out []uint32
+	for _, it := range items {
+		out = append(out, uint32(it.sType))
+	}
+	return out, err
 }

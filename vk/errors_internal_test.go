@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	vk "github.com/goki/vulkan"
+	"github.com/stretchr/testify/require"
 )
 
 // TestResultMapping checks each VkResult that has a sentinel maps to it (and to no other), that
@@ -59,4 +60,23 @@ func TestResultMapping(t *testing.T) {
 	if err := result("vkTestCall", vk.Success); err != nil {
 		t.Errorf("VK_SUCCESS: %v", err)
 	}
+}
+
+// enumerate asks for the count, fills that many structures with their sType set, accepts
+// VK_INCOMPLETE on the second call, and turns other failures into errors naming the call.
+func TestEnumerate(t *testing.T) {
+	got, err := enumerateProbe(3, vk.Success, vk.Success)
+	require.NoError(t, err)
+	require.Equal(t, []uint32{77, 77, 77}, got)
+	got, err = enumerateProbe(0, vk.Success, vk.Success)
+	require.NoError(t, err)
+	require.Empty(t, got)
+	got, err = enumerateProbe(2, vk.Success, vk.Incomplete)
+	require.NoError(t, err)
+	require.Len(t, got, 2)
+	_, err = enumerateProbe(2, vk.ErrorOutOfHostMemory, vk.Success)
+	require.ErrorIs(t, err, ErrOutOfHostMemory)
+	require.ErrorContains(t, err, "vkFake")
+	_, err = enumerateProbe(2, vk.Success, vk.ErrorDeviceLost)
+	require.ErrorIs(t, err, ErrDeviceLost)
 }

@@ -472,26 +472,19 @@ func (in *Instance) describe(index int, h vk.PhysicalDevice) PhysicalInfo {
 }
 
 func (in *Instance) coopMatShapes(dispatch C.vkattn_dispatchable) []CoopMatShape {
-	f := instanceProc(in.handle, "vkGetPhysicalDeviceCooperativeMatrixPropertiesKHR")
+	fn := "vkGetPhysicalDeviceCooperativeMatrixPropertiesKHR"
+	f := instanceProc(in.handle, fn)
 	if f == nil {
 		return nil
 	}
-	var n C.uint32_t
-	if C.vkattn_coopmat_properties(f, dispatch, &n, nil) != 0 || n == 0 {
+	props, err := enumerate(fn, stCoopMatProps, func(n *C.uint32_t, p *C.vkattn_cooperative_matrix_properties_khr) C.int32_t {
+		return C.vkattn_coopmat_properties(f, dispatch, n, p)
+	})
+	if err != nil {
 		return nil
 	}
-	mem := C.calloc(C.size_t(n), C.sizeof_vkattn_cooperative_matrix_properties_khr)
-	defer C.free(mem)
-	props := unsafe.Slice((*C.vkattn_cooperative_matrix_properties_khr)(mem), int(n))
-	for i := range props {
-		props[i].sType = stCoopMatProps
-	}
-	if C.vkattn_coopmat_properties(f, dispatch, &n, &props[0]) != 0 {
-		return nil
-	}
-	shapes := make([]CoopMatShape, n)
-	for i := range shapes {
-		p := &props[i]
+	shapes := make([]CoopMatShape, len(props))
+	for i, p := range props {
 		shapes[i] = CoopMatShape{M: uint32(p.MSize), N: uint32(p.NSize), K: uint32(p.KSize),
 			A: ComponentType(p.AType), B: ComponentType(p.BType), C: ComponentType(p.CType),
 			Result: ComponentType(p.ResultType), Saturating: cbool(p.saturatingAccumulation),
@@ -501,26 +494,19 @@ func (in *Instance) coopMatShapes(dispatch C.vkattn_dispatchable) []CoopMatShape
 }
 
 func (in *Instance) coopMatFlexible(dispatch C.vkattn_dispatchable) []CoopMatFlexible {
-	f := instanceProc(in.handle, "vkGetPhysicalDeviceCooperativeMatrixFlexibleDimensionsPropertiesNV")
+	fn := "vkGetPhysicalDeviceCooperativeMatrixFlexibleDimensionsPropertiesNV"
+	f := instanceProc(in.handle, fn)
 	if f == nil {
 		return nil
 	}
-	var n C.uint32_t
-	if C.vkattn_coopmat_flexible_properties(f, dispatch, &n, nil) != 0 || n == 0 {
+	props, err := enumerate(fn, stCoopMatFlexibleProps, func(n *C.uint32_t, p *C.vkattn_cooperative_matrix_flexible_dimensions_properties_nv) C.int32_t {
+		return C.vkattn_coopmat_flexible_properties(f, dispatch, n, p)
+	})
+	if err != nil {
 		return nil
 	}
-	mem := C.calloc(C.size_t(n), C.sizeof_vkattn_cooperative_matrix_flexible_dimensions_properties_nv)
-	defer C.free(mem)
-	props := unsafe.Slice((*C.vkattn_cooperative_matrix_flexible_dimensions_properties_nv)(mem), int(n))
-	for i := range props {
-		props[i].sType = stCoopMatFlexibleProps
-	}
-	if C.vkattn_coopmat_flexible_properties(f, dispatch, &n, &props[0]) != 0 {
-		return nil
-	}
-	out := make([]CoopMatFlexible, n)
-	for i := range out {
-		p := &props[i]
+	out := make([]CoopMatFlexible, len(props))
+	for i, p := range props {
 		out[i] = CoopMatFlexible{M: uint32(p.MGranularity), N: uint32(p.NGranularity), K: uint32(p.KGranularity),
 			A: ComponentType(p.AType), B: ComponentType(p.BType), C: ComponentType(p.CType),
 			Result: ComponentType(p.ResultType), Saturating: cbool(p.saturatingAccumulation),

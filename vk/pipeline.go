@@ -187,27 +187,20 @@ func (p *Pipeline) Executables() ([]Executable, error) {
 	info := (*C.vkattn_pipeline_info)(C.calloc(1, C.sizeof_vkattn_pipeline_info))
 	defer C.free(unsafe.Pointer(info))
 	info.sType, info.pipeline = stPipelineInfo, handle
-	var n C.uint32_t
-	if err := result("vkGetPipelineExecutablePropertiesKHR", vk.Result(C.vkattn_pipeline_executables(fProps, dev, info, &n, nil))); err != nil || n == 0 {
+	props, err := enumerate("vkGetPipelineExecutablePropertiesKHR", stPipelineExecProps,
+		func(n *C.uint32_t, p *C.vkattn_pipeline_executable_properties) C.int32_t {
+			return C.vkattn_pipeline_executables(fProps, dev, info, n, p)
+		})
+	if err != nil {
 		return nil, err
 	}
-	props := unsafe.Slice((*C.vkattn_pipeline_executable_properties)(C.calloc(C.size_t(n), C.sizeof_vkattn_pipeline_executable_properties)), int(n))
-	defer C.free(unsafe.Pointer(&props[0]))
+	out := make([]Executable, len(props))
 	for i := range props {
-		props[i].sType = stPipelineExecProps
-	}
-	if err := result("vkGetPipelineExecutablePropertiesKHR", vk.Result(C.vkattn_pipeline_executables(fProps, dev, info, &n, &props[0]))); err != nil {
-		return nil, err
-	}
-	out := make([]Executable, int(n))
-	for i := range out {
 		out[i] = Executable{Name: cstring(props[i].name[:]), Description: cstring(props[i].description[:]),
 			SubgroupSize: uint32(props[i].subgroupSize)}
-		stats, err := executableStatistics(fStats, dev, handle, uint32(i))
-		if err != nil {
+		if out[i].Statistics, err = executableStatistics(fStats, dev, handle, uint32(i)); err != nil {
 			return nil, err
 		}
-		out[i].Statistics = stats
 	}
 	return out, nil
 }
@@ -216,20 +209,15 @@ func executableStatistics(f C.vkattn_pfn, dev C.vkattn_dispatchable, pipeline C.
 	info := (*C.vkattn_pipeline_executable_info)(C.calloc(1, C.sizeof_vkattn_pipeline_executable_info))
 	defer C.free(unsafe.Pointer(info))
 	info.sType, info.pipeline, info.executableIndex = stPipelineExecInfo, pipeline, C.uint32_t(index)
-	var n C.uint32_t
-	if err := result("vkGetPipelineExecutableStatisticsKHR", vk.Result(C.vkattn_pipeline_statistics(f, dev, info, &n, nil))); err != nil || n == 0 {
+	stats, err := enumerate("vkGetPipelineExecutableStatisticsKHR", stPipelineExecStatistic,
+		func(n *C.uint32_t, p *C.vkattn_pipeline_executable_statistic) C.int32_t {
+			return C.vkattn_pipeline_statistics(f, dev, info, n, p)
+		})
+	if err != nil {
 		return nil, err
 	}
-	stats := unsafe.Slice((*C.vkattn_pipeline_executable_statistic)(C.calloc(C.size_t(n), C.sizeof_vkattn_pipeline_executable_statistic)), int(n))
-	defer C.free(unsafe.Pointer(&stats[0]))
+	out := make([]Statistic, len(stats))
 	for i := range stats {
-		stats[i].sType = stPipelineExecStatistic
-	}
-	if err := result("vkGetPipelineExecutableStatisticsKHR", vk.Result(C.vkattn_pipeline_statistics(f, dev, info, &n, &stats[0]))); err != nil {
-		return nil, err
-	}
-	out := make([]Statistic, int(n))
-	for i := range out {
 		s := &stats[i]
 		out[i] = Statistic{Name: cstring(s.name[:]), Description: cstring(s.description[:]), Value: statisticValue(s)}
 	}
