@@ -28,10 +28,13 @@ type Allocator struct {
 	blocks  map[int][]*block // by memory type index
 	xfer    sync.Mutex       // serializes transfers through staging
 	staging *Buffer
-	live    map[*Buffer]struct{} // buffers handed out and not yet closed, staging included
+	live    map[*Buffer]struct{}  // buffers handed out and not yet closed, staging included
+	caches  map[*KVCache]struct{} // KV caches made on the allocator and not yet closed
 	closed  bool
 	// busy is held shared by every transfer for its whole length and exclusively by Buffer.Close
 	// and Close, so no buffer's memory is unmapped or freed while a transfer reads or writes it.
+	// A KVCache takes it (shared) before its own lock, and Close (exclusive) before a.mu and the
+	// caches' locks.
 	busy sync.RWMutex
 
 	alwaysStage bool   // tests: transfer through staging even to host-visible memory
@@ -59,7 +62,8 @@ func NewAllocator(dev *vk.Device) *Allocator {
 	if max := dev.Info().MaxMemoryAllocationSize; max > 0 && bs > max {
 		bs = max
 	}
-	return &Allocator{dev: dev, blockSize: bs, blocks: map[int][]*block{}, live: map[*Buffer]struct{}{}}
+	return &Allocator{dev: dev, blockSize: bs, blocks: map[int][]*block{}, live: map[*Buffer]struct{}{},
+		caches: map[*KVCache]struct{}{}}
 }
 
 // Device is the device the allocator serves.
@@ -82,8 +86,9 @@ type Buffer struct {
 	blk       *block
 	mem       *vk.Memory // the block's or the dedicated memory
 	dedicated bool
-	internal  bool   // the allocator's staging buffer, left out of Stats' live counts
-	off, size uint64 // within mem
+	internal  bool     // the allocator's staging buffer, left out of Stats' live counts
+	cache     *KVCache // the KV cache that owns this sparse buffer, which its Close releases
+	off, size uint64   // within mem
 }
 
 // Closed reports whether the buffer has been closed, by Close or by its allocator's Close.
@@ -269,12 +274,13 @@ func (a *Allocator) release(b *Buffer) {
 }
 
 // Close releases the buffer's memory. It is idempotent, and a no-op once the allocator is
-// closed (which released the buffer already).
+// closed (which released the buffer already) and for a KV cache's buffers (the cache's Close
+// releases them).
 func (b *Buffer) Close() {
 	if b == nil {
 		return
 	}
-	if b.closed.Load() {
+	if b.closed.Load() || b.cache != nil {
 		return
 	}
 	a := b.alloc
@@ -380,7 +386,8 @@ func (a *Allocator) stagingBuffer(size uint64) (*Buffer, error) {
 }
 
 // Close frees all blocks. Buffers still open are released with them: their tensors report
-// Closed and their transfers fail with ErrClosed. It waits for transfers in flight. Idempotent.
+// Closed and their transfers fail with ErrClosed; so are KV caches still open. It waits for
+// transfers in flight. Idempotent.
 func (a *Allocator) Close() {
 	if a == nil {
 		return
@@ -393,6 +400,10 @@ func (a *Allocator) Close() {
 		return
 	}
 	a.closed = true
+	for c := range a.caches {
+		c.destroy()
+	}
+	a.caches = nil
 	a.staging = nil // released with the live buffers
 	for b := range a.live {
 		b.closed.Store(true)
@@ -431,6 +442,11 @@ func (a *Allocator) checkTransfer(b *Buffer, off uint64, n int) error {
 func (a *Allocator) upload(ctx context.Context, dst *Buffer, off uint64, data []byte) error {
 	a.busy.RLock()
 	defer a.busy.RUnlock()
+	return a.uploadHeld(ctx, dst, off, data)
+}
+
+// uploadHeld is upload for callers that hold a.busy (shared) already.
+func (a *Allocator) uploadHeld(ctx context.Context, dst *Buffer, off uint64, data []byte) error {
 	if err := a.checkTransfer(dst, off, len(data)); err != nil {
 		return err
 	}

@@ -170,8 +170,13 @@ func (t *Tensor) Upload(ctx context.Context, data []float32) error {
 	if err := t.checkIO(len(data)); err != nil {
 		return err
 	}
-	raw := make([]byte, len(data)*t.DType.Size())
-	switch t.DType {
+	return t.owner.upload(ctx, t.buf, uint64(t.Offset*t.DType.Size()), encode(t.DType, data))
+}
+
+// encode converts float32 values to dt's little-endian bytes.
+func encode(dt DType, data []float32) []byte {
+	raw := make([]byte, len(data)*dt.Size())
+	switch dt {
 	case F32:
 		for i, x := range data {
 			binary.LittleEndian.PutUint32(raw[4*i:], math.Float32bits(x))
@@ -185,7 +190,7 @@ func (t *Tensor) Upload(ctx context.Context, data []float32) error {
 			binary.LittleEndian.PutUint16(raw[2*i:], BFloat16Bits(x))
 		}
 	}
-	return t.owner.upload(ctx, t.buf, uint64(t.Offset*t.DType.Size()), raw)
+	return raw
 }
 
 // Download reads a contiguous tensor as float32 values.

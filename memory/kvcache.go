@@ -1,0 +1,511 @@
+package memory
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"github.com/vkattn/vkattn/vk"
+)
+
+// KVCacheConfig describes a KVCache.
+type KVCacheConfig struct {
+	Sequences int   // sequences held at once (slots 0 .. Sequences-1)
+	MaxLen    int   // tokens per sequence at most
+	Heads     int   // KV heads (Hk)
+	HeadDim   int   // head dim (d)
+	DType     DType // F32, F16 or BF16
+	// Headroom is how many tokens beyond its need a sequence gets pages for when it grows, so
+	// that the next appends find their pages bound. With 0, each growth binds what it needs.
+	Headroom int
+	// ChunkPages is the number of pages in each device memory allocation that pages are taken
+	// from; 0 means DefaultChunkBytes' worth.
+	ChunkPages int
+	// MaxPages bounds the pages the cache holds, K and V together, bound or free for reuse: past
+	// it, growing fails with vk.ErrOutOfDeviceMemory as if the device had no more memory. 0
+	// means no bound but the device's memory.
+	MaxPages int
+}
+
+// DefaultChunkBytes is the size of the device memory allocations a KVCache takes its pages
+// from, unless KVCacheConfig.ChunkPages says otherwise.
+const DefaultChunkBytes = 2 << 20
+
+// KVCache holds the keys and values of up to Sequences sequences of up to MaxLen tokens, in the
+// way of vAttention: K and V are each a sparse-residency buffer (several where one would exceed
+// maxStorageBufferRange) in which every sequence has a contiguous region of MaxLen tokens, laid
+// out [MaxLen, Heads, HeadDim] and starting on a page, so that kernels read a sequence's K and V
+// as dense tensors (View). Physical pages, the buffers' alignment in size, are bound to a
+// sequence's region with vkQueueBindSparse as it grows (Append, Reserve) and unbound when it ends
+// (Release); unbound pages return to a free list and are reused. Only what the sequences hold is
+// committed: at most their tokens plus Headroom, rounded up to a page, per sequence and tensor.
+//
+// It needs a device with sparse residency for buffers (vk.Device.SparseResidency); the paged
+// layout with a block table for other devices is not implemented yet.
+//
+// Its methods are safe for concurrent use. A sequence must not be appended to or released while
+// a kernel reads it. Close, or the allocator's Close, releases everything.
+type KVCache struct {
+	a          *Allocator
+	dev        *vk.Device
+	cfg        KVCacheConfig
+	page       uint64 // bytes of one page: the sparse buffers' alignment
+	tokenBytes uint64 // bytes of one token in one tensor: Heads * HeadDim * dtype size
+	seqPages   int    // pages of one sequence's region
+	perBuffer  int    // sequences per buffer
+	k, v       []*Buffer
+
+	mu     sync.Mutex // guards what follows; see Allocator.busy for the lock order
+	pool   pagePool
+	seqs   []kvSeq
+	closed bool
+}
+
+type kvSeq struct {
+	len  int       // tokens held
+	k, v []pageRef // pages bound to the region, in order from its start
+}
+
+// KVCacheStats describe a KVCache's memory. Bytes are per tensor (K and V hold the same).
+type KVCacheStats struct {
+	PageSize       uint64
+	NeededBytes    uint64 // tokens held * Heads * HeadDim * dtype size, over all sequences
+	CommittedBytes uint64 // pages bound * PageSize
+	SeqTokens      []int  // tokens held by each sequence
+	SeqPages       []int  // pages bound to each sequence's region
+	FreePages      int    // pages held, K and V together, bound to nothing, kept for reuse
+	MemoryBytes    uint64 // device memory held for pages, K and V together, free pages included
+	Allocations    int    // device memory allocations the pages come from
+}
+
+// sparseResidency reports whether a device can back the cache (a variable for tests).
+var sparseResidency = (*vk.Device).SparseResidency
+
+// NewKVCache reserves the address space of a cache on the allocator's device; it commits no
+// memory. An error names the configuration field at fault, or the device limit a size exceeds
+// (maxStorageBufferRange for one sequence, sparseAddressSpaceSize for all of them).
+func NewKVCache(a *Allocator, cfg KVCacheConfig) (*KVCache, error) {
+	if a == nil {
+		return nil, fmt.Errorf("memory: kv cache: nil allocator")
+	}
+	for _, f := range []struct {
+		name string
+		v    int
+		min  int
+	}{{"Sequences", cfg.Sequences, 1}, {"MaxLen", cfg.MaxLen, 1}, {"Heads", cfg.Heads, 1}, {"HeadDim", cfg.HeadDim, 1},
+		{"Headroom", cfg.Headroom, 0}, {"ChunkPages", cfg.ChunkPages, 0}, {"MaxPages", cfg.MaxPages, 0}} {
+		if f.v < f.min {
+			return nil, fmt.Errorf("memory: KVCacheConfig.%s must be >= %d, got %d", f.name, f.min, f.v)
+		}
+	}
+	if cfg.DType < F32 || cfg.DType > BF16 {
+		return nil, fmt.Errorf("memory: KVCacheConfig.DType: invalid dtype %d", int(cfg.DType))
+	}
+	dev := a.dev
+	if err := sparseResidency(dev); err != nil {
+		return nil, fmt.Errorf("memory: kv cache: %w (the paged fallback for devices without sparse residency buffers is not implemented yet)", err)
+	}
+	info := dev.Info()
+	limit := uint64(info.MaxStorageBufferRange)
+	dsize := uint64(cfg.DType.Size())
+	if uint64(cfg.Heads) > limit/dsize/uint64(cfg.HeadDim) || uint64(cfg.MaxLen) > limit/(uint64(cfg.Heads)*uint64(cfg.HeadDim)*dsize) {
+		return nil, fmt.Errorf("memory: kv cache: a sequence of MaxLen %d tokens x %d heads x %d dims %s is over the device's maxStorageBufferRange of %d bytes",
+			cfg.MaxLen, cfg.Heads, cfg.HeadDim, cfg.DType, limit)
+	}
+	c := &KVCache{a: a, dev: dev, cfg: cfg, tokenBytes: uint64(cfg.Heads) * uint64(cfg.HeadDim) * dsize}
+	probe, err := dev.NewSparseBuffer(1)
+	if err != nil {
+		return nil, fmt.Errorf("memory: kv cache: %w", err)
+	}
+	_, c.page, _ = probe.Requirements()
+	probe.Close()
+	if c.page == 0 || c.page%4 != 0 {
+		return nil, fmt.Errorf("memory: kv cache: unexpected sparse page size %d", c.page)
+	}
+	seqBytes := (uint64(cfg.MaxLen)*c.tokenBytes + c.page - 1) / c.page * c.page
+	if seqBytes > limit {
+		return nil, fmt.Errorf("memory: kv cache: a sequence of MaxLen %d tokens takes %d bytes in pages of %d, over the device's maxStorageBufferRange of %d",
+			cfg.MaxLen, seqBytes, c.page, limit)
+	}
+	c.seqPages = int(seqBytes / c.page)
+	c.perBuffer = int(min(limit/seqBytes, uint64(cfg.Sequences)))
+	if space := info.SparseAddressSpaceSize; space > 0 && uint64(cfg.Sequences) > space/2/seqBytes {
+		return nil, fmt.Errorf("memory: kv cache: K and V for %d sequences of %d bytes exceed the device's sparseAddressSpaceSize of %d bytes",
+			cfg.Sequences, seqBytes, space)
+	}
+	bits := ^uint32(0)
+	for first := 0; first < cfg.Sequences; first += c.perBuffer {
+		n := min(c.perBuffer, cfg.Sequences-first)
+		for _, list := range []*[]*Buffer{&c.k, &c.v} {
+			vb, err := dev.NewSparseBuffer(uint64(n) * seqBytes)
+			if err != nil {
+				c.closeBuffers()
+				return nil, fmt.Errorf("memory: kv cache: %w", err)
+			}
+			*list = append(*list, &Buffer{Buffer: vb, alloc: a, size: vb.Size(), cache: c})
+			_, align, b := vb.Requirements()
+			bits &= b
+			if align != c.page {
+				c.closeBuffers()
+				return nil, fmt.Errorf("memory: kv cache: sparse buffers of %d and 1 bytes have pages of %d and %d bytes", vb.Size(), align, c.page)
+			}
+		}
+	}
+	typ, err := a.chooseType(bits, DeviceLocal)
+	if err != nil {
+		c.closeBuffers()
+		return nil, fmt.Errorf("memory: kv cache: %w", err)
+	}
+	chunk := cfg.ChunkPages
+	if chunk == 0 {
+		chunk = int(max(1, DefaultChunkBytes/c.page))
+	}
+	c.pool = pagePool{dev: dev, typ: typ, page: c.page, chunkPages: chunk, maxPages: cfg.MaxPages}
+	c.seqs = make([]kvSeq, cfg.Sequences)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.closed {
+		c.closeBuffers()
+		return nil, ErrClosed
+	}
+	a.caches[c] = struct{}{}
+	return c, nil
+}
+
+func (c *KVCache) closeBuffers() {
+	for _, b := range append(c.k, c.v...) {
+		b.closed.Store(true)
+		b.Buffer.Close()
+	}
+}
+
+// Config is the configuration the cache was made with.
+func (c *KVCache) Config() KVCacheConfig { return c.cfg }
+
+// PageSize is the size in bytes of the pages the cache commits (the sparse buffers' alignment).
+func (c *KVCache) PageSize() uint64 { return c.page }
+
+// region returns the buffers of sequence seq and the byte offset of its region in them.
+func (c *KVCache) region(seq int) (k, v *Buffer, off uint64) {
+	i := seq / c.perBuffer
+	return c.k[i], c.v[i], uint64(seq%c.perBuffer) * uint64(c.seqPages) * c.page
+}
+
+// check checks seq and that the cache is open; c.mu is held.
+func (c *KVCache) check(seq int) error {
+	if c.closed {
+		return ErrClosed
+	}
+	if seq < 0 || seq >= c.cfg.Sequences {
+		return fmt.Errorf("memory: kv cache: sequence %d out of range [0, %d)", seq, c.cfg.Sequences)
+	}
+	return nil
+}
+
+// Len is the number of tokens sequence seq holds (0 for a bad seq or a closed cache).
+func (c *KVCache) Len(seq int) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.check(seq) != nil {
+		return 0
+	}
+	return c.seqs[seq].len
+}
+
+// fits checks that n more tokens fit sequence seq; c.mu is held.
+func (c *KVCache) fits(seq, n int) error {
+	if have := c.seqs[seq].len; n > c.cfg.MaxLen-have {
+		return fmt.Errorf("memory: kv cache: sequence %d holds %d tokens; %d more exceed MaxLen %d", seq, have, n, c.cfg.MaxLen)
+	}
+	return nil
+}
+
+// Append appends n tokens to sequence seq: k and v hold n*Heads*HeadDim values each, laid out
+// [n, Heads, HeadDim], converted to the cache's dtype. Pages are committed first, so a failure
+// to get them (an error wrapping vk.ErrOutOfDeviceMemory) leaves the sequence as it was.
+func (c *KVCache) Append(ctx context.Context, seq int, k, v []float32) error {
+	per := c.cfg.Heads * c.cfg.HeadDim
+	switch {
+	case len(k) != len(v):
+		return fmt.Errorf("memory: kv cache: append to sequence %d: k has %d values, v %d", seq, len(k), len(v))
+	case len(k) == 0 || len(k)%per != 0:
+		return fmt.Errorf("memory: kv cache: append to sequence %d: k and v have %d values, want a positive multiple of Heads*HeadDim = %d",
+			seq, len(k), per)
+	}
+	n := len(k) / per
+	return c.append(ctx, seq, n, func(kb, vb *Buffer, off uint64) error {
+		if err := c.a.uploadHeld(ctx, kb, off, encode(c.cfg.DType, k)); err != nil {
+			return err
+		}
+		return c.a.uploadHeld(ctx, vb, off, encode(c.cfg.DType, v))
+	})
+}
+
+// AppendTensors appends the tokens of device tensors k and v to sequence seq: both contiguous,
+// of the cache's dtype and allocator, shaped [n, Heads, HeadDim] or [1, n, Heads, HeadDim]. The
+// copy is one submission on the device.
+func (c *KVCache) AppendTensors(ctx context.Context, seq int, k, v *Tensor) error {
+	n := 0
+	for _, a := range []struct {
+		name string
+		t    *Tensor
+	}{{"k", k}, {"v", v}} {
+		t := a.t
+		switch {
+		case t == nil:
+			return fmt.Errorf("memory: kv cache: append to sequence %d: %s is nil", seq, a.name)
+		case t.owner != c.a:
+			return fmt.Errorf("memory: kv cache: append to sequence %d: %s: %w", seq, a.name, ErrForeign)
+		case t.Closed():
+			return fmt.Errorf("memory: kv cache: append to sequence %d: %s: %w", seq, a.name, ErrClosed)
+		case t.DType != c.cfg.DType:
+			return fmt.Errorf("memory: kv cache: append to sequence %d: %s is %s, the cache %s", seq, a.name, t.DType, c.cfg.DType)
+		case !t.Contiguous():
+			return fmt.Errorf("memory: kv cache: append to sequence %d: %s is not contiguous", seq, a.name)
+		}
+		sh := t.Shape
+		ok := len(sh) == 3 || len(sh) == 4 && sh[0] == 1
+		if ok && (sh[len(sh)-2] != c.cfg.Heads || sh[len(sh)-1] != c.cfg.HeadDim) {
+			ok = false
+		}
+		if !ok {
+			return fmt.Errorf("memory: kv cache: append to sequence %d: %s has shape %v, want [n, %d, %d] or [1, n, %d, %d]",
+				seq, a.name, sh, c.cfg.Heads, c.cfg.HeadDim, c.cfg.Heads, c.cfg.HeadDim)
+		}
+		tokens := sh[len(sh)-3]
+		if a.name == "v" && tokens != n {
+			return fmt.Errorf("memory: kv cache: append to sequence %d: k has %d tokens, v %d", seq, n, tokens)
+		}
+		n = tokens
+	}
+	bytes := uint64(n) * c.tokenBytes
+	dsize := uint64(c.cfg.DType.Size())
+	return c.append(ctx, seq, n, func(kb, vb *Buffer, off uint64) error {
+		if k.Closed() || v.Closed() {
+			return ErrClosed
+		}
+		return c.dev.Run(ctx, func(cmd *vk.Commands) error {
+			cmd.Copy(k.buf.Buffer, uint64(k.Offset)*dsize, kb.Buffer, off, bytes)
+			cmd.Copy(v.buf.Buffer, uint64(v.Offset)*dsize, vb.Buffer, off, bytes)
+			cmd.Barrier()
+			return nil
+		})
+	})
+}
+
+// append commits pages for n more tokens of seq, writes them with write (given the buffers and
+// the byte offset of the first new token) and counts them. Where write fails, pages beyond what
+// the sequence had are given back.
+func (c *KVCache) append(ctx context.Context, seq, n int, write func(k, v *Buffer, off uint64) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	c.a.busy.RLock() // before c.mu: keeps the buffers and the sources alive for the transfer
+	defer c.a.busy.RUnlock()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.check(seq); err != nil {
+		return err
+	}
+	if err := c.fits(seq, n); err != nil {
+		return err
+	}
+	s := &c.seqs[seq]
+	had := len(s.k)
+	if err := c.grow(seq, s.len+n); err != nil {
+		return err
+	}
+	kb, vb, off := c.region(seq)
+	if err := write(kb, vb, off+uint64(s.len)*c.tokenBytes); err != nil {
+		if len(s.k) > had {
+			c.shrink(seq, had) // an error here leaves the pages bound; the first one is returned
+		}
+		return fmt.Errorf("memory: kv cache: append to sequence %d: %w", seq, err)
+	}
+	s.len += n
+	return nil
+}
+
+// Reserve commits pages for tokens more tokens of sequence seq (plus Headroom) without appending
+// any, so that appends up to there bind nothing: for a prefill, or ahead of a decode step.
+func (c *KVCache) Reserve(seq, tokens int) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.check(seq); err != nil {
+		return err
+	}
+	if tokens < 0 {
+		return fmt.Errorf("memory: kv cache: reserve for sequence %d: tokens must be >= 0, got %d", seq, tokens)
+	}
+	if err := c.fits(seq, tokens); err != nil {
+		return err
+	}
+	return c.grow(seq, c.seqs[seq].len+tokens)
+}
+
+// pagesFor is the number of pages that tokens tokens of one tensor take.
+func (c *KVCache) pagesFor(tokens int) int {
+	return int((uint64(tokens)*c.tokenBytes + c.page - 1) / c.page)
+}
+
+// grow binds pages to sequence seq so that its first tokens tokens are backed, and up to
+// Headroom more where the pool has them. c.mu is held.
+func (c *KVCache) grow(seq, tokens int) error {
+	s := &c.seqs[seq]
+	have := len(s.k)
+	need := c.pagesFor(tokens)
+	if need <= have {
+		return nil
+	}
+	want := c.pagesFor(min(tokens+c.cfg.Headroom, c.cfg.MaxLen))
+	pages, err := c.pool.take(2*(need-have), 2*(want-have))
+	if err != nil {
+		return fmt.Errorf("memory: kv cache: %d more pages for sequence %d: %w", 2*(need-have), seq, err)
+	}
+	if len(pages)%2 == 1 {
+		c.pool.give(pages[len(pages)-1:])
+		pages = pages[:len(pages)-1]
+	}
+	kp, vp := pages[:len(pages)/2], pages[len(pages)/2:]
+	kb, vb, off := c.region(seq)
+	binds := c.binds(nil, kb, off, have, kp)
+	binds = c.binds(binds, vb, off, have, vp)
+	if err := c.dev.BindSparse(binds); err != nil {
+		c.pool.give(pages)
+		return fmt.Errorf("memory: kv cache: sequence %d: %w", seq, err)
+	}
+	s.k = append(s.k, kp...)
+	s.v = append(s.v, vp...)
+	return nil
+}
+
+// binds appends to out the binds of pages to the region at off of buf, from its page first on,
+// one bind per run of pages consecutive in both the buffer and one allocation.
+func (c *KVCache) binds(out []vk.SparseBind, buf *Buffer, off uint64, first int, pages []pageRef) []vk.SparseBind {
+	start := len(out)
+	for i, p := range pages {
+		ro, mo := off+uint64(first+i)*c.page, uint64(p.index)*c.page
+		if n := len(out); n > start {
+			b := &out[n-1]
+			if b.Memory == p.chunk.mem && b.MemoryOffset+b.Size == mo && b.Offset+b.Size == ro {
+				b.Size += c.page
+				continue
+			}
+		}
+		out = append(out, vk.SparseBind{Buffer: buf.Buffer, Offset: ro, Size: c.page, Memory: p.chunk.mem, MemoryOffset: mo})
+	}
+	return out
+}
+
+// shrink unbinds the pages of sequence seq from keep on and returns them to the pool. Where the
+// unbind fails the pages stay bound. c.mu is held.
+func (c *KVCache) shrink(seq, keep int) error {
+	s := &c.seqs[seq]
+	have := len(s.k)
+	if keep >= have {
+		return nil
+	}
+	kb, vb, off := c.region(seq)
+	lo, size := off+uint64(keep)*c.page, uint64(have-keep)*c.page
+	if err := c.dev.BindSparse([]vk.SparseBind{{Buffer: kb.Buffer, Offset: lo, Size: size}, {Buffer: vb.Buffer, Offset: lo, Size: size}}); err != nil {
+		return fmt.Errorf("memory: kv cache: unbinding sequence %d: %w", seq, err)
+	}
+	c.pool.give(s.v[keep:])
+	c.pool.give(s.k[keep:]) // handed out first next time
+	clear(s.k[keep:])
+	clear(s.v[keep:])
+	s.k, s.v = s.k[:keep], s.v[:keep]
+	return nil
+}
+
+// Release ends sequence seq: its pages are unbound and kept for reuse, and it holds no tokens.
+// No kernel may be reading it.
+func (c *KVCache) Release(seq int) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.check(seq); err != nil {
+		return err
+	}
+	if err := c.shrink(seq, 0); err != nil {
+		return err
+	}
+	c.seqs[seq].len = 0
+	return nil
+}
+
+// Trim frees the device memory allocations none of whose pages are bound.
+func (c *KVCache) Trim() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.closed {
+		c.pool.trim()
+	}
+}
+
+// View returns sequence seq's keys and values as tensors of shape [1, Len(seq), Heads, HeadDim]
+// (token stride Heads*HeadDim, head stride HeadDim), for attention calls and transfers. They view
+// the cache's buffers: closing them does nothing, and they report Closed once the cache is
+// closed. They stay valid while the sequence grows, covering the tokens it held when made.
+func (c *KVCache) View(seq int) (k, v *Tensor, err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.check(seq); err != nil {
+		return nil, nil, err
+	}
+	n := c.seqs[seq].len
+	if n == 0 {
+		return nil, nil, fmt.Errorf("memory: kv cache: sequence %d is empty", seq)
+	}
+	kb, vb, off := c.region(seq)
+	shape := []int{1, n, c.cfg.Heads, c.cfg.HeadDim}
+	elem := int(off / uint64(c.cfg.DType.Size()))
+	view := func(b *Buffer) *Tensor {
+		return &Tensor{DType: c.cfg.DType, Shape: shape, Strides: contiguous(shape), Offset: elem, buf: b, owner: c.a}
+	}
+	return view(kb), view(vb), nil
+}
+
+// Stats reports what the cache holds and commits.
+func (c *KVCache) Stats() KVCacheStats {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	st := KVCacheStats{PageSize: c.page, SeqTokens: make([]int, len(c.seqs)), SeqPages: make([]int, len(c.seqs))}
+	for i, s := range c.seqs {
+		st.SeqTokens[i], st.SeqPages[i] = s.len, len(s.k)
+		st.NeededBytes += uint64(s.len) * c.tokenBytes
+		st.CommittedBytes += uint64(len(s.k)) * c.page
+	}
+	st.FreePages = len(c.pool.free)
+	st.MemoryBytes = uint64(c.pool.held) * c.page
+	st.Allocations = len(c.pool.chunks)
+	return st
+}
+
+// Close releases the cache's buffers and memory; its views report Closed. It waits for
+// transfers in flight. Idempotent.
+func (c *KVCache) Close() {
+	if c == nil {
+		return
+	}
+	a := c.a
+	a.busy.Lock()
+	defer a.busy.Unlock()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	delete(a.caches, c)
+	c.destroy()
+}
+
+// destroy releases the buffers, then the pages they bound. Callers hold a.busy exclusively and
+// a.mu.
+func (c *KVCache) destroy() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return
+	}
+	c.closed = true
+	c.closeBuffers()
+	c.pool.close()
+	c.seqs = nil
+}

@@ -1,0 +1,125 @@
+package memory
+
+import (
+	"fmt"
+
+	"github.com/vkattn/vkattn/vk"
+)
+
+// pagePool hands out physical pages for sparse buffers: device memory allocated in chunks of
+// whole pages, and a free list of the pages no buffer has bound. Its user serializes calls.
+type pagePool struct {
+	dev        *vk.Device
+	typ        vk.MemoryType
+	page       uint64 // bytes
+	chunkPages int    // pages per allocation
+	maxPages   int    // pages held at most, bound or free; 0: no limit but device memory
+
+	chunks []*pageChunk
+	held   int       // pages in chunks
+	free   []pageRef // the next page handed out is the last
+}
+
+type pageChunk struct {
+	mem   *vk.Memory
+	pages int // pages in mem
+	used  int // pages handed out
+}
+
+// pageRef is page index of chunk: bytes [index*page, (index+1)*page) of its memory.
+type pageRef struct {
+	chunk *pageChunk
+	index int
+}
+
+// take hands out between lo and hi pages (as many as the budget and device memory allow,
+// allocating chunks while fewer than hi are free). Unless it can give lo it gives none and
+// returns an error wrapping vk.ErrOutOfDeviceMemory (or the allocation's error); chunks it
+// allocated stay in the pool, free.
+func (p *pagePool) take(lo, hi int) ([]pageRef, error) {
+	for len(p.free) < hi {
+		if err := p.grow(lo-len(p.free), hi-len(p.free)); err != nil {
+			if len(p.free) >= lo {
+				break
+			}
+			return nil, err
+		}
+	}
+	n := min(hi, len(p.free))
+	out := make([]pageRef, n)
+	for i := range out {
+		last := len(p.free) - 1
+		out[i] = p.free[last]
+		p.free = p.free[:last]
+		out[i].chunk.used++
+	}
+	return out, nil
+}
+
+// grow allocates one chunk of chunkPages pages, fewer where the budget leaves less room or, when
+// the allocation fails, of the need pages still missing (if fewer), before giving up.
+func (p *pagePool) grow(need, want int) error {
+	n := p.chunkPages
+	if p.maxPages > 0 {
+		room := p.maxPages - p.held
+		if room <= 0 {
+			return fmt.Errorf("the page budget of %d pages (%d bytes) is spent: %w",
+				p.maxPages, uint64(p.maxPages)*p.page, vk.ErrOutOfDeviceMemory)
+		}
+		n = min(n, room)
+	}
+	mem, err := p.dev.Allocate(uint64(n)*p.page, p.typ)
+	if err != nil && need > 0 && need < n {
+		n = need
+		mem, err = p.dev.Allocate(uint64(n)*p.page, p.typ)
+	}
+	if err != nil {
+		return fmt.Errorf("allocating %d pages: %w", n, err)
+	}
+	c := &pageChunk{mem: mem, pages: n}
+	p.chunks = append(p.chunks, c)
+	p.held += n
+	for i := n - 1; i >= 0; i-- { // page 0 is handed out first, so runs bind as one range
+		p.free = append(p.free, pageRef{c, i})
+	}
+	return nil
+}
+
+// give returns pages handed out by take.
+func (p *pagePool) give(pages []pageRef) {
+	for i := len(pages) - 1; i >= 0; i-- { // so take hands them out in the same order again
+		pages[i].chunk.used--
+		p.free = append(p.free, pages[i])
+	}
+}
+
+// trim frees the chunks none of whose pages are handed out.
+func (p *pagePool) trim() {
+	keep := p.free[:0]
+	for _, r := range p.free {
+		if r.chunk.used > 0 {
+			keep = append(keep, r)
+		}
+	}
+	clear(p.free[len(keep):])
+	p.free = keep
+	chunks := p.chunks[:0]
+	for _, c := range p.chunks {
+		if c.used > 0 {
+			chunks = append(chunks, c)
+			continue
+		}
+		c.mem.Close()
+		p.held -= c.pages
+	}
+	clear(p.chunks[len(chunks):])
+	p.chunks = chunks
+}
+
+// close frees every chunk; the buffers that bound its pages must be gone.
+func (p *pagePool) close() {
+	for _, c := range p.chunks {
+		c.mem.Close()
+	}
+	p.chunks, p.free, p.held = nil, nil, 0
+}
