@@ -1,0 +1,66 @@
+// Package quant defines the quantized formats of keys, values and queries that vkattn's
+// quantized kernels read, and bit-faithful CPU emulators of their quantizers that those kernels
+// are tested against: INT8 and INT4 K/V with per-token scales and FP8 E4M3 queries (emulated:
+// the H100's Vulkan driver has no float8 type). It is pure Go.
+//
+// # Formats
+//
+// A tensor is token-major, [tokens][heads][dim], as attention's q, k and v are. Each (token,
+// head) row is split into groups of Format.GroupSize channels, each with one scale:
+//
+//	format  element                              range      scale            groups per row
+//	Int8    two's complement byte                -127..127  absmax/127       1
+//	Int4    two's complement nibble              -8..7      absmax/7         dim/128, or 1 (*)
+//	E4M3    FP8 E4M3 byte (OCP "fn", max 448)    ±448       absmax/448       1
+//
+// (*) 128-channel groups as FireQ uses, where dim is a multiple of 128 (128, 256); a head dim that
+// is not (32, 64, 80, 96, 192) is one group. Int4 never produces -8 (|x| <= absmax maps to at
+// most 7) but decodes it.
+//
+// Memory, as Tensor holds it and the kernels read it:
+//
+//	words   [tokens][heads][dim/PerWord] uint32   PerWord = 4 (Int8, E4M3) or 8 (Int4)
+//	scales  [tokens][heads][groups]      bf16     2 per uint32 word, the lower index in the low half
+//
+// Channel c of a row is in word c/PerWord at bits Bits·(c%PerWord) (the first channel in the
+// least significant bits), so a kernel reads it with bitfieldExtract(int(word), 4*i, 4) for Int4
+// and bitfieldExtract(int(word), 8*i, 8) for Int8 (both sign-extend), and an E4M3 code with
+// bitfieldExtract(word, 8*i, 8). Scales are bf16, as FireQ may store them: half the size of float32, float32's range (fp16 would make the scales of small
+// values subnormal), and a significand of 8 bits, which keeps every product of a code and a
+// scale exact (below). The kernel reads uintBitsToFloat(half << 16).
+//
+// # Arithmetic
+//
+// Every step is specified in float32 so that a GLSL kernel can match it bit for bit:
+//
+//   - absmax = max |x| over the group (exact); NaN if the group holds a NaN. GLSL's max does not
+//     promise to propagate NaN: test isnan.
+//   - scale = bf16(absmax * R), R = float32(1/127), float32(1/7) or float32(1/448) (bits
+//     0x3c010204, 0x3e124925, 0x3b124925): one float32 multiplication, then rounding to bf16,
+//     nearest even (io.glsl's packBF16). No division. If absmax is NaN or Inf, the scale is NaN
+//     (0x7fc0) and every element 0, so the whole group dequantizes to NaN: a non-finite input
+//     poisons its own (token, head, group) and nothing else, as NaN stays in its row elsewhere in
+//     vkattn. A scale below MinScale (2^-100) is stored as 0 with every element 0.
+//   - element: the code nearest to the exact quotient x/scale, ties to even (the even integer;
+//     the E4M3 code with an even mantissa), then clamped (Int8 to ±127, Int4 to -8..7, E4M3
+//     saturating to ±448).
+//   - dequantized value = value(code) * scale, one float32 multiplication, and exact: codes have
+//     at most 8 significant bits and scales 8, so the product fits float32's 24 (it overflows to
+//     ±Inf only for a group whose absmax is within 2^-8 of float32's largest value, where the
+//     scale rounded up).
+//
+// Vulkan lets division be off by 2.5 ulp, so a kernel cannot compute x/scale itself; it finds the
+// nearest code exactly like this (tested against the definition, with a division off by several
+// ulps):
+//
+//	float n = roundEven(x / s);                // may be one off near a midpoint
+//	float lo = (n - 0.5) * s, hi = (n + 0.5) * s; // exact: 9 + 8 significant bits
+//	bool odd = (int(n) & 1) != 0;
+//	if (x > hi || (x == hi && odd)) n += 1.0;
+//	else if (x < lo || (x == lo && odd)) n -= 1.0;
+//	n = clamp(n, -127.0, 127.0);               // -8.0, 7.0 for Int4
+//
+// and for E4M3, on magnitudes: c = the E4M3 code of |x|/s (its own rounding of the float32
+// quotient), then the midpoints (value(c) + value(c±1))/2 · s, exact, move c one code up or down
+// by the same rule (a tie goes to the even code; code 126, 448, never moves up).
+package quant
