@@ -1,7 +1,7 @@
 // Package quant defines the quantized formats of keys, values and queries that vkattn's
 // quantized kernels read, and bit-faithful CPU emulators of their quantizers that those kernels
-// are tested against: INT8 and INT4 K/V with per-token scales and FP8 E4M3 queries (emulated:
-// the H100's Vulkan driver has no float8 type). It is pure Go.
+// are tested against: INT8 and INT4 K/V with per-token scales, FireQ's RoPE-aware key scaling,
+// and FP8 E4M3 queries (emulated: the H100's Vulkan driver has no float8 type). It is pure Go.
 //
 // # Formats
 //
@@ -63,4 +63,12 @@
 // and for E4M3, on magnitudes: c = the E4M3 code of |x|/s (its own rounding of the float32
 // quotient), then the midpoints (value(c) + value(c±1))/2 · s, exact, move c one code up or down
 // by the same rule (a tie goes to the even code; code 126, 448, never moves up).
+//
+// # RoPE-aware key scaling
+//
+// FireQ equalizes the channels of the keys before INT4 quantization: CalibrateKeys fits, per KV
+// head and channel, a scale from sample keys (pre-RoPE scales on channel pairs and post-RoPE
+// scales on the top-k outlier channels, see CalibrateKeys); keys are multiplied by KeyScales.K
+// before they are quantized, queries by KeyScales.Q = 1/K, so scores are unchanged but for
+// rounding. Both are float32 multiplications a kernel repeats exactly.
 package quant
