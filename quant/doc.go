@@ -71,4 +71,11 @@
 // scales on the top-k outlier channels, see CalibrateKeys); keys are multiplied by KeyScales.K
 // before they are quantized, queries by KeyScales.Q = 1/K, so scores are unchanged but for
 // rounding. Both are float32 multiplications a kernel repeats exactly.
+//
+// # References
+//
+// Attention computes, in float64, attention over dequantized K and V (and optionally FP8 queries)
+// through the oracle attention/reference: the tier-1 reference a quantized kernel must match
+// tightly. CosineSimilarity and RelativeL1 measure a result against the float64 reference over
+// unquantized inputs.
 package quant
