@@ -445,7 +445,8 @@ func (c *KVCache) Trim() {
 // View returns sequence seq's keys and values as tensors of shape [1, Len(seq), Heads, HeadDim]
 // (token stride Heads*HeadDim, head stride HeadDim), for attention calls and transfers. They view
 // the cache's buffers: closing them does nothing, and they report Closed once the cache is
-// closed. They stay valid while the sequence grows, covering the tokens it held when made.
+// closed. They stay valid while the sequence grows, covering the tokens it held when made, and
+// must not be used once it is released.
 func (c *KVCache) View(seq int) (k, v *Tensor, err error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
