@@ -34,11 +34,15 @@ func measure(t *testing.T, p reference.Params, q, k, v []float32, kf, vf Format,
 
 // Attention over INT8 and INT4 K/V (and FP8 queries) on Gaussian data against the float64
 // oracle on the unquantized data: cosine similarity and relative L1 within the gates, for every
-// head dim (go test -v prints them). INT8 is held to 0.9995 cosine. INT4 is held to 0.98, not
-// 0.99: with absmax/7 scales over 128 channels (or one head), a Gaussian element's rounding
-// error has an RMS of about 0.12 of its own, and K and V each cost about that squared (0.007)
-// of cosine, so INT4 K and V give about 0.986 for d >= 64 whatever the kernel does (K alone or
-// V alone about 0.993; 32-channel groups would reach only about 0.990).
+// head dim (go test -v prints them). INT8 is held to 0.9995 cosine. INT4 is held to 0.985, not
+// the 0.99 wanted: 1 - cosine is about the mean of K's and V's relative squared quantization
+// error, which for 4-bit codes with one scale per 128 channels (or one head) is about 0.0106
+// with the signed absmax/8 scale (0.0137 with FireQ's absmax/7), so INT4 K and V give 0.9875
+// to 0.9930 over head dims and seeds (about 0.9894 at d = 128, 0.9891 with FP8 queries).
+// Lowering the keys' squared error further, by clipping each group to the scale of least
+// squared error or by levels denser near 0, reaches about 0.991, but on TestRoPEAwareInt4's
+// keys (V unquantized, mean of 16 draws) the scaled variants fall from about 0.976 to
+// 0.95-0.97: it moves error onto the largest elements, which decide the highest scores.
 func TestQuantizedAttentionGaussian(t *testing.T) {
 	r := newRand(t)
 	for _, d := range headDims {
@@ -62,8 +66,8 @@ func TestQuantizedAttentionGaussian(t *testing.T) {
 		}{
 			{"int8", Int8, false, 0.9995, 0.015},
 			{"int8+fp8q", Int8, true, 0.9990, 0.04},
-			{"int4", Int4, false, 0.98, 0.2},
-			{"int4+fp8q", Int4, true, 0.98, 0.2},
+			{"int4", Int4, false, 0.985, 0.17},
+			{"int4+fp8q", Int4, true, 0.985, 0.17},
 		} {
 			a := measure(t, p, q, k, v, c.kv, c.kv, AttentionOptions{FP8Queries: c.fp8}, nil)
 			t.Logf("d=%3d %-9s cosine %.6f relative L1 %.4f", d, c.name, a.cos, a.relL1)
@@ -124,18 +128,30 @@ func TestAttentionExactInputs(t *testing.T) {
 		for _, d := range []int{64, 256} {
 			p := decodeProblem(6, 3, d, []int{2, 1, 0, 5}, []int{9, 1, 4, 40})
 			p.Causal = false
-			exact := func(n int, max float32) []float32 { // integers, each group holding ±max
+			// code·scale for scales ±1: each group of Int8 holding ±127, of Int4 code -8 (so
+			// -8·scale, and 0·-1 = -0 where the scale is -1, as a kernel dequantizes it).
+			exact := func(n int) []float32 {
 				x := make([]float32, n)
 				gs := f.GroupSize(d)
+				var s float32
 				for i := range x {
-					x[i] = float32(r.IntN(2*int(max)+1)) - max
 					if i%gs == 0 {
-						x[i] = max * float32(2*r.IntN(2)-1)
+						s = float32(2*r.IntN(2) - 1)
+					}
+					switch {
+					case f == Int8 && i%gs == 0:
+						x[i] = 127 * s
+					case f == Int8:
+						x[i] = float32(r.IntN(255) - 127)
+					case i%gs == 0:
+						x[i] = -8 * s
+					default:
+						x[i] = float32(r.IntN(16)-8) * s
 					}
 				}
 				return x
 			}
-			k, v := exact(p.TotalK()*p.Hk*d, f.Max()), exact(p.TotalK()*p.Hk*d, f.Max())
+			k, v := exact(p.TotalK()*p.Hk*d), exact(p.TotalK()*p.Hk*d)
 			q := make([]float32, p.TotalQ()*p.Hq*d) // E4M3 codes, each row holding ±448
 			for i := range q {
 				q[i] = DecodeE4M3(uint8(r.IntN(0x7f)) | uint8(r.IntN(2))<<7)

@@ -13,8 +13,9 @@ const (
 	// Int8 is symmetric 8-bit integers -127..127 (two's complement bytes), one scale per
 	// (token, head): scale = absmax/127.
 	Int8 Format = iota + 1
-	// Int4 is symmetric 4-bit integers (two's complement nibbles, -8..7; -8 never produced by
-	// Quantize), one scale per (token, head, group of GroupSize channels): scale = absmax/7.
+	// Int4 is 4-bit integers -8..7 (two's complement nibbles), one signed scale per (token,
+	// head, group of GroupSize channels): |scale| = absmax/8, negative when +absmax is in the
+	// group, so that the element of largest magnitude maps to -8 and all 16 codes are used.
 	Int4
 	// E4M3 is FP8 E4M3 (OCP "fn": no infinities, NaN 0x7f/0xff, largest finite 448), one
 	// scale per (token, head): scale = absmax/448. Used for queries.
@@ -44,11 +45,12 @@ func (f Format) Bits() int {
 // PerWord is the number of elements packed in one uint32 word: 4 or 8.
 func (f Format) PerWord() int { return 32 / f.Bits() }
 
-// Max is the largest value the quantizer maps a group's absmax to: 127, 7 or 448.
+// Max is the magnitude of the value the quantizer maps a group's absmax to: 127, 8 (Int4's
+// -8) or 448.
 func (f Format) Max() float32 {
 	switch f {
 	case Int4:
-		return 7
+		return 8
 	case E4M3:
 		return 448
 	}
@@ -94,17 +96,17 @@ func (f Format) Value(field uint8) float32 {
 
 // Reciprocal constants multiplied by a group's absmax to get its scale (one float32
 // multiplication, correctly rounded, then rounded to bf16). Their bits, for kernels:
-// 1/127 = 0x3c010204, 1/7 = 0x3e124925, 1/448 = 0x3b124925.
+// 1/127 = 0x3c010204, 1/8 = 0x3e000000 (exact), 1/448 = 0x3b124925.
 const (
 	inv127 float32 = 1.0 / 127
-	inv7   float32 = 1.0 / 7
+	inv8   float32 = 1.0 / 8
 	inv448 float32 = 1.0 / 448
 )
 
 func (f Format) inverse() float32 {
 	switch f {
 	case Int4:
-		return inv7
+		return inv8
 	case E4M3:
 		return inv448
 	}
@@ -120,9 +122,10 @@ const MinScale = 0x1p-100
 // NaNScale is the bf16 bits of the scale of a group that holds a NaN or an infinity.
 const NaNScale uint16 = 0x7fc0
 
-// ScaleBits returns the scale, as bf16 bits, of a group whose largest magnitude is absmax:
-// bf16(absmax * float32(1/Max)), the product rounded to float32 and then to bf16, each to
-// nearest even; 0 below MinScale; NaNScale where absmax is NaN or +Inf.
+// ScaleBits returns the magnitude of the scale, as bf16 bits, of a group whose largest
+// magnitude is absmax: bf16(absmax * float32(1/Max)), the product rounded to float32 and then
+// to bf16, each to nearest even; 0 below MinScale; NaNScale where absmax is NaN or +Inf.
+// GroupScale adds Int4's sign.
 func (f Format) ScaleBits(absmax float32) uint16 {
 	if math.IsNaN(float64(absmax)) || math.IsInf(float64(absmax), 0) {
 		return NaNScale
@@ -130,6 +133,24 @@ func (f Format) ScaleBits(absmax float32) uint16 {
 	b := BF16Bits(absmax * f.inverse())
 	if BF16Value(b) < MinScale {
 		return 0
+	}
+	return b
+}
+
+// GroupScale returns the scale, as bf16 bits, that Quantize gives a group x of format f:
+// ScaleBits(absmax); for Int4 negated (the sign bit set) when +absmax is in the group and the
+// scale is neither 0 nor NaN, so that the element of largest magnitude maps to -8 (with both
+// +absmax and -absmax in the group, -absmax maps to 7, one step from its value).
+func (f Format) GroupScale(x []float32) uint16 {
+	a := absmax(x)
+	b := f.ScaleBits(a)
+	if f != Int4 || b == 0 || b == NaNScale {
+		return b
+	}
+	for _, v := range x {
+		if v == a {
+			return b | 0x8000
+		}
 	}
 	return b
 }

@@ -10,7 +10,7 @@ import (
 // The constants a kernel needs, as the package documentation gives them.
 func TestConstants(t *testing.T) {
 	require.Equal(t, uint32(0x3c010204), math.Float32bits(inv127))
-	require.Equal(t, uint32(0x3e124925), math.Float32bits(inv7))
+	require.Equal(t, uint32(0x3e000000), math.Float32bits(inv8))
 	require.Equal(t, uint32(0x3b124925), math.Float32bits(inv448))
 	require.Equal(t, uint16(0x7fc0), BF16Bits(float32(math.NaN())))
 	require.True(t, math.IsNaN(float64(BF16Value(NaNScale))))
@@ -76,7 +76,7 @@ func TestBF16(t *testing.T) {
 
 func TestScaleBits(t *testing.T) {
 	require.Equal(t, BF16Bits(1), Int8.ScaleBits(127))
-	require.Equal(t, BF16Bits(1), Int4.ScaleBits(7))
+	require.Equal(t, BF16Bits(1), Int4.ScaleBits(8))
 	require.Equal(t, BF16Bits(1), E4M3.ScaleBits(448))
 	for _, f := range formats {
 		require.Equal(t, uint16(0), f.ScaleBits(0))
@@ -90,5 +90,26 @@ func TestScaleBits(t *testing.T) {
 			q := float64(a) / float64(BF16Value(f.ScaleBits(a)))
 			require.InDelta(t, float64(f.Max()), q, float64(f.Max())*0x1p-8*1.004, "%v absmax %v", f, a)
 		}
+	}
+}
+
+// Int4's scale is negative exactly when +absmax is in the group; 0 and NaN scales keep no sign;
+// the other formats' scales are ScaleBits(absmax).
+func TestGroupScale(t *testing.T) {
+	cases := []struct {
+		x    []float32
+		want uint16
+	}{
+		{[]float32{3, -1, 0, 2}, BF16Bits(-3.0 / 8)},
+		{[]float32{-3, 1, 0, 2}, BF16Bits(3.0 / 8)},
+		{[]float32{-3, 3, 0, 2}, BF16Bits(-3.0 / 8)},
+		{[]float32{0, 0, float32(math.Copysign(0, -1)), 0}, 0},
+		{[]float32{1e-35, 0, 0, 0}, 0},
+		{[]float32{1, float32(math.Inf(1)), 0, 0}, NaNScale},
+		{[]float32{1, float32(math.NaN()), 0, 0}, NaNScale},
+	}
+	for _, c := range cases {
+		require.Equal(t, c.want, Int4.GroupScale(c.x), "%v", c.x)
+		require.Equal(t, Int8.ScaleBits(absmax(c.x)), Int8.GroupScale(c.x), "%v", c.x)
 	}
 }

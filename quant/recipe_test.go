@@ -26,8 +26,12 @@ func sloppyQuotient(r *rand.Rand, x, s float32, ulps int) float32 {
 	return t
 }
 
-// intRecipe is the documented integer recipe, t the kernel's quotient.
+// intRecipe is the documented integer recipe, t the kernel's quotient x/s. For Int4's negative
+// scales it runs on -x and -s (the same quotient).
 func intRecipe(f Format, x, s, t float32) uint8 {
+	if s < 0 {
+		x, s = -x, -s
+	}
 	n := float32(math.RoundToEven(float64(t)))
 	lo, hi := float32((n-0.5)*s), float32((n+0.5)*s) // exact
 	odd := int(n)&1 != 0
@@ -36,15 +40,13 @@ func intRecipe(f Format, x, s, t float32) uint8 {
 	} else if x < lo || (x == lo && odd) {
 		n--
 	}
-	min := -f.Max()
+	cmin, cmax := float32(-127), float32(127)
 	if f == Int4 {
-		min = -8
+		cmin, cmax = -8, 7
 	}
-	n = max(min, min2(f.Max(), n))
+	n = max(cmin, min(cmax, n))
 	return uint8(int8(n)) & uint8(1<<f.Bits()-1)
 }
-
-func min2(a, b float32) float32 { return min(a, b) }
 
 // e4m3Recipe is the documented E4M3 recipe on magnitudes, t the kernel's quotient.
 func e4m3Recipe(x, s, t float32) uint8 {
@@ -84,10 +86,15 @@ func TestKernelRecipes(t *testing.T) {
 				boundaries = append(boundaries, n+0.5)
 			}
 		}
+		sign := float32(1)
 		for i := 0; i < 100000; i++ {
 			absmax := float32(math.Exp2(float64(r.IntN(120) - 60)))
 			absmax *= 1 + r.Float32()
 			s := BF16Value(f.ScaleBits(absmax))
+			if f == Int4 { // either sign
+				s *= sign
+				sign = -sign
+			}
 			var x float32
 			switch i % 3 {
 			case 0: // uniform in the group's range

@@ -43,9 +43,9 @@ func newTensor(f Format, tokens, heads, dim int) *Tensor {
 }
 
 // Quantize quantizes x, token-major [tokens][heads][dim] as attention's K, V and Q are, into a
-// Tensor of format f: per group, scale = f.ScaleBits(absmax) and each element the code nearest
-// to x/scale (see the package documentation). A group that holds a NaN or an infinity gets
-// NaNScale and zero codes, so all of it dequantizes to NaN.
+// Tensor of format f: per group, scale = f.GroupScale(group) and each element the code nearest
+// to x/scale, clamped (see the package documentation). A group that holds a NaN or an infinity
+// gets NaNScale and zero codes, so all of it dequantizes to NaN.
 func Quantize(f Format, x []float32, tokens, heads, dim int) (*Tensor, error) {
 	if err := checkShape(f, len(x), tokens, heads, dim); err != nil {
 		return nil, err
@@ -54,7 +54,7 @@ func Quantize(f Format, x []float32, tokens, heads, dim int) (*Tensor, error) {
 	gs, per, bits := f.GroupSize(dim), f.PerWord(), f.Bits()
 	for g := range t.Scales {
 		xs := x[g*gs : (g+1)*gs]
-		sb := f.ScaleBits(absmax(xs))
+		sb := f.GroupScale(xs)
 		t.Scales[g] = sb
 		s := BF16Value(sb)
 		if s == 0 || sb == NaNScale {
@@ -68,7 +68,8 @@ func Quantize(f Format, x []float32, tokens, heads, dim int) (*Tensor, error) {
 	return t, nil
 }
 
-// field is the stored field of element x in a group of scale s (positive, finite, x finite).
+// field is the stored field of element x in a group of scale s (nonzero and finite, negative
+// only for Int4; x finite).
 func (f Format) field(x, s float32) uint8 {
 	if f == E4M3 {
 		return encodeE4M3(float64(x) / float64(s))
@@ -81,11 +82,11 @@ func (f Format) field(x, s float32) uint8 {
 	return uint8(int8(q)) & uint8(1<<f.Bits()-1)
 }
 
-// roundQuotient is the integer nearest to the exact quotient x/s of two finite float32 values,
-// ties to even. The float64 quotient is rounded, but it cannot reach or cross a rounding
-// boundary (n + 1/2, or an E4M3 midpoint) that the exact quotient does not: x - m·s for a
-// boundary m with few significant bits is either 0 or at least a float32 ulp of x, far more
-// than float64's relative error of 2^-53.
+// roundQuotient is the integer nearest to the exact quotient x/s of two finite float32 values
+// (s nonzero), ties to even. The float64 quotient is rounded, but it cannot reach or cross a
+// rounding boundary (n + 1/2, or an E4M3 midpoint) that the exact quotient does not: x - m·s
+// for a boundary m with few significant bits is either 0 or at least a float32 ulp of x, far
+// more than float64's relative error of 2^-53.
 func roundQuotient(x, s float32) float64 { return math.RoundToEven(float64(x) / float64(s)) }
 
 // Pack builds a Tensor from fields ([tokens][heads][dim] values of Bits bits each, as

@@ -68,8 +68,10 @@ func TestPackUnpack(t *testing.T) {
 	require.Error(t, err)
 }
 
-// Quantize's scales and codes follow the definition; |x - x'| <= scale/2 for the integer
-// formats; re-quantizing a dequantized tensor gives it back bit for bit.
+// Quantize's scales and codes follow the definition; |x - x'| <= |scale|/2 for the integer
+// formats, but for Int4's clamping at 7 (the other sign than the largest magnitude, beyond
+// 7.5 steps), where it is at most a step; Int4's largest magnitude gets -8; re-quantizing a
+// dequantized tensor gives it back bit for bit.
 func TestQuantizeDequantize(t *testing.T) {
 	r := newRand(t)
 	for _, f := range formats {
@@ -85,8 +87,10 @@ func TestQuantizeDequantize(t *testing.T) {
 			gs := f.GroupSize(d)
 			for g := range q.Scales {
 				xs, ys := x[g*gs:(g+1)*gs], y[g*gs:(g+1)*gs]
-				require.Equal(t, f.ScaleBits(absmax(xs)), q.Scales[g])
+				require.Equal(t, f.GroupScale(xs), q.Scales[g])
+				require.Equal(t, f.ScaleBits(absmax(xs)), q.Scales[g]&0x7fff)
 				s := BF16Value(q.Scales[g])
+				step := math.Abs(float64(s))
 				for i, v := range xs {
 					field := uint8(q.Words[(g*gs+i)/f.PerWord()]>>(f.Bits()*((g*gs+i)%f.PerWord()))) & uint8(1<<f.Bits()-1)
 					require.Equal(t, math.Float32bits(f.Value(field)*s), math.Float32bits(ys[i]))
@@ -95,9 +99,13 @@ func TestQuantizeDequantize(t *testing.T) {
 						require.Equal(t, nearestE4M3(float64(v)/float64(s)), field, "%v / %v", v, s)
 						continue
 					}
-					require.LessOrEqual(t, math.Abs(float64(v)-float64(ys[i])), float64(s)/2, "%v d=%d x=%v s=%v", f, d, v, s)
-					if f == Int4 {
-						require.NotEqual(t, float32(-8), f.Value(field), "int4 never produces -8")
+					bound := step / 2
+					if f == Int4 && f.Value(field) == 7 && math.Abs(float64(v)/float64(s)) > 7.5 {
+						bound = step * (1 + 8*0x1p-8) // clamped: |x| <= absmax <= 8·(1 + 2^-8) steps
+					}
+					require.LessOrEqual(t, math.Abs(float64(v)-float64(ys[i])), bound, "%v d=%d x=%v s=%v", f, d, v, s)
+					if f == Int4 && math.Abs(float64(v)) == float64(absmax(xs)) && (v > 0) == (s < 0) {
+						require.Equal(t, float32(-8), f.Value(field), "the largest magnitude %v, s=%v", v, s)
 					}
 				}
 			}
@@ -109,23 +117,33 @@ func TestQuantizeDequantize(t *testing.T) {
 	}
 }
 
-// Exact ties round to the even code; values just off a tie round to the nearer one.
+// Exact ties round to the even code; values just off a tie round to the nearer one. Int4's
+// groups hold -8 (scale 1) or +8 (scale -1, x/scale = -x).
 func TestQuantizeTies(t *testing.T) {
-	for _, f := range []Format{Int8, Int4} {
-		max := f.Max()
-		s := BF16Value(f.ScaleBits(max)) // 1
-		require.Equal(t, float32(1), s)
-		for n := -max; n < max; n++ {
+	for _, c := range []struct {
+		f    Format
+		sign float32 // of the scale
+	}{{Int8, 1}, {Int4, 1}, {Int4, -1}} {
+		f, max := c.f, c.f.Max()
+		lo, hi, first := -max, max, max // the codes; x/scale of the group's largest magnitude
+		if f == Int4 {
+			lo, hi, first = -8, 7, -8
+		}
+		for n := lo; n < hi; n++ {
 			mid := n + 0.5
-			x := []float32{max, mid, math.Nextafter32(mid, float32(math.Inf(-1))), math.Nextafter32(mid, float32(math.Inf(1)))}
-			d := f.PerWord()
-			q, err := Quantize(f, append(x, make([]float32, d-len(x))...), 1, 1, d)
+			u := []float32{first, mid, math.Nextafter32(mid, float32(math.Inf(-1))), math.Nextafter32(mid, float32(math.Inf(1)))}
+			x := make([]float32, f.PerWord())
+			for i, v := range u { // x = scale·u
+				x[i] = c.sign * v
+			}
+			q, err := Quantize(f, x, 1, 1, len(x))
 			require.NoError(t, err)
+			require.Equal(t, c.sign, BF16Value(q.Scales[0]), "%v", x)
 			even := n
 			if int(n)%2 != 0 {
 				even = n + 1
 			}
-			require.Equal(t, even, f.Value(q.Field(0, 0, 1)), "%v tie %v", f, mid)
+			require.Equal(t, even, f.Value(q.Field(0, 0, 1)), "%v tie %v", f, x[1])
 			require.Equal(t, n, f.Value(q.Field(0, 0, 2)))
 			require.Equal(t, n+1, f.Value(q.Field(0, 0, 3)))
 		}
@@ -171,12 +189,22 @@ func TestNonFiniteAndEdgeGroups(t *testing.T) {
 		for _, v := range q.Dequantize() {
 			require.Equal(t, uint32(0), math.Float32bits(v))
 		}
-		// The largest finite magnitudes quantize to ±Max·scale.
+		// The largest finite magnitudes quantize to ±Max·scale (Int4: +absmax to -8 of a negative
+		// scale, -absmax to 7, clamped).
 		z[1], z[2] = math.MaxFloat32/2, -math.MaxFloat32/2
 		q, err = Quantize(f, z, 1, 1, len(z))
 		require.NoError(t, err)
-		require.Equal(t, f.Max(), f.Value(q.Field(0, 0, 1)))
-		require.Equal(t, -f.Max(), f.Value(q.Field(0, 0, 2)))
+		if f == Int4 {
+			require.Equal(t, float32(-8), f.Value(q.Field(0, 0, 1)))
+			require.Equal(t, float32(7), f.Value(q.Field(0, 0, 2)))
+			require.Less(t, q.Scale(0, 0, 0), float32(0))
+		} else {
+			require.Equal(t, f.Max(), f.Value(q.Field(0, 0, 1)))
+			require.Equal(t, -f.Max(), f.Value(q.Field(0, 0, 2)))
+		}
 		require.Zero(t, f.Value(q.Field(0, 0, 0)))
+		y := q.Dequantize()
+		require.InEpsilon(t, math.MaxFloat32/2, y[1], 0x1p-8)
+		require.Less(t, y[2], float32(0))
 	}
 }
