@@ -9,7 +9,8 @@ import (
 
 // The decode kernels require what the forward kernel requires at the same tier (decode.comp
 // uses the same subgroup operations as flash_fwd_subgroup.glsl), the merge plain compute; all
-// three bind the attention kernels' six buffers and the two of the partials.
+// three bind the attention kernels' six buffers and the two of the partials. The quantized
+// decode kernels are decode.comp with quant.glsl: the same requirements, four more bindings.
 func TestDecodeAndMergeVariants(t *testing.T) {
 	for _, tier := range []devices.Tier{devices.TierScalar, devices.TierSubgroup} {
 		dec, err := ForTier(OpDecode, tier)
@@ -19,6 +20,15 @@ func TestDecodeAndMergeVariants(t *testing.T) {
 		require.ElementsMatch(t, fwd.Requires, dec.Requires, dec.Name)
 		require.Equal(t, 8, dec.Bindings, dec.Name)
 		require.Nil(t, dec.Inputs, "%s takes every input type", dec.Name)
+		for _, op := range []Op{OpDecodeInt8, OpDecodeInt4} {
+			q, err := ForTier(op, tier)
+			require.NoError(t, err)
+			require.ElementsMatch(t, dec.Requires, q.Requires, q.Name)
+			require.Equal(t, 12, q.Bindings, q.Name)
+			require.Equal(t, dec.Source, q.Source, q.Name)
+			require.Contains(t, q.Defines, dec.Defines[0], q.Name)
+			require.Nil(t, q.Inputs, q.Name)
+		}
 	}
 	m, err := Lookup("merge")
 	require.NoError(t, err)

@@ -26,6 +26,8 @@ const (
 	OpNaivePV      Op = "naive-pv"      // naive baseline: O = P V
 	OpDecode       Op = "decode"        // split-KV decode: partial outputs and logsumexps per key chunk
 	OpMerge        Op = "merge"         // merge of partial outputs over disjoint key sets
+	OpDecodeInt8   Op = "decode-int8"   // split-KV decode over K and V quantized as quant.Int8
+	OpDecodeInt4   Op = "decode-int4"   // split-KV decode over K and V quantized as quant.Int4
 )
 
 // Variant is one compiled kernel.
@@ -124,6 +126,16 @@ var Variants = []Variant{
 		Source: "decode.comp", Defines: []string{"TIER_SCALAR"}, Requires: scalarNeeds},
 	{Name: "decode_subgroup", Op: OpDecode, Tier: devices.TierSubgroup, Bindings: 8, PushSize: 4 * PushWords,
 		Source: "decode.comp", Defines: []string{"TIER_SUBGROUP"}, Requires: subgroupNeeds},
+	// decode.comp over quantized K and V (quant.glsl): four more bindings, the scales of K, V and
+	// FP8 queries and the queries' RoPE-aware scales.
+	{Name: "decode_int8_scalar", Op: OpDecodeInt8, Tier: devices.TierScalar, Bindings: 12, PushSize: 4 * PushWords,
+		Source: "decode.comp", Defines: []string{"TIER_SCALAR", "KV_INT8"}, Requires: scalarNeeds},
+	{Name: "decode_int8_subgroup", Op: OpDecodeInt8, Tier: devices.TierSubgroup, Bindings: 12, PushSize: 4 * PushWords,
+		Source: "decode.comp", Defines: []string{"TIER_SUBGROUP", "KV_INT8"}, Requires: subgroupNeeds},
+	{Name: "decode_int4_scalar", Op: OpDecodeInt4, Tier: devices.TierScalar, Bindings: 12, PushSize: 4 * PushWords,
+		Source: "decode.comp", Defines: []string{"TIER_SCALAR", "KV_INT4"}, Requires: scalarNeeds},
+	{Name: "decode_int4_subgroup", Op: OpDecodeInt4, Tier: devices.TierSubgroup, Bindings: 12, PushSize: 4 * PushWords,
+		Source: "decode.comp", Defines: []string{"TIER_SUBGROUP", "KV_INT4"}, Requires: subgroupNeeds},
 	{Name: "merge", Op: OpMerge, Tier: devices.TierScalar, Bindings: 8, PushSize: 4 * PushWords,
 		Source: "merge.comp", Requires: scalarNeeds},
 }

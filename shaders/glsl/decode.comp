@@ -22,6 +22,11 @@
 //   TIER_SCALAR    one invocation per row (BR == WG).
 //   TIER_SUBGROUP  a subgroup per ROWS rows: lanes split the keys for Q.K^T and the dim pairs
 //                  for P.V, subgroup reductions for the softmax statistics, as flash_fwd's.
+// K and V (one define at most):
+//   (none)         stored as DTYPE, as q.
+//   KV_INT8        quantized, package quant's Int8 (quant.glsl: codes, scales at bindings 8 and
+//   KV_INT4        9, queries as QMODE says), dequantized as each K/V tile is staged: the tiles
+//                  and everything after them are the float kernel's.
 
 #extension GL_GOOGLE_include_directive : require
 #ifdef TIER_SUBGROUP
@@ -43,6 +48,12 @@ layout(local_size_x_id = 4) in;
 
 #include "tensors.glsl"
 #include "mask.glsl"
+#if defined(KV_INT8) || defined(KV_INT4)
+#define KV_QUANT
+#include "quant.glsl"
+#else
+float queryAt(uint t, uint h, uint d) { return qAt(t, h, d); }
+#endif
 
 const uint FLAG_PARTIAL = 2u;
 
@@ -92,6 +103,7 @@ ivec2 rowKeys(Block k, int i) {
 }
 
 // loadTile stages keys [k0, k0 + BC) of the block's kv head into shared memory, zero from kEnd.
+#ifndef KV_QUANT
 void loadTile(Block k, int k0, int kEnd) {
 	for (uint idx = gl_LocalInvocationIndex; idx < BC * D; idx += WG) {
 		uint j = idx / D, d = idx % D;
@@ -106,6 +118,30 @@ void loadTile(Block k, int k0, int kEnd) {
 		vTile[j * D + d] = vv;
 	}
 }
+#else
+// Quantized: an invocation reads a word of K and of V and their groups' scales, and stages the
+// PER values each holds.
+void loadTile(Block k, int k0, int kEnd) {
+	ScaleLayout ks = scaleLayout(SEQ_KSCALE), vs = scaleLayout(SEQ_VSCALE);
+	for (uint idx = gl_LocalInvocationIndex; idx < BC * WORDS; idx += WG) {
+		uint j = idx / WORDS, w = idx % WORDS, d0 = w * PER;
+		int key = k0 + int(j);
+		uint kw = 0u, vw = 0u;
+		float kS = 0.0, vS = 0.0;
+		if (key < kEnd) {
+			uint t = k.s.kStart + uint(key), g = d0 / GS;
+			kw = kData[pc.kOff + t * pc.kTokenStride + k.kvh * pc.kHeadStride + w];
+			vw = vData[pc.vOff + t * pc.vTokenStride + k.kvh * pc.vHeadStride + w];
+			kS = kScale(ks, t, k.kvh, g);
+			vS = vScale(vs, t, k.kvh, g);
+		}
+		for (uint i = 0; i < PER; i++) {
+			kTile[j * KS + d0 + i] = kvValue(kw, i) * kS;
+			vTile[j * D + d0 + i] = kvValue(vw, i) * vS;
+		}
+	}
+}
+#endif
 
 bool partial() { return (pc.flags & FLAG_PARTIAL) != 0u; }
 
@@ -147,7 +183,7 @@ void main() {
 
 	float q[D], o[D];
 	for (uint d = 0; d < D; d++) {
-		q[d] = valid ? qAt(qt, h, d) * pc.scale : 0.0;
+		q[d] = valid ? queryAt(qt, h, d) * pc.scale : 0.0;
 		o[d] = 0.0;
 	}
 	ivec2 mine = valid ? rowKeys(k, i) : ivec2(0);
@@ -209,7 +245,7 @@ void main() {
 	for (uint idx = gl_LocalInvocationIndex; idx < BR * D; idx += WG) {
 		uint r = k.r0 + idx / D;
 		float x = 0.0;
-		if (r < k.rows) x = qAt(k.s.qStart + r / k.g, rowHead(k, r), idx % D) * pc.scale;
+		if (r < k.rows) x = queryAt(k.s.qStart + r / k.g, rowHead(k, r), idx % D) * pc.scale;
 		qTile[idx] = x;
 	}
 

@@ -1,0 +1,102 @@
+// Quantized K and V (KV_INT8 or KV_INT4) and FP8 E4M3 queries, dequantized as package quant
+// specifies them (its package documentation is the specification; attention's tests hold the
+// kernels to it bit for bit): element = value(field) * scale, one float32 multiplication, which
+// is exact; scales are bf16, read as uintBitsToFloat(bits << 16).
+//
+// Codes: K and V are bound at bindings 1 and 2 as words (quant.Tensor.Words): word w of row
+// (token t, head h) at kOff + t * kTokenStride + h * kHeadStride + w, the push constants being
+// in words; channel c of the row is field c % PER of word c / PER, in its bits BITS * (c % PER).
+// Scales: bf16, two per 32-bit word (the lower index in the low half), at bindings 8 (K) and 9
+// (V), group g of row (t, h) at element off + t * tokenStride + h * headStride + g, each tensor's
+// (off, tokenStride, headStride) in the sequence table after the chunk size (SEQ_*); group g
+// covers channels [g * GS, (g + 1) * GS), GS (quant.Format.GroupSize) a specialization constant.
+//
+// Queries (QMODE): as DTYPE (Q_FLOAT); as DTYPE times the RoPE-aware query scales of their KV
+// head, fp32 [hk][D] at binding 11 from the table's SEQ_QKEYSCALE (Q_SCALED: quant.KeyScales.Q,
+// one float32 multiplication as quant.KeyScales.ScaleQueries does); or FP8 E4M3 codes (Q_FP8),
+// four per word at binding 0 as K's, with one bf16 scale per (token, head) at binding 10.
+#ifndef QUANT_GLSL
+#define QUANT_GLSL
+
+layout(constant_id = 6) const uint QMODE = 0;
+layout(constant_id = 7) const uint GS = 128; // channels per scale group
+
+const uint Q_FLOAT = 0u;
+const uint Q_SCALED = 1u;
+const uint Q_FP8 = 2u;
+
+#if defined(KV_INT8)
+const uint BITS = 8u;
+#elif defined(KV_INT4)
+const uint BITS = 4u;
+#endif
+const uint PER = 32u / BITS; // codes per word
+const uint WORDS = D / PER;  // words per row
+
+layout(std430, binding = 8) readonly buffer KScales { uint kScales[]; };
+layout(std430, binding = 9) readonly buffer VScales { uint vScales[]; };
+layout(std430, binding = 10) readonly buffer QScales { uint qScales[]; };
+layout(std430, binding = 11) readonly buffer QKeyScales { float qKeyScales[]; };
+
+// Words of the sequence table after the chunk size (attention's quantSeqWords).
+const uint SEQ_KSCALE = 1u;    // off, tokenStride, headStride of K's scales
+const uint SEQ_VSCALE = 4u;    // ... of V's
+const uint SEQ_QSCALE = 7u;    // ... of the FP8 queries'
+const uint SEQ_QKEYSCALE = 10u; // offset of the query scales
+
+uint seqWord(uint i) { return cuSeqlens[2u * (pc.nSeq + 1u) + i]; }
+
+// bf16Half is the bf16 at element e of a buffer of bf16 pairs, as float32 (exact).
+float bf16Half(uint word, uint e) { return uintBitsToFloat(((word >> (16u * (e & 1u))) & 0xffffu) << 16); }
+
+// ScaleLayout is where a tensor's scales are: element off + t * ts + h * hs + g.
+struct ScaleLayout {
+	uint off, ts, hs;
+};
+
+ScaleLayout scaleLayout(uint at) { return ScaleLayout(seqWord(at), seqWord(at + 1u), seqWord(at + 2u)); }
+
+uint scaleIndex(ScaleLayout l, uint t, uint h, uint g) { return l.off + t * l.ts + h * l.hs + g; }
+
+float kScale(ScaleLayout l, uint t, uint h, uint g) {
+	uint e = scaleIndex(l, t, h, g);
+	return bf16Half(kScales[e >> 1], e);
+}
+
+float vScale(ScaleLayout l, uint t, uint h, uint g) {
+	uint e = scaleIndex(l, t, h, g);
+	return bf16Half(vScales[e >> 1], e);
+}
+
+// kvValue is the value field i of a K or V word stands for, before scaling: the sign-extended
+// integer.
+float kvValue(uint word, uint i) { return float(bitfieldExtract(int(word), int(BITS * i), int(BITS))); }
+
+// e4m3Value is the value of an FP8 E4M3 code, exactly (quant.DecodeE4M3): 0x7f and 0xff are
+// NaN, exponent 0 subnormal (m * 2^-9), others (8 + m) * 2^(e - 10).
+float e4m3Value(uint c) {
+	uint e = (c >> 3) & 15u, m = c & 7u;
+	float v;
+	if (e == 15u && m == 7u)
+		v = uintBitsToFloat(0x7fc00000u);
+	else if (e == 0u)
+		v = float(m) * uintBitsToFloat(0x3b000000u); // 2^-9
+	else
+		v = ldexp(float(8u + m), int(e) - 10);
+	return (c & 0x80u) != 0u ? -v : v;
+}
+
+// queryAt is dim d of query token t, head h, dequantized or scaled as QMODE says.
+float queryAt(uint t, uint h, uint d) {
+	if (QMODE == Q_FP8) {
+		uint w = qData[pc.qOff + t * pc.qTokenStride + h * pc.qHeadStride + d / 4u];
+		ScaleLayout l = scaleLayout(SEQ_QSCALE);
+		uint e = scaleIndex(l, t, h, 0u);
+		return e4m3Value((w >> (8u * (d % 4u))) & 0xffu) * bf16Half(qScales[e >> 1], e);
+	}
+	float x = qAt(t, h, d);
+	if (QMODE == Q_SCALED) x *= qKeyScales[seqWord(SEQ_QKEYSCALE) + kvHead(h) * D + d];
+	return x;
+}
+
+#endif
