@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/bits"
 	"runtime"
+	"slices"
 	"time"
 
 	"github.com/vkattn/vkattn/devices"
@@ -69,7 +70,8 @@ func (e *Engine) TimeDecode(ctx context.Context, o, lse, q, k, v *memory.Tensor,
 }
 
 // DecodeTiers lists, slowest first, the tiers at which Decode runs on the engine's device; each
-// can be forced with Options.Tier. See DecodeTiersOn.
+// can be forced with Options.Tier. DecodeQuantized runs at the same tiers (its kernels are the
+// same source and need the same features). See DecodeTiersOn.
 func (e *Engine) DecodeTiers() []devices.Tier { return DecodeTiersOn(&e.profile) }
 
 // DecodeTiersOn lists, slowest first, the tiers at which Decode runs on a device with profile p:
@@ -80,7 +82,7 @@ func DecodeTiersOn(p *devices.Profile) []devices.Tier {
 	for _, t := range devices.Tiers {
 		runs := true
 		for _, d := range HeadDims {
-			if _, _, err := selectDecode(p, t, memory.F32, d, 1); err != nil {
+			if _, _, err := selectDecode(p, shaders.OpDecode, t, memory.F32, d, 1); err != nil {
 				runs = false
 				break
 			}
@@ -129,24 +131,41 @@ func decodeSplit(forced, target, workgroups, maxLk, bc, maxN int) (n, chunk int)
 	return ceilDiv(maxLk, chunk), chunk
 }
 
-func (e *Engine) planDecode(o, lse, q, k, v *memory.Tensor, opts DecodeOptions) (_ *plan, err error) {
+func (e *Engine) planDecode(o, lse, q, k, v *memory.Tensor, opts DecodeOptions) (*plan, error) {
 	c, err := e.newCall(o, lse, q, k, v, opts.Options)
 	if err != nil {
 		return nil, err
 	}
-	sh := c.sh
+	return e.planDecodeCall(c, opts.Splits, decodeKernel{op: shaders.OpDecode, dt: q.DType})
+}
+
+// decodeKernel is what sets a decode call's kernel apart: its operation, the storage type the
+// variant must read, and what it takes beyond decode.comp's six specialization constants, its
+// sequence table (the chunk size) and its eight bindings.
+type decodeKernel struct {
+	op       shaders.Op
+	dt       memory.DType
+	spec     []uint32
+	seq      []uint32
+	bindings []vk.BufferRange
+}
+
+// planDecodeCall plans a validated decode call (Decode's or DecodeQuantized's): the split, the
+// decode dispatch of kernel kern, and the merge of its partials.
+func (e *Engine) planDecodeCall(c *call, splits int, kern decodeKernel) (_ *plan, err error) {
+	sh, o := c.sh, c.o
 	if sh.maxLq > MaxDecodeQueries {
 		return nil, fmt.Errorf("attention: q: Decode takes 1 to %d query tokens per sequence, got %d (Forward takes any number)", MaxDecodeQueries, sh.maxLq)
 	}
-	if opts.Splits < 0 {
-		return nil, fmt.Errorf("attention: DecodeOptions.Splits must be >= 0, got %d", opts.Splits)
+	if splits < 0 {
+		return nil, fmt.Errorf("attention: DecodeOptions.Splits must be >= 0, got %d", splits)
 	}
-	tier, err := envTier(opts.Tier)
+	tier, err := envTier(c.opts.Tier)
 	if err != nil {
 		return nil, err
 	}
 	rows := sh.maxLq * (sh.hq / sh.hk)
-	variant, t, err := selectDecode(&e.profile, tier, q.DType, sh.d, rows)
+	variant, t, err := selectDecode(&e.profile, kern.op, tier, kern.dt, sh.d, rows)
 	if err != nil {
 		return nil, err
 	}
@@ -159,7 +178,7 @@ func (e *Engine) planDecode(o, lse, q, k, v *memory.Tensor, opts DecodeOptions) 
 	lim := uint64(e.profile.MaxStorageBufferRange)
 	maxN := int(min(lim/(4*rowFloats*uint64(sh.d)), 1<<20))
 	rowBlocks := ceilDiv(rows, int(t.BR))
-	n, chunk := decodeSplit(opts.Splits, DecodeTargetWorkgroups(&e.profile), sh.hk*rowBlocks*sh.batch, maxLk, int(t.BC), maxN)
+	n, chunk := decodeSplit(splits, DecodeTargetWorkgroups(&e.profile), sh.hk*rowBlocks*sh.batch, maxLk, int(t.BC), maxN)
 	if n > 1 && n > maxN {
 		return nil, fmt.Errorf("attention: DecodeOptions.Splits %d: the partial outputs, %d x %d x %d fp32, exceed the device's maxStorageBufferRange of %d bytes",
 			n, n, rowFloats, sh.d, lim)
@@ -172,7 +191,8 @@ func (e *Engine) planDecode(o, lse, q, k, v *memory.Tensor, opts DecodeOptions) 
 	if t.PinSubgroup {
 		sg = t.SG
 	}
-	pipe, err := e.variantPipeline(variant, []uint32{dtypeCode(q.DType), uint32(sh.d), t.BR, t.BC, t.WG, t.SG}, sg)
+	spec := append([]uint32{dtypeCode(o.DType), uint32(sh.d), t.BR, t.BC, t.WG, t.SG}, kern.spec...)
+	pipe, err := e.variantPipeline(variant, spec, sg)
 	if err != nil {
 		return nil, err
 	}
@@ -195,12 +215,12 @@ func (e *Engine) planDecode(o, lse, q, k, v *memory.Tensor, opts DecodeOptions) 
 		}
 		push = withPush(push, pushFlags, c.flags|flagPartial)
 	}
-	seq, err := e.seqLens(c.seqWords(uint32(chunk)))
+	seq, err := e.seqLens(c.seqWords(append([]uint32{uint32(chunk)}, kern.seq...)...))
 	if err != nil {
 		return nil, err
 	}
 	parts := []vk.BufferRange{{Buffer: partO.Buffer}, {Buffer: partLSE.Buffer}}
-	set, err := c.bind(pipe, seq, parts...)
+	set, err := c.bind(pipe, seq, append(slices.Clip(parts), kern.bindings...)...)
 	if err != nil {
 		return nil, err
 	}
@@ -229,10 +249,11 @@ func (e *Engine) scratch(p *plan, size uint64, what string) (*memory.Buffer, err
 	return b, nil
 }
 
-// selectDecode picks the decode kernel and its tiles for inputs of type dt, head dim d and rows
-// per (sequence, kv head) at a forced tier, or the fastest that runs them.
-func selectDecode(p *devices.Profile, tier devices.Tier, dt memory.DType, d, rows int) (*shaders.Variant, tiles, error) {
-	return selectKernel(p, shaders.OpDecode, tier, dt, func(t devices.Tier) (tiles, error) { return decodeTiles(t, p, d, rows) })
+// selectDecode picks the decode kernel of op (OpDecode or a quantized one) and its tiles for
+// inputs of type dt, head dim d and rows per (sequence, kv head) at a forced tier, or the fastest
+// that runs them.
+func selectDecode(p *devices.Profile, op shaders.Op, tier devices.Tier, dt memory.DType, d, rows int) (*shaders.Variant, tiles, error) {
+	return selectKernel(p, op, tier, dt, func(t devices.Tier) (tiles, error) { return decodeTiles(t, p, d, rows) })
 }
 
 // decodeMaxRows is the most rows one subgroup of the decode kernel keeps in registers.

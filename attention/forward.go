@@ -236,14 +236,35 @@ type arg struct {
 // Every error names the offending argument. It may replace opts.Window with an equivalent one
 // whose bounds fit the kernels' 32-bit arithmetic (never the caller's Window).
 func (e *Engine) checkForward(o, lse, q, k, v *memory.Tensor, opts *Options) (shape, error) {
+	return e.checkOperands([]operand{floatOperand("q", q), floatOperand("k", k), floatOperand("v", v), floatOperand("o", o)}, lse, opts)
+}
+
+// checkOperands is checkForward for operands q, k, v and o (ops, in that order), any of q, k
+// and v quantized; o is a float tensor.
+func (e *Engine) checkOperands(ops []operand, lse *memory.Tensor, opts *Options) (shape, error) {
 	var sh shape
-	args := []arg{{"q", q}, {"k", k}, {"v", v}, {"o", o}}
-	if err := e.checkArgs(args, lse); err != nil {
+	q, k, v, o := ops[0], ops[1], ops[2], ops[3]
+	for _, a := range ops {
+		if a.missing() {
+			return sh, fmt.Errorf("attention: %s is nil", a.name)
+		}
+		if err := e.checkArgs(a.parts(), nil); err != nil {
+			return sh, err
+		}
+	}
+	if err := e.checkArgs(nil, lse); err != nil {
 		return sh, err
 	}
-	for _, a := range args[1:] {
-		if a.t.DType != q.DType {
-			return sh, fmt.Errorf("attention: %s is %s but q is %s: q, k, v and o must share a dtype", a.name, a.t.DType, q.DType)
+	var floats []operand // they share a dtype
+	for _, a := range ops {
+		if !a.quantized {
+			floats = append(floats, a)
+		}
+	}
+	for _, a := range floats[1:] {
+		if a.t.DType != floats[0].t.DType {
+			return sh, fmt.Errorf("attention: %s is %s but %s is %s: %s must share a dtype", a.name, a.t.DType,
+				floats[0].name, floats[0].t.DType, nameList(floats))
 		}
 	}
 	varlen := opts.CuSeqlensQ != nil || opts.CuSeqlensK != nil
@@ -251,31 +272,32 @@ func (e *Engine) checkForward(o, lse, q, k, v *memory.Tensor, opts *Options) (sh
 	if varlen {
 		rank, layout = 3, "[tokens, heads, head_dim] (varlen: CuSeqlensQ/CuSeqlensK are set)"
 	}
-	for _, a := range args {
-		if err := checkLayout(a, layout, rank); err != nil {
+	for _, a := range ops {
+		if err := a.checkLayout(layout, rank); err != nil {
 			return sh, err
 		}
 	}
-	sh.d, sh.hq, sh.hk = q.Shape[rank-1], q.Shape[rank-2], k.Shape[rank-2]
+	qs, ks, vs, os := q.shape(), k.shape(), v.shape(), o.shape()
+	sh.d, sh.hq, sh.hk = qs[rank-1], qs[rank-2], ks[rank-2]
 	if !slices.Contains(HeadDims, sh.d) {
-		return sh, fmt.Errorf("attention: q: head dim %d is not supported (have %v)", sh.d, HeadDims)
+		return sh, fmt.Errorf("attention: %s: head dim %d is not supported (have %v)", q.name, sh.d, HeadDims)
 	}
-	for _, a := range args[1:] {
-		if n := a.t.Shape[rank-1]; n != sh.d {
-			return sh, fmt.Errorf("attention: %s has head dim %d but q has %d", a.name, n, sh.d)
+	for _, a := range ops[1:] {
+		if n := a.shape()[rank-1]; n != sh.d {
+			return sh, fmt.Errorf("attention: %s has head dim %d but %s has %d", a.name, n, q.name, sh.d)
 		}
 	}
-	if v.Shape[rank-2] != sh.hk {
-		return sh, fmt.Errorf("attention: v has %d heads but k has %d", v.Shape[rank-2], sh.hk)
+	if vs[rank-2] != sh.hk {
+		return sh, fmt.Errorf("attention: %s has %d heads but %s has %d", v.name, vs[rank-2], k.name, sh.hk)
 	}
 	if sh.hq%sh.hk != 0 {
-		return sh, fmt.Errorf("attention: q has %d heads, not a multiple of k and v's %d", sh.hq, sh.hk)
+		return sh, fmt.Errorf("attention: %s has %d heads, not a multiple of %s and %s's %d", q.name, sh.hq, k.name, v.name, sh.hk)
 	}
-	if !slices.Equal(o.Shape, q.Shape) {
-		return sh, fmt.Errorf("attention: o has shape %v, want q's %v", o.Shape, q.Shape)
+	if !slices.Equal(os, qs) {
+		return sh, fmt.Errorf("attention: %s has shape %v, want %s's %v", o.name, os, q.name, qs)
 	}
-	if !slices.Equal(k.Shape[:rank-1], v.Shape[:rank-1]) {
-		return sh, fmt.Errorf("attention: v has shape %v but k has %v: they must agree but for the head dim", v.Shape, k.Shape)
+	if !slices.Equal(ks[:rank-1], vs[:rank-1]) {
+		return sh, fmt.Errorf("attention: %s has shape %v but %s has %v: they must agree but for the head dim", v.name, vs, k.name, ks)
 	}
 	if varlen {
 		if opts.CuSeqlensQ == nil {
@@ -284,12 +306,12 @@ func (e *Engine) checkForward(o, lse, q, k, v *memory.Tensor, opts *Options) (sh
 		if opts.CuSeqlensK == nil {
 			return sh, fmt.Errorf("attention: CuSeqlensK is nil but CuSeqlensQ is set: varlen needs both")
 		}
-		sh.totalQ, sh.totalK = q.Shape[0], k.Shape[0]
+		sh.totalQ, sh.totalK = qs[0], ks[0]
 		var err error
-		if sh.maxLq, err = checkCumulative("CuSeqlensQ", opts.CuSeqlensQ, sh.totalQ, "q"); err != nil {
+		if sh.maxLq, err = checkCumulative("CuSeqlensQ", opts.CuSeqlensQ, sh.totalQ, q.name); err != nil {
 			return sh, err
 		}
-		if _, err = checkCumulative("CuSeqlensK", opts.CuSeqlensK, sh.totalK, "k"); err != nil {
+		if _, err = checkCumulative("CuSeqlensK", opts.CuSeqlensK, sh.totalK, k.name); err != nil {
 			return sh, err
 		}
 		if len(opts.CuSeqlensK) != len(opts.CuSeqlensQ) {
@@ -297,19 +319,25 @@ func (e *Engine) checkForward(o, lse, q, k, v *memory.Tensor, opts *Options) (sh
 		}
 		sh.batch, sh.cuQ, sh.cuK = len(opts.CuSeqlensQ)-1, opts.CuSeqlensQ, opts.CuSeqlensK
 	} else {
-		if k.Shape[0] != q.Shape[0] {
-			return sh, fmt.Errorf("attention: k has batch %d but q has %d", k.Shape[0], q.Shape[0])
+		if ks[0] != qs[0] {
+			return sh, fmt.Errorf("attention: %s has batch %d but %s has %d", k.name, ks[0], q.name, qs[0])
 		}
-		sh.batch, sh.maxLq = q.Shape[0], q.Shape[1]
-		sh.totalQ, sh.totalK = sh.batch*q.Shape[1], sh.batch*k.Shape[1]
-		sh.cuQ, sh.cuK = uniform(sh.batch, q.Shape[1]), uniform(sh.batch, k.Shape[1])
-		for _, a := range args {
-			if err := checkBatchStride(a); err != nil {
-				return sh, err
+		sh.batch, sh.maxLq = qs[0], qs[1]
+		sh.totalQ, sh.totalK = sh.batch*qs[1], sh.batch*ks[1]
+		sh.cuQ, sh.cuK = uniform(sh.batch, qs[1]), uniform(sh.batch, ks[1])
+		for _, a := range ops {
+			for _, p := range a.parts() {
+				if err := checkBatchStride(p); err != nil {
+					return sh, err
+				}
 			}
 		}
 	}
-	if err := checkOutputs(o, lse, args[:3]); err != nil {
+	var inputs []arg
+	for _, a := range ops[:3] {
+		inputs = append(inputs, a.parts()...)
+	}
+	if err := checkOutputs(o.t, lse, inputs); err != nil {
 		return sh, err
 	}
 	if w := opts.Window; w != nil {

@@ -26,13 +26,20 @@ type call struct {
 
 // newCall validates the tensors and options of a forward-shaped call.
 func (e *Engine) newCall(o, lse, q, k, v *memory.Tensor, opts Options) (*call, error) {
+	return e.newCallOf([]operand{floatOperand("q", q), floatOperand("k", k), floatOperand("v", v), floatOperand("o", o)}, lse, opts)
+}
+
+// newCallOf validates a call of operands q, k, v and o (in that order, see checkOperands); the
+// push constants carry the strides and offsets of each one's primary tensor.
+func (e *Engine) newCallOf(ops []operand, lse *memory.Tensor, opts Options) (*call, error) {
 	if err := e.usable(); err != nil {
 		return nil, err
 	}
-	sh, err := e.checkForward(o, lse, q, k, v, &opts)
+	sh, err := e.checkOperands(ops, lse, &opts)
 	if err != nil {
 		return nil, err
 	}
+	q, k, v, o := ops[0].primary(), ops[1].primary(), ops[2].primary(), ops[3].primary()
 	c := &call{sh: sh, opts: opts, q: q, k: k, v: v, o: o, lse: o.Buffer()}
 	flags := uint32(0)
 	if lse != nil {

@@ -1,0 +1,162 @@
+package attention
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/vkattn/vkattn/memory"
+	"github.com/vkattn/vkattn/quant"
+	"github.com/vkattn/vkattn/shaders"
+	"github.com/vkattn/vkattn/vk"
+)
+
+// QuantizedDecodeOptions are DecodeQuantized's options: Decode's, and how the queries come.
+type QuantizedDecodeOptions struct {
+	DecodeOptions
+	// QueryScales, if set, are the query side of RoPE-aware key scaling (quant.KeyScales.Q, for
+	// keys quantized after quant.KeyScales.ScaleKeys): an f32 tensor [Hk, D], contiguous; the
+	// kernel multiplies channel c of every query head of KV head h by QueryScales[h, c] (one
+	// float32 multiplication, as quant.KeyScales.ScaleQueries does) before anything else. Not
+	// with FP8Queries: those are scaled before they are quantized.
+	QueryScales *memory.Tensor
+	// FP8Queries, if set, are the queries, quantized to FP8 E4M3 (quant.Quantize(quant.E4M3,
+	// ...), after quant.KeyScales.ScaleQueries where the keys were scaled), shaped as q would be;
+	// q must then be nil. The kernel dequantizes them: there is no float8 type in Vulkan.
+	FP8Queries *Quantized
+}
+
+// DecodeQuantized is Decode over quantized K and V (quant.Int8 or quant.Int4, both the same
+// format, shaped [B, Lk, Hk, D] or varlen [totalK, Hk, D] as Decode's k and v), dequantized
+// inside the kernel as package quant specifies. It takes everything Decode takes, the same way,
+// and gives the same numerics over the dequantized values (fp32 accumulation): K and V are
+// dequantized as each tile is staged, so each byte of their codes and scales is read once per
+// (chunk, KV head). The queries are q (f32, f16 or bf16; o has q's type), optionally scaled by
+// opts.QueryScales, or opts.FP8Queries with q nil (o is then f32).
+//
+// Errors are Decode's, naming the argument (k.Codes, v.Scales, FP8Queries, ...), and those of
+// the quantized inputs: a format K and V do not share or that is not theirs, codes or scales
+// missing or of the wrong type or shape, query scales with FP8 queries. Nothing is dispatched
+// then.
+func (e *Engine) DecodeQuantized(ctx context.Context, q *memory.Tensor, k, v *Quantized, opts QuantizedDecodeOptions) (*Result, error) {
+	if err := e.usable(); err != nil {
+		return nil, err
+	}
+	dt, shape := memory.F32, []int(nil)
+	switch fp8 := opts.FP8Queries; {
+	case q != nil:
+		dt, shape = q.DType, q.Shape
+	case fp8 == nil:
+		return nil, fmt.Errorf("attention: q is nil")
+	case fp8.Codes == nil:
+		return nil, fmt.Errorf("attention: FP8Queries.Codes is nil")
+	default:
+		shape = fp8.Shape()
+	}
+	return e.newResult(dt, shape, opts.LSE, func(o, lse *memory.Tensor) (string, error) {
+		return e.DecodeQuantizedInto(ctx, o, lse, q, k, v, opts)
+	})
+}
+
+// DecodeQuantizedInto is DecodeQuantized into o (shaped as the queries, typed as q, any type with
+// FP8 queries) and, if not nil, lse (fp32, the queries' shape without the head dim). It returns
+// the kernels that ran: the decode variant (decode_int8_subgroup, ...), with "+merge" where the
+// keys were split into more than one chunk.
+func (e *Engine) DecodeQuantizedInto(ctx context.Context, o, lse, q *memory.Tensor, k, v *Quantized, opts QuantizedDecodeOptions) (string, error) {
+	return e.runBuilt(ctx, func() (*plan, error) { return e.planDecodeQuantized(o, lse, q, k, v, opts) })
+}
+
+// TimeDecodeQuantized runs the quantized decode (both dispatches) warmup+iters times in one
+// submission and returns the device time of each timed run, and the kernels that ran.
+func (e *Engine) TimeDecodeQuantized(ctx context.Context, o, lse, q *memory.Tensor, k, v *Quantized, opts QuantizedDecodeOptions, warmup, iters int) ([]time.Duration, string, error) {
+	return e.timeBuilt(ctx, func() (*plan, error) { return e.planDecodeQuantized(o, lse, q, k, v, opts) }, warmup, iters)
+}
+
+// decodeOps are the quantized decode kernels by K/V format.
+var decodeOps = map[quant.Format]shaders.Op{quant.Int8: shaders.OpDecodeInt8, quant.Int4: shaders.OpDecodeInt4}
+
+// quant.glsl's QMODE.
+const (
+	qFloat  = 0
+	qScaled = 1
+	qFP8    = 2
+)
+
+func (e *Engine) planDecodeQuantized(o, lse, q *memory.Tensor, k, v *Quantized, opts QuantizedDecodeOptions) (*plan, error) {
+	if err := e.usable(); err != nil {
+		return nil, err
+	}
+	qop, mode := floatOperand("q", q), uint32(qFloat)
+	if opts.FP8Queries != nil {
+		if q != nil {
+			return nil, fmt.Errorf("attention: q and QuantizedDecodeOptions.FP8Queries are both set: give the queries one way")
+		}
+		if opts.QueryScales != nil {
+			return nil, fmt.Errorf("attention: QuantizedDecodeOptions.QueryScales: FP8 queries are scaled before they are quantized (quant.KeyScales.ScaleQueries, then quant.Quantize), not in the kernel")
+		}
+		qop, mode = quantizedOperand("FP8Queries", opts.FP8Queries, quant.E4M3), qFP8
+	}
+	kop := quantizedOperand("k", k, quant.Int8, quant.Int4)
+	vop := quantizedOperand("v", v, quant.Int8, quant.Int4)
+	c, err := e.newCallOf([]operand{qop, kop, vop, floatOperand("o", o)}, lse, opts.Options)
+	if err != nil {
+		return nil, err
+	}
+	if v.Format != k.Format {
+		return nil, fmt.Errorf("attention: v is %v but k is %v: k and v must share a format", v.Format, k.Format)
+	}
+	sh := c.sh
+	// Bindings 8-11: the scales of K, V and the FP8 queries, the query scales; o's buffer, never
+	// read, where there is nothing.
+	none := vk.BufferRange{Buffer: o.Buffer().Buffer}
+	qScales, qKeyScales := none, none
+	seq := slices.Concat(scaleWords(k.Scales), scaleWords(v.Scales), []uint32{0, 0, 0, 0})
+	if mode == qFP8 {
+		qScales = vk.BufferRange{Buffer: opts.FP8Queries.Scales.Buffer().Buffer}
+		copy(seq[6:9], scaleWords(opts.FP8Queries.Scales))
+	}
+	if qs := opts.QueryScales; qs != nil {
+		if err := e.checkQueryScales(qs, sh, o, lse); err != nil {
+			return nil, err
+		}
+		mode, qKeyScales, seq[9] = qScaled, vk.BufferRange{Buffer: qs.Buffer().Buffer}, uint32(qs.Offset)
+	}
+	dt := o.DType
+	if q != nil {
+		dt = q.DType
+	}
+	return e.planDecodeCall(c, opts.Splits, decodeKernel{
+		op:   decodeOps[k.Format],
+		dt:   dt,
+		spec: []uint32{mode, uint32(k.Format.GroupSize(sh.d))},
+		seq:  seq,
+		bindings: []vk.BufferRange{{Buffer: k.Scales.Buffer().Buffer}, {Buffer: v.Scales.Buffer().Buffer},
+			qScales, qKeyScales},
+	})
+}
+
+// scaleWords are the sequence-table words that locate a tensor of scales [.., heads, groups]:
+// its offset, token stride and head stride, in elements (quant.glsl's ScaleLayout).
+func scaleWords(s *memory.Tensor) []uint32 {
+	n := len(s.Strides)
+	return []uint32{uint32(s.Offset), uint32(s.Strides[n-3]), uint32(s.Strides[n-2])}
+}
+
+// checkQueryScales checks QuantizedDecodeOptions.QueryScales: a live contiguous f32 tensor
+// [Hk, D] of e, apart from the outputs.
+func (e *Engine) checkQueryScales(qs *memory.Tensor, sh shape, o, lse *memory.Tensor) error {
+	const name = "QuantizedDecodeOptions.QueryScales"
+	if err := e.owned(name, qs); err != nil {
+		return err
+	}
+	if want := []int{sh.hk, sh.d}; qs.DType != memory.F32 || !slices.Equal(qs.Shape, want) || !qs.Contiguous() {
+		return fmt.Errorf("attention: %s must be a contiguous f32 tensor of shape %v (KV heads, head dim), got %s %v", name, want, qs.DType, qs.Shape)
+	}
+	for _, w := range []arg{{"o", o}, {"lse", lse}} {
+		if w.t != nil && overlap(w.t, qs) {
+			return fmt.Errorf("attention: %s overlaps %s", w.name, name)
+		}
+	}
+	return nil
+}
