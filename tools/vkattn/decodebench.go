@@ -13,11 +13,12 @@ import (
 	"github.com/vkattn/vkattn/attention/conformance"
 	"github.com/vkattn/vkattn/devices"
 	"github.com/vkattn/vkattn/memory"
+	"github.com/vkattn/vkattn/quant"
 	"github.com/vkattn/vkattn/vk"
 )
 
-// decodeConvention says how decode-bench counts bandwidth.
-const decodeConvention = "GB/s = bytes of K and V read (2*B*Lk*Hk*d*element size) / median time"
+// decodeConvention says how decode-bench counts bandwidth and throughput.
+const decodeConvention = "GB/s = bytes of K and V read (2*B*Lk*Hk*(d*element size), or codes and bf16 scales for int8 and int4) / median time; tokens/s = B*Lq / median time"
 
 // Decode bench key lengths: issue 4's targets on a GPU, a quick sweep on a CPU device.
 const (
@@ -28,6 +29,7 @@ const (
 // decodeRow is one timed (key length, tier).
 type decodeRow struct {
 	DType    string  `json:"dtype"`
+	KV       string  `json:"kv"` // how K and V are stored: DType, int8 or int4
 	B        int     `json:"b"`
 	Hq       int     `json:"hq"`
 	Hk       int     `json:"hk"`
@@ -43,18 +45,32 @@ type decodeRow struct {
 	MedianMS float64 `json:"median_ms,omitempty"`
 	MinMS    float64 `json:"min_ms,omitempty"`
 	GBps     float64 `json:"gbps,omitempty"`
+	TokensPS float64 `json:"tokens_per_s,omitempty"`
 	Error    string  `json:"error,omitempty"`
+	// VsFloat is TokensPS over that of the row of the same shape and tier with K and V stored
+	// as DType (where -kv lists it): the speedup of quantized K and V.
+	VsFloat *float64 `json:"vs_float,omitempty"`
 	// PyTorch SDPA on the same shape (with -torch): GB/s per backend, null where it failed.
 	Torch       map[string]*float64 `json:"torch_gbps,omitempty"`
 	TorchErrors map[string]string   `json:"torch_errors,omitempty"`
 	VsBest      *float64            `json:"vs_best,omitempty"` // GBps / the fastest backend's
 }
 
-// kvBytes is the K and V the row's decode reads.
+// kvBytes is the K and V the row's decode reads: per (token, head), d elements, or the packed
+// codes and the bf16 scales of quantized K and V.
 func (r decodeRow) kvBytes() float64 {
-	dt, _ := memory.ParseDType(r.DType)
-	return 2 * float64(r.B) * float64(r.Lk) * float64(r.Hk) * float64(r.D) * float64(dt.Size())
+	perRow := float64(r.D)
+	if f, ok := kvFormats[r.KV]; ok {
+		perRow = float64(r.D*f.Bits()/8 + 2*f.Groups(r.D))
+	} else {
+		dt, _ := memory.ParseDType(r.DType)
+		perRow *= float64(dt.Size())
+	}
+	return 2 * float64(r.B) * float64(r.Lk) * float64(r.Hk) * perRow
 }
+
+// kvFormats are the quantized K/V storage -kv takes.
+var kvFormats = map[string]quant.Format{"int8": quant.Int8, "int4": quant.Int4}
 
 // decodeReport is what decode-bench -json writes.
 type decodeReport struct {
@@ -79,6 +95,7 @@ func cmdDecodeBench(ctx context.Context, args []string, stdout, stderr io.Writer
 	lq := fs.Int("lq", 1, fmt.Sprintf("new query tokens per sequence (1 to %d)", attention.MaxDecodeQueries))
 	lkFlag := fs.String("lk", gpuDecodeLk, "key lengths (list; CPU device default "+cpuDecodeLk+")")
 	dtFlag := fs.String("dtype", "f16", "storage type of q, k, v and o (f32, f16 or bf16)")
+	kvFlag := fs.String("kv", "", "storage of K and V (list of the -dtype, int8, int4: quantized K and V, dequantized in the kernel; default the -dtype)")
 	causal := fs.Bool("causal", false, "causal mask among the new tokens (bottom-right aligned)")
 	splits := fs.Int("splits", 0, "key chunks per sequence (0 = automatic)")
 	tiersFlag := fs.String("tiers", "all", "tiers (list of scalar, subgroup, auto; all = every tier the device runs Decode at)")
@@ -109,6 +126,10 @@ func cmdDecodeBench(ctx context.Context, args []string, stdout, stderr io.Writer
 	if err := checkTierNames("tiers", *tiersFlag); err != nil {
 		return err
 	}
+	kvs, err := parseKV(*kvFlag, dt)
+	if err != nil {
+		return err
+	}
 	var script string
 	if *python != "" {
 		if script, err = findTorchScript(*scriptFlag); err != nil {
@@ -135,7 +156,7 @@ func cmdDecodeBench(ctx context.Context, args []string, stdout, stderr io.Writer
 	}
 	rep := decodeReport{Device: p.Name, Driver: p.DriverName + " " + p.DriverInfo, Vulkan: vk.Version(p.APIVersion),
 		Date: time.Now().UTC(), Convention: decodeConvention}
-	fmt.Fprintf(stderr, "decode-bench: %s: B=%d Hq=%d Hk=%d d=%d Lq=%d %s, Lk %v x %s\n", p.Summary(), *b, *hq, *hk, *d, *lq, dt, lks, tierNames(tiers))
+	fmt.Fprintf(stderr, "decode-bench: %s: B=%d Hq=%d Hk=%d d=%d Lq=%d %s, K/V %v, Lk %v x %s\n", p.Summary(), *b, *hq, *hk, *d, *lq, dt, kvs, lks, tierNames(tiers))
 
 	var torchRows map[int]torchResult
 	if *python != "" {
@@ -153,11 +174,23 @@ func cmdDecodeBench(ctx context.Context, args []string, stdout, stderr io.Writer
 		if stopped = ctx.Err(); stopped != nil {
 			break
 		}
-		row := decodeRow{DType: dt.String(), B: *b, Hq: *hq, Hk: *hk, Lq: *lq, Lk: lk, D: *d, Causal: *causal, Splits: *splits}
-		rows := decodeRows(ctx, e, row, tiers, *warmup, *iters, stderr)
+		var rows []decodeRow
+		floatTPS := map[string]float64{} // tokens/s of the float K/V row, by tier
+		for _, kv := range kvs {
+			row := decodeRow{DType: dt.String(), KV: kv, B: *b, Hq: *hq, Hk: *hk, Lq: *lq, Lk: lk, D: *d, Causal: *causal, Splits: *splits}
+			rows = append(rows, decodeRows(ctx, e, row, tiers, *warmup, *iters, stderr)...)
+		}
+		for _, r := range rows {
+			if r.KV == r.DType && r.Error == "" {
+				floatTPS[r.Tier] = r.TokensPS
+			}
+		}
 		for j := range rows {
 			r := &rows[j]
-			if tr, ok := torchRows[i]; ok {
+			if ft, ok := floatTPS[r.Tier]; ok && r.KV != r.DType {
+				r.VsFloat = ratio(r.TokensPS, &ft)
+			}
+			if tr, ok := torchRows[i]; ok && r.KV == r.DType {
 				r.Torch, r.TorchErrors = tr.GBps, tr.Errors
 				var best *float64
 				for _, x := range tr.GBps {
@@ -194,6 +227,49 @@ func cmdDecodeBench(ctx context.Context, args []string, stdout, stderr io.Writer
 	return nil
 }
 
+// parseKV parses -kv: a list of the float type dt and quantized formats; empty means dt alone.
+func parseKV(s string, dt memory.DType) ([]string, error) {
+	if s == "" {
+		return []string{dt.String()}, nil
+	}
+	var out []string
+	for _, f := range splitList(s) {
+		if _, ok := kvFormats[f]; ok {
+			out = append(out, f)
+			continue
+		}
+		if t, err := memory.ParseDType(f); err != nil || t != dt {
+			return nil, usageError{fmt.Errorf("decode-bench: -kv: %q is neither int8, int4 nor the -dtype %s", f, dt)}
+		}
+		out = append(out, dt.String())
+	}
+	if len(out) == 0 {
+		return nil, usageError{errors.New("decode-bench: -kv: empty list")}
+	}
+	return out, nil
+}
+
+// quantizedKV uploads n tokens of Gaussian keys or values, [B, Lk, Hk, d], quantized as f: a
+// block of tokens quantized once and repeated, as quantizing billions of values would take
+// longer than the timing.
+func quantizedKV(ctx context.Context, e *attention.Engine, f quant.Format, seed uint64, b, lk, hk, d int) (*attention.Quantized, error) {
+	tokens := b * lk
+	blk := min(tokens, max(1, (1<<20)/(hk*d)))
+	x, err := quant.Quantize(f, conformance.Randn(conformance.NewRand(seed), memory.F32, blk*hk*d), blk, hk, d)
+	if err != nil {
+		return nil, err
+	}
+	full := &quant.Tensor{Format: f, Tokens: tokens, Heads: hk, Dim: d,
+		Words: make([]uint32, tokens*hk*d/f.PerWord()), Scales: make([]uint16, tokens*hk*f.Groups(d))}
+	for i := 0; i < len(full.Words); i += len(x.Words) {
+		copy(full.Words[i:], x.Words)
+	}
+	for i := 0; i < len(full.Scales); i += len(x.Scales) {
+		copy(full.Scales[i:], x.Scales)
+	}
+	return e.UploadQuantized(ctx, full, b, lk, hk, d)
+}
+
 // decodeRows times one shape (shape's fields) at every tier; failures are rows with an error.
 func decodeRows(ctx context.Context, e *attention.Engine, shape decodeRow, tiers []devices.Tier, warmup, iters int, stderr io.Writer) []decodeRow {
 	var rows []decodeRow
@@ -213,7 +289,18 @@ func decodeRows(ctx context.Context, e *attention.Engine, shape decodeRow, tiers
 	defer ts.close()
 	q, err := ts.upload(ctx, e, dt, fill(nq, 0), shape.B, shape.Lq, shape.Hq, shape.D)
 	var k, v, o *memory.Tensor
-	if err == nil {
+	var kq, vq *attention.Quantized
+	defer func() { kq.Close(); vq.Close() }()
+	format, quantized := kvFormats[shape.KV]
+	switch {
+	case err != nil:
+	case quantized:
+		if kq, err = quantizedKV(ctx, e, format, uint64(nk)<<2|1, shape.B, shape.Lk, shape.Hk, shape.D); err == nil {
+			if vq, err = quantizedKV(ctx, e, format, uint64(nk)<<2|2, shape.B, shape.Lk, shape.Hk, shape.D); err == nil {
+				o, err = ts.alloc(e, dt, shape.B, shape.Lq, shape.Hq, shape.D)
+			}
+		}
+	default:
 		data := fill(nk, 1)
 		if k, err = ts.upload(ctx, e, dt, data, shape.B, shape.Lk, shape.Hk, shape.D); err == nil {
 			data = fill(nk, 2)
@@ -225,7 +312,7 @@ func decodeRows(ctx context.Context, e *attention.Engine, shape decodeRow, tiers
 	for _, tier := range tiers {
 		r := shape
 		r.Tier = tier.String()
-		fmt.Fprintf(stderr, "%s Lk=%d %s ...", shape.DType, shape.Lk, r.Tier)
+		fmt.Fprintf(stderr, "%s K/V %s Lk=%d %s ...", shape.DType, shape.KV, shape.Lk, r.Tier)
 		if err != nil {
 			r.Error = fmt.Sprintf("tensors: %v", err)
 			fmt.Fprintf(stderr, " error: %s\n", r.Error)
@@ -233,7 +320,11 @@ func decodeRows(ctx context.Context, e *attention.Engine, shape decodeRow, tiers
 			continue
 		}
 		timeIt := func(ctx context.Context, o, lse, q, k, v *memory.Tensor, opts attention.Options, warmup, iters int) ([]time.Duration, string, error) {
-			return e.TimeDecode(ctx, o, lse, q, k, v, attention.DecodeOptions{Options: opts, Splits: shape.Splits}, warmup, iters)
+			do := attention.DecodeOptions{Options: opts, Splits: shape.Splits}
+			if quantized {
+				return e.TimeDecodeQuantized(ctx, o, lse, q, kq, vq, attention.QuantizedDecodeOptions{DecodeOptions: do}, warmup, iters)
+			}
+			return e.TimeDecode(ctx, o, lse, q, k, v, do, warmup, iters)
 		}
 		var terr error
 		r.Kernel, r.Warmup, r.Iters, r.MedianMS, r.MinMS, terr = timeRow(ctx, timeIt, o, nil, q, k, v,
@@ -243,7 +334,8 @@ func decodeRows(ctx context.Context, e *attention.Engine, shape decodeRow, tiers
 			fmt.Fprintf(stderr, " error: %v\n", terr)
 		} else {
 			r.GBps = r.kvBytes() / (r.MedianMS / 1e3) / 1e9
-			fmt.Fprintf(stderr, " %s %.3f ms, %.4g GB/s\n", r.Kernel, r.MedianMS, r.GBps)
+			r.TokensPS = float64(r.B*r.Lq) / (r.MedianMS / 1e3)
+			fmt.Fprintf(stderr, " %s %.3f ms, %.4g GB/s, %.4g tokens/s\n", r.Kernel, r.MedianMS, r.GBps, r.TokensPS)
 		}
 		rows = append(rows, r)
 	}
@@ -256,17 +348,17 @@ func writeDecodeTable(w io.Writer, rep *decodeReport, torch bool) {
 		fmt.Fprintf(w, "PyTorch %v on %v: SDPA backends flash, cudnn, efficient, math in GB/s; vs = vkattn / the fastest backend\n", rep.Torch["torch"], rep.Torch["device"])
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	head := "dtype\td\tB\tHq\tHk\tLq\tLk\ttier\tkernel\tms\tGB/s\t"
+	head := "dtype\tkv\td\tB\tHq\tHk\tLq\tLk\ttier\tkernel\tms\tGB/s\ttokens/s\tvs float\t"
 	if torch {
 		head += strings.Join(torchBackends, "\t") + "\tvs best\t"
 	}
 	fmt.Fprintln(tw, head)
 	for _, r := range rep.Rows {
-		line := fmt.Sprintf("%s\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t", r.DType, r.D, r.B, r.Hq, r.Hk, r.Lq, r.Lk, r.Tier)
+		line := fmt.Sprintf("%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t", r.DType, r.KV, r.D, r.B, r.Hq, r.Hk, r.Lq, r.Lk, r.Tier)
 		if r.Error != "" {
-			line += "error: " + firstLine(r.Error) + "\t\t\t"
+			line += "error: " + firstLine(r.Error) + "\t\t\t\t\t"
 		} else {
-			line += fmt.Sprintf("%s\t%.3f\t%.4g\t", r.Kernel, r.MedianMS, r.GBps)
+			line += fmt.Sprintf("%s\t%.3f\t%.4g\t%.4g\t%s\t", r.Kernel, r.MedianMS, r.GBps, r.TokensPS, optFloat(r.VsFloat, "%.2f"))
 		}
 		if torch {
 			for _, b := range torchBackends {

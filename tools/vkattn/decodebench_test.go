@@ -90,3 +90,51 @@ echo '{"id": 0, "gbps": {"flash": 1e-9, "cudnn": 2e-9, "efficient": null, "math"
 		t.Errorf("torch header %v; table:\n%s", rep.Torch, out)
 	}
 }
+
+// TestDecodeBenchQuantizedKV: -kv times quantized K and V beside the float ones, counting the
+// bytes of their codes and scales, with tokens/s and the speedup over the float row.
+func TestDecodeBenchQuantizedKV(t *testing.T) {
+	needDevice(t)
+	file := filepath.Join(t.TempDir(), "decode.json")
+	args := append([]string{"decode-bench", "-b", "2", "-hq", "4", "-hk", "2", "-d", "128", "-lq", "2", "-lk", "300",
+		"-kv", "f16,int8,int4", "-tiers", "scalar", "-iters", "2", "-warmup", "0", "-json", file}, deviceArgs()...)
+	out, stderr, err := cli(t, args...)
+	if err != nil {
+		t.Fatalf("decode-bench -kv: %v\n%s\n%s", err, out, stderr)
+	}
+	if !strings.Contains(out, "tokens/s") || !strings.Contains(out, "decode_int4_scalar") {
+		t.Errorf("decode-bench -kv: table:\n%s", out)
+	}
+	var rep decodeReport
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &rep); err != nil || len(rep.Rows) != 3 {
+		t.Fatalf("decode-bench JSON: %v\n%s", err, b)
+	}
+	// Bytes per (token, head) of K or V: 128 f16, 128 codes and a scale, 64 bytes of codes and a scale.
+	for i, c := range []struct {
+		kv     string
+		kernel string
+		perRow float64
+	}{{"f16", "decode_scalar", 256}, {"int8", "decode_int8_scalar", 130}, {"int4", "decode_int4_scalar", 66}} {
+		r := rep.Rows[i]
+		if r.Error != "" || r.KV != c.kv || !strings.HasPrefix(r.Kernel, c.kernel) || r.DType != "f16" || r.MedianMS <= 0 {
+			t.Errorf("row %d: %+v", i, r)
+		}
+		if want := 2 * 2 * 300 * 2 * c.perRow / (r.MedianMS / 1e3) / 1e9; r.GBps != want {
+			t.Errorf("%s: GB/s %g, want %g", c.kv, r.GBps, want)
+		}
+		if want := 4 / (r.MedianMS / 1e3); r.TokensPS != want {
+			t.Errorf("%s: tokens/s %g, want %g", c.kv, r.TokensPS, want)
+		}
+		if (r.VsFloat != nil) != (c.kv != "f16") || r.VsFloat != nil && *r.VsFloat != r.TokensPS/rep.Rows[0].TokensPS {
+			t.Errorf("%s: vs float %v", c.kv, r.VsFloat)
+		}
+	}
+	_, _, err = cli(t, append([]string{"decode-bench", "-kv", "f32"}, deviceArgs()...)...)
+	if err == nil || !strings.Contains(err.Error(), `-kv: "f32" is neither int8, int4 nor the -dtype f16`) {
+		t.Errorf("-kv f32 with -dtype f16: %v", err)
+	}
+}
