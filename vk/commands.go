@@ -1,5 +1,10 @@
 package vk
 
+/*
+#include "cvk.h"
+*/
+import "C"
+
 import (
 	"context"
 	"fmt"
@@ -11,9 +16,10 @@ import (
 
 // Commands records work into a command buffer; see Device.Run.
 type Commands struct {
-	dev *Device
-	cb  vk.CommandBuffer
-	err error
+	dev   *Device
+	cb    vk.CommandBuffer
+	err   error
+	after []TimelinePoint // what the submission waits for (After)
 }
 
 // Dispatch binds the set's pipeline and buffers, pushes constants and dispatches x*y*z workgroups.
@@ -27,6 +33,9 @@ func (c *Commands) Dispatch(set *DescriptorSet, push []byte, x, y, z uint32) {
 	if x == 0 || y == 0 || z == 0 || x > lim[0] || y > lim[1] || z > lim[2] {
 		c.fail(fmt.Errorf("vk: pipeline %s: grid %dx%dx%d outside the device's limits %v", p.name, x, y, z, lim))
 		return
+	}
+	if len(set.after) > 0 {
+		c.After(set.after...)
 	}
 	vk.CmdBindPipeline(c.cb, vk.PipelineBindPointCompute, p.handle)
 	vk.CmdBindDescriptorSets(c.cb, vk.PipelineBindPointCompute, p.layout, 0, 1, []vk.DescriptorSet{set.handle}, 0, nil)
@@ -79,8 +88,11 @@ func (c *Commands) fail(err error) {
 }
 
 // Run records the commands that record issues into a fresh command buffer, submits them to the
-// compute queue and waits for them to finish. Nothing is submitted if record reports an error
-// or ctx is already done.
+// compute queue, waiting first for the timeline points given to Commands.After (and to the
+// descriptor sets dispatched), and waits for them to finish. Nothing is submitted if record
+// reports an error or ctx is already done. The compute queue's lock is held while recording and
+// submitting, not while waiting, so other work (sparse binds on the compute queue included) can
+// be submitted meanwhile.
 func (d *Device) Run(ctx context.Context, record func(*Commands) error) error {
 	if d.closed {
 		return ErrClosed
@@ -88,8 +100,16 @@ func (d *Device) Run(ctx context.Context, record func(*Commands) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	if d.fn.queueSubmit == nil {
+		return fmt.Errorf("vk: vkQueueSubmit not found: %w", ErrInitialization)
+	}
 	d.mu.Lock()
-	defer d.mu.Unlock()
+	locked := true
+	defer func() {
+		if locked {
+			d.mu.Unlock()
+		}
+	}()
 	ai := &vk.CommandBufferAllocateInfo{SType: vk.StructureTypeCommandBufferAllocateInfo, CommandPool: d.cmdPool,
 		Level: vk.CommandBufferLevelPrimary, CommandBufferCount: 1}
 	cbs := make([]vk.CommandBuffer, 1)
@@ -98,7 +118,13 @@ func (d *Device) Run(ctx context.Context, record func(*Commands) error) error {
 	if err := result("vkAllocateCommandBuffers", r); err != nil {
 		return err
 	}
-	defer vk.FreeCommandBuffers(d.handle, d.cmdPool, 1, cbs)
+	defer func() { // runs before the unlock above: the pool needs the lock
+		if !locked {
+			d.mu.Lock()
+			locked = true
+		}
+		vk.FreeCommandBuffers(d.handle, d.cmdPool, 1, cbs)
+	}()
 	bi := &vk.CommandBufferBeginInfo{SType: vk.StructureTypeCommandBufferBeginInfo,
 		Flags: vk.CommandBufferUsageFlags(vk.CommandBufferUsageOneTimeSubmitBit)}
 	r = vk.BeginCommandBuffer(cbs[0], bi)
@@ -125,12 +151,19 @@ func (d *Device) Run(ctx context.Context, record func(*Commands) error) error {
 		return err
 	}
 	defer vk.DestroyFence(d.handle, fence, nil)
-	// The binding overwrites a submitted slice with reference-only copies: build a fresh one.
-	submit := []vk.SubmitInfo{{SType: vk.StructureTypeSubmitInfo, CommandBufferCount: 1,
-		PCommandBuffers: []vk.CommandBuffer{cbs[0]}}}
-	if err := result("vkQueueSubmit", vk.QueueSubmit(d.queue, 1, submit, fence)); err != nil {
+	sems := make([]C.uint64_t, len(c.after)+1)
+	values := make([]C.uint64_t, len(c.after)+1)
+	for i, p := range c.after {
+		sems[i], values[i] = p.Timeline.handle, C.uint64_t(p.Value)
+	}
+	rc := C.vkattn_queue_submit(d.fn.queueSubmit, C.vkattn_dispatchable(unsafe.Pointer(d.queue)),
+		C.vkattn_dispatchable(unsafe.Pointer(cbs[0])), C.uint32_t(len(c.after)), &sems[0], &values[0],
+		C.uint64_t(uintptr(unsafe.Pointer(fence))))
+	if err := result("vkQueueSubmit", vk.Result(rc)); err != nil {
 		return err
 	}
+	d.mu.Unlock()
+	locked = false
 	for {
 		r := vk.WaitForFences(d.handle, 1, []vk.Fence{fence}, vk.True, uint64(time.Second))
 		if r == vk.Timeout {

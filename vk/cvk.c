@@ -1,6 +1,7 @@
 #include "cvk.h"
 #include <dlfcn.h>
 #include <stddef.h>
+#include <stdlib.h>
 
 typedef vkattn_pfn (*gipa_t)(vkattn_dispatchable, const char *);
 static gipa_t gipa;
@@ -109,4 +110,104 @@ int32_t vkattn_create_messenger(vkattn_pfn create, vkattn_dispatchable instance,
 
 void vkattn_destroy_messenger(vkattn_pfn destroy, vkattn_dispatchable instance, uint64_t messenger) {
 	((void (*)(vkattn_dispatchable, uint64_t, const void *))destroy)(instance, messenger, NULL);
+}
+
+int32_t vkattn_create_timeline(vkattn_pfn f, vkattn_dispatchable device, uint64_t initial, uint64_t *semaphore) {
+	vkattn_semaphore_type_create_info type = {
+		.sType = 1000207002, // VK_STRUCTURE_TYPE_SEMAPHORE_TYPE_CREATE_INFO
+		.semaphoreType = 1,  // VK_SEMAPHORE_TYPE_TIMELINE
+		.initialValue = initial,
+	};
+	vkattn_semaphore_create_info info = {.sType = 9, .pNext = &type}; // VK_STRUCTURE_TYPE_SEMAPHORE_CREATE_INFO
+	return ((int32_t(*)(vkattn_dispatchable, const void *, const void *, uint64_t *))f)(device, &info, NULL, semaphore);
+}
+
+void vkattn_destroy_semaphore(vkattn_pfn f, vkattn_dispatchable device, uint64_t semaphore) {
+	((void (*)(vkattn_dispatchable, uint64_t, const void *))f)(device, semaphore, NULL);
+}
+
+int32_t vkattn_semaphore_value(vkattn_pfn f, vkattn_dispatchable device, uint64_t semaphore, uint64_t *value) {
+	return ((int32_t(*)(vkattn_dispatchable, uint64_t, uint64_t *))f)(device, semaphore, value);
+}
+
+int32_t vkattn_wait_semaphore(vkattn_pfn f, vkattn_dispatchable device, uint64_t semaphore, uint64_t value, uint64_t timeout) {
+	vkattn_semaphore_wait_info info = {
+		.sType = 1000207004, // VK_STRUCTURE_TYPE_SEMAPHORE_WAIT_INFO
+		.semaphoreCount = 1,
+		.pSemaphores = &semaphore,
+		.pValues = &value,
+	};
+	return ((int32_t(*)(vkattn_dispatchable, const void *, uint64_t))f)(device, &info, timeout);
+}
+
+int32_t vkattn_signal_semaphore(vkattn_pfn f, vkattn_dispatchable device, uint64_t semaphore, uint64_t value) {
+	vkattn_semaphore_signal_info info = {
+		.sType = 1000207005, // VK_STRUCTURE_TYPE_SEMAPHORE_SIGNAL_INFO
+		.semaphore = semaphore,
+		.value = value,
+	};
+	return ((int32_t(*)(vkattn_dispatchable, const void *))f)(device, &info);
+}
+
+int32_t vkattn_queue_submit(vkattn_pfn f, vkattn_dispatchable queue, vkattn_dispatchable cmd, uint32_t n,
+	const uint64_t *sems, const uint64_t *values, uint64_t fence) {
+	uint32_t stages[n > 0 ? n : 1];
+	for (uint32_t i = 0; i < n; i++) {
+		stages[i] = 0x00010000; // VK_PIPELINE_STAGE_ALL_COMMANDS_BIT
+	}
+	vkattn_timeline_semaphore_submit_info timeline = {
+		.sType = 1000207003, // VK_STRUCTURE_TYPE_TIMELINE_SEMAPHORE_SUBMIT_INFO
+		.waitSemaphoreValueCount = n,
+		.pWaitSemaphoreValues = values,
+	};
+	vkattn_submit_info info = {
+		.sType = 4, // VK_STRUCTURE_TYPE_SUBMIT_INFO
+		.pNext = n > 0 ? &timeline : NULL,
+		.waitSemaphoreCount = n,
+		.pWaitSemaphores = sems,
+		.pWaitDstStageMask = stages,
+		.commandBufferCount = 1,
+		.pCommandBuffers = &cmd,
+	};
+	return ((int32_t(*)(vkattn_dispatchable, uint32_t, const vkattn_submit_info *, uint64_t))f)(queue, 1, &info, fence);
+}
+
+int32_t vkattn_queue_bind_sparse(vkattn_pfn f, vkattn_dispatchable queue, uint32_t n, const uint64_t *buffers,
+	const vkattn_sparse_memory_bind *binds, uint32_t nwait, const uint64_t *waits, const uint64_t *waitValues,
+	uint64_t signal, uint64_t signalValue, uint64_t fence) {
+	vkattn_sparse_buffer_bind_info *infos = malloc((size_t)(n > 0 ? n : 1) * sizeof *infos);
+	if (!infos) {
+		return -1; // VK_ERROR_OUT_OF_HOST_MEMORY
+	}
+	uint32_t m = 0;
+	for (uint32_t i = 0; i < n; i++) {
+		if (m > 0 && infos[m - 1].buffer == buffers[i]) {
+			infos[m - 1].bindCount++;
+			continue;
+		}
+		infos[m].buffer = buffers[i];
+		infos[m].bindCount = 1;
+		infos[m].pBinds = &binds[i];
+		m++;
+	}
+	vkattn_timeline_semaphore_submit_info timeline = {
+		.sType = 1000207003, // VK_STRUCTURE_TYPE_TIMELINE_SEMAPHORE_SUBMIT_INFO
+		.waitSemaphoreValueCount = nwait,
+		.pWaitSemaphoreValues = waitValues,
+		.signalSemaphoreValueCount = signal ? 1 : 0,
+		.pSignalSemaphoreValues = &signalValue,
+	};
+	vkattn_bind_sparse_info info = {
+		.sType = 7, // VK_STRUCTURE_TYPE_BIND_SPARSE_INFO
+		.pNext = (nwait > 0 || signal) ? &timeline : NULL,
+		.waitSemaphoreCount = nwait,
+		.pWaitSemaphores = waits,
+		.bufferBindCount = m,
+		.pBufferBinds = infos,
+		.signalSemaphoreCount = signal ? 1 : 0,
+		.pSignalSemaphores = &signal,
+	};
+	int32_t r = ((int32_t(*)(vkattn_dispatchable, uint32_t, const vkattn_bind_sparse_info *, uint64_t))f)(queue, 1, &info, fence);
+	free(infos);
+	return r;
 }

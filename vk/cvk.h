@@ -415,6 +415,94 @@ typedef struct {
 	uint32_t requiredSubgroupSize;
 } vkattn_required_subgroup_size_create_info;
 
+// VkSemaphoreTypeCreateInfo (1.2), chained to a VkSemaphoreCreateInfo.
+typedef struct {
+	vkattn_stype sType;
+	const void *pNext;
+	int32_t semaphoreType; // VkSemaphoreType: 1 is VK_SEMAPHORE_TYPE_TIMELINE
+	uint64_t initialValue;
+} vkattn_semaphore_type_create_info;
+
+// VkSemaphoreCreateInfo.
+typedef struct {
+	vkattn_stype sType;
+	const void *pNext;
+	uint32_t flags;
+} vkattn_semaphore_create_info;
+
+// VkTimelineSemaphoreSubmitInfo (1.2), chained to a VkSubmitInfo or VkBindSparseInfo.
+typedef struct {
+	vkattn_stype sType;
+	const void *pNext;
+	uint32_t waitSemaphoreValueCount;
+	const uint64_t *pWaitSemaphoreValues;
+	uint32_t signalSemaphoreValueCount;
+	const uint64_t *pSignalSemaphoreValues;
+} vkattn_timeline_semaphore_submit_info;
+
+// VkSemaphoreWaitInfo (1.2).
+typedef struct {
+	vkattn_stype sType;
+	const void *pNext;
+	uint32_t flags;
+	uint32_t semaphoreCount;
+	const uint64_t *pSemaphores;
+	const uint64_t *pValues;
+} vkattn_semaphore_wait_info;
+
+// VkSemaphoreSignalInfo (1.2).
+typedef struct {
+	vkattn_stype sType;
+	const void *pNext;
+	uint64_t semaphore;
+	uint64_t value;
+} vkattn_semaphore_signal_info;
+
+// VkSubmitInfo (handles are 64-bit or pointers; command buffers are dispatchable).
+typedef struct {
+	vkattn_stype sType;
+	const void *pNext;
+	uint32_t waitSemaphoreCount;
+	const uint64_t *pWaitSemaphores;
+	const uint32_t *pWaitDstStageMask;
+	uint32_t commandBufferCount;
+	const vkattn_dispatchable *pCommandBuffers;
+	uint32_t signalSemaphoreCount;
+	const uint64_t *pSignalSemaphores;
+} vkattn_submit_info;
+
+// VkSparseMemoryBind.
+typedef struct {
+	vkattn_size resourceOffset;
+	vkattn_size size;
+	uint64_t memory; // VkDeviceMemory; 0 unbinds
+	vkattn_size memoryOffset;
+	uint32_t flags;
+} vkattn_sparse_memory_bind;
+
+// VkSparseBufferMemoryBindInfo.
+typedef struct {
+	uint64_t buffer; // VkBuffer
+	uint32_t bindCount;
+	const vkattn_sparse_memory_bind *pBinds;
+} vkattn_sparse_buffer_bind_info;
+
+// VkBindSparseInfo.
+typedef struct {
+	vkattn_stype sType;
+	const void *pNext;
+	uint32_t waitSemaphoreCount;
+	const uint64_t *pWaitSemaphores;
+	uint32_t bufferBindCount;
+	const vkattn_sparse_buffer_bind_info *pBufferBinds;
+	uint32_t imageOpaqueBindCount;
+	const void *pImageOpaqueBinds;
+	uint32_t imageBindCount;
+	const void *pImageBinds;
+	uint32_t signalSemaphoreCount;
+	const uint64_t *pSignalSemaphores;
+} vkattn_bind_sparse_info;
+
 // vkattn_load dlopens name and returns vkGetInstanceProcAddr, or NULL with *err set.
 void *vkattn_load(const char *name, const char **err);
 vkattn_pfn vkattn_instance_proc(vkattn_dispatchable instance, const char *name);
@@ -435,6 +523,27 @@ int32_t vkattn_pipeline_statistics(vkattn_pfn f, vkattn_dispatchable device, con
 
 int32_t vkattn_create_messenger(vkattn_pfn create, vkattn_dispatchable instance, uintptr_t handle, uint64_t *messenger);
 void vkattn_destroy_messenger(vkattn_pfn destroy, vkattn_dispatchable instance, uint64_t messenger);
+
+// Timeline semaphores (Vulkan 1.2 core): f is vkCreateSemaphore, vkDestroySemaphore,
+// vkGetSemaphoreCounterValue, vkWaitSemaphores or vkSignalSemaphore.
+int32_t vkattn_create_timeline(vkattn_pfn f, vkattn_dispatchable device, uint64_t initial, uint64_t *semaphore);
+void vkattn_destroy_semaphore(vkattn_pfn f, vkattn_dispatchable device, uint64_t semaphore);
+int32_t vkattn_semaphore_value(vkattn_pfn f, vkattn_dispatchable device, uint64_t semaphore, uint64_t *value);
+int32_t vkattn_wait_semaphore(vkattn_pfn f, vkattn_dispatchable device, uint64_t semaphore, uint64_t value, uint64_t timeout);
+int32_t vkattn_signal_semaphore(vkattn_pfn f, vkattn_dispatchable device, uint64_t semaphore, uint64_t value);
+
+// vkattn_queue_submit submits one command buffer (f is vkQueueSubmit) that first waits, at all
+// commands, for the n timeline semaphores sems to reach values, and signals fence.
+int32_t vkattn_queue_submit(vkattn_pfn f, vkattn_dispatchable queue, vkattn_dispatchable cmd, uint32_t n,
+	const uint64_t *sems, const uint64_t *values, uint64_t fence);
+
+// vkattn_queue_bind_sparse submits one VkBindSparseInfo (f is vkQueueBindSparse) of n buffer
+// binds (binds[i] to buffers[i]; runs of the same buffer share one VkSparseBufferMemoryBindInfo)
+// that first waits for the nwait timeline semaphores waits to reach waitValues, then signals
+// signal (a timeline semaphore, if not 0) with signalValue and fence (if not 0).
+int32_t vkattn_queue_bind_sparse(vkattn_pfn f, vkattn_dispatchable queue, uint32_t n, const uint64_t *buffers,
+	const vkattn_sparse_memory_bind *binds, uint32_t nwait, const uint64_t *waits, const uint64_t *waitValues,
+	uint64_t signal, uint64_t signalValue, uint64_t fence);
 
 // Sizes and offsets from the specification's layout (LP64: 8-byte pointers and VkDeviceSize).
 #define VKATTN_ASSERT_SIZE(T, n) _Static_assert(sizeof(T) == (n), "sizeof " #T " is not " #n)
@@ -543,4 +652,24 @@ VKATTN_ASSERT_SIZE(vkattn_memory_budget_properties, 16 + 2 * 16 * 8);
 VKATTN_ASSERT_OFF(vkattn_memory_budget_properties, heapUsage, 16 + 128);
 VKATTN_ASSERT_SIZE(vkattn_required_subgroup_size_create_info, 24);
 VKATTN_ASSERT_OFF(vkattn_required_subgroup_size_create_info, requiredSubgroupSize, 16);
+VKATTN_ASSERT_SIZE(vkattn_semaphore_type_create_info, 32);
+VKATTN_ASSERT_OFF(vkattn_semaphore_type_create_info, initialValue, 24);
+VKATTN_ASSERT_SIZE(vkattn_semaphore_create_info, 24);
+VKATTN_ASSERT_SIZE(vkattn_timeline_semaphore_submit_info, 48);
+VKATTN_ASSERT_OFF(vkattn_timeline_semaphore_submit_info, pWaitSemaphoreValues, 24);
+VKATTN_ASSERT_OFF(vkattn_timeline_semaphore_submit_info, pSignalSemaphoreValues, 40);
+VKATTN_ASSERT_SIZE(vkattn_semaphore_wait_info, 40);
+VKATTN_ASSERT_OFF(vkattn_semaphore_wait_info, pSemaphores, 24);
+VKATTN_ASSERT_OFF(vkattn_semaphore_wait_info, pValues, 32);
+VKATTN_ASSERT_SIZE(vkattn_semaphore_signal_info, 32);
+VKATTN_ASSERT_SIZE(vkattn_submit_info, 72);
+VKATTN_ASSERT_OFF(vkattn_submit_info, pWaitDstStageMask, 32);
+VKATTN_ASSERT_OFF(vkattn_submit_info, pCommandBuffers, 48);
+VKATTN_ASSERT_OFF(vkattn_submit_info, pSignalSemaphores, 64);
+VKATTN_ASSERT_SIZE(vkattn_sparse_memory_bind, 40);
+VKATTN_ASSERT_OFF(vkattn_sparse_memory_bind, flags, 32);
+VKATTN_ASSERT_SIZE(vkattn_sparse_buffer_bind_info, 24);
+VKATTN_ASSERT_OFF(vkattn_bind_sparse_info, pBufferBinds, 40);
+VKATTN_ASSERT_OFF(vkattn_bind_sparse_info, pSignalSemaphores, 88);
+VKATTN_ASSERT_SIZE(vkattn_bind_sparse_info, 96);
 #endif

@@ -23,10 +23,13 @@ type DeviceOptions struct {
 	// PipelineStatistics enables VK_KHR_pipeline_executable_properties where the device has it
 	// and compiles every pipeline with its statistics captured (Pipeline.Executables).
 	PipelineStatistics bool
+	// SharedBindQueue makes sparse binds run on the compute queue even where the device offers
+	// another queue that can bind (for tests and comparisons); see Device.BindQueue.
+	SharedBindQueue bool
 }
 
-// Device owns a logical device with one compute queue, a command pool, a descriptor pool and a
-// pipeline cache.
+// Device owns a logical device with one compute queue (and a queue for sparse binds where the
+// device offers one, see BindQueue), a command pool, a descriptor pool and a pipeline cache.
 type Device struct {
 	inst      *Instance
 	info      PhysicalInfo
@@ -40,8 +43,17 @@ type Device struct {
 	cache     vk.PipelineCache
 	cacheFile string
 	stats     bool // pipelines capture statistics (DeviceOptions.PipelineStatistics, supported)
+	fn        deviceFuncs
 
-	mu     sync.Mutex // guards queue submission and the pools
+	// The queue sparse binds run on (bindFamily -1: none has SPARSE_BINDING). It is the compute
+	// queue, whose lock is mu, unless the device offers another queue that can bind: then it has
+	// its own lock, and binds never wait for Run's lock.
+	bindQueue  vk.Queue
+	bindFamily int
+	bindMu     *sync.Mutex
+	ownBindMu  sync.Mutex
+
+	mu     sync.Mutex // guards the compute queue's submissions and the pools
 	closed bool
 }
 
@@ -82,16 +94,25 @@ func (in *Instance) OpenDevice(index int, opts DeviceOptions) (*Device, error) {
 	getFeatures(in, hs[index], fc)
 	fc.keepCore()
 
+	bind := chooseBindQueue(hs[index], info.ComputeFamily, info.Features.SparseBinding, opts.SharedBindQueue)
+	queues := []vk.DeviceQueueCreateInfo{{
+		SType:            vk.StructureTypeDeviceQueueCreateInfo,
+		QueueFamilyIndex: uint32(info.ComputeFamily),
+		QueueCount:       1,
+		PQueuePriorities: []float32{1},
+	}}
+	switch {
+	case bind.family == info.ComputeFamily && bind.index == 1:
+		queues[0].QueueCount, queues[0].PQueuePriorities = 2, []float32{1, 1}
+	case bind.family >= 0 && bind.family != info.ComputeFamily:
+		queues = append(queues, vk.DeviceQueueCreateInfo{SType: vk.StructureTypeDeviceQueueCreateInfo,
+			QueueFamilyIndex: uint32(bind.family), QueueCount: 1, PQueuePriorities: []float32{1}})
+	}
 	dci := &vk.DeviceCreateInfo{
-		SType:                vk.StructureTypeDeviceCreateInfo,
-		PNext:                fc.head(),
-		QueueCreateInfoCount: 1,
-		PQueueCreateInfos: []vk.DeviceQueueCreateInfo{{
-			SType:            vk.StructureTypeDeviceQueueCreateInfo,
-			QueueFamilyIndex: uint32(info.ComputeFamily),
-			QueueCount:       1,
-			PQueuePriorities: []float32{1},
-		}},
+		SType:                   vk.StructureTypeDeviceCreateInfo,
+		PNext:                   fc.head(),
+		QueueCreateInfoCount:    uint32(len(queues)),
+		PQueueCreateInfos:       queues,
 		EnabledExtensionCount:   uint32(len(exts)),
 		PpEnabledExtensionNames: exts,
 	}
@@ -106,6 +127,13 @@ func (in *Instance) OpenDevice(index int, opts DeviceOptions) (*Device, error) {
 	var queue vk.Queue
 	vk.GetDeviceQueue(h, d.family, 0, &queue)
 	d.queue = queue
+	d.bindFamily, d.bindQueue, d.bindMu = bind.family, queue, &d.mu
+	if bind.family >= 0 && (bind.family != info.ComputeFamily || bind.index != 0) {
+		var bq vk.Queue
+		vk.GetDeviceQueue(h, uint32(bind.family), uint32(bind.index), &bq)
+		d.bindQueue, d.bindMu = bq, &d.ownBindMu
+	}
+	d.loadFuncs()
 	var mp vk.PhysicalDeviceMemoryProperties
 	vk.GetPhysicalDeviceMemoryProperties(d.phys, &mp)
 	mp.Deref()
@@ -174,6 +202,10 @@ func (d *Device) Closed() bool { return d.closed }
 func (d *Device) WaitIdle() error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if d.bindMu != &d.mu { // every queue is externally synchronized for vkDeviceWaitIdle
+		d.bindMu.Lock()
+		defer d.bindMu.Unlock()
+	}
 	return result("vkDeviceWaitIdle", vk.DeviceWaitIdle(d.handle))
 }
 

@@ -1,6 +1,6 @@
 // Package vk is vkattn's thin, safe layer over github.com/goki/vulkan for compute: instance,
-// devices, buffers and memory, compute pipelines, descriptor sets, command buffers, fences,
-// timestamp queries and a pipeline cache. Every object has one owner and an idempotent Close;
+// devices, buffers and memory, sparse buffers and their binds, compute pipelines, descriptor
+// sets, command buffers, fences, timeline semaphores, timestamp queries and a pipeline cache. Every object has one owner and an idempotent Close;
 // VkResult values become Go errors.
 package vk
 

@@ -326,6 +326,7 @@ type DescriptorSet struct {
 	pipe   *Pipeline
 	handle vk.DescriptorSet
 	pool   vk.DescriptorPool
+	after  []TimelinePoint // what submissions dispatching it wait for (After)
 }
 
 // NewDescriptorSet allocates a set for the pipeline and binds one range to each binding.

@@ -1,71 +1,7 @@
 package vk
 
 /*
-#include <stdlib.h>
 #include "cvk.h"
-
-// VkSparseMemoryBind, VkSparseBufferMemoryBindInfo and VkBindSparseInfo with the specification's
-// member layout (handles are 64-bit), checked below.
-typedef struct {
-	vkattn_size resourceOffset;
-	vkattn_size size;
-	uint64_t memory; // VkDeviceMemory; 0 unbinds
-	vkattn_size memoryOffset;
-	uint32_t flags;
-} vkattn_sparse_memory_bind;
-
-typedef struct {
-	uint64_t buffer; // VkBuffer
-	uint32_t bindCount;
-	const vkattn_sparse_memory_bind *pBinds;
-} vkattn_sparse_buffer_bind_info;
-
-typedef struct {
-	vkattn_stype sType;
-	const void *pNext;
-	uint32_t waitSemaphoreCount;
-	const uint64_t *pWaitSemaphores;
-	uint32_t bufferBindCount;
-	const vkattn_sparse_buffer_bind_info *pBufferBinds;
-	uint32_t imageOpaqueBindCount;
-	const void *pImageOpaqueBinds;
-	uint32_t imageBindCount;
-	const void *pImageBinds;
-	uint32_t signalSemaphoreCount;
-	const uint64_t *pSignalSemaphores;
-} vkattn_bind_sparse_info;
-
-_Static_assert(sizeof(vkattn_sparse_memory_bind) == 40, "sizeof VkSparseMemoryBind");
-_Static_assert(offsetof(vkattn_sparse_memory_bind, flags) == 32, "VkSparseMemoryBind.flags");
-_Static_assert(sizeof(vkattn_sparse_buffer_bind_info) == 24, "sizeof VkSparseBufferMemoryBindInfo");
-_Static_assert(offsetof(vkattn_bind_sparse_info, pBufferBinds) == 40, "VkBindSparseInfo.pBufferBinds");
-_Static_assert(offsetof(vkattn_bind_sparse_info, pSignalSemaphores) == 88, "VkBindSparseInfo.pSignalSemaphores");
-_Static_assert(sizeof(vkattn_bind_sparse_info) == 96, "sizeof VkBindSparseInfo");
-
-// vkattn_queue_bind_sparse submits one VkBindSparseInfo of n buffer binds (binds[i] to
-// buffers[i]; runs of the same buffer share one VkSparseBufferMemoryBindInfo) that signals fence.
-static int32_t vkattn_queue_bind_sparse(vkattn_pfn f, vkattn_dispatchable queue, uint32_t n,
-	const uint64_t *buffers, const vkattn_sparse_memory_bind *binds, uint64_t fence) {
-	vkattn_sparse_buffer_bind_info *infos = malloc((size_t)n * sizeof *infos);
-	if (!infos) {
-		return -1; // VK_ERROR_OUT_OF_HOST_MEMORY
-	}
-	uint32_t m = 0;
-	for (uint32_t i = 0; i < n; i++) {
-		if (m > 0 && infos[m - 1].buffer == buffers[i]) {
-			infos[m - 1].bindCount++;
-			continue;
-		}
-		infos[m].buffer = buffers[i];
-		infos[m].bindCount = 1;
-		infos[m].pBinds = &binds[i];
-		m++;
-	}
-	vkattn_bind_sparse_info info = {.sType = 7, .bufferBindCount = m, .pBufferBinds = infos}; // VK_STRUCTURE_TYPE_BIND_SPARSE_INFO
-	int32_t r = ((int32_t(*)(vkattn_dispatchable, uint32_t, const vkattn_bind_sparse_info *, uint64_t))f)(queue, 1, &info, fence);
-	free(infos);
-	return r;
-}
 */
 import "C"
 
@@ -79,8 +15,7 @@ import (
 
 // SparseResidency reports whether the device can back sparse-residency buffers: nil, or an error
 // wrapping ErrFeatureMissing that says what is missing (the sparseBinding or
-// sparseResidencyBuffer feature, or SPARSE_BINDING on the compute queue's family, the queue that
-// binds run on).
+// sparseResidencyBuffer feature, or a queue family with SPARSE_BINDING for the binds to run on).
 func (d *Device) SparseResidency() error {
 	if d.closed {
 		return ErrClosed
@@ -91,18 +26,8 @@ func (d *Device) SparseResidency() error {
 		return fmt.Errorf("vk: %s lacks the sparseBinding feature: %w", d.info.Name, ErrFeatureMissing)
 	case !f.SparseResidencyBuffer:
 		return fmt.Errorf("vk: %s lacks the sparseResidencyBuffer feature: %w", d.info.Name, ErrFeatureMissing)
-	}
-	var n uint32
-	vk.GetPhysicalDeviceQueueFamilyProperties(d.phys, &n, nil)
-	qs := make([]vk.QueueFamilyProperties, n)
-	vk.GetPhysicalDeviceQueueFamilyProperties(d.phys, &n, qs)
-	if d.family >= n {
-		return fmt.Errorf("vk: %s: queue family %d not listed", d.info.Name, d.family)
-	}
-	qs[d.family].Deref()
-	if vk.QueueFlagBits(qs[d.family].QueueFlags)&vk.QueueSparseBindingBit == 0 {
-		return fmt.Errorf("vk: %s: the compute queue family %d has no SPARSE_BINDING (a separate binding queue is not supported yet): %w",
-			d.info.Name, d.family, ErrFeatureMissing)
+	case d.bindFamily < 0:
+		return fmt.Errorf("vk: %s: no queue family has SPARSE_BINDING: %w", d.info.Name, ErrFeatureMissing)
 	}
 	return nil
 }
@@ -134,6 +59,10 @@ func (d *Device) NewSparseBuffer(size uint64) (*Buffer, error) {
 	ci := &vk.BufferCreateInfo{SType: vk.StructureTypeBufferCreateInfo, Size: vk.DeviceSize(size),
 		Flags: vk.BufferCreateFlags(vk.BufferCreateSparseBindingBit | vk.BufferCreateSparseResidencyBit),
 		Usage: vk.BufferUsageFlags(bufferUsage), SharingMode: vk.SharingModeExclusive}
+	if d.bindFamily != int(d.family) { // binds run on a queue of another family: share the buffer with it
+		ci.SharingMode, ci.QueueFamilyIndexCount = vk.SharingModeConcurrent, 2
+		ci.PQueueFamilyIndices = []uint32{d.family, uint32(d.bindFamily)}
+	}
 	b := &Buffer{dev: d, size: size, sparse: true}
 	var h vk.Buffer
 	r := vk.CreateBuffer(d.handle, ci, nil, &h)
@@ -162,20 +91,67 @@ type SparseBind struct {
 	MemoryOffset uint64
 }
 
-// BindSparse performs the binds with one vkQueueBindSparse on the compute queue and waits for
-// its fence, so work submitted afterwards (Run) sees them: binds are not ordered against command
-// buffers otherwise. Work that reads a range being unbound must have finished; Run waits for its
-// work, so any work submitted before has. Nothing is bound when it returns an error from the
-// checks; a driver error leaves the binds undefined.
+// BindSparse performs the binds with one vkQueueBindSparse on the binding queue (BindQueue)
+// and waits for them, so work submitted afterwards (Run) sees them. Work that reads a range being
+// unbound must have finished; Run waits for its work, so any work submitted before has. Nothing
+// is bound when it returns an error from the checks; a driver error leaves the binds undefined.
 func (d *Device) BindSparse(binds []SparseBind) error {
+	if len(binds) == 0 {
+		if d.closed {
+			return ErrClosed
+		}
+		return nil
+	}
+	fci := &vk.FenceCreateInfo{SType: vk.StructureTypeFenceCreateInfo}
+	var fence vk.Fence
+	r := vk.CreateFence(d.handle, fci, nil, &fence)
+	fci.Free()
+	if err := result("vkCreateFence", r); err != nil {
+		return err
+	}
+	defer vk.DestroyFence(d.handle, fence, nil)
+	if err := d.submitBinds(binds, nil, TimelinePoint{}, fence); err != nil {
+		return err
+	}
+	for {
+		r := vk.WaitForFences(d.handle, 1, []vk.Fence{fence}, vk.True, uint64(time.Second))
+		if r == vk.Timeout {
+			continue // the binds cannot be abandoned: the fence is in use until they finish
+		}
+		return result("vkWaitForFences (sparse bind)", r)
+	}
+}
+
+// SubmitBinds submits the binds with one vkQueueBindSparse on the binding queue (BindQueue) and
+// returns without waiting for them: the batch waits until every point of after is reached, binds,
+// then signals done (done.Value must exceed every value done.Timeline has reached or will be
+// signalled before). Binds are not ordered against command buffers, even on the same queue: work
+// that uses the bound memory must wait for done (Commands.After), and a batch that unbinds or
+// rebinds memory that earlier binds bound should wait for them (after). Work that reads a range
+// being unbound must have finished. binds may be empty (the batch only waits and signals).
+// Nothing is submitted when it returns an error.
+func (d *Device) SubmitBinds(binds []SparseBind, after []TimelinePoint, done TimelinePoint) error {
+	if err := d.checkPoint("signal", done); err != nil {
+		return err
+	}
+	for _, p := range after {
+		if err := d.checkPoint("wait", p); err != nil {
+			return err
+		}
+	}
+	return d.submitBinds(binds, mergePoints(nil, after...), done, vk.NullFence)
+}
+
+func (d *Device) submitBinds(binds []SparseBind, after []TimelinePoint, done TimelinePoint, fence vk.Fence) error {
 	if d.closed {
 		return ErrClosed
 	}
-	if len(binds) == 0 {
-		return nil
+	if err := d.SparseResidency(); err != nil {
+		return err
 	}
-	bufs := make([]C.uint64_t, len(binds))
-	cb := make([]C.vkattn_sparse_memory_bind, len(binds))
+	n := max(len(binds), 1)
+	bufs := make([]C.uint64_t, n)
+	cb := make([]C.vkattn_sparse_memory_bind, n)
 	for i, b := range binds {
 		if b.Buffer == nil || !b.Buffer.sparse || b.Buffer.handle == vk.NullBuffer || b.Buffer.dev != d {
 			return fmt.Errorf("vk: sparse bind %d: not a live sparse buffer of this device", i)
@@ -202,30 +178,22 @@ func (d *Device) BindSparse(binds []SparseBind) error {
 			cb[i].memory = C.uint64_t(uintptr(unsafe.Pointer(b.Memory.handle)))
 		}
 	}
-	fn := instanceProc(d.inst.handle, "vkQueueBindSparse")
-	if fn == nil {
+	if d.fn.bindSparse == nil {
 		return fmt.Errorf("vk: vkQueueBindSparse not found: %w", ErrInitialization)
 	}
-	fci := &vk.FenceCreateInfo{SType: vk.StructureTypeFenceCreateInfo}
-	var fence vk.Fence
-	r := vk.CreateFence(d.handle, fci, nil, &fence)
-	fci.Free()
-	if err := result("vkCreateFence", r); err != nil {
-		return err
+	waits := make([]C.uint64_t, len(after)+1)
+	values := make([]C.uint64_t, len(after)+1)
+	for i, p := range after {
+		waits[i], values[i] = p.Timeline.handle, C.uint64_t(p.Value)
 	}
-	defer vk.DestroyFence(d.handle, fence, nil)
-	d.mu.Lock() // the queue is shared with Run: vkQueueBindSparse and vkQueueSubmit need it held
-	defer d.mu.Unlock()
-	rc := C.vkattn_queue_bind_sparse(fn, C.vkattn_dispatchable(unsafe.Pointer(d.queue)), C.uint32_t(len(binds)),
-		&bufs[0], &cb[0], C.uint64_t(uintptr(unsafe.Pointer(fence))))
-	if err := result("vkQueueBindSparse", vk.Result(rc)); err != nil {
-		return err
+	var signal C.uint64_t
+	if done.Timeline != nil {
+		signal = done.Timeline.handle
 	}
-	for {
-		r := vk.WaitForFences(d.handle, 1, []vk.Fence{fence}, vk.True, uint64(time.Second))
-		if r == vk.Timeout {
-			continue // the binds cannot be abandoned: the fence is in use until they finish
-		}
-		return result("vkWaitForFences (sparse bind)", r)
-	}
+	d.bindMu.Lock() // the binding queue's lock: the compute queue's (mu) where they are one queue
+	rc := C.vkattn_queue_bind_sparse(d.fn.bindSparse, C.vkattn_dispatchable(unsafe.Pointer(d.bindQueue)), C.uint32_t(len(binds)),
+		&bufs[0], &cb[0], C.uint32_t(len(after)), &waits[0], &values[0], signal, C.uint64_t(done.Value),
+		C.uint64_t(uintptr(unsafe.Pointer(fence))))
+	d.bindMu.Unlock()
+	return result("vkQueueBindSparse", vk.Result(rc))
 }
