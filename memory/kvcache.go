@@ -15,8 +15,10 @@ type KVCacheConfig struct {
 	Heads     int   // KV heads (Hk)
 	HeadDim   int   // head dim (d)
 	DType     DType // F32, F16 or BF16
-	// Headroom is how many tokens beyond its need a sequence gets pages for when it grows, so
-	// that the next appends find their pages bound. With 0, each growth binds what it needs.
+	// Headroom is how many tokens beyond its need a sequence gets pages for, so that the next
+	// appends find their pages bound: when a sequence grows past its pages, or has less than half
+	// of the headroom's pages left ahead of it, pages up to its tokens plus Headroom are bound,
+	// without waiting. With 0, each growth binds what it needs.
 	Headroom int
 	// ChunkPages is the number of pages in each device memory allocation that pages are taken
 	// from; 0 means DefaultChunkBytes' worth.
@@ -40,8 +42,15 @@ const DefaultChunkBytes = 2 << 20
 // (Release); unbound pages return to a free list and are reused. Only what the sequences hold is
 // committed: at most their tokens plus Headroom, rounded up to a page, per sequence and tensor.
 //
-// It needs a device with sparse residency for buffers (vk.Device.SparseResidency); the paged
-// layout with a block table for other devices is not implemented yet.
+// Binds are submitted without waiting for them, on the device's binding queue (a queue of its
+// own where the device has one, vk.Device.BindQueue), each batch signalling the next value of
+// the cache's timeline semaphore. The submissions that write or read newly bound pages wait for
+// that value on the device (Append's and AppendTensors' copies, and kernels through BindPoints),
+// never the host; with Headroom, pages are bound ahead of need, so a decode step normally finds
+// them bound long before.
+//
+// It needs a device with sparse residency for buffers (vk.Device.SparseResidency) and timeline
+// semaphores; the paged layout with a block table for other devices is not implemented yet.
 //
 // Its methods are safe for concurrent use. A sequence must not be appended to or released while
 // a kernel reads it. Close, or the allocator's Close, releases everything.
@@ -54,16 +63,28 @@ type KVCache struct {
 	seqPages   int    // pages of one sequence's region
 	perBuffer  int    // sequences per buffer
 	k, v       []*Buffer
+	tl         *vk.Timeline // signalled by each batch of binds with the next value
 
-	mu     sync.Mutex // guards what follows; see Allocator.busy for the lock order
-	pool   pagePool
-	seqs   []kvSeq
-	closed bool
+	mu      sync.Mutex // guards what follows; see Allocator.busy for the lock order
+	pool    pagePool
+	seqs    []kvSeq
+	last    uint64 // the value the last batch submitted signals; 0 before the first
+	reached uint64 // a value the timeline is known to have reached
+	batches int    // batches submitted
+	closed  bool
 }
 
 type kvSeq struct {
 	len  int       // tokens held
 	k, v []pageRef // pages bound to the region, in order from its start
+	// marks say when the pages were bound: the first pages of the region are bound once value
+	// is reached, in increasing order of both; marks known reached are dropped.
+	marks []bindMark
+}
+
+type bindMark struct {
+	pages int
+	value uint64
 }
 
 // KVCacheStats describe a KVCache's memory. Bytes are per tensor (K and V hold the same).
@@ -76,6 +97,7 @@ type KVCacheStats struct {
 	FreePages      int    // pages held, K and V together, bound to nothing, kept for reuse
 	MemoryBytes    uint64 // device memory held for pages, K and V together, free pages included
 	Allocations    int    // device memory allocations the pages come from
+	BindBatches    int    // vkQueueBindSparse batches submitted (binds and unbinds), one timeline value each
 }
 
 // sparseResidency reports whether a device can back the cache (a variable for tests).
@@ -104,6 +126,9 @@ func NewKVCache(a *Allocator, cfg KVCacheConfig) (*KVCache, error) {
 	dev := a.dev
 	if err := sparseResidency(dev); err != nil {
 		return nil, fmt.Errorf("memory: kv cache: %w (the paged fallback for devices without sparse residency buffers is not implemented yet)", err)
+	}
+	if err := dev.TimelineSemaphores(); err != nil {
+		return nil, fmt.Errorf("memory: kv cache: %w (binds are ordered with a timeline semaphore)", err)
 	}
 	info := dev.Info()
 	limit := uint64(info.MaxStorageBufferRange)
@@ -156,6 +181,10 @@ func NewKVCache(a *Allocator, cfg KVCacheConfig) (*KVCache, error) {
 		c.closeBuffers()
 		return nil, fmt.Errorf("memory: kv cache: %w", err)
 	}
+	if c.tl, err = dev.NewTimeline(0); err != nil {
+		c.closeBuffers()
+		return nil, fmt.Errorf("memory: kv cache: %w", err)
+	}
 	chunk := cfg.ChunkPages
 	if chunk == 0 {
 		chunk = int(max(1, DefaultChunkBytes/c.page))
@@ -166,6 +195,7 @@ func NewKVCache(a *Allocator, cfg KVCacheConfig) (*KVCache, error) {
 	defer a.mu.Unlock()
 	if a.closed {
 		c.closeBuffers()
+		c.tl.Close()
 		return nil, ErrClosed
 	}
 	a.caches[c] = struct{}{}
@@ -233,12 +263,72 @@ func (c *KVCache) Append(ctx context.Context, seq int, k, v []float32) error {
 			seq, len(k), per)
 	}
 	n := len(k) / per
-	return c.append(ctx, seq, n, func(kb, vb *Buffer, off uint64) error {
-		if err := c.a.uploadHeld(ctx, kb, off, encode(c.cfg.DType, k)); err != nil {
+	return c.append(ctx, seq, n, func(kb, vb *Buffer, off uint64, after []vk.TimelinePoint) error {
+		return c.upload(ctx, after, []upload{{kb, off, encode(c.cfg.DType, k)}, {vb, off, encode(c.cfg.DType, v)}})
+	})
+}
+
+// upload is a host-to-buffer copy of an Append.
+type upload struct {
+	dst  *Buffer
+	off  uint64
+	data []byte
+}
+
+// upload copies the uploads through the allocator's staging buffer, as many as it holds in each
+// submission, which first waits for after. The caller holds a.busy (shared).
+func (c *KVCache) upload(ctx context.Context, after []vk.TimelinePoint, ups []upload) error {
+	a := c.a
+	total := uint64(0)
+	for _, u := range ups {
+		if err := a.checkTransfer(u.dst, u.off, len(u.data)); err != nil {
 			return err
 		}
-		return c.a.uploadHeld(ctx, vb, off, encode(c.cfg.DType, v))
-	})
+		total += uint64(len(u.data))
+	}
+	a.xfer.Lock()
+	defer a.xfer.Unlock()
+	st, err := a.stagingBuffer(total)
+	if err != nil {
+		return err
+	}
+	type op struct {
+		src, n uint64
+		dst    *Buffer
+		off    uint64
+	}
+	var ops []op
+	used := uint64(0)
+	flush := func() error {
+		if len(ops) == 0 {
+			return nil
+		}
+		err := a.dev.Run(ctx, func(cmd *vk.Commands) error {
+			cmd.After(after...)
+			for _, o := range ops {
+				cmd.Copy(st.Buffer, o.src, o.dst.Buffer, o.off, o.n)
+			}
+			return nil
+		})
+		ops, used = ops[:0], 0
+		return err
+	}
+	room := st.Size()
+	for _, u := range ups {
+		for done := uint64(0); done < uint64(len(u.data)); {
+			if used == room {
+				if err := flush(); err != nil {
+					return err
+				}
+			}
+			n := min(room-used, uint64(len(u.data))-done)
+			copy(st.Bytes()[used:], u.data[done:done+n])
+			ops = append(ops, op{src: used, n: n, dst: u.dst, off: u.off + done})
+			used += n
+			done += n
+		}
+	}
+	return flush()
 }
 
 // AppendTensors appends the tokens of device tensors k and v to sequence seq: both contiguous,
@@ -280,11 +370,19 @@ func (c *KVCache) AppendTensors(ctx context.Context, seq int, k, v *Tensor) erro
 	}
 	bytes := uint64(n) * c.tokenBytes
 	dsize := uint64(c.cfg.DType.Size())
-	return c.append(ctx, seq, n, func(kb, vb *Buffer, off uint64) error {
+	return c.append(ctx, seq, n, func(kb, vb *Buffer, off uint64, after []vk.TimelinePoint) error {
 		if k.Closed() || v.Closed() {
 			return ErrClosed
 		}
+		for _, t := range []*Tensor{k, v} { // the sources may be views of this cache
+			if t.buf.cache == c {
+				if p, ok := c.tensorPoint(t); ok {
+					after = append(after, p)
+				}
+			}
+		}
 		return c.dev.Run(ctx, func(cmd *vk.Commands) error {
+			cmd.After(after...)
 			cmd.Copy(k.buf.Buffer, uint64(k.Offset)*dsize, kb.Buffer, off, bytes)
 			cmd.Copy(v.buf.Buffer, uint64(v.Offset)*dsize, vb.Buffer, off, bytes)
 			cmd.Barrier()
@@ -293,10 +391,10 @@ func (c *KVCache) AppendTensors(ctx context.Context, seq int, k, v *Tensor) erro
 	})
 }
 
-// append commits pages for n more tokens of seq, writes them with write (given the buffers and
-// the byte offset of the first new token) and counts them. Where write fails, pages beyond what
-// the sequence had are given back.
-func (c *KVCache) append(ctx context.Context, seq, n int, write func(k, v *Buffer, off uint64) error) error {
+// append commits pages for n more tokens of seq, writes them with write (given the buffers, the
+// byte offset of the first new token and the binds the writes must wait for) and counts them.
+// Where write fails, pages beyond what the sequence had are given back.
+func (c *KVCache) append(ctx context.Context, seq, n int, write func(k, v *Buffer, off uint64, after []vk.TimelinePoint) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -315,8 +413,12 @@ func (c *KVCache) append(ctx context.Context, seq, n int, write func(k, v *Buffe
 	if err := c.grow(seq, s.len+n); err != nil {
 		return err
 	}
+	var after []vk.TimelinePoint
+	if p, ok := c.point(seq, c.pagesFor(s.len+n)); ok {
+		after = append(after, p)
+	}
 	kb, vb, off := c.region(seq)
-	if err := write(kb, vb, off+uint64(s.len)*c.tokenBytes); err != nil {
+	if err := write(kb, vb, off+uint64(s.len)*c.tokenBytes, after); err != nil {
 		if len(s.k) > had {
 			c.shrink(seq, had) // an error here leaves the pages bound; the first one is returned
 		}
@@ -349,34 +451,85 @@ func (c *KVCache) pagesFor(tokens int) int {
 }
 
 // grow binds pages to sequence seq so that its first tokens tokens are backed, and up to
-// Headroom more where the pool has them. c.mu is held.
+// Headroom more where the pool has them; where they are backed already, it binds up to Headroom
+// more once less than half of the headroom's pages is left. It submits the binds and returns
+// without waiting for them. c.mu is held.
 func (c *KVCache) grow(seq, tokens int) error {
 	s := &c.seqs[seq]
 	have := len(s.k)
 	need := c.pagesFor(tokens)
-	if need <= have {
+	want := c.pagesFor(min(tokens+c.cfg.Headroom, c.cfg.MaxLen))
+	short := max(need-have, 0)
+	if short == 0 && (want <= have || 2*(have-need) >= want-need) {
 		return nil
 	}
-	want := c.pagesFor(min(tokens+c.cfg.Headroom, c.cfg.MaxLen))
-	pages, err := c.pool.take(2*(need-have), 2*(want-have))
+	pages, err := c.pool.take(2*short, 2*(want-have))
 	if err != nil {
-		return fmt.Errorf("memory: kv cache: %d more pages for sequence %d: %w", 2*(need-have), seq, err)
+		return fmt.Errorf("memory: kv cache: %d more pages for sequence %d: %w", 2*short, seq, err)
 	}
 	if len(pages)%2 == 1 {
 		c.pool.give(pages[len(pages)-1:])
 		pages = pages[:len(pages)-1]
 	}
+	if len(pages) == 0 {
+		return nil // ahead of need, and the pool has nothing to give
+	}
 	kp, vp := pages[:len(pages)/2], pages[len(pages)/2:]
 	kb, vb, off := c.region(seq)
 	binds := c.binds(nil, kb, off, have, kp)
 	binds = c.binds(binds, vb, off, have, vp)
-	if err := c.dev.BindSparse(binds); err != nil {
+	value, err := c.submit(binds)
+	if err != nil {
 		c.pool.give(pages)
 		return fmt.Errorf("memory: kv cache: sequence %d: %w", seq, err)
 	}
 	s.k = append(s.k, kp...)
 	s.v = append(s.v, vp...)
+	s.marks = append(s.marks, bindMark{pages: len(s.k), value: value})
 	return nil
+}
+
+// submit submits one batch of binds, after the batch before it (so that pages unbound by one
+// are bound elsewhere only after, and values are signalled in order), and returns the timeline
+// value it signals. c.mu is held.
+func (c *KVCache) submit(binds []vk.SparseBind) (uint64, error) {
+	var after []vk.TimelinePoint
+	if c.last > c.reached {
+		after = []vk.TimelinePoint{{Timeline: c.tl, Value: c.last}}
+	}
+	value := c.last + 1
+	if err := c.dev.SubmitBinds(binds, after, vk.TimelinePoint{Timeline: c.tl, Value: value}); err != nil {
+		return 0, err
+	}
+	c.last = value
+	c.batches++
+	return value, nil
+}
+
+// point returns the timeline point after which the first pages pages of sequence seq are bound,
+// or false where they are known to be. c.mu is held.
+func (c *KVCache) point(seq, pages int) (vk.TimelinePoint, bool) {
+	s := &c.seqs[seq]
+	for refreshed := false; ; refreshed = true {
+		i := 0
+		for i < len(s.marks) && s.marks[i].value <= c.reached {
+			i++
+		}
+		s.marks = s.marks[i:]
+		j := 0
+		for j < len(s.marks) && s.marks[j].pages < pages {
+			j++
+		}
+		if j == len(s.marks) {
+			return vk.TimelinePoint{}, false // bound by batches already reached
+		}
+		if refreshed {
+			return vk.TimelinePoint{Timeline: c.tl, Value: s.marks[j].value}, true
+		}
+		if v, err := c.tl.Value(); err == nil {
+			c.reached = max(c.reached, v)
+		}
+	}
 }
 
 // binds appends to out the binds of pages to the region at off of buf, from its page first on,
@@ -397,8 +550,9 @@ func (c *KVCache) binds(out []vk.SparseBind, buf *Buffer, off uint64, first int,
 	return out
 }
 
-// shrink unbinds the pages of sequence seq from keep on and returns them to the pool. Where the
-// unbind fails the pages stay bound. c.mu is held.
+// shrink unbinds the pages of sequence seq from keep on and returns them to the pool, without
+// waiting: the next batch, which may bind them elsewhere, waits for it. Nothing may be reading
+// them. Where the unbind fails the pages stay bound. c.mu is held.
 func (c *KVCache) shrink(seq, keep int) error {
 	s := &c.seqs[seq]
 	have := len(s.k)
@@ -407,8 +561,11 @@ func (c *KVCache) shrink(seq, keep int) error {
 	}
 	kb, vb, off := c.region(seq)
 	lo, size := off+uint64(keep)*c.page, uint64(have-keep)*c.page
-	if err := c.dev.BindSparse([]vk.SparseBind{{Buffer: kb.Buffer, Offset: lo, Size: size}, {Buffer: vb.Buffer, Offset: lo, Size: size}}); err != nil {
+	if _, err := c.submit([]vk.SparseBind{{Buffer: kb.Buffer, Offset: lo, Size: size}, {Buffer: vb.Buffer, Offset: lo, Size: size}}); err != nil {
 		return fmt.Errorf("memory: kv cache: unbinding sequence %d: %w", seq, err)
+	}
+	for i := range s.marks { // the pages from keep on are no longer bound by these batches
+		s.marks[i].pages = min(s.marks[i].pages, keep)
 	}
 	c.pool.give(s.v[keep:])
 	c.pool.give(s.k[keep:]) // handed out first next time
@@ -433,13 +590,95 @@ func (c *KVCache) Release(seq int) error {
 	return nil
 }
 
-// Trim frees the device memory allocations none of whose pages are bound.
+// Trim frees the device memory allocations none of whose pages are bound, once the unbinds
+// submitted are done.
 func (c *KVCache) Trim() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if !c.closed {
+		c.settle(context.Background())
 		c.pool.trim()
 	}
+}
+
+// WaitBinds waits until every bind and unbind submitted so far is done; kernels and copies need
+// not (they wait on the device where they must), but a timing of the binds may.
+func (c *KVCache) WaitBinds(ctx context.Context) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return ErrClosed
+	}
+	return c.settle(ctx)
+}
+
+// settle waits for the last batch; c.mu is held.
+func (c *KVCache) settle(ctx context.Context) error {
+	if c.last <= c.reached {
+		return nil
+	}
+	if err := c.tl.Wait(ctx, c.last); err != nil {
+		return fmt.Errorf("memory: kv cache: waiting for binds: %w", err)
+	}
+	c.reached = c.last
+	return nil
+}
+
+// BindPoints returns the timeline points that work using the tensors must wait for
+// (vk.Commands.After): for views of a KVCache (View) whose pages' binds may not be done yet,
+// the batches that bound them; nothing for other tensors. Attention kernels wait for them.
+func BindPoints(ts ...*Tensor) []vk.TimelinePoint {
+	var out []vk.TimelinePoint
+	for _, t := range ts {
+		if t == nil || t.buf == nil || t.buf.cache == nil {
+			continue
+		}
+		c := t.buf.cache
+		c.mu.Lock()
+		p, ok := c.tensorPoint(t)
+		c.mu.Unlock()
+		if ok {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// tensorPoint is BindPoints for a tensor on one of the cache's buffers: the point after which
+// every page it addresses, in every region it touches, is bound. c.mu is held.
+func (c *KVCache) tensorPoint(t *Tensor) (vk.TimelinePoint, bool) {
+	if c.closed || t.Len() == 0 {
+		return vk.TimelinePoint{}, false
+	}
+	buffer := -1
+	for i := range c.k {
+		if c.k[i] == t.buf || c.v[i] == t.buf {
+			buffer = i
+		}
+	}
+	if buffer < 0 {
+		return vk.TimelinePoint{}, false
+	}
+	dsize := uint64(t.DType.Size())
+	last := uint64(t.Offset)
+	for i, n := range t.Shape {
+		last += uint64(n-1) * uint64(max(t.Strides[i], 0))
+	}
+	lo, hi := uint64(t.Offset)*dsize, (last+1)*dsize
+	region := uint64(c.seqPages) * c.page
+	var out vk.TimelinePoint
+	found := false
+	for r := lo / region; r <= (hi-1)/region; r++ {
+		seq := buffer*c.perBuffer + int(r)
+		if r >= uint64(c.perBuffer) || seq >= len(c.seqs) {
+			break
+		}
+		end := min(hi, (r+1)*region) - r*region
+		if p, ok := c.point(seq, int((end+c.page-1)/c.page)); ok {
+			out.Timeline, out.Value, found = p.Timeline, max(out.Value, p.Value), true
+		}
+	}
+	return out, found
 }
 
 // View returns sequence seq's keys and values as tensors of shape [1, Len(seq), Heads, HeadDim]
@@ -477,6 +716,7 @@ func (c *KVCache) Stats() KVCacheStats {
 		st.CommittedBytes += uint64(len(s.k)) * c.page
 	}
 	st.FreePages = len(c.pool.free)
+	st.BindBatches = c.batches
 	st.MemoryBytes = uint64(c.pool.held) * c.page
 	st.Allocations = len(c.pool.chunks)
 	return st
@@ -506,7 +746,9 @@ func (c *KVCache) destroy() {
 		return
 	}
 	c.closed = true
+	c.settle(context.Background()) // the binds in flight use the buffers and the memory
 	c.closeBuffers()
 	c.pool.close()
+	c.tl.Close()
 	c.seqs = nil
 }

@@ -1,0 +1,136 @@
+package memory
+
+import (
+	"context"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"github.com/vkattn/vkattn/internal/testenv"
+	"github.com/vkattn/vkattn/vk"
+)
+
+// TestKVCacheBindsAhead grows sequences one token at a time with a headroom of a few pages:
+// after the first append, no append needs a page that was not bound before it (the binds run
+// ahead of need), the timeline value advances with each batch and, once the binds are done,
+// views need no wait.
+func TestKVCacheBindsAhead(t *testing.T) {
+	a := newTestAllocator(t)
+	probe := newTestCache(t, a, KVCacheConfig{Sequences: 1, MaxLen: 1, Heads: 1, HeadDim: 1, DType: F32})
+	page := int(probe.PageSize())
+	perPage := 4 // tokens per page of each tensor
+	headroom := 3 * perPage
+	c := newTestCache(t, a, KVCacheConfig{Sequences: 2, MaxLen: 40 * perPage, Heads: 1, HeadDim: page / 4 / perPage, DType: F32, Headroom: headroom})
+	require.Equal(t, perPage, int(c.page/c.tokenBytes))
+	r := rand.New(rand.NewPCG(21, 22))
+	per := c.cfg.HeadDim
+	wantK, wantV := make([][]float32, 2), make([][]float32, 2)
+	batches := 0
+	for n := 1; n <= c.cfg.MaxLen; n++ {
+		for s := range 2 {
+			before := c.Stats().SeqPages[s]
+			k, v := randomValues(r, per), randomValues(r, per)
+			require.NoError(t, c.Append(context.Background(), s, k, v))
+			wantK[s], wantV[s] = append(wantK[s], k...), append(wantV[s], v...)
+			st := c.Stats()
+			if n > 1 {
+				require.LessOrEqual(t, c.pagesFor(n), before, "sequence %d, token %d: its page was not bound ahead", s, n)
+			}
+			require.GreaterOrEqual(t, st.SeqPages[s], min(c.pagesFor(n+headroom/2), c.seqPages), "sequence %d, token %d: less than half the headroom ahead", s, n)
+			require.GreaterOrEqual(t, st.BindBatches, batches)
+			batches = st.BindBatches
+			checkCommitted(t, c)
+		}
+	}
+	t.Logf("%d batches for 2 sequences of %d pages", batches, c.seqPages)
+	// A batch at the start, then one each time half the headroom (6 tokens, 1.5 pages) is
+	// used, up to MaxLen: far fewer than one per page.
+	require.Less(t, batches, 2*c.seqPages/2+4)
+	require.Greater(t, batches, 2*(c.seqPages-3)/3-2)
+	require.NoError(t, c.WaitBinds(context.Background()))
+	v, err := c.tl.Value()
+	require.NoError(t, err)
+	require.Equal(t, uint64(batches), v, "one timeline value per batch")
+	for s := range 2 {
+		kt, vt, err := c.View(s)
+		require.NoError(t, err)
+		require.Empty(t, BindPoints(kt, vt), "bound and waited for: nothing to wait for")
+	}
+	checkSequences(t, c, wantK, wantV)
+	require.NoError(t, c.Release(0))
+	require.Equal(t, batches+1, c.Stats().BindBatches, "one batch unbinds both tensors")
+	require.Empty(t, BindPoints(nil), "no tensor")
+}
+
+// TestKVCacheBindsDoNotBlock holds the cache's binds back behind a timeline value the test
+// signals (as a slow binding queue would): Reserve returns at once, leaving the binds pending;
+// a copy from the reserved pages, waiting for BindPoints, and an Append, whose copy waits for
+// its binds, complete only once the binds are done; validation stays clean.
+func TestKVCacheBindsDoNotBlock(t *testing.T) {
+	a := newTestAllocator(t)
+	c := newTestCache(t, a, KVCacheConfig{Sequences: 2, MaxLen: 64, Heads: 2, HeadDim: 16, DType: F32, Headroom: 4})
+	r := rand.New(rand.NewPCG(23, 24))
+	ctx := context.Background()
+	per := 32
+	k0, v0 := randomValues(r, 20*per), randomValues(r, 20*per)
+	require.NoError(t, c.Append(ctx, 0, k0, v0))
+	require.NoError(t, c.Release(0))
+	require.NoError(t, c.WaitBinds(ctx))
+
+	// The gate: the next batch waits for value last+1, which only the test signals.
+	c.mu.Lock()
+	gate := c.last + 1
+	c.last = gate
+	c.mu.Unlock()
+	start := time.Now()
+	require.NoError(t, c.Reserve(1, 20), "binds are submitted, not waited for")
+	require.Less(t, time.Since(start), time.Second)
+	value, err := c.tl.Value()
+	require.NoError(t, err)
+	require.Less(t, value, gate, "the binds are pending")
+	c.seqs[1].len = 20 // the pages reused from sequence 0 hold its tokens
+	kt, _, err := c.View(1)
+	require.NoError(t, err)
+	points := BindPoints(kt)
+	require.Len(t, points, 1)
+	require.Equal(t, gate+1, points[0].Value)
+
+	host, err := a.NewBuffer(uint64(20*per*4), Staging)
+	require.NoError(t, err)
+	defer host.Close()
+	copied := make(chan error, 1)
+	go func() {
+		copied <- a.dev.Run(ctx, func(cmd *vk.Commands) error {
+			cmd.After(points...)
+			cmd.Copy(kt.Buffer().Buffer, uint64(kt.Offset)*4, host.Buffer, 0, uint64(20*per*4))
+			cmd.HostBarrier()
+			return nil
+		})
+	}()
+	appended := make(chan error, 1)
+	k1, v1 := randomValues(r, 30*per), randomValues(r, 30*per)
+	go func() { appended <- c.Append(ctx, 1, k1, v1) }() // needs pages past the reserved ones
+	select {
+	case err := <-copied:
+		t.Fatalf("the copy ran before the binds it waits for: %v", err)
+	case err := <-appended:
+		t.Fatalf("the append finished before its binds: %v", err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	require.NoError(t, c.tl.Signal(gate))
+	for _, ch := range []chan error{copied, appended} {
+		select {
+		case err := <-ch:
+			require.NoError(t, err)
+		case <-time.After(20 * time.Second):
+			t.Fatal("the work did not finish once the binds were done")
+		}
+	}
+	got := host.Bytes()[:20*per*4]
+	require.Equal(t, encode(F32, k0), got, "the reserved pages, reused, hold sequence 0's keys")
+	// Sequence 1 holds the 20 reserved tokens (sequence 0's, on its pages) and the 30 appended.
+	checkSequences(t, c, [][]float32{nil, append(k0, k1...)}, [][]float32{nil, append(v0, v1...)})
+	checkCommitted(t, c)
+	testenv.CheckValidation(t, a.dev.Instance())
+}
