@@ -112,12 +112,17 @@ func (c *call) seqWords(extra ...uint32) []uint32 {
 }
 
 // bind makes a descriptor set of pipe with q, k, v, o, lse and seq at bindings 0-5 and extra
-// after them.
+// after them. Its dispatches wait for the binds of KV cache pages that the tensors may still need
+// (memory.BindPoints).
 func (c *call) bind(pipe *vk.Pipeline, seq *memory.Buffer, extra ...vk.BufferRange) (*vk.DescriptorSet, error) {
 	ranges := append([]vk.BufferRange{
 		{Buffer: c.q.Buffer().Buffer}, {Buffer: c.k.Buffer().Buffer}, {Buffer: c.v.Buffer().Buffer},
 		{Buffer: c.o.Buffer().Buffer}, {Buffer: c.lse.Buffer}, {Buffer: seq.Buffer}}, extra...)
-	return pipe.NewDescriptorSet(ranges...)
+	set, err := pipe.NewDescriptorSet(ranges...)
+	if err == nil {
+		set.After(memory.BindPoints(c.q, c.k, c.v, c.o)...)
+	}
+	return set, err
 }
 
 // checkGrid reports a grid dimension over the device's workgroup count limits; names say what

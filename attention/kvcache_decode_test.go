@@ -1,0 +1,198 @@
+package attention_test
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+	"github.com/vkattn/vkattn/attention"
+	"github.com/vkattn/vkattn/internal/testenv"
+	"github.com/vkattn/vkattn/memory"
+)
+
+// sparseEngine is the shared engine, skipping (failing where a device is required) without sparse
+// residency buffers.
+func sparseEngine(t *testing.T) *attention.Engine {
+	e := engine(t)
+	if err := e.Allocator().Device().SparseResidency(); err != nil {
+		testenv.Lacks(t, err)
+	}
+	return e
+}
+
+func normals(r *rand.Rand, n int) []float32 {
+	out := make([]float32, n)
+	for i := range out {
+		out[i] = float32(r.NormFloat64())
+	}
+	return out
+}
+
+// requireSame fails unless got and want are bit-identical.
+func requireSame(t *testing.T, what string, got, want *memory.Tensor) {
+	t.Helper()
+	ctx := context.Background()
+	g, err := got.Download(ctx)
+	require.NoError(t, err)
+	w, err := want.Download(ctx)
+	require.NoError(t, err)
+	require.Len(t, g, len(w))
+	for i := range w {
+		if math.Float32bits(g[i]) != math.Float32bits(w[i]) {
+			t.Fatalf("%s: element %d: cache %v, dense %v", what, i, g[i], w[i])
+		}
+	}
+}
+
+// TestKVCacheDecode grows three sequences of a KV cache token by token, interleaved, and after
+// every token runs Decode on the grown sequence's views and on dense tensors holding the same keys
+// and values: outputs and logsumexps are bit-identical, for one new token and, now and then,
+// several (causal) with a given number of splits.
+func TestKVCacheDecode(t *testing.T) {
+	e := sparseEngine(t)
+	ctx := context.Background()
+	const hq, hk, d = 8, 2, 64
+	for _, dt := range []memory.DType{memory.F16, memory.F32} {
+		t.Run(dt.String(), func(t *testing.T) {
+			s := seed(t)
+			r := rand.New(rand.NewPCG(s, 2))
+			t.Logf("seed %d", s)
+			c, err := memory.NewKVCache(e.Allocator(), memory.KVCacheConfig{Sequences: 3, MaxLen: 80, Heads: hk, HeadDim: d, DType: dt, Headroom: 9})
+			require.NoError(t, err)
+			defer c.Close()
+			target := []int{80, 1 + r.IntN(60), 1 + r.IntN(60)}
+			allK, allV := make([][]float32, 3), make([][]float32, 3)
+			decodes := 0
+			for step := 0; ; step++ {
+				var open []int
+				for s, n := range target {
+					if c.Len(s) < n {
+						open = append(open, s)
+					}
+				}
+				if len(open) == 0 {
+					break
+				}
+				s := open[r.IntN(len(open))]
+				k, v := normals(r, hk*d), normals(r, hk*d)
+				require.NoError(t, c.Append(ctx, s, k, v))
+				allK[s], allV[s] = append(allK[s], k...), append(allV[s], v...)
+				l := c.Len(s)
+				opts := attention.DecodeOptions{Options: attention.Options{LSE: true}}
+				lq := 1
+				if step%7 == 3 {
+					lq, opts.Causal, opts.Splits = min(l, 4), true, 3
+				}
+				ck, cv, err := c.View(s)
+				require.NoError(t, err)
+				dk, err := e.Upload(ctx, dt, allK[s], 1, l, hk, d)
+				require.NoError(t, err)
+				dv, err := e.Upload(ctx, dt, allV[s], 1, l, hk, d)
+				require.NoError(t, err)
+				q, err := e.Upload(ctx, dt, normals(r, lq*hq*d), 1, lq, hq, d)
+				require.NoError(t, err)
+				got, err := e.Decode(ctx, q, ck, cv, opts)
+				require.NoError(t, err)
+				want, err := e.Decode(ctx, q, dk, dv, opts)
+				require.NoError(t, err)
+				require.Equal(t, want.Kernel, got.Kernel)
+				what := fmt.Sprintf("sequence %d, %d keys, %d new tokens, %+v", s, l, lq, opts)
+				requireSame(t, what+": o", got.O, want.O)
+				requireSame(t, what+": lse", got.LSE, want.LSE)
+				for _, x := range []interface{ Close() }{got, want, q, dk, dv} {
+					x.Close()
+				}
+				decodes++
+			}
+			st := c.Stats()
+			t.Logf("%s: %d decodes; %d of %d bytes committed per tensor, %d bind batches", dt, decodes, st.CommittedBytes, st.NeededBytes, st.BindBatches)
+		})
+	}
+}
+
+// checkBound checks the commit bound on every sequence: its pages cover its tokens and exceed
+// them by less than one page plus the headroom, per tensor.
+func checkBound(t *testing.T, c *memory.KVCache) {
+	t.Helper()
+	cfg := c.Config()
+	st := c.Stats()
+	tb := uint64(cfg.Heads * cfg.HeadDim * cfg.DType.Size())
+	var need uint64
+	for s, n := range st.SeqTokens {
+		have := uint64(st.SeqPages[s]) * st.PageSize
+		require.GreaterOrEqual(t, have, uint64(n)*tb, "sequence %d", s)
+		require.Less(t, have, uint64(n)*tb+st.PageSize+uint64(cfg.Headroom)*tb, "sequence %d: %d pages for %d tokens", s, st.SeqPages[s], n)
+		need += uint64(n) * tb
+	}
+	require.Equal(t, need, st.NeededBytes)
+	require.LessOrEqual(t, st.CommittedBytes, need+uint64(len(st.SeqTokens))*(st.PageSize+uint64(cfg.Headroom)*tb))
+}
+
+// TestKVCacheGrowWhileDecoding grows 64 sequences a few tokens per round while decoding them
+// (a quarter of them each round, one Decode per sequence: cache views are per sequence),
+// releases half of them midway and grows them again: the commit bound holds every round, memory
+// grows only when the free pages run out (released pages are reused), and at the end, everything
+// released and trimmed, the cache holds no memory and the engine's device reports no object left
+// alive when it closes.
+func TestKVCacheGrowWhileDecoding(t *testing.T) {
+	e := sparseEngine(t)
+	ctx := context.Background()
+	const seqs, hq, hk, d, rounds, chunk = 64, 4, 1, 32, 12, 8
+	r := rand.New(rand.NewPCG(seed(t), 3))
+	c, err := memory.NewKVCache(e.Allocator(), memory.KVCacheConfig{Sequences: seqs, MaxLen: 200, Heads: hk, HeadDim: d,
+		DType: memory.F16, Headroom: 16, ChunkPages: chunk})
+	require.NoError(t, err)
+	defer c.Close()
+	q, err := e.Upload(ctx, memory.F16, normals(r, hq*d), 1, 1, hq, d)
+	require.NoError(t, err)
+	defer q.Close()
+	for round := range rounds {
+		if round == rounds/2 {
+			for s := 0; s < seqs; s += 2 {
+				require.NoError(t, c.Release(s))
+			}
+		}
+		before := c.Stats()
+		for s := range seqs {
+			n := 1 + r.IntN(12)
+			require.NoError(t, c.Append(ctx, s, normals(r, n*hk*d), normals(r, n*hk*d)))
+			if s%4 == round%4 {
+				k, v, err := c.View(s)
+				require.NoError(t, err)
+				res, err := e.Decode(ctx, q, k, v, attention.DecodeOptions{})
+				require.NoError(t, err)
+				res.Close()
+			}
+		}
+		checkBound(t, c)
+		st := c.Stats()
+		if st.MemoryBytes > before.MemoryBytes {
+			// A chunk was allocated only when the free list ran short: what is left of it is
+			// less than a chunk and one growth's pages (two per tensor here).
+			require.Less(t, st.FreePages, chunk+4, "round %d: memory grew from %d to %d bytes with free pages left", round,
+				before.MemoryBytes, st.MemoryBytes)
+		}
+	}
+	st := c.Stats()
+	t.Logf("64 sequences, %d tokens: %d of %d bytes committed per tensor, %d bytes of memory, %d bind batches",
+		sum(st.SeqTokens), st.CommittedBytes, st.NeededBytes, st.MemoryBytes, st.BindBatches)
+	for s := range seqs {
+		require.NoError(t, c.Release(s))
+	}
+	c.Trim()
+	st = c.Stats()
+	require.Zero(t, st.CommittedBytes)
+	require.Zero(t, st.MemoryBytes)
+	require.Zero(t, st.Allocations)
+}
+
+func sum(xs []int) int {
+	n := 0
+	for _, x := range xs {
+		n += x
+	}
+	return n
+}
