@@ -1,0 +1,430 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"slices"
+	"text/tabwriter"
+	"time"
+
+	"github.com/vkattn/vkattn/attention"
+	"github.com/vkattn/vkattn/memory"
+	"github.com/vkattn/vkattn/vk"
+)
+
+// cache-bench defaults: issue 4's target on a GPU (64 sequences grown to 32k tokens), a short
+// run on a CPU device.
+const (
+	gpuCacheSeqs, gpuCacheLen, gpuCacheStep = 64, 32768, 16
+	cpuCacheSeqs, cpuCacheLen, cpuCacheStep = 8, 512, 4
+)
+
+// cacheLoop is one timed loop of cache-bench.
+type cacheLoop struct {
+	Name           string  `json:"name"` // "grown" or "preallocated"
+	Steps          int     `json:"steps"`
+	P50MS          float64 `json:"p50_ms"`
+	P99MS          float64 `json:"p99_ms"`
+	MaxMS          float64 `json:"max_ms"`
+	MeanMS         float64 `json:"mean_ms"`
+	BindBatches    int     `json:"bind_batches"`                // submitted during the steps
+	StepsWithBinds int     `json:"steps_with_binds"`            // steps that submitted a batch
+	P50BindMS      float64 `json:"p50_bind_steps_ms,omitempty"` // median of those steps
+	CommittedBytes uint64  `json:"committed_bytes"`             // per tensor, at the end
+	NeededBytes    uint64  `json:"needed_bytes"`
+}
+
+// cacheReport is what cache-bench -json writes.
+type cacheReport struct {
+	Device            string      `json:"device"`
+	Driver            string      `json:"driver"`
+	Date              time.Time   `json:"date"`
+	Seqs              int         `json:"seqs"`
+	Len               int         `json:"len"`
+	Step              int         `json:"step"`
+	Hq                int         `json:"hq"`
+	Hk                int         `json:"hk"`
+	D                 int         `json:"d"`
+	DType             string      `json:"dtype"`
+	Headroom          int         `json:"headroom"`
+	PageBytes         uint64      `json:"page_bytes"`
+	BindQueue         string      `json:"bind_queue"`
+	Loops             []cacheLoop `json:"loops"`
+	P99Ratio          float64     `json:"p99_grown_over_preallocated"`
+	CommitSubmitP50US float64     `json:"commit_submit_p50_us"`
+	CommitSubmitP99US float64     `json:"commit_submit_p99_us"`
+	CommitDoneP50US   float64     `json:"commit_done_p50_us"`
+	CommitDoneP99US   float64     `json:"commit_done_p99_us"`
+}
+
+func cmdCacheBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("cache-bench", "Grows -seqs sequences of a KV cache (memory.KVCache) from 0 to -len tokens, -step tokens\n"+
+		"per sequence per step, decoding one new token of every sequence each step (a Decode per sequence\n"+
+		"on its views), and reports the step times beside the same steps, taken in turn, on a cache whose\n"+
+		"pages were all bound beforehand; then the cost of one page commit (one page of K and one of V): the time to\n"+
+		"submit it and the time until it is done. Appends copy from device tensors (AppendTensors).\n"+
+		"On a GPU the defaults are 64 sequences to 32k tokens, 16 tokens a step; on a CPU device\n"+
+		"8 sequences to 512, 4 a step.", stderr)
+	seqs := fs.Int("seqs", gpuCacheSeqs, fmt.Sprintf("sequences (CPU device default %d)", cpuCacheSeqs))
+	length := fs.Int("len", gpuCacheLen, fmt.Sprintf("tokens each sequence grows to (CPU device default %d)", cpuCacheLen))
+	step := fs.Int("step", gpuCacheStep, fmt.Sprintf("tokens appended to each sequence per step (CPU device default %d)", cpuCacheStep))
+	hq := fs.Int("hq", 32, "query heads")
+	hk := fs.Int("hk", 8, "key/value heads (a divisor of -hq)")
+	d := fs.Int("d", 128, "head dim")
+	dtFlag := fs.String("dtype", "f16", "storage type of the cache and q (f32, f16 or bf16)")
+	headroom := fs.Int("headroom", -1, "tokens bound ahead of need (-1 = four pages' worth, and at least four steps)")
+	commits := fs.Int("commits", 200, "page commits timed")
+	jsonFile := fs.String("json", "", "write the report as JSON to this file")
+	var dev deviceFlags
+	dev.register(fs, false, "enable the Khronos validation layer (slow; any validation error fails the bench)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	dt, err := memory.ParseDType(*dtFlag)
+	if err != nil {
+		return usageError{fmt.Errorf("cache-bench: -dtype: %w", err)}
+	}
+	switch {
+	case *seqs < 1 || *length < 1 || *step < 1 || *hq < 1 || *hk < 1 || *d < 1 || *commits < 1:
+		return usageError{errors.New("cache-bench: -seqs, -len, -step, -hq, -hk, -d and -commits must be positive")}
+	case *hq%*hk != 0:
+		return usageError{fmt.Errorf("cache-bench: -hq %d is not a multiple of -hk %d", *hq, *hk)}
+	case *headroom < -1:
+		return usageError{errors.New("cache-bench: -headroom must be >= -1")}
+	}
+	e, err := dev.open(printMessages(stderr, vk.SeverityWarning))
+	if err != nil {
+		return err
+	}
+	defer e.Close()
+	p := e.Profile()
+	set := flagSet(fs)
+	if p.Type == vk.DeviceCPU {
+		for name, v := range map[string]struct {
+			p *int
+			x int
+		}{"seqs": {seqs, cpuCacheSeqs}, "len": {length, cpuCacheLen}, "step": {step, cpuCacheStep}} {
+			if !set[name] {
+				*v.p = v.x
+			}
+		}
+	}
+	devc := e.Allocator().Device()
+	if err := devc.SparseResidency(); err != nil {
+		return fmt.Errorf("cache-bench: %w", err)
+	}
+	b := cacheBench{e: e, seqs: *seqs, length: *length, step: min(*step, *length), hq: *hq, hk: *hk, d: *d, dt: dt}
+	probe, err := memory.NewKVCache(e.Allocator(), b.config(0))
+	if err != nil {
+		return fmt.Errorf("cache-bench: %w", err)
+	}
+	page := probe.PageSize()
+	probe.Close()
+	tokenBytes := uint64(*hk * *d * dt.Size())
+	b.headroom = *headroom
+	if b.headroom < 0 {
+		b.headroom = max(int(4*page/tokenBytes), 4*b.step)
+	}
+	family, separate := devc.BindQueue()
+	where := fmt.Sprintf("queue family %d, the compute queue", family)
+	if separate {
+		where = fmt.Sprintf("queue family %d, a queue of its own", family)
+	}
+	rep := cacheReport{Device: p.Name, Driver: p.DriverName + " " + p.DriverInfo, Date: time.Now().UTC(), Seqs: b.seqs, Len: b.length,
+		Step: b.step, Hq: b.hq, Hk: b.hk, D: b.d, DType: dt.String(), Headroom: b.headroom, PageBytes: page, BindQueue: where}
+	fmt.Fprintf(stderr, "cache-bench: %s: %d sequences to %d tokens, %d a step, Hq=%d Hk=%d d=%d %s; pages of %s, headroom %d tokens; binds on %s\n",
+		p.Summary(), b.seqs, b.length, b.step, b.hq, b.hk, b.d, dt, bytesString(page), b.headroom, where)
+
+	if err := b.open(ctx); err != nil {
+		return err
+	}
+	defer b.close()
+	if err := b.warmup(ctx); err != nil {
+		return err
+	}
+	if rep.Loops, err = b.loops(ctx, stderr); err != nil {
+		return err
+	}
+	if rep.Loops[1].P99MS > 0 {
+		rep.P99Ratio = rep.Loops[0].P99MS / rep.Loops[1].P99MS
+	}
+	submit, done, err := b.commitCost(ctx, *commits)
+	if err != nil {
+		return err
+	}
+	us := func(t time.Duration) float64 { return float64(t) / 1e3 }
+	rep.CommitSubmitP50US, rep.CommitSubmitP99US = us(percentile(submit, 50)), us(percentile(submit, 99))
+	rep.CommitDoneP50US, rep.CommitDoneP99US = us(percentile(done, 50)), us(percentile(done, 99))
+	failed := false
+	if err := e.Instance().CheckValidation(); err != nil {
+		fmt.Fprintln(stderr, "cache-bench:", err)
+		failed = true
+	}
+	writeCacheTable(stdout, &rep)
+	if *jsonFile != "" {
+		if err := writeJSONFile(*jsonFile, &rep); err != nil {
+			return err
+		}
+		fmt.Fprintf(stderr, "cache-bench: wrote %s\n", *jsonFile)
+	}
+	if failed {
+		return errFailed
+	}
+	return nil
+}
+
+// cacheBench holds cache-bench's shapes and the tensors its loops share.
+type cacheBench struct {
+	e                   *attention.Engine
+	seqs, length, step  int
+	hq, hk, d, headroom int
+	dt                  memory.DType
+	kSrc, vSrc, q, o    *memory.Tensor // [1, step, hk, d] each for the appends; [1, 1, hq, d]
+}
+
+func (b *cacheBench) config(headroom int) memory.KVCacheConfig {
+	return memory.KVCacheConfig{Sequences: b.seqs, MaxLen: b.length, Heads: b.hk, HeadDim: b.d, DType: b.dt, Headroom: headroom}
+}
+
+func (b *cacheBench) open(ctx context.Context) error {
+	r := rand.New(rand.NewPCG(1, 2))
+	normals := func(n int) []float32 {
+		out := make([]float32, n)
+		for i := range out {
+			out[i] = float32(r.NormFloat64())
+		}
+		return out
+	}
+	var err error
+	if b.kSrc, err = b.e.Upload(ctx, b.dt, normals(b.step*b.hk*b.d), 1, b.step, b.hk, b.d); err != nil {
+		return err
+	}
+	if b.vSrc, err = b.e.Upload(ctx, b.dt, normals(b.step*b.hk*b.d), 1, b.step, b.hk, b.d); err != nil {
+		return err
+	}
+	if b.q, err = b.e.Upload(ctx, b.dt, normals(b.hq*b.d), 1, 1, b.hq, b.d); err != nil {
+		return err
+	}
+	b.o, err = b.e.NewTensor(b.dt, 1, 1, b.hq, b.d)
+	return err
+}
+
+func (b *cacheBench) close() {
+	for _, t := range []*memory.Tensor{b.kSrc, b.vSrc, b.q, b.o} {
+		t.Close()
+	}
+}
+
+// warmup decodes dense keys of a few lengths up to -len, so that the loops time no pipeline
+// compilation.
+func (b *cacheBench) warmup(ctx context.Context) error {
+	for _, l := range []int{1, b.step, 256, 1024, 4096, 16384, b.length} {
+		if l > b.length {
+			continue
+		}
+		k, err := b.e.NewTensor(b.dt, 1, l, b.hk, b.d)
+		if err != nil {
+			return err
+		}
+		if err = k.Fill(ctx, 0); err == nil {
+			_, err = b.e.DecodeInto(ctx, b.o, nil, b.q, k, k, attention.DecodeOptions{})
+		}
+		k.Close()
+		if err != nil {
+			return fmt.Errorf("cache-bench: warm-up decode of %d keys: %w", l, err)
+		}
+	}
+	return nil
+}
+
+// cacheRun is one cache of the loops and what its steps measured.
+type cacheRun struct {
+	c                *memory.KVCache
+	times, bindTimes []time.Duration
+	batches          int
+	out              cacheLoop
+}
+
+// loops grows every sequence of two fresh caches to -len tokens, -step a step, decoding each
+// sequence after each step, and times the steps: a cache with the headroom ("grown") and one
+// without, whose pages were all bound (and waited for) before ("preallocated"). The two take
+// their steps in turn, the first of each pair alternating, so that both see the same machine.
+func (b *cacheBench) loops(ctx context.Context, stderr io.Writer) ([]cacheLoop, error) {
+	runs := []*cacheRun{{out: cacheLoop{Name: "grown"}}, {out: cacheLoop{Name: "preallocated"}}}
+	for i, r := range runs {
+		headroom := b.headroom
+		if i == 1 {
+			headroom = 0
+		}
+		c, err := memory.NewKVCache(b.e.Allocator(), b.config(headroom))
+		if err != nil {
+			return nil, fmt.Errorf("cache-bench: %w", err)
+		}
+		defer c.Close()
+		r.c = c
+	}
+	pre := runs[1].c
+	for s := range b.seqs {
+		if err := pre.Reserve(s, b.length); err != nil {
+			return nil, fmt.Errorf("cache-bench: preallocating: %w", err)
+		}
+	}
+	if err := pre.WaitBinds(ctx); err != nil {
+		return nil, err
+	}
+	for _, r := range runs {
+		r.batches = r.c.Stats().BindBatches
+	}
+	start := time.Now()
+	for n, i := 0, 0; n < b.length; n, i = n+b.step, i+1 {
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("cache-bench stopped: %w", err)
+		}
+		m := min(b.step, b.length-n)
+		kSrc, vSrc := b.kSrc, b.vSrc
+		if m < b.step {
+			var err error
+			if kSrc, err = b.kSrc.View([]int{1, m, b.hk, b.d}, b.kSrc.Strides, 0); err != nil {
+				return nil, err
+			}
+			vSrc, _ = b.vSrc.View([]int{1, m, b.hk, b.d}, b.vSrc.Strides, 0)
+		}
+		for j := range runs {
+			if err := b.step1(ctx, runs[(i+j)%2], n, kSrc, vSrc); err != nil {
+				return nil, err
+			}
+		}
+		if (i+1)%256 == 0 {
+			fmt.Fprintf(stderr, "cache-bench: %d of %d tokens, %v\n", n+m, b.length, time.Since(start).Round(time.Millisecond))
+		}
+	}
+	var out []cacheLoop
+	for _, r := range runs {
+		l := r.out
+		st := r.c.Stats()
+		l.Steps, l.CommittedBytes, l.NeededBytes = len(r.times), st.CommittedBytes, st.NeededBytes
+		l.P50MS, l.P99MS, l.MaxMS = ms(percentile(r.times, 50)), ms(percentile(r.times, 99)), ms(percentile(r.times, 100))
+		var total time.Duration
+		for _, t := range r.times {
+			total += t
+		}
+		l.MeanMS = ms(total / time.Duration(len(r.times)))
+		if len(r.bindTimes) > 0 {
+			l.P50BindMS = ms(percentile(r.bindTimes, 50))
+		}
+		out = append(out, l)
+	}
+	fmt.Fprintf(stderr, "cache-bench: %d steps of each cache in %v\n", len(runs[0].times), time.Since(start).Round(time.Millisecond))
+	return out, nil
+}
+
+// step1 appends kSrc and vSrc to every sequence of r's cache, which hold n tokens, and decodes
+// every sequence: one timed step.
+func (b *cacheBench) step1(ctx context.Context, r *cacheRun, n int, kSrc, vSrc *memory.Tensor) error {
+	t0 := time.Now()
+	for s := range b.seqs {
+		if err := r.c.AppendTensors(ctx, s, kSrc, vSrc); err != nil {
+			return fmt.Errorf("cache-bench: %s: append to sequence %d at %d tokens: %w", r.out.Name, s, n, err)
+		}
+	}
+	for s := range b.seqs {
+		k, v, err := r.c.View(s)
+		if err == nil {
+			_, err = b.e.DecodeInto(ctx, b.o, nil, b.q, k, v, attention.DecodeOptions{})
+		}
+		if err != nil {
+			return fmt.Errorf("cache-bench: %s: decode of sequence %d at %d tokens: %w", r.out.Name, s, n+kSrc.Shape[1], err)
+		}
+	}
+	dt := time.Since(t0)
+	r.times = append(r.times, dt)
+	if now := r.c.Stats().BindBatches; now > r.batches {
+		r.out.StepsWithBinds++
+		r.out.BindBatches += now - r.batches
+		r.batches = now
+		r.bindTimes = append(r.bindTimes, dt)
+	}
+	return nil
+}
+
+// commitCost times n commits of one page of K and one of V to a sequence (Reserve with no
+// headroom, pages reused from the free list): the time Reserve takes to submit the binds, and
+// the time until they are done.
+func (b *cacheBench) commitCost(ctx context.Context, n int) (submit, done []time.Duration, err error) {
+	cfg := b.config(0)
+	page := uint64(0)
+	probe, err := memory.NewKVCache(b.e.Allocator(), memory.KVCacheConfig{Sequences: 1, MaxLen: 1, Heads: 1, HeadDim: 1, DType: memory.F32})
+	if err != nil {
+		return nil, nil, err
+	}
+	page = probe.PageSize()
+	probe.Close()
+	tokenBytes := uint64(cfg.Heads * cfg.HeadDim * cfg.DType.Size())
+	perPage := max(1, int(page/tokenBytes))
+	cfg.Sequences = 1
+	cfg.MaxLen = min(n*perPage, b.length)
+	pages := (cfg.MaxLen + perPage - 1) / perPage
+	c, err := memory.NewKVCache(b.e.Allocator(), cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer c.Close()
+	for len(submit) < n {
+		if err := c.Reserve(0, cfg.MaxLen); err != nil { // every page allocated once, then reused
+			return nil, nil, err
+		}
+		if err := c.Release(0); err != nil {
+			return nil, nil, err
+		}
+		if err := c.WaitBinds(ctx); err != nil {
+			return nil, nil, err
+		}
+		for i := 1; i <= pages && len(submit) < n; i++ {
+			t0 := time.Now()
+			if err := c.Reserve(0, min(i*perPage, cfg.MaxLen)); err != nil {
+				return nil, nil, err
+			}
+			t1 := time.Now()
+			if err := c.WaitBinds(ctx); err != nil {
+				return nil, nil, err
+			}
+			submit, done = append(submit, t1.Sub(t0)), append(done, time.Since(t0))
+		}
+	}
+	return submit, done, nil
+}
+
+// percentile returns the p-th percentile (nearest rank) of a non-empty sample.
+func percentile(ts []time.Duration, p float64) time.Duration {
+	s := slices.Clone(ts)
+	slices.Sort(s)
+	i := int(float64(len(s))*p/100+0.999999) - 1
+	return s[max(0, min(i, len(s)-1))]
+}
+
+func writeCacheTable(w io.Writer, rep *cacheReport) {
+	fmt.Fprintf(w, "device: %s (%s); binds on %s\n", rep.Device, rep.Driver, rep.BindQueue)
+	fmt.Fprintf(w, "%d sequences grown to %d tokens, %d a step, each decoded (Hq=%d Hk=%d d=%d %s); pages of %s, headroom %d tokens\n",
+		rep.Seqs, rep.Len, rep.Step, rep.Hq, rep.Hk, rep.D, rep.DType, bytesString(rep.PageBytes), rep.Headroom)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "cache\tsteps\tp50 ms\tp99 ms\tmax ms\tmean ms\tbind batches\tsteps with binds\tp50 of those\tcommitted/needed\t")
+	for _, l := range rep.Loops {
+		ratio := "-"
+		if l.NeededBytes > 0 {
+			ratio = fmt.Sprintf("%.4f", float64(l.CommittedBytes)/float64(l.NeededBytes))
+		}
+		bind := "-"
+		if l.StepsWithBinds > 0 {
+			bind = fmt.Sprintf("%.3f", l.P50BindMS)
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%.3f\t%.3f\t%.3f\t%.3f\t%d\t%d\t%s\t%s\t\n", l.Name, l.Steps, l.P50MS, l.P99MS, l.MaxMS, l.MeanMS,
+			l.BindBatches, l.StepsWithBinds, bind, ratio)
+	}
+	tw.Flush()
+	fmt.Fprintf(w, "p99 step, grown / preallocated: %.3f (issue 4's target: at most 1.10)\n", rep.P99Ratio)
+	fmt.Fprintf(w, "one page commit (a page of K and one of V): submit p50 %.1f us, p99 %.1f us; done p50 %.1f us, p99 %.1f us\n",
+		rep.CommitSubmitP50US, rep.CommitSubmitP99US, rep.CommitDoneP50US, rep.CommitDoneP99US)
+}
