@@ -6,7 +6,6 @@
 //	vkattn run            one forward on the default device, checked against the oracle, timed
 //	vkattn bench          a shape sweep (FlashAttention-2 paper shapes on a GPU)
 //	vkattn decode-bench   Decode over key lengths (B=8, Hq=32, Hk=8, d=128, fp16 on a GPU)
-//	vkattn decode-bench   Decode over key lengths (B=8, Hq=32, Hk=8, d=128, fp16 on a GPU)
 //	vkattn cache-bench    KV cache sequences grown while decoding, against a preallocated cache
 //	vkattn conformance    the conformance suite; JSON and Markdown report
 //
@@ -50,7 +49,6 @@ var commands = []command{
 	{"devices", "list Vulkan devices, their capabilities and the kernel each operation gets", cmdDevices},
 	{"run", "run one forward on a device, check it against the float64 oracle and time it", cmdRun},
 	{"bench", "time the forward over a sweep of shapes (and PyTorch SDPA with -torch)", cmdBench},
-	{"decode-bench", "time Decode over key lengths in GB/s of K and V (and PyTorch SDPA with -torch)", cmdDecodeBench},
 	{"decode-bench", "time Decode over key lengths in GB/s of K and V (and PyTorch SDPA with -torch)", cmdDecodeBench},
 	{"cache-bench", "grow KV cache sequences while decoding; step times vs a preallocated cache, page commit cost", cmdCacheBench},
 	{"conformance", "run the kernel conformance suite and write a JSON and Markdown report", cmdConformance},
