@@ -10,11 +10,14 @@ import (
 
 // KVCacheConfig describes a KVCache.
 type KVCacheConfig struct {
-	Sequences int   // sequences held at once (slots 0 .. Sequences-1)
-	MaxLen    int   // tokens per sequence at most
-	Heads     int   // KV heads (Hk)
-	HeadDim   int   // head dim (d)
-	DType     DType // F32, F16 or BF16
+	Sequences int // sequences held at once (slots 0 .. Sequences-1)
+	MaxLen    int // tokens per sequence at most
+	Heads     int // KV heads (Hk)
+	// HeadDim is the head dim (d): positive, and even for F16 and BF16, whose values kernels
+	// read in pairs (32-bit words). Which head dims the attention kernels take is checked by the
+	// attention calls, not here (memory does not know them).
+	HeadDim int
+	DType   DType // F32, F16 or BF16
 	// Headroom is how many tokens beyond its need a sequence gets pages for, so that the next
 	// appends find their pages bound: when a sequence grows past its pages, or has less than half
 	// of the headroom's pages left ahead of it, pages up to its tokens plus Headroom are bound,
@@ -122,6 +125,9 @@ func NewKVCache(a *Allocator, cfg KVCacheConfig) (*KVCache, error) {
 	}
 	if cfg.DType < F32 || cfg.DType > BF16 {
 		return nil, fmt.Errorf("memory: KVCacheConfig.DType: invalid dtype %d", int(cfg.DType))
+	}
+	if cfg.DType.Size() == 2 && cfg.HeadDim%2 != 0 {
+		return nil, fmt.Errorf("memory: KVCacheConfig.HeadDim must be even for %s (kernels read 16-bit values in pairs), got %d", cfg.DType, cfg.HeadDim)
 	}
 	dev := a.dev
 	if err := sparseResidency(dev); err != nil {

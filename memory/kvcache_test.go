@@ -286,16 +286,18 @@ func TestKVCacheArguments(t *testing.T) {
 	good := KVCacheConfig{Sequences: 2, MaxLen: 10, Heads: 2, HeadDim: 8, DType: F16}
 	info := a.Device().Info()
 	for want, mod := range map[string]func(*KVCacheConfig){
-		"Sequences":              func(c *KVCacheConfig) { c.Sequences = 0 },
-		"MaxLen":                 func(c *KVCacheConfig) { c.MaxLen = -1 },
-		"Heads":                  func(c *KVCacheConfig) { c.Heads = 0 },
-		"HeadDim":                func(c *KVCacheConfig) { c.HeadDim = 0 },
-		"Headroom":               func(c *KVCacheConfig) { c.Headroom = -1 },
-		"ChunkPages":             func(c *KVCacheConfig) { c.ChunkPages = -2 },
-		"MaxPages":               func(c *KVCacheConfig) { c.MaxPages = -3 },
-		"DType":                  func(c *KVCacheConfig) { c.DType = 9 },
-		"maxStorageBufferRange":  func(c *KVCacheConfig) { c.MaxLen = int(info.MaxStorageBufferRange)/32 + 1 },
-		"sparseAddressSpaceSize": func(c *KVCacheConfig) { c.MaxLen, c.Sequences = int(info.MaxStorageBufferRange)/32, 1<<20 },
+		"Sequences": func(c *KVCacheConfig) { c.Sequences = 0 },
+		"MaxLen":    func(c *KVCacheConfig) { c.MaxLen = -1 },
+		"Heads":     func(c *KVCacheConfig) { c.Heads = 0 },
+		"HeadDim":   func(c *KVCacheConfig) { c.HeadDim = 0 },
+		"HeadDim must be even for f16 (kernels read 16-bit values in pairs), got 7": func(c *KVCacheConfig) { c.HeadDim = 7 },
+		"HeadDim must be even for bf16":                                             func(c *KVCacheConfig) { c.HeadDim, c.DType = 5, BF16 },
+		"Headroom":                                                                  func(c *KVCacheConfig) { c.Headroom = -1 },
+		"ChunkPages":                                                                func(c *KVCacheConfig) { c.ChunkPages = -2 },
+		"MaxPages":                                                                  func(c *KVCacheConfig) { c.MaxPages = -3 },
+		"DType":                                                                     func(c *KVCacheConfig) { c.DType = 9 },
+		"maxStorageBufferRange":                                                     func(c *KVCacheConfig) { c.MaxLen = int(info.MaxStorageBufferRange)/32 + 1 },
+		"sparseAddressSpaceSize":                                                    func(c *KVCacheConfig) { c.MaxLen, c.Sequences = int(info.MaxStorageBufferRange)/32, 1<<20 },
 	} {
 		cfg := good
 		mod(&cfg)
