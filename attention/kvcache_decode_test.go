@@ -196,3 +196,39 @@ func sum(xs []int) int {
 	}
 	return n
 }
+
+// TestKVCacheStaleView decodes and runs Forward on views of a released sequence: an error naming
+// the tensor and wrapping memory.ErrClosed, nothing run, even once the sequence holds tokens
+// again.
+func TestKVCacheStaleView(t *testing.T) {
+	e := sparseEngine(t)
+	ctx := context.Background()
+	const hq, hk, d = 4, 2, 64
+	c, err := memory.NewKVCache(e.Allocator(), memory.KVCacheConfig{Sequences: 2, MaxLen: 32, Heads: hk, HeadDim: d, DType: memory.F16})
+	require.NoError(t, err)
+	defer c.Close()
+	r := rand.New(rand.NewPCG(5, 6))
+	require.NoError(t, c.Append(ctx, 0, normals(r, 8*hk*d), normals(r, 8*hk*d)))
+	k, v, err := c.View(0)
+	require.NoError(t, err)
+	q, err := e.Upload(ctx, memory.F16, normals(r, hq*d), 1, 1, hq, d)
+	require.NoError(t, err)
+	defer q.Close()
+	res, err := e.Decode(ctx, q, k, v, attention.DecodeOptions{Splits: 1})
+	require.NoError(t, err)
+	res.Close()
+	require.NoError(t, c.Release(0))
+	require.NoError(t, c.Append(ctx, 0, normals(r, 8*hk*d), normals(r, 8*hk*d)))
+	_, err = e.Decode(ctx, q, k, v, attention.DecodeOptions{Splits: 1})
+	require.ErrorIs(t, err, memory.ErrClosed)
+	require.ErrorContains(t, err, "attention: k:")
+	_, err = e.Forward(ctx, q, k, v, attention.Options{})
+	require.ErrorIs(t, err, memory.ErrClosed)
+	k2, v2, err := c.View(0)
+	require.NoError(t, err)
+	_, err = e.Forward(ctx, q, k2, v, attention.Options{})
+	require.ErrorContains(t, err, "attention: v:")
+	res, err = e.Decode(ctx, q, k2, v2, attention.DecodeOptions{Splits: 1})
+	require.NoError(t, err)
+	res.Close()
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 
 	"github.com/vkattn/vkattn/vk"
 )
@@ -67,6 +68,9 @@ type KVCache struct {
 	perBuffer  int    // sequences per buffer
 	k, v       []*Buffer
 	tl         *vk.Timeline // signalled by each batch of binds with the next value
+	// gens are the sequences' generations, advanced by Release: a view made in an earlier one is
+	// closed (Tensor.Closed).
+	gens []atomic.Uint64
 
 	mu      sync.Mutex // guards what follows; see Allocator.busy for the lock order
 	pool    pagePool
@@ -197,6 +201,7 @@ func NewKVCache(a *Allocator, cfg KVCacheConfig) (*KVCache, error) {
 	}
 	c.pool = pagePool{dev: dev, typ: typ, page: c.page, chunkPages: chunk, maxPages: cfg.MaxPages}
 	c.seqs = make([]kvSeq, cfg.Sequences)
+	c.gens = make([]atomic.Uint64, cfg.Sequences)
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.closed {
@@ -582,7 +587,8 @@ func (c *KVCache) shrink(seq, keep int) error {
 }
 
 // Release ends sequence seq: its pages are unbound and kept for reuse, and it holds no tokens.
-// No kernel may be reading it.
+// Its views report Closed from then on, and calls given them fail with ErrClosed. No kernel may
+// be reading it.
 func (c *KVCache) Release(seq int) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -593,6 +599,7 @@ func (c *KVCache) Release(seq int) error {
 		return err
 	}
 	c.seqs[seq].len = 0
+	c.gens[seq].Add(1)
 	return nil
 }
 
@@ -690,8 +697,9 @@ func (c *KVCache) tensorPoint(t *Tensor) (vk.TimelinePoint, bool) {
 // View returns sequence seq's keys and values as tensors of shape [1, Len(seq), Heads, HeadDim]
 // (token stride Heads*HeadDim, head stride HeadDim), for attention calls and transfers. They view
 // the cache's buffers: closing them does nothing, and they report Closed once the cache is
-// closed. They stay valid while the sequence grows, covering the tokens it held when made, and
-// must not be used once it is released.
+// closed or the sequence released (Release), so that using them then fails with ErrClosed rather
+// than reading pages unbound or bound to another sequence. They stay valid while the sequence
+// grows, covering the tokens it held when made.
 func (c *KVCache) View(seq int) (k, v *Tensor, err error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -706,7 +714,8 @@ func (c *KVCache) View(seq int) (k, v *Tensor, err error) {
 	shape := []int{1, n, c.cfg.Heads, c.cfg.HeadDim}
 	elem := int(off / uint64(c.cfg.DType.Size()))
 	view := func(b *Buffer) *Tensor {
-		return &Tensor{DType: c.cfg.DType, Shape: shape, Strides: contiguous(shape), Offset: elem, buf: b, owner: c.a}
+		return &Tensor{DType: c.cfg.DType, Shape: shape, Strides: contiguous(shape), Offset: elem, buf: b, owner: c.a,
+			gen: &c.gens[seq], genAt: c.gens[seq].Load()}
 	}
 	return view(kb), view(vb), nil
 }

@@ -539,3 +539,36 @@ func BenchmarkKVCachePageCommit(b *testing.B) {
 		b.Fatal(err)
 	}
 }
+
+// TestKVCacheReleaseClosesViews releases a sequence: the views made before, and views of them,
+// report Closed and fail with ErrClosed, even once the sequence holds tokens again (on the same
+// pages); views made after are open.
+func TestKVCacheReleaseClosesViews(t *testing.T) {
+	a := newTestAllocator(t)
+	c := newTestCache(t, a, KVCacheConfig{Sequences: 2, MaxLen: 16, Heads: 1, HeadDim: 32, DType: F32})
+	ctx := context.Background()
+	kv := make([]float32, 4*32)
+	require.NoError(t, c.Append(ctx, 0, kv, kv))
+	require.NoError(t, c.Append(ctx, 1, kv, kv))
+	k, v, err := c.View(0)
+	require.NoError(t, err)
+	sub, err := k.Reshape(4, 32)
+	require.NoError(t, err)
+	k1, _, err := c.View(1)
+	require.NoError(t, err)
+	require.NoError(t, c.Release(0))
+	require.NoError(t, c.Append(ctx, 0, kv[:32], kv[:32]))
+	for name, x := range map[string]*Tensor{"k": k, "v": v, "reshaped k": sub} {
+		require.True(t, x.Closed(), "%s of the released sequence", name)
+		_, err := x.Download(ctx)
+		require.ErrorIs(t, err, ErrClosed, name)
+	}
+	require.ErrorIs(t, c.AppendTensors(ctx, 1, k, v), ErrClosed)
+	require.False(t, k1.Closed(), "a view of another sequence")
+	k0, _, err := c.View(0)
+	require.NoError(t, err)
+	require.False(t, k0.Closed())
+	got, err := k0.Download(ctx)
+	require.NoError(t, err)
+	require.Len(t, got, 32)
+}

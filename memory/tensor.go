@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"sync/atomic"
 )
 
 // Tensor is a typed, shaped view of a buffer: element (i0, i1, ...) is at
@@ -18,6 +19,10 @@ type Tensor struct {
 	buf     *Buffer
 	owner   *Allocator
 	owns    bool
+	// gen, for a view of a KVCache sequence, is the sequence's generation, which Release
+	// advances: the view is closed once it differs from genAt.
+	gen   *atomic.Uint64
+	genAt uint64
 }
 
 // NewTensor allocates a contiguous device tensor of at least one dimension, every one positive.
@@ -103,7 +108,7 @@ func (t *Tensor) View(shape, strides []int, offset int) (*Tensor, error) {
 		last += uint64(shape[i]-1) * uint64(strides[i])
 	}
 	return &Tensor{DType: t.DType, Shape: append([]int(nil), shape...), Strides: append([]int(nil), strides...),
-		Offset: offset, buf: t.buf, owner: t.owner}, nil
+		Offset: offset, buf: t.buf, owner: t.owner, gen: t.gen, genAt: t.genAt}, nil
 }
 
 // Reshape is View with contiguous strides over the same elements; t must be contiguous.
@@ -155,8 +160,11 @@ func (t *Tensor) Buffer() *Buffer { return t.buf }
 func (t *Tensor) Allocator() *Allocator { return t.owner }
 
 // Closed reports whether the tensor's buffer has been released: by Close of the tensor (or, for
-// a view, of the tensor it views) or of its allocator.
-func (t *Tensor) Closed() bool { return t == nil || t.buf.Closed() }
+// a view, of the tensor it views) or of its allocator; for a view of a KVCache sequence
+// (KVCache.View, and views of it), also once the sequence is released.
+func (t *Tensor) Closed() bool {
+	return t == nil || t.buf.Closed() || t.gen != nil && t.gen.Load() != t.genAt
+}
 
 // Close releases the buffer of a tensor made by NewTensor. Idempotent.
 func (t *Tensor) Close() {
