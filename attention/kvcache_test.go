@@ -99,7 +99,7 @@ func TestKVCacheForward(t *testing.T) {
 			grow(100)
 			check(3, attention.Options{Causal: true, LSE: true})
 			st := c.Stats()
-			t.Logf("%s: %d of %d bytes committed per tensor, pages %v of %d bytes", dt, st.CommittedBytes, st.NeededBytes,
+			t.Logf("%s: %d of %d bytes committed (K and V), pages %v of %d bytes", dt, st.CommittedBytes, st.NeededBytes,
 				st.SeqPages, st.PageSize)
 		})
 	}

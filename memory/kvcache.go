@@ -94,15 +94,16 @@ type bindMark struct {
 	value uint64
 }
 
-// KVCacheStats describe a KVCache's memory. Bytes are per tensor (K and V hold the same).
+// KVCacheStats describe a KVCache's memory. Every byte and page count is of K and V together
+// (K and V each hold half of what a sequence has bound and needs).
 type KVCacheStats struct {
 	PageSize       uint64
-	NeededBytes    uint64 // tokens held * Heads * HeadDim * dtype size, over all sequences
-	CommittedBytes uint64 // pages bound * PageSize
+	NeededBytes    uint64 // 2 (K and V) * tokens held * Heads * HeadDim * dtype size, over all sequences
+	CommittedBytes uint64 // pages bound to the sequences, K and V together, * PageSize
 	SeqTokens      []int  // tokens held by each sequence
-	SeqPages       []int  // pages bound to each sequence's region
-	FreePages      int    // pages held, K and V together, bound to nothing, kept for reuse
-	MemoryBytes    uint64 // device memory held for pages, K and V together, free pages included
+	SeqPages       []int  // pages bound to each sequence's regions, K and V together
+	FreePages      int    // pages held, bound to nothing, kept for reuse
+	MemoryBytes    uint64 // device memory held for pages, free pages included
 	Allocations    int    // device memory allocations the pages come from
 	BindBatches    int    // vkQueueBindSparse batches submitted (binds and unbinds), one timeline value each
 }
@@ -726,9 +727,9 @@ func (c *KVCache) Stats() KVCacheStats {
 	defer c.mu.Unlock()
 	st := KVCacheStats{PageSize: c.page, SeqTokens: make([]int, len(c.seqs)), SeqPages: make([]int, len(c.seqs))}
 	for i, s := range c.seqs {
-		st.SeqTokens[i], st.SeqPages[i] = s.len, len(s.k)
-		st.NeededBytes += uint64(s.len) * c.tokenBytes
-		st.CommittedBytes += uint64(len(s.k)) * c.page
+		st.SeqTokens[i], st.SeqPages[i] = s.len, len(s.k)+len(s.v)
+		st.NeededBytes += 2 * uint64(s.len) * c.tokenBytes
+		st.CommittedBytes += uint64(len(s.k)+len(s.v)) * c.page
 	}
 	st.FreePages = len(c.pool.free)
 	st.BindBatches = c.batches

@@ -83,7 +83,8 @@ func checkCommitted(t *testing.T, c *KVCache) {
 	tb := c.tokenBytes
 	var need, committed uint64
 	for s, n := range st.SeqTokens {
-		have := uint64(st.SeqPages[s]) * st.PageSize
+		have := uint64(st.SeqPages[s]/2) * st.PageSize // per tensor
+		require.Equal(t, 0, st.SeqPages[s]%2, "sequence %d: K and V have as many pages", s)
 		require.GreaterOrEqual(t, have, uint64(n)*tb, "sequence %d: %d pages for %d tokens", s, st.SeqPages[s], n)
 		limit := uint64(n)*tb + st.PageSize + uint64(c.cfg.Headroom)*tb
 		if n == 0 {
@@ -91,13 +92,13 @@ func checkCommitted(t *testing.T, c *KVCache) {
 		}
 		require.Less(t, have, limit, "sequence %d: %d pages for %d tokens, headroom %d", s, st.SeqPages[s], n, c.cfg.Headroom)
 		if c.cfg.Headroom == 0 {
-			require.Equal(t, c.pagesFor(n), st.SeqPages[s], "sequence %d: pages for %d tokens", s, n)
+			require.Equal(t, 2*c.pagesFor(n), st.SeqPages[s], "sequence %d: pages for %d tokens", s, n)
 		}
 		need += uint64(n) * tb
 		committed += have
 	}
-	require.Equal(t, need, st.NeededBytes)
-	require.Equal(t, committed, st.CommittedBytes)
+	require.Equal(t, 2*need, st.NeededBytes, "K and V")
+	require.Equal(t, 2*committed, st.CommittedBytes, "K and V")
 	require.Equal(t, st.MemoryBytes, uint64(2*committed/st.PageSize+uint64(st.FreePages))*st.PageSize, "memory = bound + free pages")
 }
 
@@ -211,7 +212,7 @@ func TestKVCacheBindsPages(t *testing.T) {
 	require.NoError(t, c.Append(context.Background(), 0, k, v))
 	require.NoError(t, c.Release(0))
 	require.NoError(t, c.Reserve(1, n))
-	require.Equal(t, 3, c.Stats().SeqPages[1])
+	require.Equal(t, 6, c.Stats().SeqPages[1], "three pages each of K and V")
 	c.seqs[1].len = n // expose the reserved tokens, unwritten, to View
 	checkSequences(t, c, [][]float32{nil, k}, [][]float32{nil, v})
 }

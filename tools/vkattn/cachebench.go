@@ -33,7 +33,7 @@ type cacheLoop struct {
 	BindBatches    int     `json:"bind_batches"`                // submitted during the steps
 	StepsWithBinds int     `json:"steps_with_binds"`            // steps that submitted a batch
 	P50BindMS      float64 `json:"p50_bind_steps_ms,omitempty"` // median of those steps
-	CommittedBytes uint64  `json:"committed_bytes"`             // per tensor, at the end
+	CommittedBytes uint64  `json:"committed_bytes"`             // K and V together, at the end
 	NeededBytes    uint64  `json:"needed_bytes"`
 }
 
