@@ -78,7 +78,11 @@ type KVCache struct {
 	last    uint64 // the value the last batch submitted signals; 0 before the first
 	reached uint64 // a value the timeline is known to have reached
 	batches int    // batches submitted
-	closed  bool
+	// quarantine holds pages whose binding is unknown: a batch binding them failed, and the
+	// driver may have bound some of them. They are neither reused nor freed (Trim) until Close,
+	// which destroys the buffers first.
+	quarantine []pageRef
+	closed     bool
 }
 
 type kvSeq struct {
@@ -106,10 +110,16 @@ type KVCacheStats struct {
 	MemoryBytes    uint64 // device memory held for pages, free pages included
 	Allocations    int    // device memory allocations the pages come from
 	BindBatches    int    // vkQueueBindSparse batches submitted (binds and unbinds), one timeline value each
+	// QuarantinedPages are pages of failed binds, which the device may have bound: held (in
+	// MemoryBytes) but never reused or freed before Close.
+	QuarantinedPages int
 }
 
 // sparseResidency reports whether a device can back the cache (a variable for tests).
 var sparseResidency = (*vk.Device).SparseResidency
+
+// submitBinds submits a batch of binds (a variable for tests, which make it fail).
+var submitBinds = (*vk.Device).SubmitBinds
 
 // NewKVCache reserves the address space of a cache on the allocator's device; it commits no
 // memory. An error names the configuration field at fault, or the device limit a size exceeds
@@ -492,7 +502,10 @@ func (c *KVCache) grow(seq, tokens int) error {
 	binds = c.binds(binds, vb, off, have, vp)
 	value, err := c.submit(binds)
 	if err != nil {
-		c.pool.give(pages)
+		// The driver may have bound some of the pages before failing (a driver error leaves the
+		// binds undefined): were they reused, two regions could share them, and were they freed
+		// (Trim), a buffer would keep freed memory bound. They are kept aside until Close.
+		c.quarantine = append(c.quarantine, pages...)
 		return fmt.Errorf("memory: kv cache: sequence %d: %w", seq, err)
 	}
 	s.k = append(s.k, kp...)
@@ -510,7 +523,7 @@ func (c *KVCache) submit(binds []vk.SparseBind) (uint64, error) {
 		after = []vk.TimelinePoint{{Timeline: c.tl, Value: c.last}}
 	}
 	value := c.last + 1
-	if err := c.dev.SubmitBinds(binds, after, vk.TimelinePoint{Timeline: c.tl, Value: value}); err != nil {
+	if err := submitBinds(c.dev, binds, after, vk.TimelinePoint{Timeline: c.tl, Value: value}); err != nil {
 		return 0, err
 	}
 	c.last = value
@@ -735,6 +748,7 @@ func (c *KVCache) Stats() KVCacheStats {
 	st.BindBatches = c.batches
 	st.MemoryBytes = uint64(c.pool.held) * c.page
 	st.Allocations = len(c.pool.chunks)
+	st.QuarantinedPages = len(c.quarantine)
 	return st
 }
 
@@ -766,5 +780,5 @@ func (c *KVCache) destroy() {
 	c.closeBuffers()
 	c.pool.close()
 	c.tl.Close()
-	c.seqs = nil
+	c.seqs, c.quarantine = nil, nil
 }

@@ -2,6 +2,7 @@ package memory
 
 import (
 	"context"
+	"errors"
 	"math/rand/v2"
 	"testing"
 	"time"
@@ -133,4 +134,46 @@ func TestKVCacheBindsDoNotBlock(t *testing.T) {
 	checkSequences(t, c, [][]float32{nil, append(k0, k1...)}, [][]float32{nil, append(v0, v1...)})
 	checkCommitted(t, c)
 	testenv.CheckValidation(t, a.dev.Instance())
+}
+
+// TestKVCacheBindFailureQuarantines makes a batch of binds fail: the sequence stays as it was,
+// and the batch's pages, whose binding is then unknown, are never handed out again nor freed by
+// Trim; the cache stays usable.
+func TestKVCacheBindFailureQuarantines(t *testing.T) {
+	a := newTestAllocator(t)
+	c := newTestCache(t, a, KVCacheConfig{Sequences: 2, MaxLen: 64, Heads: 1, HeadDim: 32, DType: F32, ChunkPages: 64})
+	ctx := context.Background()
+	per := int(c.page / c.tokenBytes) // tokens per page
+	kv := make([]float32, per*32)
+	require.NoError(t, c.Append(ctx, 0, kv, kv))
+	injected := errors.New("injected bind failure")
+	submitBinds = func(*vk.Device, []vk.SparseBind, []vk.TimelinePoint, vk.TimelinePoint) error { return injected }
+	err := c.Append(ctx, 1, kv, kv)
+	submitBinds = (*vk.Device).SubmitBinds
+	require.ErrorIs(t, err, injected)
+	st := c.Stats()
+	require.Zero(t, st.SeqTokens[1])
+	require.Zero(t, st.SeqPages[1])
+	require.Equal(t, 2, st.QuarantinedPages)
+	bad := map[pageRef]bool{}
+	for _, p := range c.quarantine {
+		bad[p] = true
+	}
+	for _, p := range c.pool.free {
+		require.False(t, bad[p], "a quarantined page is free for reuse")
+	}
+	// Release and trim everything else: the quarantined pages' memory is kept.
+	require.NoError(t, c.Release(0))
+	c.Trim()
+	st = c.Stats()
+	require.Equal(t, 2, st.QuarantinedPages)
+	require.GreaterOrEqual(t, st.MemoryBytes, 2*c.page)
+	require.Equal(t, 1, st.Allocations, "the chunk of the quarantined pages is kept")
+	for s := range 2 {
+		require.NoError(t, c.Append(ctx, s, kv, kv))
+		for _, p := range append(c.seqs[s].k, c.seqs[s].v...) {
+			require.False(t, bad[p], "sequence %d was given a quarantined page", s)
+		}
+	}
+	checkSequences(t, c, [][]float32{kv, kv}, [][]float32{kv, kv})
 }
