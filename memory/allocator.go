@@ -23,7 +23,8 @@ type Allocator struct {
 	dev       *vk.Device
 	blockSize uint64
 
-	// Lock order: busy, then xfer, then mu.
+	// Lock order: busy, then xfer, then mu, then a KVCache's mu (which is never held while
+	// taking xfer or mu).
 	mu      sync.Mutex
 	blocks  map[int][]*block // by memory type index
 	xfer    sync.Mutex       // serializes transfers through staging

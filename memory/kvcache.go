@@ -56,8 +56,10 @@ const DefaultChunkBytes = 2 << 20
 // It needs a device with sparse residency for buffers (vk.Device.SparseResidency) and timeline
 // semaphores; the paged layout with a block table for other devices is not implemented yet.
 //
-// Its methods are safe for concurrent use. A sequence must not be appended to or released while
-// a kernel reads it. Close, or the allocator's Close, releases everything.
+// Its methods are safe for concurrent use; an append holds the cache's lock only for its
+// bookkeeping, not across its copy, so other sequences' calls do not wait for it. A sequence must
+// not be appended to or released while a kernel reads it. Close, or the allocator's Close,
+// releases everything.
 type KVCache struct {
 	a          *Allocator
 	dev        *vk.Device
@@ -73,6 +75,7 @@ type KVCache struct {
 	gens []atomic.Uint64
 
 	mu      sync.Mutex // guards what follows; see Allocator.busy for the lock order
+	written sync.Cond  // on mu: broadcast when a sequence's write ends (kvSeq.writing)
 	pool    pagePool
 	seqs    []kvSeq
 	last    uint64 // the value the last batch submitted signals; 0 before the first
@@ -86,8 +89,11 @@ type KVCache struct {
 }
 
 type kvSeq struct {
-	len  int       // tokens held
-	k, v []pageRef // pages bound to the region, in order from its start
+	len int // tokens held
+	// writing is set while an append copies into the sequence without c.mu; appends, Reserve
+	// and Release of the sequence wait for it (c.written).
+	writing bool
+	k, v    []pageRef // pages bound to the region, in order from its start
 	// marks say when the pages were bound: the first pages of the region are bound once value
 	// is reached, in increasing order of both; marks known reached are dropped.
 	marks []bindMark
@@ -212,6 +218,7 @@ func NewKVCache(a *Allocator, cfg KVCacheConfig) (*KVCache, error) {
 	}
 	c.pool = pagePool{dev: dev, typ: typ, page: c.page, chunkPages: chunk, maxPages: cfg.MaxPages}
 	c.seqs = make([]kvSeq, cfg.Sequences)
+	c.written.L = &c.mu
 	c.gens = make([]atomic.Uint64, cfg.Sequences)
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -398,7 +405,10 @@ func (c *KVCache) AppendTensors(ctx context.Context, seq int, k, v *Tensor) erro
 		}
 		for _, t := range []*Tensor{k, v} { // the sources may be views of this cache
 			if t.buf.cache == c {
-				if p, ok := c.tensorPoint(t); ok {
+				c.mu.Lock()
+				p, ok := c.tensorPoint(t)
+				c.mu.Unlock()
+				if ok {
 					after = append(after, p)
 				}
 			}
@@ -416,6 +426,12 @@ func (c *KVCache) AppendTensors(ctx context.Context, seq int, k, v *Tensor) erro
 // append commits pages for n more tokens of seq, writes them with write (given the buffers, the
 // byte offset of the first new token and the binds the writes must wait for) and counts them.
 // Where write fails, pages beyond what the sequence had are given back.
+//
+// c.mu is held for the bookkeeping only, not while write copies (through staging, waiting for
+// the copy), so that other sequences' calls, View, Len and Stats do not wait for the transfer:
+// the sequence is marked writing meanwhile, which holds off its other appends, Reserve and
+// Release (they wait), while its pages, taken from the pool, are no one else's; a.busy, held
+// shared throughout, holds off Close.
 func (c *KVCache) append(ctx context.Context, seq, n int, write func(k, v *Buffer, off uint64, after []vk.TimelinePoint) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -424,7 +440,7 @@ func (c *KVCache) append(ctx context.Context, seq, n int, write func(k, v *Buffe
 	defer c.a.busy.RUnlock()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if err := c.check(seq); err != nil {
+	if err := c.idle(seq); err != nil {
 		return err
 	}
 	if err := c.fits(seq, n); err != nil {
@@ -440,7 +456,14 @@ func (c *KVCache) append(ctx context.Context, seq, n int, write func(k, v *Buffe
 		after = append(after, p)
 	}
 	kb, vb, off := c.region(seq)
-	if err := write(kb, vb, off+uint64(s.len)*c.tokenBytes, after); err != nil {
+	off += uint64(s.len) * c.tokenBytes
+	s.writing = true
+	c.mu.Unlock()
+	err := write(kb, vb, off, after)
+	c.mu.Lock()
+	s.writing = false
+	c.written.Broadcast()
+	if err != nil {
 		if len(s.k) > had {
 			c.shrink(seq, had) // an error here leaves the pages bound; the first one is returned
 		}
@@ -450,12 +473,25 @@ func (c *KVCache) append(ctx context.Context, seq, n int, write func(k, v *Buffe
 	return nil
 }
 
+// idle is check, after waiting for an append to seq in progress to end; c.mu is held.
+func (c *KVCache) idle(seq int) error {
+	for {
+		if err := c.check(seq); err != nil {
+			return err
+		}
+		if !c.seqs[seq].writing {
+			return nil
+		}
+		c.written.Wait()
+	}
+}
+
 // Reserve commits pages for tokens more tokens of sequence seq (plus Headroom) without appending
 // any, so that appends up to there bind nothing: for a prefill, or ahead of a decode step.
 func (c *KVCache) Reserve(seq, tokens int) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if err := c.check(seq); err != nil {
+	if err := c.idle(seq); err != nil {
 		return err
 	}
 	if tokens < 0 {
@@ -606,7 +642,7 @@ func (c *KVCache) shrink(seq, keep int) error {
 func (c *KVCache) Release(seq int) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if err := c.check(seq); err != nil {
+	if err := c.idle(seq); err != nil {
 		return err
 	}
 	if err := c.shrink(seq, 0); err != nil {

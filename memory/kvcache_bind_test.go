@@ -3,6 +3,7 @@ package memory
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"testing"
 	"time"
@@ -176,4 +177,71 @@ func TestKVCacheBindFailureQuarantines(t *testing.T) {
 		}
 	}
 	checkSequences(t, c, [][]float32{kv, kv}, [][]float32{kv, kv})
+}
+
+// TestKVCacheAppendUnlocked holds an Append's copy back on the device (behind binds that wait for
+// a value only the test signals): meanwhile another sequence's Len, View and Stats return, and a
+// Release of the sequence being written waits for the copy.
+func TestKVCacheAppendUnlocked(t *testing.T) {
+	a := newTestAllocator(t)
+	c := newTestCache(t, a, KVCacheConfig{Sequences: 2, MaxLen: 64, Heads: 2, HeadDim: 16, DType: F32})
+	r := rand.New(rand.NewPCG(25, 26))
+	ctx := context.Background()
+	per := 32
+	k0, v0 := randomValues(r, 5*per), randomValues(r, 5*per)
+	require.NoError(t, c.Append(ctx, 0, k0, v0))
+	require.NoError(t, c.WaitBinds(ctx))
+	c.mu.Lock()
+	gate := c.last + 1
+	c.last = gate
+	c.mu.Unlock()
+	appended := make(chan error, 1)
+	k1, v1 := randomValues(r, 9*per), randomValues(r, 9*per)
+	go func() { appended <- c.Append(ctx, 1, k1, v1) }()
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		c.mu.Lock()
+		writing := c.seqs[1].writing
+		c.mu.Unlock()
+		if writing {
+			break
+		}
+		require.True(t, time.Now().Before(deadline), "the append did not start its copy")
+		time.Sleep(time.Millisecond)
+	}
+	others := make(chan error, 1)
+	go func() {
+		_, _, err := c.View(0)
+		if n := c.Len(0); err == nil && n != 5 {
+			err = fmt.Errorf("Len(0) = %d", n)
+		}
+		c.Stats()
+		others <- err
+	}()
+	select {
+	case err := <-others:
+		require.NoError(t, err)
+	case <-time.After(5 * time.Second):
+		t.Fatal("another sequence's View, Len and Stats waited for the append's copy")
+	}
+	released := make(chan error, 1)
+	go func() { released <- c.Release(1) }()
+	select {
+	case err := <-appended:
+		t.Fatalf("the append finished before its binds: %v", err)
+	case err := <-released:
+		t.Fatalf("Release ran under the append's copy: %v", err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	require.NoError(t, c.tl.Signal(gate))
+	for _, ch := range []chan error{appended, released} {
+		select {
+		case err := <-ch:
+			require.NoError(t, err)
+		case <-time.After(20 * time.Second):
+			t.Fatal("the append or the release did not finish once the binds were done")
+		}
+	}
+	require.Zero(t, c.Len(1))
+	checkSequences(t, c, [][]float32{k0, nil}, [][]float32{v0, nil})
+	testenv.CheckValidation(t, a.dev.Instance())
 }
