@@ -107,6 +107,11 @@ const (
 // a device: twice the CPU threads on a CPU device (lavapipe runs a thread per core), 256 on an
 // integrated GPU, 1024 on others (a few per compute unit of the largest GPUs; a smaller GPU
 // runs them in more waves at little cost).
+//
+// On a CPU device it depends on runtime.NumCPU() of the host, so with DecodeOptions.Splits 0 the
+// number of chunks, and with it the order in which partials are summed, can differ between hosts
+// with different core counts: results on lavapipe are then not bit-reproducible across them.
+// Set Splits to compare results bit for bit across hosts.
 func DecodeTargetWorkgroups(p *devices.Profile) int {
 	switch p.Type {
 	case vk.DeviceCPU:
@@ -155,7 +160,12 @@ type decodeKernel struct {
 func (e *Engine) planDecodeCall(c *call, splits int, kern decodeKernel) (_ *plan, err error) {
 	sh, o := c.sh, c.o
 	if sh.maxLq > MaxDecodeQueries {
-		return nil, fmt.Errorf("attention: q: Decode takes 1 to %d query tokens per sequence, got %d (Forward takes any number)", MaxDecodeQueries, sh.maxLq)
+		for b := 0; b < sh.batch; b++ {
+			if n := sh.cuQ[b+1] - sh.cuQ[b]; n > MaxDecodeQueries {
+				return nil, fmt.Errorf("attention: q: Decode takes 1 to %d query tokens per sequence, got %d in sequence %d (Forward takes any number)",
+					MaxDecodeQueries, n, b)
+			}
+		}
 	}
 	if splits < 0 {
 		return nil, fmt.Errorf("attention: DecodeOptions.Splits must be >= 0, got %d", splits)

@@ -81,7 +81,7 @@ func TestDecodeBadInputs(t *testing.T) {
 		{"window", o, lse, q, k, v, attention.DecodeOptions{Options: attention.Options{Window: &attention.Window{Left: -3}}}, "attention: Options.Window bounds must be >= -1", true},
 		{"17 tokens", o17, nil, q17, k, v, attention.DecodeOptions{}, "attention: q: Decode takes 1 to 16 query tokens per sequence, got 17", true},
 		{"17 tokens varlen", ov, nil, qv, kv, vv, attention.DecodeOptions{Options: attention.Options{CuSeqlensQ: []int{0, 3, 20}, CuSeqlensK: []int{0, 40, 80}}},
-			"attention: q: Decode takes 1 to 16 query tokens per sequence, got 17", true},
+			"attention: q: Decode takes 1 to 16 query tokens per sequence, got 17 in sequence 1", true},
 		{"varlen offsets", ov, nil, qv, kv, vv, attention.DecodeOptions{Options: attention.Options{CuSeqlensQ: []int{0, 3, 21}, CuSeqlensK: []int{0, 40, 80}}},
 			"attention: CuSeqlensQ[2] = 21 is past the 20 tokens of q", true},
 		{"splits negative", o, lse, q, k, v, attention.DecodeOptions{Splits: -1}, "attention: DecodeOptions.Splits must be >= 0, got -1", true},

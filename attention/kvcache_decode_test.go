@@ -81,7 +81,8 @@ func TestKVCacheDecode(t *testing.T) {
 				require.NoError(t, c.Append(ctx, s, k, v))
 				allK[s], allV[s] = append(allK[s], k...), append(allV[s], v...)
 				l := c.Len(s)
-				opts := attention.DecodeOptions{Options: attention.Options{LSE: true}}
+				// Splits pinned: the automatic split depends on the host's cores on a CPU device.
+				opts := attention.DecodeOptions{Options: attention.Options{LSE: true}, Splits: 1 + step%3}
 				lq := 1
 				if step%7 == 3 {
 					lq, opts.Causal, opts.Splits = min(l, 4), true, 3
