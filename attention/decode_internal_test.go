@@ -96,3 +96,45 @@ func TestDecodeTilesFitSimulatedDevices(t *testing.T) {
 		}
 	}
 }
+
+// The common decode shapes (one new token, 4 or 8 query heads per kv head) fit one workgroup's
+// rows on every simulated device with 32 KiB of shared memory or more, at the scalar tier and
+// subgroup widths up to 32, for head dims up to 128, so each K/V byte of a chunk is read once there; larger head dims and wider
+// subgroups may get fewer rows per workgroup when shared memory is short (logged); and the documented caps on rows per workgroup
+// hold: 64 at the scalar tier, 32 at subgroup width 32.
+func TestDecodeRowsOneWorkgroup(t *testing.T) {
+	for _, name := range devices.SimulatedNames() {
+		p, err := devices.Simulated(name)
+		require.NoError(t, err)
+		for _, sg := range []uint32{4, 8, 16, 32, 64} {
+			if sg < p.MinSubgroupSize || sg > p.MaxSubgroupSize {
+				continue
+			}
+			p.SubgroupSize = sg
+			for _, tier := range []devices.Tier{devices.TierScalar, devices.TierSubgroup} {
+				if !p.Supports(tier) {
+					continue
+				}
+				for _, d := range HeadDims {
+					for _, rows := range []int{4, 8} {
+						tl, err := decodeTiles(tier, &p, d, rows)
+						require.NoError(t, err)
+						if int(tl.BR) < rows {
+							// Shared memory can leave fewer rows at large head dims: K and V
+							// are then read once per row block.
+							require.True(t, d > 128 || p.MaxSharedMemory < 32<<10 || tier == devices.TierSubgroup && sg > 32, "%s sg %d %s d %d: %d rows in %v", name, sg, tier, d, rows, tl)
+							t.Logf("%s sg %d %s d %d: %d rows, %d per workgroup", name, sg, tier, d, rows, tl.BR)
+						}
+					}
+				}
+				tl, err := decodeTiles(tier, &p, 64, 512)
+				require.NoError(t, err)
+				if tier == devices.TierScalar {
+					require.LessOrEqual(t, tl.BR, uint32(64), name)
+				} else if sg == 32 {
+					require.LessOrEqual(t, tl.BR, uint32(32), name)
+				}
+			}
+		}
+	}
+}
