@@ -46,6 +46,12 @@ int32_t vkattn_coopmat_flexible_properties(vkattn_pfn f, vkattn_dispatchable phy
 	return ((int32_t(*)(vkattn_dispatchable, uint32_t *, void *))f)(phys, count, props);
 }
 
+int32_t vkattn_create_compute_pipeline(vkattn_pfn f, vkattn_dispatchable device, uint64_t cache,
+	const vkattn_compute_pipeline_create_info *info, uint64_t *pipeline) {
+	return ((int32_t(*)(vkattn_dispatchable, uint64_t, uint32_t, const void *, const void *, uint64_t *))f)(
+		device, cache, 1, info, NULL, pipeline);
+}
+
 vkattn_pfn vkattn_device_proc(vkattn_pfn getDeviceProcAddr, vkattn_dispatchable device, const char *name) {
 	return ((vkattn_pfn(*)(vkattn_dispatchable, const char *))getDeviceProcAddr)(device, name);
 }

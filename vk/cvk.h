@@ -408,6 +408,42 @@ typedef struct {
 	vkattn_size heapUsage[16];
 } vkattn_memory_budget_properties;
 
+// VkSpecializationMapEntry, VkSpecializationInfo, VkPipelineShaderStageCreateInfo and
+// VkComputePipelineCreateInfo, built in C memory: the binding's conversion of these frees its C
+// copies of nested arrays from finalizers that can run while the driver still reads them.
+typedef struct {
+	uint32_t constantID;
+	uint32_t offset;
+	size_t size;
+} vkattn_specialization_map_entry;
+
+typedef struct {
+	uint32_t mapEntryCount;
+	const vkattn_specialization_map_entry *pMapEntries;
+	size_t dataSize;
+	const void *pData;
+} vkattn_specialization_info;
+
+typedef struct {
+	vkattn_stype sType;
+	const void *pNext;
+	uint32_t flags;
+	uint32_t stage;     // VkShaderStageFlagBits
+	uint64_t module;    // VkShaderModule
+	const char *pName;
+	const vkattn_specialization_info *pSpecializationInfo;
+} vkattn_pipeline_shader_stage_create_info;
+
+typedef struct {
+	vkattn_stype sType;
+	const void *pNext;
+	uint32_t flags;
+	vkattn_pipeline_shader_stage_create_info stage;
+	uint64_t layout;             // VkPipelineLayout
+	uint64_t basePipelineHandle; // VkPipeline
+	int32_t basePipelineIndex;
+} vkattn_compute_pipeline_create_info;
+
 // VkPipelineShaderStageRequiredSubgroupSizeCreateInfo (1.3).
 typedef struct {
 	vkattn_stype sType;
@@ -515,6 +551,8 @@ int32_t vkattn_coopmat_properties(vkattn_pfn f, vkattn_dispatchable phys, uint32
 int32_t vkattn_coopmat_flexible_properties(vkattn_pfn f, vkattn_dispatchable phys, uint32_t *count,
 	vkattn_cooperative_matrix_flexible_dimensions_properties_nv *props);
 
+int32_t vkattn_create_compute_pipeline(vkattn_pfn f, vkattn_dispatchable device, uint64_t cache,
+	const vkattn_compute_pipeline_create_info *info, uint64_t *pipeline);
 vkattn_pfn vkattn_device_proc(vkattn_pfn getDeviceProcAddr, vkattn_dispatchable device, const char *name);
 int32_t vkattn_pipeline_executables(vkattn_pfn f, vkattn_dispatchable device, const vkattn_pipeline_info *info,
 	uint32_t *count, vkattn_pipeline_executable_properties *props);
@@ -607,6 +645,19 @@ VKATTN_ASSERT_OFF(vkattn_cooperative_matrix_flexible_dimensions_properties_nv, M
 VKATTN_ASSERT_OFF(vkattn_cooperative_matrix_flexible_dimensions_properties_nv, AType, 28);
 VKATTN_ASSERT_OFF(vkattn_cooperative_matrix_flexible_dimensions_properties_nv, scope, 48);
 VKATTN_ASSERT_OFF(vkattn_cooperative_matrix_flexible_dimensions_properties_nv, workgroupInvocations, 52);
+VKATTN_ASSERT_SIZE(vkattn_specialization_map_entry, 16);
+VKATTN_ASSERT_OFF(vkattn_specialization_map_entry, size, 8);
+VKATTN_ASSERT_SIZE(vkattn_specialization_info, 32);
+VKATTN_ASSERT_OFF(vkattn_specialization_info, pMapEntries, 8);
+VKATTN_ASSERT_OFF(vkattn_specialization_info, pData, 24);
+VKATTN_ASSERT_SIZE(vkattn_pipeline_shader_stage_create_info, 48);
+VKATTN_ASSERT_OFF(vkattn_pipeline_shader_stage_create_info, flags, 16);
+VKATTN_ASSERT_OFF(vkattn_pipeline_shader_stage_create_info, module, 24);
+VKATTN_ASSERT_OFF(vkattn_pipeline_shader_stage_create_info, pSpecializationInfo, 40);
+VKATTN_ASSERT_SIZE(vkattn_compute_pipeline_create_info, 96);
+VKATTN_ASSERT_OFF(vkattn_compute_pipeline_create_info, stage, 24);
+VKATTN_ASSERT_OFF(vkattn_compute_pipeline_create_info, layout, 72);
+VKATTN_ASSERT_OFF(vkattn_compute_pipeline_create_info, basePipelineIndex, 88);
 VKATTN_ASSERT_SIZE(vkattn_pipeline_executable_features, 24);
 VKATTN_ASSERT_OFF(vkattn_pipeline_executable_features, pipelineExecutableInfo, 16);
 VKATTN_ASSERT_SIZE(vkattn_pipeline_info, 24);

@@ -100,43 +100,62 @@ func (p *Pipeline) create(s PipelineSpec) error {
 	}
 	defer vk.DestroyShaderModule(d.handle, module, nil)
 
-	stage := vk.PipelineShaderStageCreateInfo{SType: vk.StructureTypePipelineShaderStageCreateInfo,
-		Stage: vk.ShaderStageComputeBit, Module: module, PName: "main\x00"}
+	// The create info lives in C memory (cvk.h says why); so do its nested arrays.
+	ci := (*C.vkattn_compute_pipeline_create_info)(C.calloc(1, C.sizeof_vkattn_compute_pipeline_create_info))
+	defer C.free(unsafe.Pointer(ci))
+	name := C.CString("main")
+	defer C.free(unsafe.Pointer(name))
+	ci.sType = C.vkattn_stype(vk.StructureTypeComputePipelineCreateInfo)
+	ci.layout = handle64(unsafe.Pointer(p.layout))
+	ci.basePipelineIndex = -1
+	if d.stats {
+		ci.flags = C.uint32_t(pipelineCreateCaptureStatistics)
+	}
+	st := &ci.stage
+	st.sType = C.vkattn_stype(vk.StructureTypePipelineShaderStageCreateInfo)
+	st.stage = C.uint32_t(vk.ShaderStageComputeBit)
+	st.module = handle64(unsafe.Pointer(module))
+	st.pName = name
 	if n := len(s.Specialization); n > 0 {
-		entries := make([]vk.SpecializationMapEntry, n)
+		info := (*C.vkattn_specialization_info)(C.calloc(1, C.sizeof_vkattn_specialization_info))
+		defer C.free(unsafe.Pointer(info))
+		entries := (*C.vkattn_specialization_map_entry)(C.calloc(C.size_t(n), C.sizeof_vkattn_specialization_map_entry))
+		defer C.free(unsafe.Pointer(entries))
 		data := C.calloc(C.size_t(n), 4)
 		defer C.free(data)
-		vals := unsafe.Slice((*uint32)(data), n)
+		es, vals := unsafe.Slice(entries, n), unsafe.Slice((*uint32)(data), n)
 		for i, v := range s.Specialization {
-			entries[i] = vk.SpecializationMapEntry{ConstantID: uint32(i), Offset: uint32(4 * i), Size: 4}
+			es[i] = C.vkattn_specialization_map_entry{constantID: C.uint32_t(i), offset: C.uint32_t(4 * i), size: 4}
 			vals[i] = v
 		}
-		stage.PSpecializationInfo = []vk.SpecializationInfo{{MapEntryCount: uint32(n), PMapEntries: entries,
-			DataSize: uint64(4 * n), PData: data}}
+		info.mapEntryCount, info.pMapEntries, info.dataSize, info.pData = C.uint32_t(n), entries, C.size_t(4*n), data
+		st.pSpecializationInfo = info
 	}
 	if s.SubgroupSize != 0 {
 		req := &chain{}
 		defer req.free()
 		i := req.add(stRequiredSubgroupSizeCI, C.sizeof_vkattn_required_subgroup_size_create_info)
 		link[C.vkattn_required_subgroup_size_create_info](req, i).requiredSubgroupSize = C.uint32_t(s.SubgroupSize)
-		stage.PNext = req.head()
+		st.pNext = req.head()
 		if d.info.Features.ComputeFullSubgroups {
-			stage.Flags |= pipelineStageRequireFullSubgroups // kernels assume whole subgroups
+			st.flags |= C.uint32_t(pipelineStageRequireFullSubgroups) // kernels assume whole subgroups
 		}
 	}
-	ci := []vk.ComputePipelineCreateInfo{{SType: vk.StructureTypeComputePipelineCreateInfo, Stage: stage, Layout: p.layout}}
-	if d.stats {
-		ci[0].Flags = pipelineCreateCaptureStatistics
+	if d.fn.createComputePipelines == nil {
+		return fmt.Errorf("vk: %s has no vkCreateComputePipelines", d.info.Name)
 	}
-	pipes := make([]vk.Pipeline, 1)
-	r = vk.CreateComputePipelines(d.handle, d.cache, 1, ci, nil, pipes)
-	ci[0].Free()
+	var h C.uint64_t
+	r = vk.Result(C.vkattn_create_compute_pipeline(d.fn.createComputePipelines, C.vkattn_dispatchable(unsafe.Pointer(d.handle)),
+		handle64(unsafe.Pointer(d.cache)), ci, &h))
 	if err := result("vkCreateComputePipelines", r); err != nil {
 		return err
 	}
-	p.handle = pipes[0]
+	p.handle = *(*vk.Pipeline)(unsafe.Pointer(&h))
 	return nil
 }
+
+// handle64 is a non-dispatchable Vulkan handle of the binding (a pointer type) as its 64 bits.
+func handle64(h unsafe.Pointer) C.uint64_t { return C.uint64_t(uintptr(h)) }
 
 // pipelineCreateCaptureStatistics is VK_PIPELINE_CREATE_CAPTURE_STATISTICS_BIT_KHR.
 const pipelineCreateCaptureStatistics = vk.PipelineCreateFlags(0x40)

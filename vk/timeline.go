@@ -20,6 +20,7 @@ import (
 type deviceFuncs struct {
 	queueSubmit, bindSparse                                  C.vkattn_pfn
 	createSemaphore, destroySemaphore, counter, wait, signal C.vkattn_pfn
+	createComputePipelines                                   C.vkattn_pfn
 }
 
 func (d *Device) loadFuncs() {
@@ -35,7 +36,8 @@ func (d *Device) loadFuncs() {
 	}
 	d.fn = deviceFuncs{queueSubmit: proc("vkQueueSubmit"), bindSparse: proc("vkQueueBindSparse"),
 		createSemaphore: proc("vkCreateSemaphore"), destroySemaphore: proc("vkDestroySemaphore"),
-		counter: proc("vkGetSemaphoreCounterValue"), wait: proc("vkWaitSemaphores"), signal: proc("vkSignalSemaphore")}
+		counter: proc("vkGetSemaphoreCounterValue"), wait: proc("vkWaitSemaphores"), signal: proc("vkSignalSemaphore"),
+		createComputePipelines: proc("vkCreateComputePipelines")}
 }
 
 // bindChoice is a queue for sparse binds: family -1 where none can bind.
