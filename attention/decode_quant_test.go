@@ -422,8 +422,8 @@ func TestDecodeQuantizedEqualsFloatDecode(t *testing.T) {
 
 // TestDecodeQuantizedAccuracy: quantized decode on Gaussian data against the float64 oracle on
 // the unquantized data, within the gates quant holds its own reference to: cosine similarity
-// >= 0.9995 for INT8 K and V (issue 4's gate), >= 0.999 with FP8 queries too, and >= 0.985 for
-// INT4, not issue 4's 0.99, which quant's INT4 format does not reach on Gaussian data (about
+// >= 0.9995 for INT8 K and V (the target), >= 0.999 with FP8 queries too, and >= 0.985 for
+// INT4, not the 0.99 target, which quant's INT4 format does not reach on Gaussian data (about
 // 0.989 at d = 128, see quant's TestQuantizedAttentionGaussian); the kernel matches quant's
 // reference to fp32 rounding (TestDecodeQuantized), so no kernel can do better with the format.
 // go test -v prints cosine and relative L1.

@@ -15,7 +15,7 @@ import (
 	"github.com/vkattn/vkattn/vk"
 )
 
-// cache-bench defaults: issue 4's target on a GPU (64 sequences grown to 32k tokens), a short
+// cache-bench defaults: the target shape on a GPU (64 sequences grown to 32k tokens), a short
 // run on a CPU device.
 const (
 	gpuCacheSeqs, gpuCacheLen, gpuCacheStep = 64, 32768, 16
@@ -424,7 +424,7 @@ func writeCacheTable(w io.Writer, rep *cacheReport) {
 			l.BindBatches, l.StepsWithBinds, bind, ratio)
 	}
 	tw.Flush()
-	fmt.Fprintf(w, "p99 step, grown / preallocated: %.3f (issue 4's target: at most 1.10)\n", rep.P99Ratio)
+	fmt.Fprintf(w, "p99 step, grown / preallocated: %.3f (target: at most 1.10)\n", rep.P99Ratio)
 	fmt.Fprintf(w, "one page commit (a page of K and one of V): submit p50 %.1f us, p99 %.1f us; done p50 %.1f us, p99 %.1f us\n",
 		rep.CommitSubmitP50US, rep.CommitSubmitP99US, rep.CommitDoneP50US, rep.CommitDoneP99US)
 }

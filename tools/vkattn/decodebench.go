@@ -20,7 +20,7 @@ import (
 // decodeConvention says how decode-bench counts bandwidth and throughput.
 const decodeConvention = "GB/s = bytes of K and V read (2*B*Lk*Hk*(d*element size), or codes and bf16 scales for int8 and int4) / median time; tokens/s = B*Lq / median time"
 
-// Decode bench key lengths: issue 4's targets on a GPU, a quick sweep on a CPU device.
+// Decode bench key lengths: the target lengths on a GPU, a quick sweep on a CPU device.
 const (
 	gpuDecodeLk = "4096,32768,131072"
 	cpuDecodeLk = "512,2048"
