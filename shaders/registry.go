@@ -83,7 +83,7 @@ const PushWords = 20
 
 // Feature sets of the current kernels. scalarNeeds: flash_fwd.comp at TIER_SCALAR and naive.comp
 // use plain compute only (16-bit dtypes are unpacked from 32-bit words, io.glsl, so no 16-bit
-// storage or arithmetic feature). subgroupNeeds: flash_fwd_subgroup.glsl uses gl_SubgroupID,
+// storage or arithmetic feature). subgroupNeeds: attend_subgroup.glsl uses gl_SubgroupID,
 // gl_SubgroupInvocationID, subgroupBarrier (basic), subgroupMax and subgroupAdd (arithmetic) and
 // subgroupAny (vote), and sizes its tiles for one subgroup width SG, which must be the device's
 // fixed width or pinned through subgroup size control. coopMatNeeds: flash_fwd_coopmat.glsl adds

@@ -60,11 +60,6 @@ const uint FLAG_PARTIAL = 2u;
 layout(std430, binding = 6) writeonly buffer PartO { float partO[]; };
 layout(std430, binding = 7) writeonly buffer PartLSE { float partLSE[]; };
 
-// K and V tiles; K rows padded by one float against bank conflicts.
-const uint KS = D + 1;
-shared float kTile[BC * KS];
-shared float vTile[BC * D];
-
 // Block is the work of one workgroup.
 struct Block {
 	Seq s;
@@ -72,6 +67,7 @@ struct Block {
 	uint r0, rows;      // the block's first row; rows of (sequence, kv head): lq * g
 	int c0, c1;         // the chunk's keys [c0, c1)
 	ivec2 keys;         // the keys of the chunk some row of the block sees, [x, y)
+	int kEnd;           // tiles are zero from keys.y
 };
 
 Block block() {
@@ -90,58 +86,18 @@ Block block() {
 	int i1 = int((max(min(k.r0 + BR, k.rows), 1u) - 1u) / k.g); // last token of the block
 	ivec2 vis = blockKeys(i0, i1 - i0 + 1, lq, lk);
 	k.keys = ivec2(max(k.c0, vis.x), min(k.c1, vis.y));
+	k.kEnd = k.keys.y;
 	return k;
 }
 
 // rowHead is the query head of row r.
 uint rowHead(Block k, uint r) { return k.kvh * k.g + r % k.g; }
 
-// rowKeys are the keys of the chunk that token i sees, [x, y).
-ivec2 rowKeys(Block k, int i) {
+// tokenKeys are the keys of the chunk that token i sees, [x, y).
+ivec2 tokenKeys(Block k, int i) {
 	int lq = int(k.s.lq), lk = int(k.s.lk);
 	return ivec2(max(keyLo(i, lq, lk), k.c0), min(keyHi(i, lq, lk), k.c1));
 }
-
-// loadTile stages keys [k0, k0 + BC) of the block's kv head into shared memory, zero from kEnd.
-#ifndef KV_QUANT
-void loadTile(Block k, int k0, int kEnd) {
-	for (uint idx = gl_LocalInvocationIndex; idx < BC * D; idx += WG) {
-		uint j = idx / D, d = idx % D;
-		int key = k0 + int(j);
-		float kv = 0.0, vv = 0.0;
-		if (key < kEnd) {
-			uint t = k.s.kStart + uint(key);
-			kv = kAt(t, k.kvh, d);
-			vv = vAt(t, k.kvh, d);
-		}
-		kTile[j * KS + d] = kv;
-		vTile[j * D + d] = vv;
-	}
-}
-#else
-// Quantized: an invocation reads a word of K and of V and their groups' scales, and stages the
-// PER values each holds.
-void loadTile(Block k, int k0, int kEnd) {
-	ScaleLayout ks = scaleLayout(SEQ_KSCALE), vs = scaleLayout(SEQ_VSCALE);
-	for (uint idx = gl_LocalInvocationIndex; idx < BC * WORDS; idx += WG) {
-		uint j = idx / WORDS, w = idx % WORDS, d0 = w * PER;
-		int key = k0 + int(j);
-		uint kw = 0u, vw = 0u;
-		float kS = 0.0, vS = 0.0;
-		if (key < kEnd) {
-			uint t = k.s.kStart + uint(key), g = d0 / GS;
-			kw = kData[pc.kOff + t * pc.kTokenStride + k.kvh * pc.kHeadStride + w];
-			vw = vData[pc.vOff + t * pc.vTokenStride + k.kvh * pc.vHeadStride + w];
-			kS = kScale(ks, t, k.kvh, g);
-			vS = vScale(vs, t, k.kvh, g);
-		}
-		for (uint i = 0; i < PER; i++) {
-			kTile[j * KS + d0 + i] = kvValue(kw, i) * kS;
-			vTile[j * D + d0 + i] = kvValue(vw, i) * vS;
-		}
-	}
-}
-#endif
 
 bool partial() { return (pc.flags & FLAG_PARTIAL) != 0u; }
 
@@ -171,154 +127,29 @@ void storeOutLSE(uint split, uint t, uint h, float m, float l) {
 // partial only where the chunk held a key it sees.
 bool writesO(float l) { return !partial() || l != 0.0; }
 
+// Rows of the block for attend_scalar.glsl and attend_subgroup.glsl: row r of the block is row
+// r0 + r of (sequence, kv head).
+bool blockIdle(Block k) { return k.r0 >= k.rows; }
+bool rowValid(Block k, uint r) { return k.r0 + r < k.rows; }
+uint rowToken(Block k, uint r) { return k.s.qStart + (k.r0 + r) / k.g; }
+float rowQuery(Block k, uint r, uint d) { return queryAt(rowToken(k, r), rowHead(k, k.r0 + r), d); }
+ivec2 rowKeys(Block k, uint r) { return tokenKeys(k, int((k.r0 + r) / k.g)); }
+bool rowWritesO(Block k, float l) { return writesO(l); }
+
+void storeRow(Block k, uint r, uint d, float a, float b) {
+	storeOut(k.split, rowToken(k, r), rowHead(k, k.r0 + r), d, a, b);
+}
+
+void storeRowLSE(Block k, uint r, float m, float l) {
+	storeOutLSE(k.split, rowToken(k, r), rowHead(k, k.r0 + r), m, l);
+}
+
+#include "attend_tile.glsl"
 #ifdef TIER_SCALAR
-void main() {
-	Block k = block();
-	if (k.r0 >= k.rows) return; // uniform across the workgroup
-	uint r = k.r0 + gl_LocalInvocationIndex;
-	bool valid = r < k.rows;
-	int i = int(r / k.g);
-	uint h = rowHead(k, r);
-	uint qt = k.s.qStart + uint(i);
-
-	float q[D], o[D];
-	for (uint d = 0; d < D; d++) {
-		q[d] = valid ? queryAt(qt, h, d) * pc.scale : 0.0;
-		o[d] = 0.0;
-	}
-	ivec2 mine = valid ? rowKeys(k, i) : ivec2(0);
-	float m = NEG_INF, l = 0.0;
-	for (int k0 = k.keys.x; k0 < k.keys.y; k0 += int(BC)) {
-		barrier();
-		loadTile(k, k0, k.keys.y);
-		barrier();
-		float sc[BC];
-		float mTile = NEG_INF;
-		for (uint j = 0; j < BC; j++) {
-			int key = k0 + int(j);
-			float x = NEG_INF;
-			if (key >= mine.x && key < mine.y) {
-				float acc = 0.0;
-				for (uint d = 0; d < D; d++) acc += q[d] * kTile[j * KS + d];
-				x = score(acc);
-			}
-			sc[j] = x;
-			mTile = maxNaN(mTile, x);
-		}
-		float alpha = raiseMax(m, mTile, isnan(mTile));
-		l *= alpha;
-		for (uint d = 0; d < D; d++) o[d] *= alpha;
-		for (uint j = 0; j < BC; j++) {
-			float p = prob(sc[j], m);
-			l += p;
-			for (uint d = 0; d < D; d++) o[d] += weigh(p, vTile[j * D + d]);
-		}
-	}
-	if (!valid) return;
-	float inv = l == 0.0 ? 0.0 : 1.0 / l;
-	if (writesO(l))
-		for (uint d = 0; d < D; d += 2) storeOut(k.split, qt, h, d, o[d] * inv, o[d + 1] * inv);
-	storeOutLSE(k.split, qt, h, m, l);
-}
+#include "attend_scalar.glsl"
 #endif
-
 #ifdef TIER_SUBGROUP
-// The workgroup is WG / SG subgroups; subgroup g owns rows [g*ROWS, (g+1)*ROWS) of the block.
-// For Q.K^T lane x scores keys x, x+SG, ... of the tile against the row's q, broadcast from
-// shared memory; for P.V lane x owns the dim pairs x, x+SG, ... of the output.
-const uint NSG = WG / SG;
-const uint ROWS = BR / NSG;
-const uint KPL = (BC + SG - 1) / SG;       // keys per lane
-const uint PAIRS = D / 2;
-const uint PPL = (PAIRS + SG - 1) / SG;    // dim pairs per lane
-
-shared float qTile[BR * D];
-shared float pTile[BR * BC];
-
-void main() {
-	Block k = block();
-	if (k.r0 >= k.rows) return; // uniform across the workgroup
-	uint lane = gl_SubgroupInvocationID, sg = gl_SubgroupID;
-	// Tile sizes assume SG lanes; a driver that runs another width gets NaN, never a wrong answer.
-	bool widthOK = gl_SubgroupSize == SG;
-
-	for (uint idx = gl_LocalInvocationIndex; idx < BR * D; idx += WG) {
-		uint r = k.r0 + idx / D;
-		float x = 0.0;
-		if (r < k.rows) x = queryAt(k.s.qStart + r / k.g, rowHead(k, r), idx % D) * pc.scale;
-		qTile[idx] = x;
-	}
-
-	float m[ROWS], l[ROWS];
-	vec2 o[ROWS][PPL];
-	for (uint rr = 0; rr < ROWS; rr++) {
-		m[rr] = NEG_INF;
-		l[rr] = 0.0;
-		for (uint i = 0; i < PPL; i++) o[rr][i] = vec2(0.0);
-	}
-	for (int k0 = k.keys.x; k0 < k.keys.y; k0 += int(BC)) {
-		barrier();
-		loadTile(k, k0, k.keys.y);
-		barrier();
-		for (uint rr = 0; rr < ROWS; rr++) {
-			uint rl = sg * ROWS + rr; // row within the block
-			if (rl >= BR) break;      // only at a wrong subgroup width (widthOK): stay in bounds
-			uint r = k.r0 + rl;
-			ivec2 mine = r < k.rows ? rowKeys(k, int(r / k.g)) : ivec2(0);
-			float x[KPL];
-			float mx = NEG_INF;
-			bool nan = false;
-			for (uint kk = 0; kk < KPL; kk++) {
-				uint j = kk * SG + lane;
-				int key = k0 + int(j);
-				float v = NEG_INF;
-				if (j < BC && key >= mine.x && key < mine.y) {
-					float acc = 0.0;
-					for (uint d = 0; d < D; d++) acc += qTile[rl * D + d] * kTile[j * KS + d];
-					v = score(acc);
-				}
-				x[kk] = v;
-				nan = nan || isnan(v);
-				mx = max(mx, v);
-			}
-			float alpha = raiseMax(m[rr], subgroupMax(mx), subgroupAny(nan)), sum = 0.0;
-			for (uint kk = 0; kk < KPL; kk++) {
-				uint j = kk * SG + lane;
-				float p = prob(x[kk], m[rr]);
-				sum += p;
-				if (j < BC) pTile[rl * BC + j] = p;
-			}
-			l[rr] = l[rr] * alpha + subgroupAdd(sum);
-			for (uint i = 0; i < PPL; i++) o[rr][i] *= alpha;
-		}
-		subgroupMemoryBarrierShared();
-		subgroupBarrier();
-		for (uint j = 0; j < BC; j++) {
-			vec2 v[PPL];
-			for (uint i = 0; i < PPL; i++) {
-				uint pair = lane + i * SG;
-				v[i] = pair < PAIRS ? vec2(vTile[j * D + 2 * pair], vTile[j * D + 2 * pair + 1]) : vec2(0.0);
-			}
-			for (uint rr = 0; rr < ROWS; rr++) {
-				float p = sg * ROWS + rr < BR ? pTile[(sg * ROWS + rr) * BC + j] : 0.0;
-				for (uint i = 0; i < PPL; i++) o[rr][i] += weigh(p, v[i]);
-			}
-		}
-	}
-	for (uint rr = 0; rr < ROWS; rr++) {
-		uint rl = sg * ROWS + rr, r = k.r0 + rl;
-		if (r >= k.rows || rl >= BR) continue;
-		uint qt = k.s.qStart + r / k.g, h = rowHead(k, r);
-		float mm = m[rr], ll = l[rr];
-		if (!widthOK) mm = ll = uintBitsToFloat(0x7fc00000u);
-		float inv = ll == 0.0 ? 0.0 : 1.0 / ll;
-		if (writesO(ll)) {
-			for (uint i = 0; i < PPL; i++) {
-				uint pair = lane + i * SG;
-				if (pair < PAIRS) storeOut(k.split, qt, h, 2 * pair, o[rr][i].x * inv, o[rr][i].y * inv);
-			}
-		}
-		if (lane == 0) storeOutLSE(k.split, qt, h, mm, ll);
-	}
-}
+// A partial's sum must be NaN too at a wrong width: 0 would read as a chunk without keys.
+#define ATTEND_NAN_SUM_AT_WRONG_WIDTH
+#include "attend_subgroup.glsl"
 #endif

@@ -47,34 +47,52 @@ layout(local_size_x_id = 4) in;
 #include "mask.glsl"
 
 #if defined(TIER_SCALAR) || defined(TIER_SUBGROUP)
-// K and V tiles; K rows padded by one float so lanes reading different keys miss bank conflicts.
-const uint KS = D + 1;
-shared float kTile[BC * KS];
-shared float vTile[BC * D];
+// Rows of the block for attend_scalar.glsl and attend_subgroup.glsl: row r of the block is query
+// token row0 + r of head h, which sees keys [keyLo, keyHi) of its sequence.
+struct Block {
+	Seq s;
+	uint h, kvh;  // query head, kv head
+	int row0;     // the block's first query token
+	int lq, lk;
+	ivec2 keys;   // the keys some row of the block sees, [x, y)
+	int kEnd;     // tiles are zero from the sequence's end
+};
 
-// loadTile stages keys [k0, k0+BC) of kv head kvh into shared memory, zero past the end.
-void loadTile(Seq s, uint kvh, int k0) {
-	for (uint idx = gl_LocalInvocationIndex; idx < BC * D; idx += WG) {
-		uint j = idx / D, d = idx % D;
-		int key = k0 + int(j);
-		float kv = 0.0, vv = 0.0;
-		if (key < int(s.lk)) {
-			uint t = s.kStart + uint(key);
-			kv = kAt(t, kvh, d);
-			vv = vAt(t, kvh, d);
-		}
-		kTile[j * KS + d] = kv;
-		vTile[j * D + d] = vv;
-	}
+Block block() {
+	Block k;
+	k.s = sequence(gl_WorkGroupID.z);
+	k.h = gl_WorkGroupID.y;
+	k.kvh = kvHead(k.h);
+	k.row0 = int(gl_WorkGroupID.x * BR);
+	k.lq = int(k.s.lq);
+	k.lk = int(k.s.lk);
+	k.keys = blockKeys(k.row0, int(BR), k.lq, k.lk);
+	k.kEnd = k.lk;
+	return k;
 }
 
+bool blockIdle(Block k) { return k.row0 >= k.lq; }
+bool rowValid(Block k, uint r) { return k.row0 + int(r) < k.lq; }
+uint rowToken(Block k, uint r) { return k.s.qStart + uint(k.row0) + r; }
+float rowQuery(Block k, uint r, uint d) { return qAt(rowToken(k, r), k.h, d); }
+
+ivec2 rowKeys(Block k, uint r) {
+	int i = k.row0 + int(r);
+	return ivec2(keyLo(i, k.lq, k.lk), keyHi(i, k.lq, k.lk));
+}
+
+bool rowWritesO(Block k, float l) { return true; }
+void storeRow(Block k, uint r, uint d, float a, float b) { storeO(rowToken(k, r), k.h, d, a, b); }
+void storeRowLSE(Block k, uint r, float m, float l) { storeLSE(rowToken(k, r), k.h, m, l); }
+
+#include "attend_tile.glsl"
 #endif
 
 #ifdef TIER_SCALAR
-#include "flash_fwd_scalar.glsl"
+#include "attend_scalar.glsl"
 #endif
 #ifdef TIER_SUBGROUP
-#include "flash_fwd_subgroup.glsl"
+#include "attend_subgroup.glsl"
 #endif
 #ifdef TIER_COOPMAT
 #include "flash_fwd_coopmat.glsl"
