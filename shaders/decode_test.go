@@ -8,7 +8,7 @@ import (
 )
 
 // The decode kernels require what the forward kernel requires at the same tier (decode.comp
-// uses the same subgroup operations as flash_fwd_subgroup.glsl), the merge plain compute; all
+// uses the same subgroup operations as the forward's, attend_subgroup.glsl), the merge plain compute; all
 // three bind the attention kernels' six buffers and the two of the partials. The quantized
 // decode kernels are decode.comp with quant.glsl: the same requirements, four more bindings.
 func TestDecodeAndMergeVariants(t *testing.T) {
