@@ -122,12 +122,17 @@ func (d *Device) NewBuffer(size uint64) (*Buffer, error) {
 	}
 	ci := &vk.BufferCreateInfo{SType: vk.StructureTypeBufferCreateInfo, Size: vk.DeviceSize(size),
 		Usage: vk.BufferUsageFlags(bufferUsage), SharingMode: vk.SharingModeExclusive}
-	b := &Buffer{dev: d, size: size}
+	return d.createBuffer(ci, &Buffer{dev: d, size: size}, "vkCreateBuffer")
+}
+
+// createBuffer makes b's buffer from ci (which it frees) and reads its memory requirements;
+// call names the creation in errors.
+func (d *Device) createBuffer(ci *vk.BufferCreateInfo, b *Buffer, call string) (*Buffer, error) {
 	var h vk.Buffer
 	r := vk.CreateBuffer(d.handle, ci, nil, &h)
 	ci.Free()
 	b.handle = h
-	if err := result("vkCreateBuffer", r); err != nil {
+	if err := result(call, r); err != nil {
 		return nil, err
 	}
 	var req vk.MemoryRequirements

@@ -63,19 +63,7 @@ func (d *Device) NewSparseBuffer(size uint64) (*Buffer, error) {
 		ci.SharingMode, ci.QueueFamilyIndexCount = vk.SharingModeConcurrent, 2
 		ci.PQueueFamilyIndices = []uint32{d.family, uint32(d.bindFamily)}
 	}
-	b := &Buffer{dev: d, size: size, sparse: true}
-	var h vk.Buffer
-	r := vk.CreateBuffer(d.handle, ci, nil, &h)
-	ci.Free()
-	b.handle = h
-	if err := result("vkCreateBuffer (sparse)", r); err != nil {
-		return nil, err
-	}
-	var req vk.MemoryRequirements
-	vk.GetBufferMemoryRequirements(d.handle, b.handle, &req)
-	req.Deref()
-	b.req = req
-	return b, nil
+	return d.createBuffer(ci, &Buffer{dev: d, size: size, sparse: true}, "vkCreateBuffer (sparse)")
 }
 
 // Sparse reports whether the buffer was made by NewSparseBuffer.
