@@ -304,25 +304,7 @@ func decodeTiles(tier devices.Tier, p *devices.Profile, d, rows int) (tiles, err
 		nsg := max(1, min(128/sg, maxWG/sg, want))
 		per := max(1, min(want/nsg, decodeMaxRows))
 		t := tiles{SG: sg, WG: nsg * sg, BC: max(sg, 32) / sg * sg, BR: nsg * per, PinSubgroup: p.MinSubgroupSize != p.MaxSubgroupSize}
-		// Shrink keys per tile down to one subgroup's width, then rows per subgroup, then
-		// subgroups, then keys below the width.
-		for decodeShared(tier, t, dd) > maxShared {
-			switch {
-			case t.BC > sg:
-				t.BC -= sg
-			case per > 1:
-				per /= 2
-				t.BR = nsg * per
-			case nsg > 1:
-				nsg /= 2
-				t.WG, t.BR = nsg*sg, nsg*per
-			case t.BC > 1:
-				t.BC /= 2
-			default:
-				return tiles{}, fmt.Errorf("attention: head dim %d does not fit %d bytes of shared memory at tier %s", d, maxShared, tier)
-			}
-		}
-		return t, nil
+		return shrinkSubgroupTiles(t, nsg, per, maxShared, d, tier, func(t tiles) uint32 { return decodeShared(tier, t, dd) })
 	}
 	return tiles{}, fmt.Errorf("attention: head dim %d does not fit %d bytes of shared memory at tier %s", d, maxShared, tier)
 }

@@ -54,31 +54,38 @@ func forwardTiles(tier devices.Tier, p *devices.Profile, d int) (tiles, error) {
 		rows := uint32(4)
 		t := tiles{SG: sg, WG: nsg * sg, BC: max(sg, 32) / sg * sg, PinSubgroup: p.MinSubgroupSize != p.MaxSubgroupSize}
 		t.BR = nsg * rows
-		// Shrink keys per tile down to one subgroup's width, then rows per subgroup, then subgroups,
-		// then keys below the width.
-		for t.sharedBytes(tier, dd) > maxShared {
-			switch {
-			case t.BC > sg:
-				t.BC -= sg
-			case rows > 1:
-				rows /= 2
-				t.BR = nsg * rows
-			case nsg > 1: // narrow subgroups: fewer of them
-				nsg /= 2
-				t.WG, t.BR = nsg*sg, nsg*rows
-			case t.BC > 1:
-				t.BC /= 2
-			default:
-				return tiles{}, fmt.Errorf("attention: head dim %d does not fit %d bytes of shared memory at tier %s", d, maxShared, tier)
-			}
-		}
-		return t, nil
+		return shrinkSubgroupTiles(t, nsg, rows, maxShared, d, tier, func(t tiles) uint32 { return t.sharedBytes(tier, dd) })
 	case devices.TierCoopMat:
 		return coopMatTiles(p, dd)
 	case devices.TierCoopMat2:
 		return coopMat2Tiles(p, dd)
 	}
 	return tiles{}, fmt.Errorf("attention: head dim %d does not fit %d bytes of shared memory at tier %s", d, maxShared, tier)
+}
+
+// shrinkSubgroupTiles shrinks subgroup-tier tiles t of nsg subgroups of per rows each until
+// bytes(t), the shared memory they declare, fits maxShared: keys per tile down to one subgroup's
+// width, then rows per subgroup, then subgroups (narrow subgroups: fewer of them), then keys below
+// the width.
+func shrinkSubgroupTiles(t tiles, nsg, per, maxShared uint32, d int, tier devices.Tier, bytes func(tiles) uint32) (tiles, error) {
+	sg := t.SG
+	for bytes(t) > maxShared {
+		switch {
+		case t.BC > sg:
+			t.BC -= sg
+		case per > 1:
+			per /= 2
+			t.BR = nsg * per
+		case nsg > 1:
+			nsg /= 2
+			t.WG, t.BR = nsg*sg, nsg*per
+		case t.BC > 1:
+			t.BC /= 2
+		default:
+			return tiles{}, fmt.Errorf("attention: head dim %d does not fit %d bytes of shared memory at tier %s", d, maxShared, tier)
+		}
+	}
+	return t, nil
 }
 
 // coopTM is the side of the cooperative-matrix kernel's blocks (flash_fwd_coopmat.glsl).
