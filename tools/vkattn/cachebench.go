@@ -100,6 +100,7 @@ func cmdCacheBench(ctx context.Context, args []string, stdout, stderr io.Writer)
 		return err
 	}
 	defer e.Close()
+	defer dev.printStats(stderr, e)
 	p := e.Profile()
 	set := flagSet(fs)
 	if p.Type == vk.DeviceCPU {

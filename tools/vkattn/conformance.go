@@ -60,6 +60,7 @@ func cmdConformance(ctx context.Context, args []string, stdout, stderr io.Writer
 		return err
 	}
 	defer e.Close()
+	defer dev.printStats(stderr, e)
 	tiers, err := parseTiers(*tiersFlag, e.ForwardTiers())
 	if err != nil {
 		return err

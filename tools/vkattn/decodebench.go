@@ -141,6 +141,7 @@ func cmdDecodeBench(ctx context.Context, args []string, stdout, stderr io.Writer
 		return err
 	}
 	defer e.Close()
+	defer dev.printStats(stderr, e)
 	p := e.Profile()
 	lkList := *lkFlag
 	if p.Type == vk.DeviceCPU && !flagSet(fs)["lk"] {
