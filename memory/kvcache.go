@@ -40,16 +40,18 @@ const DefaultChunkBytes = 2 << 20
 // KVCache holds the keys and values of up to Sequences sequences of up to MaxLen tokens, in the
 // way of vAttention: K and V are each a sparse-residency buffer (several where one would exceed
 // maxStorageBufferRange) in which every sequence has a contiguous region of MaxLen tokens, laid
-// out [MaxLen, Heads, HeadDim] and starting on a page, so that kernels read a sequence's K and V
-// as dense tensors (View). Physical pages, the buffers' alignment in size, are bound to a
+// out [MaxLen, Heads, HeadDim] and starting on a page and on a token, so that kernels read a
+// sequence's K and V as dense tensors (View), or many sequences at once by their first tokens in
+// a buffer (Batch, for attention.Engine.DecodeCache). Physical pages, the buffers' alignment in size, are bound to a
 // sequence's region with vkQueueBindSparse as it grows (Append, Reserve) and unbound when it ends
-// (Release); unbound pages return to a free list and are reused. Only what the sequences hold is
+// (Release); unbound pages return to a free list and are reused. AppendTensorsBatch appends to
+// many sequences in one submission. Only what the sequences hold is
 // committed: at most their tokens plus Headroom, rounded up to a page, per sequence and tensor.
 //
 // Binds are submitted without waiting for them, on the device's binding queue (a queue of its
 // own where the device has one, vk.Device.BindQueue), each batch signalling the next value of
 // the cache's timeline semaphore. The submissions that write or read newly bound pages wait for
-// that value on the device (Append's and AppendTensors' copies, and kernels through BindPoints),
+// that value on the device (the appends' copies, and kernels through BindPoints or KVGroup.After),
 // never the host; with Headroom, pages are bound ahead of need, so a decode step normally finds
 // them bound long before.
 //
@@ -174,7 +176,10 @@ func NewKVCache(a *Allocator, cfg KVCacheConfig) (*KVCache, error) {
 	if c.page == 0 || c.page%4 != 0 {
 		return nil, fmt.Errorf("memory: kv cache: unexpected sparse page size %d", c.page)
 	}
-	seqBytes := (uint64(cfg.MaxLen)*c.tokenBytes + c.page - 1) / c.page * c.page
+	// A region starts on a page (binds) and on a token (kernels address a sequence by its first
+	// token, Batch): its size is a multiple of both.
+	unit := c.page / gcd(c.page, c.tokenBytes) * c.tokenBytes
+	seqBytes := (uint64(cfg.MaxLen)*c.tokenBytes + unit - 1) / unit * unit
 	if seqBytes > limit {
 		return nil, fmt.Errorf("memory: kv cache: a sequence of MaxLen %d tokens takes %d bytes in pages of %d, over the device's maxStorageBufferRange of %d",
 			cfg.MaxLen, seqBytes, c.page, limit)
@@ -229,6 +234,13 @@ func NewKVCache(a *Allocator, cfg KVCacheConfig) (*KVCache, error) {
 	}
 	a.caches[c] = struct{}{}
 	return c, nil
+}
+
+func gcd(a, b uint64) uint64 {
+	for b != 0 {
+		a, b = b, a%b
+	}
+	return a
 }
 
 func (c *KVCache) closeBuffers() {
@@ -292,8 +304,8 @@ func (c *KVCache) Append(ctx context.Context, seq int, k, v []float32) error {
 			seq, len(k), per)
 	}
 	n := len(k) / per
-	return c.append(ctx, seq, n, func(kb, vb *Buffer, off uint64, after []vk.TimelinePoint) error {
-		return c.upload(ctx, after, []upload{{kb, off, encode(c.cfg.DType, k)}, {vb, off, encode(c.cfg.DType, v)}})
+	return c.append(ctx, []appendItem{{seq, n}}, func(d []appendDst, after []vk.TimelinePoint) error {
+		return c.upload(ctx, after, []upload{{d[0].k, d[0].off, encode(c.cfg.DType, k)}, {d[0].v, d[0].off, encode(c.cfg.DType, v)}})
 	})
 }
 
@@ -364,6 +376,58 @@ func (c *KVCache) upload(ctx context.Context, after []vk.TimelinePoint, ups []up
 // of the cache's dtype and allocator, shaped [n, Heads, HeadDim] or [1, n, Heads, HeadDim]. The
 // copy is one submission on the device.
 func (c *KVCache) AppendTensors(ctx context.Context, seq int, k, v *Tensor) error {
+	return c.AppendTensorsBatch(ctx, []TensorAppend{{Seq: seq, K: k, V: v}})
+}
+
+// TensorAppend is one sequence's part of AppendTensorsBatch.
+type TensorAppend struct {
+	Seq  int
+	K, V *Tensor
+}
+
+// AppendTensorsBatch is AppendTensors to several distinct sequences at once: all the copies are
+// one submission. Either every sequence gets its tokens or, on error, none does.
+func (c *KVCache) AppendTensorsBatch(ctx context.Context, appends []TensorAppend) error {
+	items := make([]appendItem, len(appends))
+	for i, ap := range appends {
+		n, err := c.checkAppendTensors(ap.Seq, ap.K, ap.V)
+		if err != nil {
+			return err
+		}
+		items[i] = appendItem{seq: ap.Seq, n: n}
+	}
+	dsize := uint64(c.cfg.DType.Size())
+	return c.append(ctx, items, func(dsts []appendDst, after []vk.TimelinePoint) error {
+		for _, ap := range appends {
+			if ap.K.Closed() || ap.V.Closed() {
+				return ErrClosed
+			}
+			for _, t := range []*Tensor{ap.K, ap.V} { // the sources may be views of this cache
+				if t.buf.cache == c {
+					c.mu.Lock()
+					p, ok := c.tensorPoint(t)
+					c.mu.Unlock()
+					if ok {
+						after = append(after, p)
+					}
+				}
+			}
+		}
+		return c.dev.Run(ctx, func(cmd *vk.Commands) error {
+			cmd.After(after...)
+			for i, ap := range appends {
+				d, bytes := dsts[i], uint64(items[i].n)*c.tokenBytes
+				cmd.Copy(ap.K.buf.Buffer, uint64(ap.K.Offset)*dsize, d.k.Buffer, d.off, bytes)
+				cmd.Copy(ap.V.buf.Buffer, uint64(ap.V.Offset)*dsize, d.v.Buffer, d.off, bytes)
+			}
+			cmd.Barrier()
+			return nil
+		})
+	})
+}
+
+// checkAppendTensors checks the tensors of an append to seq and returns their tokens.
+func (c *KVCache) checkAppendTensors(seq int, k, v *Tensor) (int, error) {
 	n := 0
 	for _, a := range []struct {
 		name string
@@ -372,15 +436,15 @@ func (c *KVCache) AppendTensors(ctx context.Context, seq int, k, v *Tensor) erro
 		t := a.t
 		switch {
 		case t == nil:
-			return fmt.Errorf("memory: kv cache: append to sequence %d: %s is nil", seq, a.name)
+			return 0, fmt.Errorf("memory: kv cache: append to sequence %d: %s is nil", seq, a.name)
 		case t.owner != c.a:
-			return fmt.Errorf("memory: kv cache: append to sequence %d: %s: %w", seq, a.name, ErrForeign)
+			return 0, fmt.Errorf("memory: kv cache: append to sequence %d: %s: %w", seq, a.name, ErrForeign)
 		case t.Closed():
-			return fmt.Errorf("memory: kv cache: append to sequence %d: %s: %w", seq, a.name, ErrClosed)
+			return 0, fmt.Errorf("memory: kv cache: append to sequence %d: %s: %w", seq, a.name, ErrClosed)
 		case t.DType != c.cfg.DType:
-			return fmt.Errorf("memory: kv cache: append to sequence %d: %s is %s, the cache %s", seq, a.name, t.DType, c.cfg.DType)
+			return 0, fmt.Errorf("memory: kv cache: append to sequence %d: %s is %s, the cache %s", seq, a.name, t.DType, c.cfg.DType)
 		case !t.Contiguous():
-			return fmt.Errorf("memory: kv cache: append to sequence %d: %s is not contiguous", seq, a.name)
+			return 0, fmt.Errorf("memory: kv cache: append to sequence %d: %s is not contiguous", seq, a.name)
 		}
 		sh := t.Shape
 		ok := len(sh) == 3 || len(sh) == 4 && sh[0] == 1
@@ -388,88 +452,124 @@ func (c *KVCache) AppendTensors(ctx context.Context, seq int, k, v *Tensor) erro
 			ok = false
 		}
 		if !ok {
-			return fmt.Errorf("memory: kv cache: append to sequence %d: %s has shape %v, want [n, %d, %d] or [1, n, %d, %d]",
+			return 0, fmt.Errorf("memory: kv cache: append to sequence %d: %s has shape %v, want [n, %d, %d] or [1, n, %d, %d]",
 				seq, a.name, sh, c.cfg.Heads, c.cfg.HeadDim, c.cfg.Heads, c.cfg.HeadDim)
 		}
 		tokens := sh[len(sh)-3]
 		if a.name == "v" && tokens != n {
-			return fmt.Errorf("memory: kv cache: append to sequence %d: k has %d tokens, v %d", seq, n, tokens)
+			return 0, fmt.Errorf("memory: kv cache: append to sequence %d: k has %d tokens, v %d", seq, n, tokens)
 		}
 		n = tokens
 	}
-	bytes := uint64(n) * c.tokenBytes
-	dsize := uint64(c.cfg.DType.Size())
-	return c.append(ctx, seq, n, func(kb, vb *Buffer, off uint64, after []vk.TimelinePoint) error {
-		if k.Closed() || v.Closed() {
-			return ErrClosed
-		}
-		for _, t := range []*Tensor{k, v} { // the sources may be views of this cache
-			if t.buf.cache == c {
-				c.mu.Lock()
-				p, ok := c.tensorPoint(t)
-				c.mu.Unlock()
-				if ok {
-					after = append(after, p)
-				}
-			}
-		}
-		return c.dev.Run(ctx, func(cmd *vk.Commands) error {
-			cmd.After(after...)
-			cmd.Copy(k.buf.Buffer, uint64(k.Offset)*dsize, kb.Buffer, off, bytes)
-			cmd.Copy(v.buf.Buffer, uint64(v.Offset)*dsize, vb.Buffer, off, bytes)
-			cmd.Barrier()
-			return nil
-		})
-	})
+	return n, nil
 }
 
-// append commits pages for n more tokens of seq, writes them with write (given the buffers, the
-// byte offset of the first new token and the binds the writes must wait for) and counts them.
-// Where write fails, pages beyond what the sequence had are given back.
+// appendItem is n tokens appended to sequence seq; appendDst is where they go: the buffers of
+// the sequence and the byte offset of the first new token.
+type appendItem struct{ seq, n int }
+
+type appendDst struct {
+	k, v *Buffer
+	off  uint64
+}
+
+// append commits pages for the items' tokens, writes them with write (given where each item's
+// tokens go and the binds the writes must wait for) and counts them. Where anything fails, pages
+// beyond what the sequences had are given back and no sequence grows.
 //
 // c.mu is held for the bookkeeping only, not while write copies (through staging, waiting for
 // the copy), so that other sequences' calls, View, Len and Stats do not wait for the transfer:
-// the sequence is marked writing meanwhile, which holds off its other appends, Reserve and
-// Release (they wait), while its pages, taken from the pool, are no one else's; a.busy, held
+// the sequences are marked writing meanwhile, which holds off their other appends, Reserve and
+// Release (they wait), while their pages, taken from the pool, are no one else's; a.busy, held
 // shared throughout, holds off Close.
-func (c *KVCache) append(ctx context.Context, seq, n int, write func(k, v *Buffer, off uint64, after []vk.TimelinePoint) error) error {
+func (c *KVCache) append(ctx context.Context, items []appendItem, write func(dsts []appendDst, after []vk.TimelinePoint) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
+	}
+	if len(items) == 0 {
+		return nil
 	}
 	c.a.busy.RLock() // before c.mu: keeps the buffers and the sources alive for the transfer
 	defer c.a.busy.RUnlock()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if err := c.idle(seq); err != nil {
+	if err := c.idleAll(items); err != nil {
 		return err
 	}
-	if err := c.fits(seq, n); err != nil {
-		return err
-	}
-	s := &c.seqs[seq]
-	had := len(s.k)
-	if err := c.grow(seq, s.len+n); err != nil {
-		return err
+	had := make([]int, len(items))
+	undo := func(upTo int) {
+		for i := range upTo {
+			if s := &c.seqs[items[i].seq]; len(s.k) > had[i] {
+				c.shrink(items[i].seq, had[i]) // an error here leaves the pages bound; the first one is returned
+			}
+		}
 	}
 	var after []vk.TimelinePoint
-	if p, ok := c.point(seq, c.pagesFor(s.len+n)); ok {
-		after = append(after, p)
+	dsts := make([]appendDst, len(items))
+	for i, it := range items {
+		s := &c.seqs[it.seq]
+		had[i] = len(s.k)
+		err := c.fits(it.seq, it.n)
+		if err == nil {
+			err = c.grow(it.seq, s.len+it.n)
+		}
+		if err != nil {
+			undo(i)
+			return err
+		}
+		if p, ok := c.point(it.seq, c.pagesFor(s.len+it.n)); ok {
+			after = append(after, p)
+		}
+		kb, vb, off := c.region(it.seq)
+		dsts[i] = appendDst{kb, vb, off + uint64(s.len)*c.tokenBytes}
 	}
-	kb, vb, off := c.region(seq)
-	off += uint64(s.len) * c.tokenBytes
-	s.writing = true
+	for _, it := range items {
+		c.seqs[it.seq].writing = true
+	}
 	c.mu.Unlock()
-	err := write(kb, vb, off, after)
+	err := write(dsts, after)
 	c.mu.Lock()
-	s.writing = false
+	for _, it := range items {
+		c.seqs[it.seq].writing = false
+	}
 	c.written.Broadcast()
 	if err != nil {
-		if len(s.k) > had {
-			c.shrink(seq, had) // an error here leaves the pages bound; the first one is returned
+		undo(len(items))
+		if len(items) == 1 {
+			return fmt.Errorf("memory: kv cache: append to sequence %d: %w", items[0].seq, err)
 		}
-		return fmt.Errorf("memory: kv cache: append to sequence %d: %w", seq, err)
+		return fmt.Errorf("memory: kv cache: append to %d sequences: %w", len(items), err)
 	}
-	s.len += n
+	for _, it := range items {
+		c.seqs[it.seq].len += it.n
+	}
+	return nil
+}
+
+// idleAll is idle for the sequences of items, which must be distinct: it returns once none of
+// them is being written. c.mu is held.
+func (c *KVCache) idleAll(items []appendItem) error {
+	for i, it := range items {
+		if err := c.check(it.seq); err != nil {
+			return err
+		}
+		for _, o := range items[:i] {
+			if o.seq == it.seq {
+				return fmt.Errorf("memory: kv cache: sequence %d is appended to twice in one batch", it.seq)
+			}
+		}
+	}
+	for i := 0; i < len(items); {
+		if c.closed {
+			return ErrClosed
+		}
+		if c.seqs[items[i].seq].writing {
+			c.written.Wait()
+			i = 0 // others may have started meanwhile
+			continue
+		}
+		i++
+	}
 	return nil
 }
 
@@ -768,6 +868,81 @@ func (c *KVCache) View(seq int) (k, v *Tensor, err error) {
 			gen: &c.gens[seq], genAt: c.gens[seq].Load()}
 	}
 	return view(kb), view(vb), nil
+}
+
+// KVGroup is the part of a Batch that lies in one pair of the cache's buffers: K and V are
+// [tokens, Heads, HeadDim] views from the buffers' start through the last token of its
+// sequences, whose keys and values a kernel finds at K's and V's tokens [Starts[i], Starts[i] +
+// Lens[i]) (their regions). After are the binds that work reading them must wait for
+// (vk.Commands.After, vk.DescriptorSet.After); memory.BindPoints does not know the groups' views.
+type KVGroup struct {
+	K, V   *Tensor
+	Index  []int // each sequence's place in the seqs given to Batch
+	Starts []int
+	Lens   []int
+	After  []vk.TimelinePoint
+}
+
+// Batch returns where the keys and values of sequences seqs (distinct, each holding tokens) lie,
+// grouped by buffer in the order of the buffers, and within a group in the order of seqs, for
+// one kernel call over all of them. It describes the sequences as they are when called: as with
+// View, they must not be released, nor the cache closed, while a kernel reads them, and tokens
+// appended later are not included.
+func (c *KVCache) Batch(seqs []int) ([]KVGroup, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return nil, ErrClosed
+	}
+	if len(seqs) == 0 {
+		return nil, fmt.Errorf("memory: kv cache: batch of no sequences")
+	}
+	groups := make([]*KVGroup, len(c.k))
+	seen := make(map[int]bool, len(seqs))
+	tokenElems := c.cfg.Heads * c.cfg.HeadDim
+	for i, seq := range seqs {
+		if err := c.check(seq); err != nil {
+			return nil, err
+		}
+		if seen[seq] {
+			return nil, fmt.Errorf("memory: kv cache: sequence %d is twice in the batch", seq)
+		}
+		seen[seq] = true
+		n := c.seqs[seq].len
+		if n == 0 {
+			return nil, fmt.Errorf("memory: kv cache: sequence %d is empty", seq)
+		}
+		b := seq / c.perBuffer
+		g := groups[b]
+		if g == nil {
+			g = &KVGroup{}
+			groups[b] = g
+		}
+		_, _, off := c.region(seq)
+		g.Index = append(g.Index, i)
+		g.Starts = append(g.Starts, int(off/c.tokenBytes))
+		g.Lens = append(g.Lens, n)
+		if p, ok := c.point(seq, c.pagesFor(n)); ok {
+			g.After = append(g.After, p)
+		}
+	}
+	var out []KVGroup
+	for b, g := range groups {
+		if g == nil {
+			continue
+		}
+		tokens := 0
+		for i := range g.Starts {
+			tokens = max(tokens, g.Starts[i]+g.Lens[i])
+		}
+		shape := []int{tokens, c.cfg.Heads, c.cfg.HeadDim}
+		view := func(buf *Buffer) *Tensor {
+			return &Tensor{DType: c.cfg.DType, Shape: shape, Strides: []int{tokenElems, c.cfg.HeadDim, 1}, buf: buf, owner: c.a}
+		}
+		g.K, g.V = view(c.k[b]), view(c.v[b])
+		out = append(out, *g)
+	}
+	return out, nil
 }
 
 // Stats reports what the cache holds and commits.
