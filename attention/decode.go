@@ -249,13 +249,15 @@ func (e *Engine) planDecodeCall(c *call, splits int, kern decodeKernel) (_ *plan
 	return p, nil
 }
 
-// scratch allocates a device-local scratch buffer of the plan (what names it in errors).
+// scratch takes a device-local scratch buffer of at least size bytes for the plan from the
+// engine's pool, to which the plan hands it back (what names it in errors). e.mu is held.
 func (e *Engine) scratch(p *plan, size uint64, what string) (*memory.Buffer, error) {
-	b, err := e.alloc.NewBuffer(max(size, 4), memory.DeviceLocal)
+	b, err := e.scratchPool.get(e.alloc, size, uint64(e.profile.MaxStorageBufferRange))
 	if err != nil {
 		return nil, fmt.Errorf("attention: %s (fp32, %d bytes): %w", what, size, err)
 	}
-	p.scratch = append(p.scratch, b)
+	p.pool = &e.scratchPool
+	p.pooled = append(p.pooled, b)
 	return b, nil
 }
 

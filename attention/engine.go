@@ -54,7 +54,9 @@ type Engine struct {
 	mu     sync.Mutex
 	pipes  map[string]*compiled
 	seqBuf *memory.Buffer // cumulative sequence lengths of the call in flight
-	closed atomic.Bool    // set under mu; read without it by usable
+	// scratchPool keeps scratch buffers between calls (decode partials).
+	scratchPool scratchPool
+	closed      atomic.Bool // set under mu; read without it by usable
 }
 
 // New opens an engine on the configured device.
@@ -166,6 +168,7 @@ func (e *Engine) Close() {
 	}
 	e.pipes = nil
 	e.seqBuf.Close()
+	e.scratchPool.close()
 	e.alloc.Close()
 	e.dev.Close()
 	e.inst.Close()

@@ -198,11 +198,14 @@ func (e *Engine) timeBuilt(ctx context.Context, build func() (*plan, error), war
 }
 
 // plan is work ready to record: dispatches in order, with barriers between them, and the scratch
-// buffers they use.
+// buffers they use: their own (scratch, freed with the plan) or the engine's pool's (pooled,
+// handed back to pool).
 type plan struct {
 	kernel  string // what Run and Time report
 	steps   []step
 	scratch []*memory.Buffer
+	pooled  []*memory.Buffer
+	pool    *scratchPool
 }
 
 type step struct {
@@ -220,12 +223,16 @@ func (p *plan) record(c *vk.Commands) {
 	}
 }
 
+// close frees what the plan holds; the engine's lock is held (the pool).
 func (p *plan) close() {
 	for _, s := range p.steps {
 		s.set.Close()
 	}
 	for _, b := range p.scratch {
 		b.Close()
+	}
+	for _, b := range p.pooled {
+		p.pool.put(b)
 	}
 }
 
