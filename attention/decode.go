@@ -225,22 +225,18 @@ func (e *Engine) planDecodeCall(c *call, splits int, kern decodeKernel) (_ *plan
 		}
 		push = withPush(push, pushFlags, c.flags|flagPartial)
 	}
-	seq, err := e.seqLens(c.seqWords(append([]uint32{uint32(chunk)}, kern.seq...)...))
-	if err != nil {
-		return nil, err
-	}
 	parts := []vk.BufferRange{{Buffer: partO.Buffer}, {Buffer: partLSE.Buffer}}
-	set, err := c.bind(pipe, seq, append(slices.Clip(parts), kern.bindings...)...)
+	steps, err := e.dispatches(c, pipe, push, grid, append([]uint32{uint32(chunk)}, kern.seq...), append(slices.Clip(parts), kern.bindings...)...)
 	if err != nil {
 		return nil, err
 	}
-	p.steps = append(p.steps, step{set: set, push: push, grid: grid})
+	p.steps = append(p.steps, steps...)
 	if n == 1 {
 		return p, nil
 	}
 	ms, err := e.mergeStep(c.push, o.DType, sh.d, n, sh.totalQ, sh.hq, 0, 0,
 		[]vk.BufferRange{{Buffer: c.q.Buffer().Buffer}, {Buffer: c.k.Buffer().Buffer}, {Buffer: c.v.Buffer().Buffer},
-			{Buffer: o.Buffer().Buffer}, {Buffer: c.lse.Buffer}, {Buffer: seq.Buffer}, parts[0], parts[1]})
+			{Buffer: o.Buffer().Buffer}, {Buffer: c.lse.Buffer}, parts[1], parts[0], parts[1]})
 	if err != nil {
 		return nil, err
 	}

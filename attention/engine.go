@@ -5,6 +5,7 @@ package attention
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"maps"
@@ -53,7 +54,7 @@ type Engine struct {
 
 	mu     sync.Mutex
 	pipes  map[string]*compiled
-	seqBuf *memory.Buffer // cumulative sequence lengths of the call in flight
+	seqBuf *memory.Buffer // sequence tables of the call in flight
 	// scratchPool keeps scratch buffers between calls (decode partials).
 	scratchPool scratchPool
 	closed      atomic.Bool // set under mu; read without it by usable
@@ -223,10 +224,24 @@ func (e *Engine) pipeline(spec vk.PipelineSpec) (*vk.Pipeline, error) {
 	return p, nil
 }
 
-// seqLens writes the cumulative lengths to the engine's small host-visible buffer, growing it
-// only when a call has more sequences than any before.
+// seqLens writes one sequence table (cumulative lengths, then a kernel's words) to the engine's
+// small host-visible buffer; see seqTables.
 func (e *Engine) seqLens(words []uint32) (*memory.Buffer, error) {
-	need := uint64(4 * len(words))
+	b, _, err := e.seqTables([][]uint32{words})
+	return b, err
+}
+
+// seqTables writes sequence tables to the engine's small host-visible buffer, each at an offset
+// (returned) aligned for binding, growing the buffer only when a call needs more than any before.
+// e.mu is held: the buffer serves the call in flight.
+func (e *Engine) seqTables(tables [][]uint32) (*memory.Buffer, []uint64, error) {
+	align := max(e.profile.MinStorageBufferAlignment, 4)
+	offs := make([]uint64, len(tables))
+	need := uint64(0)
+	for i, t := range tables {
+		offs[i] = (need + align - 1) / align * align
+		need = offs[i] + uint64(4*len(t))
+	}
 	if e.seqBuf == nil || e.seqBuf.Size() < need {
 		e.seqBuf.Close()
 		e.seqBuf = nil
@@ -236,13 +251,16 @@ func (e *Engine) seqLens(words []uint32) (*memory.Buffer, error) {
 		}
 		b, err := e.alloc.NewBuffer(size, memory.Staging)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		e.seqBuf = b
 	}
 	raw := e.seqBuf.Bytes()
-	for i, w := range words {
-		raw[4*i], raw[4*i+1], raw[4*i+2], raw[4*i+3] = byte(w), byte(w>>8), byte(w>>16), byte(w>>24)
+	for i, t := range tables {
+		out := raw[offs[i]:]
+		for j, w := range t {
+			binary.LittleEndian.PutUint32(out[4*j:], w)
+		}
 	}
-	return e.seqBuf, nil
+	return e.seqBuf, offs, nil
 }

@@ -22,6 +22,9 @@ type call struct {
 	lse        *memory.Buffer // o's buffer, never written, when no logsumexp is asked for
 	flags      uint32         // the flags push constant
 	push       []byte
+	// groups, for a call over KV cache sequences (DecodeCache), are where their keys and values
+	// lie: one dispatch each (dispatches); k and v are then one of them, standing in for checks.
+	groups []memory.KVGroup
 }
 
 // newCall validates the tensors and options of a forward-shaped call.
@@ -115,12 +118,17 @@ func (c *call) seqWords(extra ...uint32) []uint32 {
 // after them. Its dispatches wait for the binds of KV cache pages that the tensors may still need
 // (memory.BindPoints).
 func (c *call) bind(pipe *vk.Pipeline, seq *memory.Buffer, extra ...vk.BufferRange) (*vk.DescriptorSet, error) {
+	return c.bindKV(pipe, c.k.Buffer(), c.v.Buffer(), vk.BufferRange{Buffer: seq.Buffer}, memory.BindPoints(c.q, c.k, c.v, c.o), extra...)
+}
+
+// bindKV is bind with K and V in buffers k and v, the sequence table at seq, waiting for after.
+func (c *call) bindKV(pipe *vk.Pipeline, k, v *memory.Buffer, seq vk.BufferRange, after []vk.TimelinePoint, extra ...vk.BufferRange) (*vk.DescriptorSet, error) {
 	ranges := append([]vk.BufferRange{
-		{Buffer: c.q.Buffer().Buffer}, {Buffer: c.k.Buffer().Buffer}, {Buffer: c.v.Buffer().Buffer},
-		{Buffer: c.o.Buffer().Buffer}, {Buffer: c.lse.Buffer}, {Buffer: seq.Buffer}}, extra...)
+		{Buffer: c.q.Buffer().Buffer}, {Buffer: k.Buffer}, {Buffer: v.Buffer},
+		{Buffer: c.o.Buffer().Buffer}, {Buffer: c.lse.Buffer}, seq}, extra...)
 	set, err := pipe.NewDescriptorSet(ranges...)
 	if err == nil {
-		set.After(memory.BindPoints(c.q, c.k, c.v, c.o)...)
+		set.After(after...)
 	}
 	return set, err
 }
@@ -212,11 +220,12 @@ type step struct {
 	set  *vk.DescriptorSet
 	push []byte
 	grid [3]uint32
+	join bool // runs beside the step before it: no barrier between them
 }
 
 func (p *plan) record(c *vk.Commands) {
 	for i, s := range p.steps {
-		if i > 0 {
+		if i > 0 && !s.join {
 			c.Barrier()
 		}
 		c.Dispatch(s.set, s.push, s.grid[0], s.grid[1], s.grid[2])
