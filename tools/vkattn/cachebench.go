@@ -52,6 +52,7 @@ type cacheReport struct {
 	Headroom          int         `json:"headroom"`
 	PageBytes         uint64      `json:"page_bytes"`
 	BindQueue         string      `json:"bind_queue"`
+	PerSeq            bool        `json:"per_seq"` // calls per sequence rather than one per step
 	Loops             []cacheLoop `json:"loops"`
 	P99Ratio          float64     `json:"p99_grown_over_preallocated"`
 	CommitSubmitP50US float64     `json:"commit_submit_p50_us"`
@@ -62,10 +63,12 @@ type cacheReport struct {
 
 func cmdCacheBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("cache-bench", "Grows -seqs sequences of a KV cache (memory.KVCache) from 0 to -len tokens, -step tokens\n"+
-		"per sequence per step, decoding one new token of every sequence each step (a Decode per sequence\n"+
-		"on its views), and reports the step times beside the same steps, taken in turn, on a cache whose\n"+
+		"per sequence per step, decoding one new token of every sequence each step, and reports the step\n"+
+		"times beside the same steps, taken in turn, on a cache whose\n"+
 		"pages were all bound beforehand; then the cost of one page commit (one page of K and one of V): the time to\n"+
-		"submit it and the time until it is done. Appends copy from device tensors (AppendTensors).\n"+
+		"submit it and the time until it is done. A step is one append of every sequence's tokens from\n"+
+		"device tensors (AppendTensorsBatch) and one decode of every sequence (DecodeCache); with\n"+
+		"-per-seq, an AppendTensors and a Decode on its views per sequence.\n"+
 		"On a GPU the defaults are 64 sequences to 32k tokens, 16 tokens a step; on a CPU device\n"+
 		"8 sequences to 512, 4 a step.", stderr)
 	seqs := fs.Int("seqs", gpuCacheSeqs, fmt.Sprintf("sequences (CPU device default %d)", cpuCacheSeqs))
@@ -78,6 +81,7 @@ func cmdCacheBench(ctx context.Context, args []string, stdout, stderr io.Writer)
 	headroom := fs.Int("headroom", -1, "tokens bound ahead of need (-1 = four pages' worth, and at least four steps)")
 	commits := fs.Int("commits", 200, "page commits timed")
 	jsonFile := fs.String("json", "", "write the report as JSON to this file")
+	perSeq := fs.Bool("per-seq", false, "append and decode each sequence in calls of its own")
 	var dev deviceFlags
 	dev.register(fs, false, "enable the Khronos validation layer (slow; any validation error fails the bench)")
 	if err := parse(fs, args); err != nil {
@@ -117,7 +121,7 @@ func cmdCacheBench(ctx context.Context, args []string, stdout, stderr io.Writer)
 	if err := devc.SparseResidency(); err != nil {
 		return fmt.Errorf("cache-bench: %w", err)
 	}
-	b := cacheBench{e: e, seqs: *seqs, length: *length, step: min(*step, *length), hq: *hq, hk: *hk, d: *d, dt: dt}
+	b := cacheBench{e: e, seqs: *seqs, length: *length, step: min(*step, *length), hq: *hq, hk: *hk, d: *d, dt: dt, perSeq: *perSeq}
 	probe, err := memory.NewKVCache(e.Allocator(), b.config(0))
 	if err != nil {
 		return fmt.Errorf("cache-bench: %w", err)
@@ -135,7 +139,7 @@ func cmdCacheBench(ctx context.Context, args []string, stdout, stderr io.Writer)
 		where = fmt.Sprintf("queue family %d, a queue of its own", family)
 	}
 	rep := cacheReport{Device: p.Name, Driver: p.DriverName + " " + p.DriverInfo, Date: time.Now().UTC(), Seqs: b.seqs, Len: b.length,
-		Step: b.step, Hq: b.hq, Hk: b.hk, D: b.d, DType: dt.String(), Headroom: b.headroom, PageBytes: page, BindQueue: where}
+		Step: b.step, Hq: b.hq, Hk: b.hk, D: b.d, DType: dt.String(), Headroom: b.headroom, PageBytes: page, BindQueue: where, PerSeq: b.perSeq}
 	fmt.Fprintf(stderr, "cache-bench: %s: %d sequences to %d tokens, %d a step, Hq=%d Hk=%d d=%d %s; pages of %s, headroom %d tokens; binds on %s\n",
 		p.Summary(), b.seqs, b.length, b.step, b.hq, b.hk, b.d, dt, bytesString(page), b.headroom, where)
 
@@ -183,7 +187,10 @@ type cacheBench struct {
 	seqs, length, step  int
 	hq, hk, d, headroom int
 	dt                  memory.DType
-	kSrc, vSrc, q, o    *memory.Tensor // [1, step, hk, d] each for the appends; [1, 1, hq, d]
+	perSeq              bool
+	kSrc, vSrc, q, o    *memory.Tensor // [1, step, hk, d] each for the appends; [seqs, 1, hq, d]
+	q1, o1              *memory.Tensor // sequence 0's
+	all                 []int          // 0 .. seqs-1
 }
 
 func (b *cacheBench) config(headroom int) memory.KVCacheConfig {
@@ -206,11 +213,20 @@ func (b *cacheBench) open(ctx context.Context) error {
 	if b.vSrc, err = b.e.Upload(ctx, b.dt, normals(b.step*b.hk*b.d), 1, b.step, b.hk, b.d); err != nil {
 		return err
 	}
-	if b.q, err = b.e.Upload(ctx, b.dt, normals(b.hq*b.d), 1, 1, b.hq, b.d); err != nil {
+	if b.q, err = b.e.Upload(ctx, b.dt, normals(b.seqs*b.hq*b.d), b.seqs, 1, b.hq, b.d); err != nil {
 		return err
 	}
-	b.o, err = b.e.NewTensor(b.dt, 1, 1, b.hq, b.d)
-	return err
+	if b.o, err = b.e.NewTensor(b.dt, b.seqs, 1, b.hq, b.d); err != nil {
+		return err
+	}
+	one := []int{1, 1, b.hq, b.d}
+	b.q1, _ = b.q.View(one, b.q.Strides, 0)
+	b.o1, _ = b.o.View(one, b.o.Strides, 0)
+	b.all = make([]int, b.seqs)
+	for i := range b.all {
+		b.all[i] = i
+	}
+	return nil
 }
 
 func (b *cacheBench) close() {
@@ -231,7 +247,7 @@ func (b *cacheBench) warmup(ctx context.Context) error {
 			return err
 		}
 		if err = k.Fill(ctx, 0); err == nil {
-			_, err = b.e.DecodeInto(ctx, b.o, nil, b.q, k, k, attention.DecodeOptions{})
+			_, err = b.e.DecodeInto(ctx, b.o1, nil, b.q1, k, k, attention.DecodeOptions{})
 		}
 		k.Close()
 		if err != nil {
@@ -326,18 +342,20 @@ func (b *cacheBench) loops(ctx context.Context, stderr io.Writer) ([]cacheLoop, 
 // every sequence: one timed step.
 func (b *cacheBench) step1(ctx context.Context, r *cacheRun, n int, kSrc, vSrc *memory.Tensor) error {
 	t0 := time.Now()
-	for s := range b.seqs {
-		if err := r.c.AppendTensors(ctx, s, kSrc, vSrc); err != nil {
-			return fmt.Errorf("cache-bench: %s: append to sequence %d at %d tokens: %w", r.out.Name, s, n, err)
+	if b.perSeq {
+		if err := b.stepPerSeq(ctx, r, n, kSrc, vSrc); err != nil {
+			return err
 		}
-	}
-	for s := range b.seqs {
-		k, v, err := r.c.View(s)
-		if err == nil {
-			_, err = b.e.DecodeInto(ctx, b.o, nil, b.q, k, v, attention.DecodeOptions{})
+	} else {
+		appends := make([]memory.TensorAppend, b.seqs)
+		for s := range appends {
+			appends[s] = memory.TensorAppend{Seq: s, K: kSrc, V: vSrc}
 		}
-		if err != nil {
-			return fmt.Errorf("cache-bench: %s: decode of sequence %d at %d tokens: %w", r.out.Name, s, n+kSrc.Shape[1], err)
+		if err := r.c.AppendTensorsBatch(ctx, appends); err != nil {
+			return fmt.Errorf("cache-bench: %s: append at %d tokens: %w", r.out.Name, n, err)
+		}
+		if _, err := b.e.DecodeCache(ctx, b.o, nil, b.q, r.c, b.all, attention.DecodeOptions{}); err != nil {
+			return fmt.Errorf("cache-bench: %s: decode at %d tokens: %w", r.out.Name, n+kSrc.Shape[1], err)
 		}
 	}
 	dt := time.Since(t0)
@@ -347,6 +365,25 @@ func (b *cacheBench) step1(ctx context.Context, r *cacheRun, n int, kSrc, vSrc *
 		r.out.BindBatches += now - r.batches
 		r.batches = now
 		r.bindTimes = append(r.bindTimes, dt)
+	}
+	return nil
+}
+
+// stepPerSeq is step1's work in calls per sequence: an append, a view and a decode each.
+func (b *cacheBench) stepPerSeq(ctx context.Context, r *cacheRun, n int, kSrc, vSrc *memory.Tensor) error {
+	for s := range b.seqs {
+		if err := r.c.AppendTensors(ctx, s, kSrc, vSrc); err != nil {
+			return fmt.Errorf("cache-bench: %s: append to sequence %d at %d tokens: %w", r.out.Name, s, n, err)
+		}
+	}
+	for s := range b.seqs {
+		k, v, err := r.c.View(s)
+		if err == nil {
+			_, err = b.e.DecodeInto(ctx, b.o1, nil, b.q1, k, v, attention.DecodeOptions{})
+		}
+		if err != nil {
+			return fmt.Errorf("cache-bench: %s: decode of sequence %d at %d tokens: %w", r.out.Name, s, n+kSrc.Shape[1], err)
+		}
 	}
 	return nil
 }
@@ -408,8 +445,12 @@ func percentile(ts []time.Duration, p float64) time.Duration {
 
 func writeCacheTable(w io.Writer, rep *cacheReport) {
 	fmt.Fprintf(w, "device: %s (%s); binds on %s\n", rep.Device, rep.Driver, rep.BindQueue)
-	fmt.Fprintf(w, "%d sequences grown to %d tokens, %d a step, each decoded (Hq=%d Hk=%d d=%d %s); pages of %s, headroom %d tokens\n",
-		rep.Seqs, rep.Len, rep.Step, rep.Hq, rep.Hk, rep.D, rep.DType, bytesString(rep.PageBytes), rep.Headroom)
+	calls := "one append and one decode of all sequences a step"
+	if rep.PerSeq {
+		calls = "an append and a decode per sequence"
+	}
+	fmt.Fprintf(w, "%d sequences grown to %d tokens, %d a step, each decoded (Hq=%d Hk=%d d=%d %s; %s); pages of %s, headroom %d tokens\n",
+		rep.Seqs, rep.Len, rep.Step, rep.Hq, rep.Hk, rep.D, rep.DType, calls, bytesString(rep.PageBytes), rep.Headroom)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "cache\tsteps\tp50 ms\tp99 ms\tmax ms\tmean ms\tbind batches\tsteps with binds\tp50 of those\tcommitted/needed\t")
 	for _, l := range rep.Loops {
