@@ -38,8 +38,8 @@ void loadTile(Block k, int k0) {
 		float kS = 0.0, vS = 0.0;
 		if (key < k.kEnd) {
 			uint t = k.s.kStart + uint(key), g = d0 / GS;
-			kw = kData[pc.kOff + t * pc.kTokenStride + k.kvh * pc.kHeadStride + w];
-			vw = vData[pc.vOff + t * pc.vTokenStride + k.kvh * pc.vHeadStride + w];
+			kw = kData[kRow(t, k.kvh) + w];
+			vw = vData[vRow(t, k.kvh) + w];
 			kS = kScale(ks, t, k.kvh, g);
 			vS = vScale(vs, t, k.kvh, g);
 		}

@@ -66,8 +66,8 @@ void fetch(Seq s, uint kvh, int k0) {
 		vNext[i] = uvec4(0);
 		if (idx < BC * D / 8 && key < int(s.lk)) {
 			uint t = s.kStart + uint(key);
-			kNext[i] = kData8[(pc.kOff + t * pc.kTokenStride + kvh * pc.kHeadStride) / 8 + c];
-			vNext[i] = vData8[(pc.vOff + t * pc.vTokenStride + kvh * pc.vHeadStride) / 8 + c];
+			kNext[i] = kData8[kRow(t, kvh) / 8 + c];
+			vNext[i] = vData8[vRow(t, kvh) / 8 + c];
 		}
 	}
 }

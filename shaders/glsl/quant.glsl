@@ -4,8 +4,8 @@
 // is exact; scales are bf16, read as uintBitsToFloat(bits << 16).
 //
 // Codes: K and V are bound at bindings 1 and 2 as words (quant.Tensor.Words): word w of row
-// (token t, head h) at kOff + t * kTokenStride + h * kHeadStride + w, the push constants being
-// in words; channel c of the row is field c % PER of word c / PER, in its bits BITS * (c % PER).
+// (token t, head h) at kRow(t, h) + w (tensors.glsl), the push constants being in words;
+// channel c of the row is field c % PER of word c / PER, in its bits BITS * (c % PER).
 // Scales: bf16, two per 32-bit word (the lower index in the low half), at bindings 8 (K) and 9
 // (V), group g of row (t, h) at element off + t * tokenStride + h * headStride + g, each tensor's
 // (off, tokenStride, headStride) in the sequence table after the chunk size (SEQ_*); group g

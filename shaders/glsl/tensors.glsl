@@ -1,5 +1,13 @@
 // The attention kernels' tensors: q, k, v, o and lse at bindings 0-4 (the sequence lengths are
 // binding 5, params.glsl), with element access by token, head and dim. Declare DTYPE first.
+//
+// K and V rows: every kernel finds row (token t, head h) of K or V through kRow(t, h) and
+// vRow(t, h), the index of its first element (first word for quantized codes, whose offsets and
+// strides are in words), not from the push constants itself (kAt and vAt read through them;
+// the coopmat2 tier's tensor layouts, which need evenly strided tokens, are the exception).
+// Today they are the strided layout; a paged layout (a KV cache in ordinary buffers, pages found
+// through a block table) would change only them, so kernels that keep to these names need no
+// change. t is a token of the tensor bound (a sequence's keys are tokens kStart.. of it).
 #ifndef TENSORS_GLSL
 #define TENSORS_GLSL
 
@@ -17,10 +25,14 @@ DECLARE_LOAD(loadQ, qData)
 DECLARE_LOAD(loadK, kData)
 DECLARE_LOAD(loadV, vData)
 
+// kRow and vRow are the index of the first element of row (token t, head h) of K and V.
+uint kRow(uint t, uint h) { return pc.kOff + t * pc.kTokenStride + h * pc.kHeadStride; }
+uint vRow(uint t, uint h) { return pc.vOff + t * pc.vTokenStride + h * pc.vHeadStride; }
+
 // qAt, kAt and vAt read dim d of token t, head h.
 float qAt(uint t, uint h, uint d) { return loadQ(pc.qOff + t * pc.qTokenStride + h * pc.qHeadStride + d); }
-float kAt(uint t, uint h, uint d) { return loadK(pc.kOff + t * pc.kTokenStride + h * pc.kHeadStride + d); }
-float vAt(uint t, uint h, uint d) { return loadV(pc.vOff + t * pc.vTokenStride + h * pc.vHeadStride + d); }
+float kAt(uint t, uint h, uint d) { return loadK(kRow(t, h) + d); }
+float vAt(uint t, uint h, uint d) { return loadV(vRow(t, h) + d); }
 
 // storeO writes dims d and d+1 (d even) of token t, head h of the output: one invocation stores
 // both halves of a 16-bit pair's word.
