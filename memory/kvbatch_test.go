@@ -10,7 +10,8 @@ import (
 )
 
 // TestKVCacheAppendTensorsBatch appends to several sequences in one call, repeatedly: the
-// sequences hold what was appended, as with one call per sequence; a batch naming a sequence
+// sequences hold what was appended, as with one call per sequence, and each call submits at most
+// one batch of binds; a batch naming a sequence
 // twice, or one that runs out of pages, changes no sequence and leaves the cache usable.
 func TestKVCacheAppendTensorsBatch(t *testing.T) {
 	a := newTestAllocator(t)
@@ -40,7 +41,9 @@ func TestKVCacheAppendTensorsBatch(t *testing.T) {
 			batch = append(batch, TensorAppend{Seq: s, K: kt, V: vt})
 			ks, vs = append(ks, k), append(vs, v)
 		}
+		before := c.Stats().BindBatches
 		require.NoError(t, c.AppendTensorsBatch(ctx, batch))
+		require.LessOrEqual(t, c.Stats().BindBatches, before+1, "the batch's binds are one batch")
 		for i, ap := range batch {
 			wantK[ap.Seq], wantV[ap.Seq] = append(wantK[ap.Seq], ks[i]...), append(wantV[ap.Seq], vs[i]...)
 		}

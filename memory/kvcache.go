@@ -497,26 +497,36 @@ func (c *KVCache) append(ctx context.Context, items []appendItem, write func(dst
 		return err
 	}
 	had := make([]int, len(items))
-	undo := func(upTo int) {
-		for i := range upTo {
-			if s := &c.seqs[items[i].seq]; len(s.k) > had[i] {
-				c.shrink(items[i].seq, had[i]) // an error here leaves the pages bound; the first one is returned
+	undo := func() {
+		for i, it := range items {
+			if s := &c.seqs[it.seq]; len(s.k) > had[i] {
+				c.shrink(it.seq, had[i]) // an error here leaves the pages bound; the first one is returned
 			}
 		}
+	}
+	// Pages for every sequence first, then their binds in one batch: where pages run out, those
+	// taken go back to the pool unbound.
+	gs := make([]growth, 0, len(items))
+	for i, it := range items {
+		had[i] = len(c.seqs[it.seq].k)
+		err := c.fits(it.seq, it.n)
+		var g growth
+		if err == nil {
+			g, err = c.takePages(it.seq, c.seqs[it.seq].len+it.n)
+		}
+		if err != nil {
+			c.giveBack(gs)
+			return err
+		}
+		gs = append(gs, g)
+	}
+	if err := c.bindGrowths(gs); err != nil {
+		return err
 	}
 	var after []vk.TimelinePoint
 	dsts := make([]appendDst, len(items))
 	for i, it := range items {
 		s := &c.seqs[it.seq]
-		had[i] = len(s.k)
-		err := c.fits(it.seq, it.n)
-		if err == nil {
-			err = c.grow(it.seq, s.len+it.n)
-		}
-		if err != nil {
-			undo(i)
-			return err
-		}
 		if p, ok := c.point(it.seq, c.pagesFor(s.len+it.n)); ok {
 			after = append(after, p)
 		}
@@ -534,7 +544,7 @@ func (c *KVCache) append(ctx context.Context, items []appendItem, write func(dst
 	}
 	c.written.Broadcast()
 	if err != nil {
-		undo(len(items))
+		undo()
 		if len(items) == 1 {
 			return fmt.Errorf("memory: kv cache: append to sequence %d: %w", items[0].seq, err)
 		}
@@ -613,40 +623,84 @@ func (c *KVCache) pagesFor(tokens int) int {
 // more once less than half of the headroom's pages is left. It submits the binds and returns
 // without waiting for them. c.mu is held.
 func (c *KVCache) grow(seq, tokens int) error {
+	g, err := c.takePages(seq, tokens)
+	if err != nil {
+		return err
+	}
+	return c.bindGrowths([]growth{g})
+}
+
+// growth is pages taken for a sequence and not yet bound: K's and V's, from its page have on.
+type growth struct {
+	seq, have int
+	k, v      []pageRef
+}
+
+// takePages takes from the pool the pages grow binds to seq (none where it needs none). c.mu is
+// held.
+func (c *KVCache) takePages(seq, tokens int) (growth, error) {
 	s := &c.seqs[seq]
-	have := len(s.k)
+	g := growth{seq: seq, have: len(s.k)}
 	need := c.pagesFor(tokens)
 	want := c.pagesFor(min(tokens+c.cfg.Headroom, c.cfg.MaxLen))
-	short := max(need-have, 0)
-	if short == 0 && (want <= have || 2*(have-need) >= want-need) {
-		return nil
+	short := max(need-g.have, 0)
+	if short == 0 && (want <= g.have || 2*(g.have-need) >= want-need) {
+		return g, nil
 	}
-	pages, err := c.pool.take(2*short, 2*(want-have))
+	pages, err := c.pool.take(2*short, 2*(want-g.have))
 	if err != nil {
-		return fmt.Errorf("memory: kv cache: %d more pages for sequence %d: %w", 2*short, seq, err)
+		return g, fmt.Errorf("memory: kv cache: %d more pages for sequence %d: %w", 2*short, seq, err)
 	}
 	if len(pages)%2 == 1 {
 		c.pool.give(pages[len(pages)-1:])
 		pages = pages[:len(pages)-1]
 	}
-	if len(pages) == 0 {
+	g.k, g.v = pages[:len(pages)/2], pages[len(pages)/2:]
+	return g, nil
+}
+
+// giveBack returns the pages of growths not bound to the pool. c.mu is held.
+func (c *KVCache) giveBack(gs []growth) {
+	for _, g := range gs {
+		c.pool.give(g.v)
+		c.pool.give(g.k)
+	}
+}
+
+// bindGrowths binds the pages of growths (of distinct sequences) in one batch, without waiting
+// for it. c.mu is held.
+func (c *KVCache) bindGrowths(gs []growth) error {
+	var binds []vk.SparseBind
+	for _, g := range gs {
+		kb, vb, off := c.region(g.seq)
+		binds = c.binds(binds, kb, off, g.have, g.k)
+		binds = c.binds(binds, vb, off, g.have, g.v)
+	}
+	if len(binds) == 0 {
 		return nil // ahead of need, and the pool has nothing to give
 	}
-	kp, vp := pages[:len(pages)/2], pages[len(pages)/2:]
-	kb, vb, off := c.region(seq)
-	binds := c.binds(nil, kb, off, have, kp)
-	binds = c.binds(binds, vb, off, have, vp)
 	value, err := c.submit(binds)
 	if err != nil {
 		// The driver may have bound some of the pages before failing (a driver error leaves the
 		// binds undefined): were they reused, two regions could share them, and were they freed
 		// (Trim), a buffer would keep freed memory bound. They are kept aside until Close.
-		c.quarantine = append(c.quarantine, pages...)
-		return fmt.Errorf("memory: kv cache: sequence %d: %w", seq, err)
+		for _, g := range gs {
+			c.quarantine = append(append(c.quarantine, g.k...), g.v...)
+		}
+		if len(gs) == 1 {
+			return fmt.Errorf("memory: kv cache: sequence %d: %w", gs[0].seq, err)
+		}
+		return fmt.Errorf("memory: kv cache: %d sequences: %w", len(gs), err)
 	}
-	s.k = append(s.k, kp...)
-	s.v = append(s.v, vp...)
-	s.marks = append(s.marks, bindMark{pages: len(s.k), value: value})
+	for _, g := range gs {
+		if len(g.k) == 0 {
+			continue
+		}
+		s := &c.seqs[g.seq]
+		s.k = append(s.k, g.k...)
+		s.v = append(s.v, g.v...)
+		s.marks = append(s.marks, bindMark{pages: len(s.k), value: value})
+	}
 	return nil
 }
 
