@@ -2,6 +2,7 @@ package attention
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"math/bits"
 	"runtime"
@@ -94,8 +95,12 @@ func DecodeTiersOn(p *devices.Profile) []devices.Tier {
 	return out
 }
 
-// The decode kernel's flag: write partials (binding 6 and 7) instead of o and lse.
-const flagPartial = 2 // decode.comp's FLAG_PARTIAL
+// The decode kernel's flags: write partials (binding 6 and 7) instead of o and lse; read K and V
+// in multi-word loads (decode_stream.glsl).
+const (
+	flagPartial = 2 // decode.comp's FLAG_PARTIAL
+	flagVec     = 4 // decode_stream.glsl's FLAG_VEC
+)
 
 // Bounds of the automatic number of chunks.
 const (
@@ -103,23 +108,24 @@ const (
 	decodeMaxSplits = 128
 )
 
-// DecodeTargetWorkgroups is the number of decode workgroups that the automatic split aims at on
-// a device: twice the CPU threads on a CPU device (lavapipe runs a thread per core), 256 on an
-// integrated GPU, 1024 on others (a few per compute unit of the largest GPUs; a smaller GPU
-// runs them in more waves at little cost).
+// decodeTargetWorkgroups is the number of decode workgroups of wg invocations that the
+// automatic split aims at on a device: twice the CPU threads on a CPU device (lavapipe runs a
+// workgroup on one thread whatever its size), on GPUs 32768 invocations on an integrated GPU and
+// 131072 on others (a few workgroups per compute unit of the largest GPUs; a smaller GPU runs
+// them in more waves at little cost).
 //
 // On a CPU device it depends on runtime.NumCPU() of the host, so with DecodeOptions.Splits 0 the
 // number of chunks, and with it the order in which partials are summed, can differ between hosts
 // with different core counts: results on lavapipe are then not bit-reproducible across them.
 // Set Splits to compare results bit for bit across hosts.
-func DecodeTargetWorkgroups(p *devices.Profile) int {
+func decodeTargetWorkgroups(p *devices.Profile, wg int) int {
 	switch p.Type {
 	case vk.DeviceCPU:
 		return 2 * runtime.NumCPU()
 	case vk.DeviceIntegrated:
-		return 256
+		return max(1, 32768/wg)
 	}
-	return 1024
+	return max(1, 131072/wg)
 }
 
 // decodeSplit chooses the chunks of a decode call: n chunks of chunk keys each. forced > 0 is
@@ -188,7 +194,7 @@ func (e *Engine) planDecodeCall(c *call, splits int, kern decodeKernel) (_ *plan
 	lim := uint64(e.profile.MaxStorageBufferRange)
 	maxN := int(min(lim/(4*rowFloats*uint64(sh.d)), 1<<20))
 	rowBlocks := ceilDiv(rows, int(t.BR))
-	n, chunk := decodeSplit(splits, DecodeTargetWorkgroups(&e.profile), sh.hk*rowBlocks*sh.batch, maxLk, int(t.BC), maxN)
+	n, chunk := decodeSplit(splits, decodeTargetWorkgroups(&e.profile, int(t.WG)), sh.hk*rowBlocks*sh.batch, maxLk, int(t.BC), maxN)
 	if n > 1 && n > maxN {
 		return nil, fmt.Errorf("attention: DecodeOptions.Splits %d: the partial outputs, %d x %d x %d fp32, exceed the device's maxStorageBufferRange of %d bytes",
 			n, n, rowFloats, sh.d, lim)
@@ -206,6 +212,16 @@ func (e *Engine) planDecodeCall(c *call, splits int, kern decodeKernel) (_ *plan
 	if err != nil {
 		return nil, err
 	}
+	push := c.push
+	if variant.Tier == devices.TierSubgroup {
+		unit := uint32(4 / kern.dt.Size()) // values per word of a float K/V
+		if kern.op != shaders.OpDecode {
+			unit = 1 // quantized K/V: offsets and strides in words
+		}
+		if streamAligned(push, newStreamLayout(uint32(sh.d), kvBits(kern.op, kern.dt), t.SG), unit) {
+			push = withPush(push, pushFlags, c.flags|flagVec)
+		}
+	}
 	p := &plan{kernel: variant.Name}
 	defer func() {
 		if err != nil {
@@ -215,7 +231,6 @@ func (e *Engine) planDecodeCall(c *call, splits int, kern decodeKernel) (_ *plan
 	// With one chunk the results go straight to o and lse; bindings 6 and 7 take o's buffer,
 	// never written.
 	partO, partLSE := o.Buffer(), o.Buffer()
-	push := c.push
 	if n > 1 {
 		if partO, err = e.scratch(p, 4*uint64(n)*rowFloats*uint64(sh.d), "partial outputs"); err != nil {
 			return nil, err
@@ -223,7 +238,7 @@ func (e *Engine) planDecodeCall(c *call, splits int, kern decodeKernel) (_ *plan
 		if partLSE, err = e.scratch(p, 4*uint64(n)*rowFloats, "partial logsumexps"); err != nil {
 			return nil, err
 		}
-		push = withPush(push, pushFlags, c.flags|flagPartial)
+		push = withPush(push, pushFlags, binary.LittleEndian.Uint32(push[4*pushFlags:])|flagPartial)
 	}
 	parts := []vk.BufferRange{{Buffer: partO.Buffer}, {Buffer: partLSE.Buffer}}
 	steps, err := e.dispatches(c, pipe, push, grid, append([]uint32{uint32(chunk)}, kern.seq...), append(slices.Clip(parts), kern.bindings...)...)
@@ -261,26 +276,79 @@ func (e *Engine) scratch(p *plan, size uint64, what string) (*memory.Buffer, err
 // inputs of type dt, head dim d and rows per (sequence, kv head) at a forced tier, or the fastest
 // that runs them.
 func selectDecode(p *devices.Profile, op shaders.Op, tier devices.Tier, dt memory.DType, d, rows int) (*shaders.Variant, tiles, error) {
-	return selectKernel(p, op, tier, dt, func(t devices.Tier) (tiles, error) { return decodeTiles(t, p, d, rows) })
+	bits := kvBits(op, dt)
+	return selectKernel(p, op, tier, dt, func(t devices.Tier) (tiles, error) { return decodeTiles(t, p, d, rows, bits) })
 }
 
-// decodeMaxRows is the most rows one subgroup of the decode kernel keeps in registers.
-const decodeMaxRows = 8
-
-// decodeShared is the shared memory decode.comp declares for these tiles.
-func decodeShared(tier devices.Tier, t tiles, d uint32) uint32 {
-	floats := t.BC*(d+1) + t.BC*d // K (padded rows) and V tiles
-	if tier == devices.TierSubgroup {
-		floats += t.BR*d + t.BR*t.BC // Q and P tiles
+// kvBits is the width of one K/V value that decode operation op reads, with queries of type dt.
+func kvBits(op shaders.Op, dt memory.DType) uint32 {
+	switch op {
+	case shaders.OpDecodeInt8:
+		return 8
+	case shaders.OpDecodeInt4:
+		return 4
 	}
-	return 4 * floats
+	return uint32(8 * dt.Size())
 }
 
-// decodeTiles sizes the decode kernel for head dim d and rows per (sequence, kv head) — new
-// tokens times query heads per kv head: as many of them in one workgroup as the tier, the
-// workgroup limits and shared memory allow (powers of two, so that few pipelines are built),
-// so that each K/V tile serves them all.
-func decodeTiles(tier devices.Tier, p *devices.Profile, d, rows int) (tiles, error) {
+// streamAligned reports whether decode_stream.glsl may read K and V rows of layout l in loads of
+// several words (FLAG_VEC): K's and V's offsets and strides in push, in units of which unit make
+// a 32-bit word, and the row's words are multiples of the load.
+func streamAligned(push []byte, l streamLayout, unit uint32) bool {
+	lw := min(l.vw, 4)
+	if l.roww%lw != 0 {
+		return false
+	}
+	for _, i := range []int{pushKTokenStride, pushKTokenStride + 1, pushKTokenStride + 2, pushKTokenStride + 3, pushKOff, pushKOff + 1} {
+		if binary.LittleEndian.Uint32(push[4*i:])%(lw*unit) != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// decodeShared is the shared memory decode.comp declares for these tiles: the scalar tier's K
+// and V tiles (attend_tile.glsl); the subgroup tier keeps everything in registers.
+func decodeShared(tier devices.Tier, t tiles, d uint32) uint32 {
+	if tier == devices.TierSubgroup {
+		return 0
+	}
+	return 4 * (t.BC*(d+1) + t.BC*d) // K (padded rows) and V tiles
+}
+
+// streamLayout is decode_stream.glsl's lane layout: a key row of roww 32-bit words read in vectors
+// of 8 values, vw words each; lpk lanes share a key, each reading vpl of its vpr vectors, so a
+// subgroup reads kps keys at once.
+type streamLayout struct {
+	vw, roww, vpr, lpk, vpl, kps uint32
+}
+
+// newStreamLayout is the layout for head dim d, values of bits bits (32, 16, 8 or 4) and
+// subgroup width sg, as the kernel derives it.
+func newStreamLayout(d, bits, sg uint32) streamLayout {
+	epw := 32 / bits
+	l := streamLayout{vw: 8 / epw, roww: (d + epw - 1) / epw}
+	l.vpr = (l.roww + l.vw - 1) / l.vw
+	l.lpk = min(pow2Ceil(l.vpr), sg)
+	l.vpl = (l.vpr + l.lpk - 1) / l.lpk
+	l.kps = sg / l.lpk
+	return l
+}
+
+// Subgroup-tier decode sizes: keys each lane reads per step (so several loads are in flight),
+// and the values of q and of o one lane keeps per row, at most, over the rows of a workgroup.
+const (
+	decodeStreamUnroll = 4
+	decodeStreamValues = 64
+)
+
+// decodeTiles sizes the decode kernel for head dim d, K/V values of bits bits and rows per
+// (sequence, kv head) — new tokens times query heads per kv head: as many of them in one
+// workgroup as the tier allows (powers of two, so that few pipelines are built), so that each
+// K/V byte is read once. The scalar tier is bounded by the workgroup size and shared memory (at
+// most 64 rows), the subgroup tier by registers: a lane keeps 8 · vpl values of q and of o per
+// row, decodeStreamValues at most (8 rows where one lane reads one vector of a key).
+func decodeTiles(tier devices.Tier, p *devices.Profile, d, rows int, bits uint32) (tiles, error) {
 	dd := uint32(d)
 	maxShared, maxWG := p.MaxSharedMemory, min(p.MaxWorkgroupInvocations, p.MaxWorkgroupSize[0])
 	want := pow2Ceil(uint32(max(rows, 1)))
@@ -299,10 +367,9 @@ func decodeTiles(tier devices.Tier, p *devices.Profile, d, rows int) (tiles, err
 		if sg == 0 || maxWG < sg {
 			break
 		}
-		nsg := max(1, min(128/sg, maxWG/sg, want))
-		per := max(1, min(want/nsg, decodeMaxRows))
-		t := tiles{SG: sg, WG: nsg * sg, BC: max(sg, 32) / sg * sg, BR: nsg * per, PinSubgroup: p.MinSubgroupSize != p.MaxSubgroupSize}
-		return shrinkSubgroupTiles(t, nsg, per, maxShared, d, tier, func(t tiles) uint32 { return decodeShared(tier, t, dd) })
+		l := newStreamLayout(dd, bits, sg)
+		br := min(want, pow2Floor(max(1, decodeStreamValues/(8*l.vpl))))
+		return tiles{SG: sg, WG: sg, BR: br, BC: l.kps * decodeStreamUnroll, PinSubgroup: p.MinSubgroupSize != p.MaxSubgroupSize}, nil
 	}
 	return tiles{}, fmt.Errorf("attention: head dim %d does not fit %d bytes of shared memory at tier %s", d, maxShared, tier)
 }

@@ -47,11 +47,34 @@ func TestDecodeSplit(t *testing.T) {
 func TestDecodeTargetWorkgroups(t *testing.T) {
 	p := devices.Profile{}
 	p.Type = vk.DeviceCPU
-	require.Equal(t, 2*runtime.NumCPU(), DecodeTargetWorkgroups(&p))
+	require.Equal(t, 2*runtime.NumCPU(), decodeTargetWorkgroups(&p, 32))
 	p.Type = vk.DeviceIntegrated
-	require.Equal(t, 256, DecodeTargetWorkgroups(&p))
+	require.Equal(t, 256, decodeTargetWorkgroups(&p, 128))
 	p.Type = vk.DeviceDiscrete
-	require.Equal(t, 1024, DecodeTargetWorkgroups(&p))
+	require.Equal(t, 1024, decodeTargetWorkgroups(&p, 128))
+	require.Equal(t, 4096, decodeTargetWorkgroups(&p, 32))
+}
+
+// The subgroup decode kernel's lane layout (decode_stream.glsl) for the common cases: a lane
+// reads one 16-byte vector of an fp16 key at d=128, and a 32-lane subgroup two keys at once.
+func TestStreamLayout(t *testing.T) {
+	require.Equal(t, streamLayout{vw: 4, roww: 64, vpr: 16, lpk: 16, vpl: 1, kps: 2}, newStreamLayout(128, 16, 32))
+	require.Equal(t, streamLayout{vw: 8, roww: 128, vpr: 16, lpk: 16, vpl: 1, kps: 2}, newStreamLayout(128, 32, 32))
+	require.Equal(t, streamLayout{vw: 2, roww: 32, vpr: 16, lpk: 16, vpl: 1, kps: 2}, newStreamLayout(128, 8, 32))
+	require.Equal(t, streamLayout{vw: 1, roww: 16, vpr: 16, lpk: 16, vpl: 1, kps: 2}, newStreamLayout(128, 4, 32))
+	require.Equal(t, streamLayout{vw: 4, roww: 40, vpr: 10, lpk: 16, vpl: 1, kps: 2}, newStreamLayout(80, 16, 32))
+	require.Equal(t, streamLayout{vw: 8, roww: 256, vpr: 32, lpk: 8, vpl: 4, kps: 1}, newStreamLayout(256, 32, 8))
+	for _, bits := range []uint32{32, 16, 8, 4} {
+		for _, sg := range []uint32{4, 8, 16, 32, 64} {
+			for _, d := range HeadDims {
+				l := newStreamLayout(uint32(d), bits, sg)
+				what := []any{bits, sg, d, l}
+				require.Equal(t, sg, l.lpk*l.kps, what...)
+				require.GreaterOrEqual(t, l.lpk*l.vpl, l.vpr, "every vector has a lane: %v", what)
+				require.GreaterOrEqual(t, l.vpr*l.vw*32/bits, uint32(d), what...)
+			}
+		}
+	}
 }
 
 // Decode tiles fit each simulated device's shared memory and workgroup limits at every subgroup
@@ -71,7 +94,7 @@ func TestDecodeTilesFitSimulatedDevices(t *testing.T) {
 				}
 				for _, d := range HeadDims {
 					for _, rows := range []int{1, 3, 4, 8, 20, 32, 64, 128, 512} {
-						tl, err := decodeTiles(tier, &p, d, rows)
+						tl, err := decodeTiles(tier, &p, d, rows, 16)
 						what := []any{name, sg, tier, d, rows, tl}
 						require.NoError(t, err, what...)
 						require.LessOrEqual(t, decodeShared(tier, tl, uint32(d)), p.MaxSharedMemory, what...)
@@ -89,7 +112,7 @@ func TestDecodeTilesFitSimulatedDevices(t *testing.T) {
 			}
 			// The H100 decode shape (GQA 4, one new token): one workgroup per (chunk, kv head).
 			if name == "nvidia-h100" && sg == 32 {
-				tl, err := decodeTiles(devices.TierSubgroup, &p, 128, 4)
+				tl, err := decodeTiles(devices.TierSubgroup, &p, 128, 4, 16)
 				require.NoError(t, err)
 				require.GreaterOrEqual(t, tl.BR, uint32(4))
 			}
@@ -98,10 +121,11 @@ func TestDecodeTilesFitSimulatedDevices(t *testing.T) {
 }
 
 // The common decode shapes (one new token, 4 or 8 query heads per kv head) fit one workgroup's
-// rows on every simulated device with 32 KiB of shared memory or more, at the scalar tier and
-// subgroup widths up to 32, for head dims up to 128, so each K/V byte of a chunk is read once there; larger head dims and wider
-// subgroups may get fewer rows per workgroup when shared memory is short (logged); and the documented caps on rows per workgroup
-// hold: 64 at the scalar tier, 32 at subgroup width 32.
+// rows on every simulated device with 32 KiB of shared memory or more at the scalar tier for head
+// dims up to 128, and at the subgroup tier wherever a lane reads one vector of each fp16 key
+// (lanes keep q and o of 8 dims per row in registers), so each K/V byte of a chunk is read once
+// there; elsewhere fewer rows per workgroup (logged). The documented caps on rows per workgroup
+// hold: 64 at the scalar tier, 8 at the subgroup tier.
 func TestDecodeRowsOneWorkgroup(t *testing.T) {
 	for _, name := range devices.SimulatedNames() {
 		p, err := devices.Simulated(name)
@@ -117,22 +141,26 @@ func TestDecodeRowsOneWorkgroup(t *testing.T) {
 				}
 				for _, d := range HeadDims {
 					for _, rows := range []int{4, 8} {
-						tl, err := decodeTiles(tier, &p, d, rows)
+						tl, err := decodeTiles(tier, &p, d, rows, 16)
 						require.NoError(t, err)
 						if int(tl.BR) < rows {
 							// Shared memory can leave fewer rows at large head dims: K and V
 							// are then read once per row block.
-							require.True(t, d > 128 || p.MaxSharedMemory < 32<<10 || tier == devices.TierSubgroup && sg > 32, "%s sg %d %s d %d: %d rows in %v", name, sg, tier, d, rows, tl)
+							if tier == devices.TierScalar {
+								require.True(t, d > 128 || p.MaxSharedMemory < 32<<10, "%s sg %d %s d %d: %d rows in %v", name, sg, tier, d, rows, tl)
+							} else {
+								require.Greater(t, newStreamLayout(uint32(d), 16, sg).vpl, uint32(1), "%s sg %d %s d %d: %d rows in %v", name, sg, tier, d, rows, tl)
+							}
 							t.Logf("%s sg %d %s d %d: %d rows, %d per workgroup", name, sg, tier, d, rows, tl.BR)
 						}
 					}
 				}
-				tl, err := decodeTiles(tier, &p, 64, 512)
+				tl, err := decodeTiles(tier, &p, 64, 512, 16)
 				require.NoError(t, err)
 				if tier == devices.TierScalar {
 					require.LessOrEqual(t, tl.BR, uint32(64), name)
-				} else if sg == 32 {
-					require.LessOrEqual(t, tl.BR, uint32(32), name)
+				} else {
+					require.LessOrEqual(t, tl.BR, uint32(8), name)
 				}
 			}
 		}

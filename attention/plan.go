@@ -79,6 +79,7 @@ func (e *Engine) newCallOf(ops []operand, lse *memory.Tensor, opts Options) (*ca
 const (
 	pushNSeq, pushHq, pushHk, pushFlags = 0, 1, 2, 3
 	pushOTokenStride, pushOHeadStride   = 14, 15
+	pushKTokenStride                    = 10 // then kHeadStride, vTokenStride, vHeadStride
 	pushQOff, pushKOff, pushOOff        = 16, 17, 19
 
 	flagWriteLSE = 1 // FLAG_WRITE_LSE

@@ -99,6 +99,8 @@ var (
 	coopMatNeeds = append(slices.Clone(subgroupNeeds), devices.FeatureSubgroupShuffle, devices.FeatureFloat16,
 		devices.FeatureCooperativeMatrix, devices.FeatureVulkanMemoryModel, devices.FeatureMaintenance4)
 	coopMat2Needs = append(slices.Clone(coopMatNeeds), devices.FeatureCooperativeMatrix2)
+	// decodeSubgroupNeeds: decode_stream.glsl adds subgroupShuffleXor to what subgroupNeeds has.
+	decodeSubgroupNeeds = append(slices.Clone(subgroupNeeds), devices.FeatureSubgroupShuffle)
 )
 
 // Variants lists every kernel, in the order the build tool compiles them.
@@ -125,17 +127,17 @@ var Variants = []Variant{
 	{Name: "decode_scalar", Op: OpDecode, Tier: devices.TierScalar, Bindings: 8, PushSize: 4 * PushWords,
 		Source: "decode.comp", Defines: []string{"TIER_SCALAR"}, Requires: scalarNeeds},
 	{Name: "decode_subgroup", Op: OpDecode, Tier: devices.TierSubgroup, Bindings: 8, PushSize: 4 * PushWords,
-		Source: "decode.comp", Defines: []string{"TIER_SUBGROUP"}, Requires: subgroupNeeds},
+		Source: "decode.comp", Defines: []string{"TIER_SUBGROUP"}, Requires: decodeSubgroupNeeds},
 	// decode.comp over quantized K and V (quant.glsl): four more bindings, the scales of K, V and
 	// FP8 queries and the queries' RoPE-aware scales.
 	{Name: "decode_int8_scalar", Op: OpDecodeInt8, Tier: devices.TierScalar, Bindings: 12, PushSize: 4 * PushWords,
 		Source: "decode.comp", Defines: []string{"TIER_SCALAR", "KV_INT8"}, Requires: scalarNeeds},
 	{Name: "decode_int8_subgroup", Op: OpDecodeInt8, Tier: devices.TierSubgroup, Bindings: 12, PushSize: 4 * PushWords,
-		Source: "decode.comp", Defines: []string{"TIER_SUBGROUP", "KV_INT8"}, Requires: subgroupNeeds},
+		Source: "decode.comp", Defines: []string{"TIER_SUBGROUP", "KV_INT8"}, Requires: decodeSubgroupNeeds},
 	{Name: "decode_int4_scalar", Op: OpDecodeInt4, Tier: devices.TierScalar, Bindings: 12, PushSize: 4 * PushWords,
 		Source: "decode.comp", Defines: []string{"TIER_SCALAR", "KV_INT4"}, Requires: scalarNeeds},
 	{Name: "decode_int4_subgroup", Op: OpDecodeInt4, Tier: devices.TierSubgroup, Bindings: 12, PushSize: 4 * PushWords,
-		Source: "decode.comp", Defines: []string{"TIER_SUBGROUP", "KV_INT4"}, Requires: subgroupNeeds},
+		Source: "decode.comp", Defines: []string{"TIER_SUBGROUP", "KV_INT4"}, Requires: decodeSubgroupNeeds},
 	{Name: "merge", Op: OpMerge, Tier: devices.TierScalar, Bindings: 8, PushSize: 4 * PushWords,
 		Source: "merge.comp", Requires: scalarNeeds},
 }

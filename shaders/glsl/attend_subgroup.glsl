@@ -1,10 +1,10 @@
-// Subgroup tier of flash_fwd.comp and decode.comp. The workgroup is WG / SG subgroups; subgroup g
+// Subgroup tier of flash_fwd.comp. The workgroup is WG / SG subgroups; subgroup g
 // owns rows [g*ROWS, (g+1)*ROWS) of the block. For Q.K^T lane x scores keys x, x+SG, ... of the
 // tile against the row's q, broadcast from shared memory; the row max and sum are subgroup
 // reductions. For P.V lane x owns the dim pairs x, x+SG, ... of the output, so 16-bit pairs are
 // stored by one lane. Include attend_tile.glsl first; the including kernel maps the rows with the
-// functions attend_scalar.glsl lists. ATTEND_NAN_SUM_AT_WRONG_WIDTH: at a wrong subgroup width the
-// softmax sum handed to rowWritesO and storeRowLSE is NaN too, not only the max and the output.
+// functions attend_scalar.glsl lists. At a wrong subgroup width the row's max, sum and output are
+// NaN.
 
 const uint NSG = WG / SG;
 const uint ROWS = BR / NSG;
@@ -89,12 +89,7 @@ void main() {
 		if (r >= BR || !rowValid(k, r)) continue;
 		float mm = m[rr], ll = l[rr];
 		float inv = ll == 0.0 ? 0.0 : 1.0 / ll;
-		if (!widthOK) {
-			mm = inv = uintBitsToFloat(0x7fc00000u);
-#ifdef ATTEND_NAN_SUM_AT_WRONG_WIDTH
-			ll = inv;
-#endif
-		}
+		if (!widthOK) mm = ll = inv = uintBitsToFloat(0x7fc00000u);
 		if (rowWritesO(k, ll)) {
 			for (uint i = 0; i < PPL; i++) {
 				uint pair = lane + i * SG;

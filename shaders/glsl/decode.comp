@@ -19,20 +19,23 @@
 // straight to o and lse as the forward's do.
 //
 // Tiers (one define each):
-//   TIER_SCALAR    one invocation per row (BR == WG).
-//   TIER_SUBGROUP  a subgroup per ROWS rows: lanes split the keys for Q.K^T and the dim pairs
-//                  for P.V, subgroup reductions for the softmax statistics, as flash_fwd's.
+//   TIER_SCALAR    one invocation per row (BR == WG), K/V tiles staged in shared memory
+//                  (attend_tile.glsl, attend_scalar.glsl, as flash_fwd's scalar tier).
+//   TIER_SUBGROUP  one subgroup per workgroup (WG == SG) streams K and V into registers,
+//                  lanes splitting each key's dims (decode_stream.glsl); BC is the keys a step
+//                  reads.
 // K and V (one define at most):
 //   (none)         stored as DTYPE, as q.
 //   KV_INT8        quantized, package quant's Int8 (quant.glsl: codes, scales at bindings 8 and
-//   KV_INT4        9, queries as QMODE says), dequantized as each K/V tile is staged: the tiles
-//                  and everything after them are the float kernel's.
+//   KV_INT4        9, queries as QMODE says), dequantized as they are read: each value is the
+//                  float kernel's, and so is everything after.
 
 #extension GL_GOOGLE_include_directive : require
 #ifdef TIER_SUBGROUP
 #extension GL_KHR_shader_subgroup_basic : require
 #extension GL_KHR_shader_subgroup_arithmetic : require
 #extension GL_KHR_shader_subgroup_vote : require
+#extension GL_KHR_shader_subgroup_shuffle : require
 #endif
 
 layout(constant_id = 0) const uint DTYPE = 0;
@@ -144,12 +147,10 @@ void storeRowLSE(Block k, uint r, float m, float l) {
 	storeOutLSE(k.split, rowToken(k, r), rowHead(k, k.r0 + r), m, l);
 }
 
-#include "attend_tile.glsl"
 #ifdef TIER_SCALAR
+#include "attend_tile.glsl"
 #include "attend_scalar.glsl"
 #endif
 #ifdef TIER_SUBGROUP
-// A partial's sum must be NaN too at a wrong width: 0 would read as a chunk without keys.
-#define ATTEND_NAN_SUM_AT_WRONG_WIDTH
-#include "attend_subgroup.glsl"
+#include "decode_stream.glsl"
 #endif
