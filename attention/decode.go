@@ -5,8 +5,10 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math/bits"
+	"os"
 	"runtime"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/vkattn/vkattn/devices"
@@ -342,6 +344,23 @@ const (
 	decodeStreamValues = 64
 )
 
+// DecodeUnrollEnv overrides, for tuning on a new device, the keys each lane of the subgroup
+// decode kernel reads per step (a positive integer; default 4).
+const DecodeUnrollEnv = "VKATTN_DECODE_UNROLL"
+
+// decodeUnroll is the keys per lane per step: $VKATTN_DECODE_UNROLL, else decodeStreamUnroll.
+func decodeUnroll() (uint32, error) {
+	env := os.Getenv(DecodeUnrollEnv)
+	if env == "" {
+		return decodeStreamUnroll, nil
+	}
+	u, err := strconv.Atoi(env)
+	if err != nil || u < 1 || u > 64 {
+		return 0, fmt.Errorf("attention: %s=%q: want keys per lane per step, 1 to 64", DecodeUnrollEnv, env)
+	}
+	return uint32(u), nil
+}
+
 // decodeTiles sizes the decode kernel for head dim d, K/V values of bits bits and rows per
 // (sequence, kv head) — new tokens times query heads per kv head: as many of them in one
 // workgroup as the tier allows (powers of two, so that few pipelines are built), so that each
@@ -367,9 +386,13 @@ func decodeTiles(tier devices.Tier, p *devices.Profile, d, rows int, bits uint32
 		if sg == 0 || maxWG < sg {
 			break
 		}
+		u, err := decodeUnroll()
+		if err != nil {
+			return tiles{}, err
+		}
 		l := newStreamLayout(dd, bits, sg)
 		br := min(want, pow2Floor(max(1, decodeStreamValues/(8*l.vpl))))
-		return tiles{SG: sg, WG: sg, BR: br, BC: l.kps * decodeStreamUnroll, PinSubgroup: p.MinSubgroupSize != p.MaxSubgroupSize}, nil
+		return tiles{SG: sg, WG: sg, BR: br, BC: l.kps * u, PinSubgroup: p.MinSubgroupSize != p.MaxSubgroupSize}, nil
 	}
 	return tiles{}, fmt.Errorf("attention: head dim %d does not fit %d bytes of shared memory at tier %s", d, maxShared, tier)
 }

@@ -16,8 +16,10 @@
 // FLAG_VEC: K's and V's offsets and strides (in words) are multiples of LW = min(VW, 4) and ROWW
 // is too, so a vector is read with uvec4 / uvec2 loads (the host checks); otherwise word by word.
 //
+// Every loop but the one over keys is unrolled: its arrays then live in registers.
+//
 // Include after decode.comp's row functions (attend_scalar.glsl lists them); the kernel enables
-// GL_KHR_shader_subgroup_shuffle.
+// GL_KHR_shader_subgroup_shuffle and GL_EXT_control_flow_attributes.
 
 layout(std430, binding = 1) readonly buffer K4 { uvec4 k4Data[]; };
 layout(std430, binding = 2) readonly buffer V4 { uvec4 v4Data[]; };
@@ -71,7 +73,7 @@ uvec4 loadWords(uint which, uint a, uint end) {
 		if (LW == 2u) return uvec4(which == 0u ? k2Data[a / 2u] : v2Data[a / 2u], 0u, 0u);
 	}
 	uvec4 y = uvec4(0u);
-	for (uint i = 0u; i < LW; i++)
+	[[unroll]] for (uint i = 0u; i < LW; i++)
 		if (a + i < end) y[i] = which == 0u ? kData[a + i] : vData[a + i];
 	return y;
 }
@@ -110,10 +112,10 @@ void main() {
 
 	float q[BR][EL], o[BR][EL], m[BR], l[BR];
 	ivec2 keys[BR];
-	for (uint r = 0u; r < BR; r++) {
+	[[unroll]] for (uint r = 0u; r < BR; r++) {
 		bool valid = rowValid(k, r);
-		for (uint i = 0u; i < VPL; i++) {
-			for (uint e = 0u; e < EPV; e++) {
+		[[unroll]] for (uint i = 0u; i < VPL; i++) {
+			[[unroll]] for (uint e = 0u; e < EPV; e++) {
 				uint d = (part + i * LPK) * EPV + e;
 				q[r][i * EPV + e] = valid && d < D ? rowQuery(k, r, d) * pc.scale : 0.0;
 				o[r][i * EPV + e] = 0.0;
@@ -128,12 +130,12 @@ void main() {
 		// Issue every load of the step before using any.
 		Vec kv[U][VPL], vv[U][VPL];
 		float ks[U][VPL], vs[U][VPL];
-		for (uint u = 0u; u < U; u++) {
+		[[unroll]] for (uint u = 0u; u < U; u++) {
 			int key = k0 + int(u * KPS + slot);
 			bool inStep = key < k.kEnd && u * KPS + slot < BC;
 			uint t = k.s.kStart + uint(key);
 			uint kb = rowWord(0u, t, k.kvh), vb = rowWord(1u, t, k.kvh);
-			for (uint i = 0u; i < VPL; i++) {
+			[[unroll]] for (uint i = 0u; i < VPL; i++) {
 				uint vi = part + i * LPK;
 				bool load = inStep && vi < VPR;
 				kv[u][i] = load ? loadVec(0u, kb, vi) : Vec(uvec4(0u), uvec4(0u));
@@ -151,54 +153,54 @@ void main() {
 		// Scores: each lane's share of the dot product, summed over the key's lanes.
 		float s[U][BR];
 		bool nanAny = false;
-		for (uint u = 0u; u < U; u++) {
+		[[unroll]] for (uint u = 0u; u < U; u++) {
 			int key = k0 + int(u * KPS + slot);
-			for (uint r = 0u; r < BR; r++) {
+			[[unroll]] for (uint r = 0u; r < BR; r++) {
 				float acc = 0.0;
-				for (uint i = 0u; i < VPL; i++)
-					for (uint e = 0u; e < EPV; e++) acc += q[r][i * EPV + e] * value(kv[u][i], e, ks[u][i]);
-				for (uint off = LPK / 2u; off > 0u; off /= 2u) acc += subgroupShuffleXor(acc, off);
+				[[unroll]] for (uint i = 0u; i < VPL; i++)
+					[[unroll]] for (uint e = 0u; e < EPV; e++) acc += q[r][i * EPV + e] * value(kv[u][i], e, ks[u][i]);
+				[[unroll]] for (uint off = LPK / 2u; off > 0u; off /= 2u) acc += subgroupShuffleXor(acc, off);
 				bool sees = key >= keys[r].x && key < keys[r].y && u * KPS + slot < BC;
 				s[u][r] = sees ? score(acc) : NEG_INF;
 				nanAny = nanAny || isnan(s[u][r]);
 			}
 		}
 		bool stepNaN = subgroupAny(nanAny);
-		for (uint r = 0u; r < BR; r++) {
+		[[unroll]] for (uint r = 0u; r < BR; r++) {
 			float mx = NEG_INF;
 			bool nan = false;
-			for (uint u = 0u; u < U; u++) {
+			[[unroll]] for (uint u = 0u; u < U; u++) {
 				mx = max(mx, s[u][r]);
 				nan = nan || isnan(s[u][r]);
 			}
 			float alpha = raiseMax(m[r], subgroupMax(mx), stepNaN && subgroupAny(nan));
 			float sum = 0.0;
-			for (uint j = 0u; j < EL; j++) o[r][j] *= alpha;
-			for (uint u = 0u; u < U; u++) {
+			[[unroll]] for (uint j = 0u; j < EL; j++) o[r][j] *= alpha;
+			[[unroll]] for (uint u = 0u; u < U; u++) {
 				float p = prob(s[u][r], m[r]);
 				sum += p;
-				for (uint i = 0u; i < VPL; i++)
-					for (uint e = 0u; e < EPV; e++) o[r][i * EPV + e] += weigh(p, value(vv[u][i], e, vs[u][i]));
+				[[unroll]] for (uint i = 0u; i < VPL; i++)
+					[[unroll]] for (uint e = 0u; e < EPV; e++) o[r][i * EPV + e] += weigh(p, value(vv[u][i], e, vs[u][i]));
 			}
 			l[r] = l[r] * alpha + sum;
 		}
 	}
 
 	// Add up the lane groups (lanes with the same part hold the same dims of other keys).
-	for (uint r = 0u; r < BR; r++) {
-		for (uint off = LPK; off < SG; off *= 2u) {
+	[[unroll]] for (uint r = 0u; r < BR; r++) {
+		[[unroll]] for (uint off = LPK; off < SG; off *= 2u) {
 			l[r] += subgroupShuffleXor(l[r], off);
-			for (uint j = 0u; j < EL; j++) o[r][j] += subgroupShuffleXor(o[r][j], off);
+			[[unroll]] for (uint j = 0u; j < EL; j++) o[r][j] += subgroupShuffleXor(o[r][j], off);
 		}
 	}
-	for (uint r = 0u; r < BR; r++) {
+	[[unroll]] for (uint r = 0u; r < BR; r++) {
 		if (!rowValid(k, r)) continue;
 		float mm = m[r], ll = l[r];
 		float inv = ll == 0.0 ? 0.0 : 1.0 / ll;
 		if (!widthOK) mm = ll = inv = uintBitsToFloat(0x7fc00000u);
 		if (slot == 0u && rowWritesO(k, ll)) {
-			for (uint i = 0u; i < VPL; i++) {
-				for (uint e = 0u; e < EPV; e += 2u) {
+			[[unroll]] for (uint i = 0u; i < VPL; i++) {
+				[[unroll]] for (uint e = 0u; e < EPV; e += 2u) {
 					uint d = (part + i * LPK) * EPV + e;
 					if (d < D) storeRow(k, r, d, o[r][i * EPV + e] * inv, o[r][i * EPV + e + 1u] * inv);
 				}
