@@ -10,9 +10,11 @@
 // rows fit one workgroup (BR); more rows take several row blocks, each reading the chunk.
 // Masks as the forward's (mask.glsl): causal among the new tokens, bottom-right aligned.
 //
-// Grid: (chunks, hk * row blocks, sequences). Chunk c of a sequence holds its keys
-// [c * CHUNK, (c + 1) * CHUNK), CHUNK being the word after the cumulative lengths in the seqlens
-// buffer (index 2 * (nSeq + 1)); a sequence shorter than others has chunks without keys. With
+// Grid: (chunks, hk * row blocks, sequences). At the scalar tier chunk c of a sequence holds its
+// keys [c * CHUNK, (c + 1) * CHUNK), CHUNK being the word after the cumulative lengths in the
+// seqlens buffer (index 2 * (nSeq + 1)); at the subgroup tier chunk c of n holds the tiles of BC
+// keys t == c (mod n), so the chunks of a sequence read neighbouring memory at once; either way a
+// sequence shorter than others has chunks without keys. With
 // FLAG_PARTIAL, chunk c's partials go to binding 6 ([chunks][totalQ][hq][D] fp32) and binding 7
 // ([chunks][totalQ][hq]): every row writes its logsumexp, -inf where the chunk holds no key it
 // sees, and then no output (merge.comp does not read it). Without it (one chunk), results go
@@ -83,9 +85,14 @@ Block block() {
 	k.r0 = gl_WorkGroupID.y / pc.hk * BR;
 	k.rows = k.s.lq * k.g;
 	int lq = int(k.s.lq), lk = int(k.s.lk);
+#ifdef TIER_SUBGROUP
+	k.c0 = 0; // splits interleave tiles of the sequence's keys (decode_stream.glsl)
+	k.c1 = lk;
+#else
 	int chunk = int(cuSeqlens[2u * (pc.nSeq + 1u)]);
 	k.c0 = min(int(k.split) * chunk, lk);
 	k.c1 = min(k.c0 + chunk, lk);
+#endif
 	int i0 = int(k.r0 / k.g);
 	int i1 = int((max(min(k.r0 + BR, k.rows), 1u) - 1u) / k.g); // last token of the block
 	ivec2 vis = blockKeys(i0, i1 - i0 + 1, lq, lk);
