@@ -13,8 +13,9 @@
 // every lane rescales alike and the lanes' partial sums and outputs (each over the keys of its
 // lane group) add up across groups at the end.
 //
-// FLAG_VEC: K's and V's offsets and strides (in words) are multiples of LW = min(VW, 4) and ROWW
-// is too, so a vector is read with uvec4 / uvec2 loads (the host checks); otherwise word by word.
+// FLAG_VEC: K's and V's rows start on multiples of LW = min(VW, 4) words and ROWW is one too, so
+// a vector is read with uvec4 / uvec2 loads (the host checks the offsets and strides); otherwise
+// word by word.
 //
 // Every loop but the one over keys is unrolled: its arrays then live in registers.
 //
@@ -53,10 +54,10 @@ struct Vec {
 // word is word i of a vector.
 uint word(Vec x, uint i) { return i < 4u ? x.lo[i] : x.hi[i - 4u]; }
 
-// rowWord is the first word of row (token t, head h) of K (which 0) or V (1).
+// rowWord is the first word of row (token t, head h) of K (which 0) or V (1) (tensors.glsl's
+// kRow and vRow).
 uint rowWord(uint which, uint t, uint h) {
-	uint e = which == 0u ? pc.kOff + t * pc.kTokenStride + h * pc.kHeadStride
-	                     : pc.vOff + t * pc.vTokenStride + h * pc.vHeadStride;
+	uint e = which == 0u ? kRow(t, h) : vRow(t, h);
 #ifdef KV_QUANT
 	return e; // quant.glsl: K and V offsets and strides are in words
 #else
