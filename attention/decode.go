@@ -24,9 +24,10 @@ const MaxDecodeQueries = 16
 // DecodeOptions are Decode's options: Forward's, and how each sequence's keys are split.
 type DecodeOptions struct {
 	Options
-	// Splits, if positive, is the number of chunks each sequence's keys are split into (chunks
-	// of ceil(longest/Splits) keys, so a shorter sequence's last chunks may hold none); 0 chooses
-	// it from the device and the lengths (see Decode).
+	// Splits, if positive, is the number of chunks each sequence's keys are split into: ranges
+	// of ceil(longest/Splits) keys at the scalar tier, interleaved tiles of keys at the subgroup
+	// tier, so a shorter sequence's chunks may hold none; 0 chooses it from the device and the
+	// lengths (see Decode).
 	Splits int
 }
 
@@ -44,8 +45,8 @@ type DecodeOptions struct {
 // of that KV head and every new token, so each K/V byte is read once, into fp32 scratch memory;
 // a second dispatch merges the partials (the kernel Merge runs). With one chunk the first
 // dispatch writes the result and there is no second. Vulkan does not report a GPU's compute
-// units, so the automatic number of chunks aims at about DecodeTargetWorkgroups(device)
-// workgroups in all, chunks of at least 256 keys, at most 128 chunks, and partials that fit the
+// units, so the automatic number of chunks aims at a number of workgroups per device type
+// (twice the CPU threads on a CPU device; a few per compute unit of the largest GPUs), chunks of at least 256 keys, at most 128 chunks, and partials that fit the
 // device's maxStorageBufferRange; DecodeOptions.Splits overrides it.
 func (e *Engine) Decode(ctx context.Context, q, k, v *memory.Tensor, opts DecodeOptions) (*Result, error) {
 	if err := e.usable(); err != nil {
