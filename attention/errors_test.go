@@ -2,6 +2,7 @@ package attention_test
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"strings"
 	"testing"
@@ -368,8 +369,8 @@ func TestNewTensorBadSizes(t *testing.T) {
 
 // TestForwardNaNInfStayInTheirRows: a NaN in one query row and +Inf in one key of one sequence
 // of a varlen batch reach exactly the outputs that read them, as in the oracle; every other row
-// is finite and correct. At every tier the device runs, each forced, and through the naive
-// baseline.
+// is finite and correct. At every tier the device runs, each forced, through the naive
+// baseline, and through Decode at every tier it runs (one chunk, and three merged).
 func TestForwardNaNInfStayInTheirRows(t *testing.T) {
 	e := engine(t)
 	ctx := context.Background()
@@ -387,6 +388,15 @@ func TestForwardNaNInfStayInTheirRows(t *testing.T) {
 			}})
 	}
 	kernels = append(kernels, kernel{conformance.NaiveTier, conformance.Inputs(devices.TierScalar), e.NaiveForwardInto})
+	for _, tier := range e.DecodeTiers() {
+		for _, splits := range []int{1, 3} {
+			kernels = append(kernels, kernel{fmt.Sprintf("decode-%s/splits%d", tier, splits), conformance.Inputs(devices.TierScalar),
+				func(ctx context.Context, o, lse, q, k, v *memory.Tensor, opts attention.Options) (string, error) {
+					opts.Tier = tier
+					return e.DecodeInto(ctx, o, lse, q, k, v, attention.DecodeOptions{Options: opts, Splits: splits})
+				}})
+		}
+	}
 	const hq, hk, d = 4, 2, 64
 	lq, lk := []int{5, 7, 4}, []int{6, 9, 5}
 	cuQ, cuK := reference.Cumulative(lq), reference.Cumulative(lk)

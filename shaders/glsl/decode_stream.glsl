@@ -9,9 +9,9 @@
 // least power of two >= VPR, at most SG), each lane reading VPL of its vectors, so the subgroup
 // reads KPS = SG / LPK keys at once and a step reads BC keys (U = BC / KPS per lane). A lane
 // keeps q of its dims for the block's BR rows; the dot products of a key are summed across its
-// LPK lanes with shuffles; the rows' running max is subgroup-uniform (subgroupMax per step), so
-// every lane rescales alike and the lanes' partial sums and outputs (each over the keys of its
-// lane group) add up across groups at the end.
+// LPK lanes with shuffles; each lane group keeps its own running max, sum and output per row
+// (no subgroup operation per step), merged across groups at the end as merge.comp merges
+// partials.
 //
 // FLAG_VEC: K's and V's rows start on multiples of LW = min(VW, 4) words and ROWW is one too, so
 // a vector is read with uvec4 / uvec2 loads (the host checks the offsets and strides); otherwise
@@ -157,7 +157,6 @@ void main() {
 		}
 		// Scores: each lane's share of the dot product, summed over the key's lanes.
 		float s[U][BR];
-		bool nanAny = false;
 		[[unroll]] for (uint u = 0u; u < U; u++) {
 			int key = k0 + int(u * KPS + slot);
 			[[unroll]] for (uint r = 0u; r < BR; r++) {
@@ -167,10 +166,9 @@ void main() {
 				[[unroll]] for (uint off = LPK / 2u; off > 0u; off /= 2u) acc += subgroupShuffleXor(acc, off);
 				bool sees = key >= keys[r].x && key < keys[r].y && u * KPS + slot < BC;
 				s[u][r] = sees ? score(acc) : NEG_INF;
-				nanAny = nanAny || isnan(s[u][r]);
 			}
 		}
-		bool stepNaN = subgroupAny(nanAny);
+		// Online softmax of each lane group over its keys: no subgroup operation per step.
 		[[unroll]] for (uint r = 0u; r < BR; r++) {
 			float mx = NEG_INF;
 			bool nan = false;
@@ -178,24 +176,37 @@ void main() {
 				mx = max(mx, s[u][r]);
 				nan = nan || isnan(s[u][r]);
 			}
-			float alpha = raiseMax(m[r], subgroupMax(mx), stepNaN && subgroupAny(nan));
+			float alpha = raiseMax(m[r], mx, nan);
 			float sum = 0.0;
 			[[unroll]] for (uint j = 0u; j < EL; j++) o[r][j] *= alpha;
 			[[unroll]] for (uint u = 0u; u < U; u++) {
 				float p = prob(s[u][r], m[r]);
 				sum += p;
-				[[unroll]] for (uint i = 0u; i < VPL; i++)
-					[[unroll]] for (uint e = 0u; e < EPV; e++) o[r][i * EPV + e] += weigh(p, value(vv[u][i], e, vs[u][i]));
+				// A key the row does not see (p is 0) adds nothing, even a NaN or Inf value.
+				if (p != 0.0) {
+					[[unroll]] for (uint i = 0u; i < VPL; i++)
+						[[unroll]] for (uint e = 0u; e < EPV; e++) o[r][i * EPV + e] += p * value(vv[u][i], e, vs[u][i]);
+				}
 			}
 			l[r] = l[r] * alpha + sum;
 		}
 	}
 
-	// Add up the lane groups (lanes with the same part hold the same dims of other keys).
+	// Merge the lane groups' softmax statistics and outputs (lanes with the same part hold the
+	// same dims of other keys); every lane computes the same sums, in the same order.
 	[[unroll]] for (uint r = 0u; r < BR; r++) {
 		[[unroll]] for (uint off = LPK; off < SG; off *= 2u) {
-			l[r] += subgroupShuffleXor(l[r], off);
-			[[unroll]] for (uint j = 0u; j < EL; j++) o[r][j] += subgroupShuffleXor(o[r][j], off);
+			float m2 = subgroupShuffleXor(m[r], off), l2 = subgroupShuffleXor(l[r], off);
+			float mNew = maxNaN(m[r], m2);
+			// Weights as merge.comp's: a group that saw no key (or weighs 0) adds nothing.
+			float a = rescale(m[r], mNew), b = rescale(m2, mNew);
+			if (mNew == NEG_INF) a = b = 0.0;
+			[[unroll]] for (uint j = 0u; j < EL; j++) {
+				float o2 = subgroupShuffleXor(o[r][j], off);
+				o[r][j] = weigh(a, o[r][j]) + weigh(b, o2);
+			}
+			l[r] = l[r] * a + l2 * b;
+			m[r] = mNew;
 		}
 	}
 	[[unroll]] for (uint r = 0u; r < BR; r++) {
