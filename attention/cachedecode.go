@@ -132,7 +132,8 @@ func packDense(q, o, lse *memory.Tensor, b int) (pq, po, plse *memory.Tensor, er
 // (FLAG_SEQ_TABLE, groupTable) and waiting for the binds of their pages; any other call one.
 func (e *Engine) dispatches(c *call, pipe *vk.Pipeline, push []byte, grid [3]uint32, extra []uint32, bindings ...vk.BufferRange) ([]step, error) {
 	if c.groups == nil {
-		seq, err := e.seqLens(c.seqWords(extra...))
+		push, words := paged(c.k, push, c.seqWords(extra...))
+		seq, err := e.seqLens(words)
 		if err != nil {
 			return nil, err
 		}
@@ -143,14 +144,14 @@ func (e *Engine) dispatches(c *call, pipe *vk.Pipeline, push []byte, grid [3]uin
 		return []step{{set: set, push: push, grid: grid}}, nil
 	}
 	tables := make([][]uint32, len(c.groups))
+	pushes := make([][]byte, len(c.groups))
 	for i, g := range c.groups {
-		tables[i] = c.groupTable(g, extra)
+		pushes[i], tables[i] = paged(g.K, push, c.groupTable(g, extra))
 	}
 	buf, offs, err := e.seqTables(tables)
 	if err != nil {
 		return nil, err
 	}
-	flags := binary.LittleEndian.Uint32(push[4*pushFlags:]) | flagSeqTable
 	steps := make([]step, 0, len(c.groups))
 	for i, g := range c.groups {
 		seq := vk.BufferRange{Buffer: buf.Buffer, Offset: offs[i], Size: uint64(4 * len(tables[i]))}
@@ -163,7 +164,8 @@ func (e *Engine) dispatches(c *call, pipe *vk.Pipeline, push []byte, grid [3]uin
 		}
 		gr := grid
 		gr[2] = uint32(len(g.Index))
-		steps = append(steps, step{set: set, push: withPush(push, pushNSeq, uint32(len(g.Index)), pushFlags, flags), grid: gr, join: i > 0})
+		flags := binary.LittleEndian.Uint32(pushes[i][4*pushFlags:]) | flagSeqTable
+		steps = append(steps, step{set: set, push: withPush(pushes[i], pushNSeq, uint32(len(g.Index)), pushFlags, flags), grid: gr, join: i > 0})
 	}
 	return steps, nil
 }

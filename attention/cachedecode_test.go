@@ -22,7 +22,7 @@ type cacheCase struct {
 func newCacheCase(t *testing.T, e *attention.Engine, cfg memory.KVCacheConfig, lens []int, seed uint64) *cacheCase {
 	t.Helper()
 	ctx := context.Background()
-	c, err := memory.NewKVCache(e.Allocator(), cfg)
+	c, err := newKVCache(e, cfg)
 	require.NoError(t, err)
 	t.Cleanup(c.Close)
 	r := conformance.NewRand(seed)
@@ -67,7 +67,7 @@ func (cc *cacheCase) packed(t *testing.T, e *attention.Engine, seqs []int) (k, v
 // same splits) and match the float64 oracle; with one split and one new token each, they equal
 // Decode's on each sequence's views.
 func TestDecodeCache(t *testing.T) {
-	e := sparseEngine(t)
+	e := cacheEngine(t)
 	ctx := context.Background()
 	const hq, hk, d = 8, 2, 64
 	for _, dt := range []memory.DType{memory.F16, memory.F32} {
@@ -86,7 +86,7 @@ func TestDecodeCache(t *testing.T) {
 			seqs := []int{9, 0, 5, 3, 8, 1}
 			groups, err := cc.c.Batch(seqs)
 			require.NoError(t, err)
-			if e.Profile().MaxStorageBufferRange <= 128<<20 {
+			if e.Profile().MaxStorageBufferRange <= 128<<20 && !cc.c.Paged() {
 				require.Greater(t, len(groups), 1, "the sequences lie in one buffer")
 			}
 			lq := make([]int, len(seqs))
@@ -172,7 +172,7 @@ func newResult(t *testing.T, e *attention.Engine, dt memory.DType, shape ...int)
 // TestDecodeCacheBadInputs: malformed DecodeCache calls return errors naming what is wrong and
 // leak nothing.
 func TestDecodeCacheBadInputs(t *testing.T) {
-	e := sparseEngine(t)
+	e := cacheEngine(t)
 	ctx := context.Background()
 	const hq, hk, d = 4, 2, 64
 	cfg := memory.KVCacheConfig{Sequences: 3, MaxLen: 64, Heads: hk, HeadDim: d, DType: memory.F16}

@@ -120,7 +120,8 @@ func (e *Engine) planForward(o, lse, q, k, v *memory.Tensor, opts Options) (*pla
 		return nil, err
 	}
 	sh := c.sh
-	variant, t, err := e.chooseForward(c.opts.Tier, q.DType, sh.d)
+	_, pages := k.Pages()
+	variant, t, err := e.chooseForward(c.opts.Tier, q.DType, sh.d, pages != nil)
 	if err != nil {
 		return nil, err
 	}
@@ -136,7 +137,8 @@ func (e *Engine) planForward(o, lse, q, k, v *memory.Tensor, opts Options) (*pla
 	if err != nil {
 		return nil, err
 	}
-	seq, err := e.seqLens(c.seqWords())
+	push, words := paged(k, c.push, c.seqWords())
+	seq, err := e.seqLens(words)
 	if err != nil {
 		return nil, err
 	}
@@ -144,7 +146,7 @@ func (e *Engine) planForward(o, lse, q, k, v *memory.Tensor, opts Options) (*pla
 	if err != nil {
 		return nil, err
 	}
-	return &plan{kernel: variant.Name, steps: []step{{set: set, push: c.push, grid: grid}}}, nil
+	return &plan{kernel: variant.Name, steps: []step{{set: set, push: push, grid: grid}}}, nil
 }
 
 func dtypeCode(t memory.DType) uint32 {
@@ -153,13 +155,27 @@ func dtypeCode(t memory.DType) uint32 {
 
 // chooseForward picks the forward kernel and its tiles for inputs of type dt and head dim d: at
 // the forced tier (Options.Tier, else $VKATTN_TIER) or, automatically, the fastest tier that runs
-// them on the device.
-func (e *Engine) chooseForward(tier devices.Tier, dt memory.DType, d int) (*shaders.Variant, tiles, error) {
+// them on the device. With paged K and V (a paged KV cache's views) the coopmat2 tier, whose
+// tensor layouts need evenly strided tokens, is refused when forced and passed over otherwise.
+func (e *Engine) chooseForward(tier devices.Tier, dt memory.DType, d int, paged bool) (*shaders.Variant, tiles, error) {
 	tier, err := envTier(tier)
 	if err != nil {
 		return nil, tiles{}, err
 	}
+	if paged {
+		return selectPagedForward(&e.profile, tier, dt, d)
+	}
 	return selectForward(&e.profile, tier, dt, d)
+}
+
+// selectPagedForward is selectForward for paged K and V, which the coopmat2 tier does not take.
+func selectPagedForward(p *devices.Profile, tier devices.Tier, dt memory.DType, d int) (*shaders.Variant, tiles, error) {
+	return selectKernel(p, shaders.OpForward, tier, dt, func(t devices.Tier) (tiles, error) {
+		if t == devices.TierCoopMat2 {
+			return tiles{}, fmt.Errorf("attention: tier %s reads K and V through tensor layouts, which take no paged K/V (a paged KV cache's views)", t)
+		}
+		return forwardTiles(t, p, d)
+	})
 }
 
 // envTier is the tier a call forces: Options.Tier, else $VKATTN_TIER, else TierAuto.

@@ -8,7 +8,6 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"github.com/vkattn/vkattn/attention"
-	"github.com/vkattn/vkattn/internal/testenv"
 	"github.com/vkattn/vkattn/memory"
 )
 
@@ -16,10 +15,7 @@ import (
 // the same keys and values: the outputs and logsumexps are bit-identical. The sequence is grown
 // in uneven chunks between calls, then released and grown again on reused pages.
 func TestKVCacheForward(t *testing.T) {
-	e := engine(t)
-	if err := e.Allocator().Device().SparseResidency(); err != nil {
-		testenv.Lacks(t, err)
-	}
+	e := cacheEngine(t)
 	ctx := context.Background()
 	const hq, hk, d = 4, 2, 64
 	for _, dt := range []memory.DType{memory.F16, memory.F32} {
@@ -27,7 +23,7 @@ func TestKVCacheForward(t *testing.T) {
 			s := seed(t)
 			r := rand.New(rand.NewPCG(s, 1))
 			t.Logf("seed %d", s)
-			c, err := memory.NewKVCache(e.Allocator(), memory.KVCacheConfig{Sequences: 3, MaxLen: 160, Heads: hk, HeadDim: d, DType: dt, Headroom: 3})
+			c, err := newKVCache(e, memory.KVCacheConfig{Sequences: 3, MaxLen: 160, Heads: hk, HeadDim: d, DType: dt, Headroom: 3})
 			require.NoError(t, err)
 			defer c.Close()
 			random := func(n int) []float32 {

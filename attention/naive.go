@@ -113,7 +113,8 @@ func (e *Engine) planNaive(o, lse, q, k, v *memory.Tensor, opts Options) (_ *pla
 	for i, x := range offs {
 		extra[i] = uint32(x) // < 2^30: S fits maxStorageBufferRange
 	}
-	seq, err := e.seqLens(c.seqWords(extra...))
+	push, words := paged(k, c.push, c.seqWords(extra...))
+	seq, err := e.seqLens(words)
 	if err != nil {
 		return nil, err
 	}
@@ -130,7 +131,7 @@ func (e *Engine) planNaive(o, lse, q, k, v *memory.Tensor, opts Options) (_ *pla
 		if err != nil {
 			return nil, err
 		}
-		p.steps = append(p.steps, step{set: set, push: c.push, grid: grids[op]})
+		p.steps = append(p.steps, step{set: set, push: push, grid: grids[op]})
 	}
 	return p, nil
 }

@@ -43,6 +43,16 @@ func (e *Engine) newCallOf(ops []operand, lse *memory.Tensor, opts Options) (*ca
 		return nil, err
 	}
 	q, k, v, o := ops[0].primary(), ops[1].primary(), ops[2].primary(), ops[3].primary()
+	for _, a := range ops {
+		for _, p := range a.parts() {
+			if _, pages := p.t.Pages(); pages != nil && (a.quantized || p.t != k && p.t != v) {
+				return nil, fmt.Errorf("attention: %s is a paged KV cache's view; only float k and v may be", p.name)
+			}
+		}
+	}
+	if err := checkPaged(q, k, v, o, lse); err != nil {
+		return nil, err
+	}
 	c := &call{sh: sh, opts: opts, q: q, k: k, v: v, o: o, lse: o.Buffer()}
 	flags := uint32(0)
 	if lse != nil {
@@ -82,8 +92,39 @@ const (
 	pushKTokenStride                    = 10 // then kHeadStride, vTokenStride, vHeadStride
 	pushQOff, pushKOff, pushOOff        = 16, 17, 19
 
-	flagWriteLSE = 1 // FLAG_WRITE_LSE
+	flagWriteLSE = 1  // FLAG_WRITE_LSE
+	flagPaged    = 16 // FLAG_PAGED
 )
+
+// paged returns the push constants and sequence table of a dispatch over K and V (k standing for
+// both), as they are where K and V are not paged; where they are (memory.Tensor.Pages), the block
+// table follows words, and push has FLAG_PAGED, kOff the table's first word and vOff the tokens
+// per page (tensors.glsl).
+func paged(k *memory.Tensor, push []byte, words []uint32) ([]byte, []uint32) {
+	pt, pages := k.Pages()
+	if pages == nil {
+		return push, words
+	}
+	at := len(words)
+	flags := binary.LittleEndian.Uint32(push[4*pushFlags:]) | flagPaged
+	return withPush(push, pushFlags, flags, pushKOff, uint32(at), pushKOff+1, uint32(pt)), append(slices.Clip(words), pages...)
+}
+
+// checkPaged checks the paged tensors of a call: only k and v may be, both or neither, with one
+// block table (the kernels read both through it).
+func checkPaged(q, k, v, o, lse *memory.Tensor) error {
+	for _, a := range []arg{{"q", q}, {"o", o}, {"lse", lse}} {
+		if _, p := a.t.Pages(); p != nil {
+			return fmt.Errorf("attention: %s is a paged KV cache's view; only k and v may be", a.name)
+		}
+	}
+	kt, kp := k.Pages()
+	vt, vp := v.Pages()
+	if (kp == nil) != (vp == nil) || kt != vt || !slices.Equal(kp, vp) {
+		return fmt.Errorf("attention: k and v must both be views of the same paged KV cache sequences, or neither paged")
+	}
+	return nil
+}
 
 // pushWords encodes push constants.
 func pushWords(vals ...uint32) []byte {

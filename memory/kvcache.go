@@ -3,6 +3,7 @@ package memory
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -25,20 +26,29 @@ type KVCacheConfig struct {
 	// without waiting. With 0, each growth binds what it needs.
 	Headroom int
 	// ChunkPages is the number of pages in each device memory allocation that pages are taken
-	// from; 0 means DefaultChunkBytes' worth.
+	// from (in the paged layout, the least its buffers grow by); 0 means DefaultChunkBytes'
+	// worth.
 	ChunkPages int
-	// MaxPages bounds the pages the cache holds, K and V together, bound or free for reuse: past
-	// it, growing fails with vk.ErrOutOfDeviceMemory as if the device had no more memory. 0
-	// means no bound but the device's memory.
+	// MaxPages bounds the pages the cache holds, K and V together, bound or free for reuse (in
+	// the paged layout, those of its current buffers): past it, growing fails with
+	// vk.ErrOutOfDeviceMemory as if the device had no more memory. 0 means no bound but the
+	// device's memory.
 	MaxPages int
+	// Paged forces the paged layout (pages in ordinary buffers, found through block tables),
+	// which devices without sparse residency buffers get anyway.
+	Paged bool
+	// PageTokens is the tokens per page of the paged layout; 0 means DefaultPageTokens. The
+	// sparse layout's pages are the sparse buffers' alignment instead.
+	PageTokens int
 }
 
 // DefaultChunkBytes is the size of the device memory allocations a KVCache takes its pages
 // from, unless KVCacheConfig.ChunkPages says otherwise.
 const DefaultChunkBytes = 2 << 20
 
-// KVCache holds the keys and values of up to Sequences sequences of up to MaxLen tokens, in the
-// way of vAttention: K and V are each a sparse-residency buffer (several where one would exceed
+// KVCache holds the keys and values of up to Sequences sequences of up to MaxLen tokens. Where
+// the device has sparse residency buffers and timeline semaphores it does so in the way of
+// vAttention: K and V are each a sparse-residency buffer (several where one would exceed
 // maxStorageBufferRange) in which every sequence has a contiguous region of MaxLen tokens, laid
 // out [MaxLen, Heads, HeadDim] and starting on a page and on a token, so that kernels read a
 // sequence's K and V as dense tensors (View), or many sequences at once by their first tokens in
@@ -55,8 +65,15 @@ const DefaultChunkBytes = 2 << 20
 // never the host; with Headroom, pages are bound ahead of need, so a decode step normally finds
 // them bound long before.
 //
-// It needs a device with sparse residency for buffers (vk.Device.SparseResidency) and timeline
-// semaphores; the paged layout with a block table for other devices is not implemented yet.
+// Elsewhere, or with KVCacheConfig.Paged, it has the paged layout: pages of PageTokens tokens
+// in ordinary device buffers, one for K and one for V (page i at the same place in both), and
+// per sequence a block table of its pages in order. The buffers grow by ChunkPages pages at least
+// (half their size at least), into larger ones that the pages are copied to; the old ones stay
+// until Trim, for the views made before, which Trim closes. A view then carries the block table
+// (Tensor.Pages) and the kernels find K and V rows through it; Batch is one group whose table
+// joins the sequences'. Nothing is bound, so there is no timeline and no wait, and all pages of
+// one tensor fit maxStorageBufferRange (the kernels bind a whole buffer). The API, errors and
+// commit bound are the same; PageSize is a page's bytes.
 //
 // Its methods are safe for concurrent use; an append holds the cache's lock only for its
 // bookkeeping, not across its copy, so other sequences' calls do not wait for it. A sequence must
@@ -71,14 +88,15 @@ type KVCache struct {
 	seqPages   int    // pages of one sequence's region
 	perBuffer  int    // sequences per buffer
 	k, v       []*Buffer
-	tl         *vk.Timeline // signalled by each batch of binds with the next value
+	tl         *vk.Timeline // signalled by each batch of binds with the next value (sparse layout)
+	paged      *pagedPool   // the paged layout's pages; nil for the sparse layout
 	// gens are the sequences' generations, advanced by Release: a view made in an earlier one is
 	// closed (Tensor.Closed).
 	gens []atomic.Uint64
 
 	mu      sync.Mutex // guards what follows; see Allocator.busy for the lock order
 	written sync.Cond  // on mu: broadcast when a sequence's write ends (kvSeq.writing)
-	pool    pagePool
+	pool    pagePool   // the sparse layout's pages
 	seqs    []kvSeq
 	last    uint64 // the value the last batch submitted signals; 0 before the first
 	reached uint64 // a value the timeline is known to have reached
@@ -96,6 +114,7 @@ type kvSeq struct {
 	// and Release of the sequence wait for it (c.written).
 	writing bool
 	k, v    []pageRef // pages bound to the region, in order from its start
+	pages   []uint32  // paged layout: its block table, the pool's pages of its tokens in order
 	// marks say when the pages were bound: the first pages of the region are bound once value
 	// is reached, in increasing order of both; marks known reached are dropped.
 	marks []bindMark
@@ -107,7 +126,9 @@ type bindMark struct {
 }
 
 // KVCacheStats describe a KVCache's memory. Every byte and page count is of K and V together
-// (K and V each hold half of what a sequence has bound and needs).
+// (K and V each hold half of what a sequence has bound and needs). In the paged layout, "bound"
+// means in a sequence's block table, MemoryBytes and Allocations also count the buffers the pages
+// moved out of, until Trim, and BindBatches is 0.
 type KVCacheStats struct {
 	PageSize       uint64
 	NeededBytes    uint64 // 2 (K and V) * tokens held * Heads * HeadDim * dtype size, over all sequences
@@ -141,7 +162,7 @@ func NewKVCache(a *Allocator, cfg KVCacheConfig) (*KVCache, error) {
 		v    int
 		min  int
 	}{{"Sequences", cfg.Sequences, 1}, {"MaxLen", cfg.MaxLen, 1}, {"Heads", cfg.Heads, 1}, {"HeadDim", cfg.HeadDim, 1},
-		{"Headroom", cfg.Headroom, 0}, {"ChunkPages", cfg.ChunkPages, 0}, {"MaxPages", cfg.MaxPages, 0}} {
+		{"Headroom", cfg.Headroom, 0}, {"ChunkPages", cfg.ChunkPages, 0}, {"MaxPages", cfg.MaxPages, 0}, {"PageTokens", cfg.PageTokens, 0}} {
 		if f.v < f.min {
 			return nil, fmt.Errorf("memory: KVCacheConfig.%s must be >= %d, got %d", f.name, f.min, f.v)
 		}
@@ -153,12 +174,6 @@ func NewKVCache(a *Allocator, cfg KVCacheConfig) (*KVCache, error) {
 		return nil, fmt.Errorf("memory: KVCacheConfig.HeadDim must be even for %s (kernels read 16-bit values in pairs), got %d", cfg.DType, cfg.HeadDim)
 	}
 	dev := a.dev
-	if err := sparseResidency(dev); err != nil {
-		return nil, fmt.Errorf("memory: kv cache: %w (the paged fallback for devices without sparse residency buffers is not implemented yet)", err)
-	}
-	if err := dev.TimelineSemaphores(); err != nil {
-		return nil, fmt.Errorf("memory: kv cache: %w (binds are ordered with a timeline semaphore)", err)
-	}
 	info := dev.Info()
 	limit := uint64(info.MaxStorageBufferRange)
 	dsize := uint64(cfg.DType.Size())
@@ -167,6 +182,9 @@ func NewKVCache(a *Allocator, cfg KVCacheConfig) (*KVCache, error) {
 			cfg.MaxLen, cfg.Heads, cfg.HeadDim, cfg.DType, limit)
 	}
 	c := &KVCache{a: a, dev: dev, cfg: cfg, tokenBytes: uint64(cfg.Heads) * uint64(cfg.HeadDim) * dsize}
+	if cfg.Paged || sparseResidency(dev) != nil || dev.TimelineSemaphores() != nil {
+		return c.openPaged(limit)
+	}
 	probe, err := dev.NewSparseBuffer(1)
 	if err != nil {
 		return nil, fmt.Errorf("memory: kv cache: %w", err)
@@ -222,9 +240,39 @@ func NewKVCache(a *Allocator, cfg KVCacheConfig) (*KVCache, error) {
 		chunk = int(max(1, DefaultChunkBytes/c.page))
 	}
 	c.pool = pagePool{dev: dev, typ: typ, page: c.page, chunkPages: chunk, maxPages: cfg.MaxPages}
-	c.seqs = make([]kvSeq, cfg.Sequences)
+	return c.open()
+}
+
+// openPaged completes NewKVCache for the paged layout; limit is maxStorageBufferRange.
+func (c *KVCache) openPaged(limit uint64) (*KVCache, error) {
+	pt := c.cfg.PageTokens
+	if pt == 0 {
+		pt = DefaultPageTokens
+	}
+	pt = min(pt, c.cfg.MaxLen)
+	c.page = uint64(pt) * c.tokenBytes
+	if c.page > limit {
+		return nil, fmt.Errorf("memory: kv cache: a page of %d tokens takes %d bytes, over the device's maxStorageBufferRange of %d", pt, c.page, limit)
+	}
+	c.cfg.PageTokens = pt
+	c.perBuffer = c.cfg.Sequences
+	chunk := c.cfg.ChunkPages
+	if chunk == 0 {
+		chunk = int(max(1, DefaultChunkBytes/c.page))
+	}
+	c.paged = &pagedPool{a: c.a, cache: c, page: c.page, chunkPages: chunk, maxPages: int(limit / c.page)}
+	if c.cfg.MaxPages > 0 && c.cfg.MaxPages/2 < c.paged.maxPages {
+		c.paged.maxPages, c.paged.budget = c.cfg.MaxPages/2, true
+	}
+	return c.open()
+}
+
+// open completes NewKVCache: the cache is listed by its allocator.
+func (c *KVCache) open() (*KVCache, error) {
+	c.seqs = make([]kvSeq, c.cfg.Sequences)
 	c.written.L = &c.mu
-	c.gens = make([]atomic.Uint64, cfg.Sequences)
+	c.gens = make([]atomic.Uint64, c.cfg.Sequences)
+	a := c.a
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.closed {
@@ -248,13 +296,21 @@ func (c *KVCache) closeBuffers() {
 		b.closed.Store(true)
 		b.Buffer.Close()
 	}
+	if c.paged != nil {
+		c.paged.close()
+	}
 }
 
 // Config is the configuration the cache was made with.
 func (c *KVCache) Config() KVCacheConfig { return c.cfg }
 
-// PageSize is the size in bytes of the pages the cache commits (the sparse buffers' alignment).
+// PageSize is the size in bytes of the pages the cache commits, per tensor: the sparse buffers'
+// alignment, or PageTokens tokens in the paged layout.
 func (c *KVCache) PageSize() uint64 { return c.page }
+
+// Paged reports whether the cache has the paged layout (KVCacheConfig.Paged, or a device
+// without sparse residency buffers).
+func (c *KVCache) Paged() bool { return c.paged != nil }
 
 // region returns the buffers of sequence seq and the byte offset of its region in them.
 func (c *KVCache) region(seq int) (k, v *Buffer, off uint64) {
@@ -304,8 +360,15 @@ func (c *KVCache) Append(ctx context.Context, seq int, k, v []float32) error {
 			seq, len(k), per)
 	}
 	n := len(k) / per
-	return c.append(ctx, []appendItem{{seq, n}}, func(d []appendDst, after []vk.TimelinePoint) error {
-		return c.upload(ctx, after, []upload{{d[0].k, d[0].off, encode(c.cfg.DType, k)}, {d[0].v, d[0].off, encode(c.cfg.DType, v)}})
+	return c.append(ctx, []appendItem{{seq, n}}, func(dsts [][]appendDst, after []vk.TimelinePoint) error {
+		kb, vb := encode(c.cfg.DType, k), encode(c.cfg.DType, v)
+		var ups []upload
+		src := uint64(0)
+		for _, d := range dsts[0] {
+			ups = append(ups, upload{d.k, d.off, kb[src : src+d.n]}, upload{d.v, d.off, vb[src : src+d.n]})
+			src += d.n
+		}
+		return c.upload(ctx, after, ups)
 	})
 }
 
@@ -397,7 +460,7 @@ func (c *KVCache) AppendTensorsBatch(ctx context.Context, appends []TensorAppend
 		items[i] = appendItem{seq: ap.Seq, n: n}
 	}
 	dsize := uint64(c.cfg.DType.Size())
-	return c.append(ctx, items, func(dsts []appendDst, after []vk.TimelinePoint) error {
+	return c.append(ctx, items, func(dsts [][]appendDst, after []vk.TimelinePoint) error {
 		for _, ap := range appends {
 			if ap.K.Closed() || ap.V.Closed() {
 				return ErrClosed
@@ -416,9 +479,12 @@ func (c *KVCache) AppendTensorsBatch(ctx context.Context, appends []TensorAppend
 		return c.dev.Run(ctx, func(cmd *vk.Commands) error {
 			cmd.After(after...)
 			for i, ap := range appends {
-				d, bytes := dsts[i], uint64(items[i].n)*c.tokenBytes
-				cmd.Copy(ap.K.buf.Buffer, uint64(ap.K.Offset)*dsize, d.k.Buffer, d.off, bytes)
-				cmd.Copy(ap.V.buf.Buffer, uint64(ap.V.Offset)*dsize, d.v.Buffer, d.off, bytes)
+				src := uint64(0)
+				for _, d := range dsts[i] {
+					cmd.Copy(ap.K.buf.Buffer, uint64(ap.K.Offset)*dsize+src, d.k.Buffer, d.off, d.n)
+					cmd.Copy(ap.V.buf.Buffer, uint64(ap.V.Offset)*dsize+src, d.v.Buffer, d.off, d.n)
+					src += d.n
+				}
 			}
 			cmd.Barrier()
 			return nil
@@ -445,6 +511,8 @@ func (c *KVCache) checkAppendTensors(seq int, k, v *Tensor) (int, error) {
 			return 0, fmt.Errorf("memory: kv cache: append to sequence %d: %s is %s, the cache %s", seq, a.name, t.DType, c.cfg.DType)
 		case !t.Contiguous():
 			return 0, fmt.Errorf("memory: kv cache: append to sequence %d: %s is not contiguous", seq, a.name)
+		case t.pages != nil:
+			return 0, fmt.Errorf("memory: kv cache: append to sequence %d: %s is paged (a paged KV cache's view)", seq, a.name)
 		}
 		sh := t.Shape
 		ok := len(sh) == 3 || len(sh) == 4 && sh[0] == 1
@@ -464,13 +532,35 @@ func (c *KVCache) checkAppendTensors(seq int, k, v *Tensor) (int, error) {
 	return n, nil
 }
 
-// appendItem is n tokens appended to sequence seq; appendDst is where they go: the buffers of
-// the sequence and the byte offset of the first new token.
+// appendItem is n tokens appended to sequence seq; appendDst is a run of bytes where they go:
+// K's and V's buffers, the offset there and the run's length, the runs in token order.
 type appendItem struct{ seq, n int }
 
 type appendDst struct {
-	k, v *Buffer
-	off  uint64
+	k, v   *Buffer
+	off, n uint64
+}
+
+// dests are the runs of tokens [first, first+n) of sequence seq, whose pages are bound or
+// taken. c.mu is held.
+func (c *KVCache) dests(seq, first, n int) []appendDst {
+	if c.paged == nil {
+		kb, vb, off := c.region(seq)
+		return []appendDst{{kb, vb, off + uint64(first)*c.tokenBytes, uint64(n) * c.tokenBytes}}
+	}
+	pt, pages := c.cfg.PageTokens, c.seqs[seq].pages
+	var out []appendDst
+	for t := first; t < first+n; {
+		m := min(pt-t%pt, first+n-t)
+		off := (uint64(pages[t/pt])*uint64(pt) + uint64(t%pt)) * c.tokenBytes
+		if k := len(out) - 1; k >= 0 && out[k].off+out[k].n == off {
+			out[k].n += uint64(m) * c.tokenBytes
+		} else {
+			out = append(out, appendDst{c.paged.k, c.paged.v, off, uint64(m) * c.tokenBytes})
+		}
+		t += m
+	}
+	return out
 }
 
 // append commits pages for the items' tokens, writes them with write (given where each item's
@@ -482,7 +572,7 @@ type appendDst struct {
 // the sequences are marked writing meanwhile, which holds off their other appends, Reserve and
 // Release (they wait), while their pages, taken from the pool, are no one else's; a.busy, held
 // shared throughout, holds off Close.
-func (c *KVCache) append(ctx context.Context, items []appendItem, write func(dsts []appendDst, after []vk.TimelinePoint) error) error {
+func (c *KVCache) append(ctx context.Context, items []appendItem, write func(dsts [][]appendDst, after []vk.TimelinePoint) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -499,7 +589,7 @@ func (c *KVCache) append(ctx context.Context, items []appendItem, write func(dst
 	had := make([]int, len(items))
 	undo := func() {
 		for i, it := range items {
-			if s := &c.seqs[it.seq]; len(s.k) > had[i] {
+			if c.held(it.seq) > had[i] {
 				c.shrink(it.seq, had[i]) // an error here leaves the pages bound; the first one is returned
 			}
 		}
@@ -508,7 +598,7 @@ func (c *KVCache) append(ctx context.Context, items []appendItem, write func(dst
 	// taken go back to the pool unbound.
 	gs := make([]growth, 0, len(items))
 	for i, it := range items {
-		had[i] = len(c.seqs[it.seq].k)
+		had[i] = c.held(it.seq)
 		err := c.fits(it.seq, it.n)
 		var g growth
 		if err == nil {
@@ -524,14 +614,13 @@ func (c *KVCache) append(ctx context.Context, items []appendItem, write func(dst
 		return err
 	}
 	var after []vk.TimelinePoint
-	dsts := make([]appendDst, len(items))
+	dsts := make([][]appendDst, len(items))
 	for i, it := range items {
 		s := &c.seqs[it.seq]
 		if p, ok := c.point(it.seq, c.pagesFor(s.len+it.n)); ok {
 			after = append(after, p)
 		}
-		kb, vb, off := c.region(it.seq)
-		dsts[i] = appendDst{kb, vb, off + uint64(s.len)*c.tokenBytes}
+		dsts[i] = c.dests(it.seq, s.len, it.n)
 	}
 	for _, it := range items {
 		c.seqs[it.seq].writing = true
@@ -630,21 +719,55 @@ func (c *KVCache) grow(seq, tokens int) error {
 	return c.bindGrowths([]growth{g})
 }
 
-// growth is pages taken for a sequence and not yet bound: K's and V's, from its page have on.
+// growth is pages taken for a sequence and not yet bound: K's and V's, from its page have on
+// (the paged layout's in p).
 type growth struct {
 	seq, have int
 	k, v      []pageRef
+	p         []uint32
+}
+
+// held is the pages of one tensor that sequence seq holds. c.mu is held.
+func (c *KVCache) held(seq int) int {
+	if c.paged != nil {
+		return len(c.seqs[seq].pages)
+	}
+	return len(c.seqs[seq].k)
+}
+
+// quiet waits until no append is copying, so that the paged layout's pages can move. c.mu is
+// held (and released while waiting).
+func (c *KVCache) quiet() error {
+	for {
+		if c.closed {
+			return ErrClosed
+		}
+		busy := false
+		for i := range c.seqs {
+			busy = busy || c.seqs[i].writing
+		}
+		if !busy {
+			return nil
+		}
+		c.written.Wait()
+	}
 }
 
 // takePages takes from the pool the pages grow binds to seq (none where it needs none). c.mu is
 // held.
 func (c *KVCache) takePages(seq, tokens int) (growth, error) {
-	s := &c.seqs[seq]
-	g := growth{seq: seq, have: len(s.k)}
+	g := growth{seq: seq, have: c.held(seq)}
 	need := c.pagesFor(tokens)
 	want := c.pagesFor(min(tokens+c.cfg.Headroom, c.cfg.MaxLen))
 	short := max(need-g.have, 0)
 	if short == 0 && (want <= g.have || 2*(g.have-need) >= want-need) {
+		return g, nil
+	}
+	if c.paged != nil {
+		var err error
+		if g.p, err = c.paged.take(short, want-g.have, c.quiet); err != nil {
+			return g, fmt.Errorf("memory: kv cache: %d more pages for sequence %d: %w", 2*short, seq, err)
+		}
 		return g, nil
 	}
 	pages, err := c.pool.take(2*short, 2*(want-g.have))
@@ -662,6 +785,10 @@ func (c *KVCache) takePages(seq, tokens int) (growth, error) {
 // giveBack returns the pages of growths not bound to the pool. c.mu is held.
 func (c *KVCache) giveBack(gs []growth) {
 	for _, g := range gs {
+		if c.paged != nil {
+			c.paged.give(g.p)
+			continue
+		}
 		c.pool.give(g.v)
 		c.pool.give(g.k)
 	}
@@ -670,6 +797,12 @@ func (c *KVCache) giveBack(gs []growth) {
 // bindGrowths binds the pages of growths (of distinct sequences) in one batch, without waiting
 // for it. c.mu is held.
 func (c *KVCache) bindGrowths(gs []growth) error {
+	if c.paged != nil { // nothing to bind: the block tables take the pages
+		for _, g := range gs {
+			c.seqs[g.seq].pages = append(c.seqs[g.seq].pages, g.p...)
+		}
+		return nil
+	}
 	var binds []vk.SparseBind
 	for _, g := range gs {
 		kb, vb, off := c.region(g.seq)
@@ -770,6 +903,13 @@ func (c *KVCache) binds(out []vk.SparseBind, buf *Buffer, off uint64, first int,
 // them. Where the unbind fails the pages stay bound. c.mu is held.
 func (c *KVCache) shrink(seq, keep int) error {
 	s := &c.seqs[seq]
+	if c.paged != nil {
+		if keep < len(s.pages) {
+			c.paged.give(s.pages[keep:])
+			s.pages = s.pages[:keep]
+		}
+		return nil
+	}
 	have := len(s.k)
 	if keep >= have {
 		return nil
@@ -808,13 +948,17 @@ func (c *KVCache) Release(seq int) error {
 }
 
 // Trim frees the device memory allocations none of whose pages are bound, once the unbinds
-// submitted are done.
+// submitted are done. In the paged layout it frees the buffers the pages moved out of (the views
+// made before then report Closed), and the pool's buffers where no sequence holds a page.
 func (c *KVCache) Trim() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if !c.closed {
 		c.settle(context.Background())
 		c.pool.trim()
+		if c.paged != nil {
+			c.paged.trim()
+		}
 	}
 }
 
@@ -914,14 +1058,18 @@ func (c *KVCache) View(seq int) (k, v *Tensor, err error) {
 	if n == 0 {
 		return nil, nil, fmt.Errorf("memory: kv cache: sequence %d is empty", seq)
 	}
-	kb, vb, off := c.region(seq)
 	shape := []int{1, n, c.cfg.Heads, c.cfg.HeadDim}
-	elem := int(off / uint64(c.cfg.DType.Size()))
-	view := func(b *Buffer) *Tensor {
+	view := func(b *Buffer, elem int, pages *pageTable) *Tensor {
 		return &Tensor{DType: c.cfg.DType, Shape: shape, Strides: contiguous(shape), Offset: elem, buf: b, owner: c.a,
-			gen: &c.gens[seq], genAt: c.gens[seq].Load()}
+			gen: &c.gens[seq], genAt: c.gens[seq].Load(), pages: pages}
 	}
-	return view(kb), view(vb), nil
+	if c.paged != nil {
+		pt := &pageTable{c.cfg.PageTokens, slices.Clone(c.seqs[seq].pages[:c.pagesFor(n)])}
+		return view(c.paged.k, 0, pt), view(c.paged.v, 0, pt), nil
+	}
+	kb, vb, off := c.region(seq)
+	elem := int(off / uint64(c.cfg.DType.Size()))
+	return view(kb, elem, nil), view(vb, elem, nil), nil
 }
 
 // KVGroup is the part of a Batch that lies in one pair of the cache's buffers: K and V are
@@ -951,8 +1099,9 @@ func (c *KVCache) Batch(seqs []int) ([]KVGroup, error) {
 	if len(seqs) == 0 {
 		return nil, fmt.Errorf("memory: kv cache: batch of no sequences")
 	}
-	groups := make([]*KVGroup, len(c.k))
+	groups := make([]*KVGroup, max(len(c.k), 1))
 	seen := make(map[int]bool, len(seqs))
+	var table []uint32 // the paged layout's
 	tokenElems := c.cfg.Heads * c.cfg.HeadDim
 	for i, seq := range seqs {
 		if err := c.check(seq); err != nil {
@@ -966,15 +1115,20 @@ func (c *KVCache) Batch(seqs []int) ([]KVGroup, error) {
 		if n == 0 {
 			return nil, fmt.Errorf("memory: kv cache: sequence %d is empty", seq)
 		}
-		b := seq / c.perBuffer
+		b := seq / c.perBuffer // 0 for the paged layout: one pair of buffers
 		g := groups[b]
 		if g == nil {
 			g = &KVGroup{}
 			groups[b] = g
 		}
-		_, _, off := c.region(seq)
 		g.Index = append(g.Index, i)
-		g.Starts = append(g.Starts, int(off/c.tokenBytes))
+		if c.paged != nil { // its block table follows the others' in the group's
+			g.Starts = append(g.Starts, len(table)*c.cfg.PageTokens)
+			table = append(table, c.seqs[seq].pages[:c.pagesFor(n)]...)
+		} else {
+			_, _, off := c.region(seq)
+			g.Starts = append(g.Starts, int(off/c.tokenBytes))
+		}
 		g.Lens = append(g.Lens, n)
 		if p, ok := c.point(seq, c.pagesFor(n)); ok {
 			g.After = append(g.After, p)
@@ -990,10 +1144,18 @@ func (c *KVCache) Batch(seqs []int) ([]KVGroup, error) {
 			tokens = max(tokens, g.Starts[i]+g.Lens[i])
 		}
 		shape := []int{tokens, c.cfg.Heads, c.cfg.HeadDim}
-		view := func(buf *Buffer) *Tensor {
-			return &Tensor{DType: c.cfg.DType, Shape: shape, Strides: []int{tokenElems, c.cfg.HeadDim, 1}, buf: buf, owner: c.a}
+		var pages *pageTable
+		if c.paged != nil {
+			pages = &pageTable{c.cfg.PageTokens, table}
 		}
-		g.K, g.V = view(c.k[b]), view(c.v[b])
+		view := func(buf *Buffer) *Tensor {
+			return &Tensor{DType: c.cfg.DType, Shape: shape, Strides: []int{tokenElems, c.cfg.HeadDim, 1}, buf: buf, owner: c.a, pages: pages}
+		}
+		if c.paged != nil {
+			g.K, g.V = view(c.paged.k), view(c.paged.v)
+		} else {
+			g.K, g.V = view(c.k[b]), view(c.v[b])
+		}
 		out = append(out, *g)
 	}
 	return out, nil
@@ -1005,14 +1167,18 @@ func (c *KVCache) Stats() KVCacheStats {
 	defer c.mu.Unlock()
 	st := KVCacheStats{PageSize: c.page, SeqTokens: make([]int, len(c.seqs)), SeqPages: make([]int, len(c.seqs))}
 	for i, s := range c.seqs {
-		st.SeqTokens[i], st.SeqPages[i] = s.len, len(s.k)+len(s.v)
+		st.SeqTokens[i], st.SeqPages[i] = s.len, len(s.k)+len(s.v)+2*len(s.pages)
 		st.NeededBytes += 2 * uint64(s.len) * c.tokenBytes
-		st.CommittedBytes += uint64(len(s.k)+len(s.v)) * c.page
+		st.CommittedBytes += uint64(st.SeqPages[i]) * c.page
 	}
 	st.FreePages = len(c.pool.free)
 	st.BindBatches = c.batches
 	st.MemoryBytes = uint64(c.pool.held) * c.page
 	st.Allocations = len(c.pool.chunks)
+	if c.paged != nil {
+		st.FreePages = 2 * len(c.paged.free)
+		st.MemoryBytes, st.Allocations = c.paged.memory()
+	}
 	st.QuarantinedPages = len(c.quarantine)
 	return st
 }

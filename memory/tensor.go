@@ -23,6 +23,26 @@ type Tensor struct {
 	// advances: the view is closed once it differs from genAt.
 	gen   *atomic.Uint64
 	genAt uint64
+	pages *pageTable // for a view of a paged KVCache: where its tokens lie
+}
+
+// pageTable places the tokens of a paged tensor: token t is row pages[t/tokens]*tokens +
+// t%tokens of the buffer.
+type pageTable struct {
+	tokens int
+	pages  []uint32
+}
+
+// Pages reports, for a view of a paged KVCache (KVCache.View, KVCache.Batch), where its tokens
+// lie: token t of the tensor (the dim before the heads) is row pages[t / pageTokens] * pageTokens
+// + t % pageTokens of the buffer, rows laid out from the buffer's start with the tensor's token
+// and head strides. Other tensors have no pages (nil). Only attention's K and V take paged
+// tensors; views, reshapes and transfers refuse them.
+func (t *Tensor) Pages() (pageTokens int, pages []uint32) {
+	if t == nil || t.pages == nil {
+		return 0, nil
+	}
+	return t.pages.tokens, t.pages.pages
 }
 
 // NewTensor allocates a contiguous device tensor of at least one dimension, every one positive.
@@ -82,6 +102,9 @@ func contiguous(shape []int) []int {
 func (t *Tensor) View(shape, strides []int, offset int) (*Tensor, error) {
 	if t.Closed() {
 		return nil, fmt.Errorf("memory: view: %w", ErrClosed)
+	}
+	if t.pages != nil {
+		return nil, fmt.Errorf("memory: view of a paged tensor (a paged KV cache's view)")
 	}
 	if len(shape) == 0 {
 		return nil, fmt.Errorf("memory: view: a tensor needs at least one dimension")
@@ -245,6 +268,9 @@ func (t *Tensor) Fill(ctx context.Context, pattern uint32) error {
 func (t *Tensor) checkIO(n int) error {
 	if t.Closed() {
 		return ErrClosed
+	}
+	if t.pages != nil {
+		return fmt.Errorf("memory: transfers of a paged tensor (a paged KV cache's view) are not supported")
 	}
 	if !t.Contiguous() {
 		return fmt.Errorf("memory: transfers need a contiguous tensor, shape %v strides %v", t.Shape, t.Strides)

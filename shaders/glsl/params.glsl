@@ -26,6 +26,7 @@ layout(push_constant) uniform Params {
 
 const uint FLAG_WRITE_LSE = 1u;
 const uint FLAG_SEQ_TABLE = 8u;
+const uint FLAG_PAGED = 16u; // K and V are pages found through a block table (tensors.glsl)
 
 layout(std430, binding = 5) readonly buffer SeqLens { uint cuSeqlens[]; };
 

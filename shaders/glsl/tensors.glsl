@@ -5,9 +5,11 @@
 // vRow(t, h), the index of its first element (first word for quantized codes, whose offsets and
 // strides are in words), not from the push constants itself (kAt and vAt read through them;
 // the coopmat2 tier's tensor layouts, which need evenly strided tokens, are the exception).
-// Today they are the strided layout; a paged layout (a KV cache in ordinary buffers, pages found
-// through a block table) would change only them, so kernels that keep to these names need no
-// change. t is a token of the tensor bound (a sequence's keys are tokens kStart.. of it).
+// t is a token of the tensor bound (a sequence's keys are tokens kStart.. of it). Strided, row
+// (t, h) is at off + t * tokenStride + h * headStride. Paged (FLAG_PAGED: a paged KV cache's
+// pages, in ordinary buffers), token t is row page * P + t % P of the buffers, page being word
+// t / P of the block table, which starts at word pc.kOff of the sequence table (binding 5), P =
+// pc.vOff tokens per page; K and V share the table, and their offsets are 0.
 #ifndef TENSORS_GLSL
 #define TENSORS_GLSL
 
@@ -25,9 +27,20 @@ DECLARE_LOAD(loadQ, qData)
 DECLARE_LOAD(loadK, kData)
 DECLARE_LOAD(loadV, vData)
 
+bool paged() { return (pc.flags & FLAG_PAGED) != 0u; }
+
+// pagedRow is the row of the buffers that holds token t of paged K and V.
+uint pagedRow(uint t) { return cuSeqlens[pc.kOff + t / pc.vOff] * pc.vOff + t % pc.vOff; }
+
 // kRow and vRow are the index of the first element of row (token t, head h) of K and V.
-uint kRow(uint t, uint h) { return pc.kOff + t * pc.kTokenStride + h * pc.kHeadStride; }
-uint vRow(uint t, uint h) { return pc.vOff + t * pc.vTokenStride + h * pc.vHeadStride; }
+uint kRow(uint t, uint h) {
+	if (paged()) return pagedRow(t) * pc.kTokenStride + h * pc.kHeadStride;
+	return pc.kOff + t * pc.kTokenStride + h * pc.kHeadStride;
+}
+uint vRow(uint t, uint h) {
+	if (paged()) return pagedRow(t) * pc.vTokenStride + h * pc.vHeadStride;
+	return pc.vOff + t * pc.vTokenStride + h * pc.vHeadStride;
+}
 
 // qAt, kAt and vAt read dim d of token t, head h.
 float qAt(uint t, uint h, uint d) { return loadQ(pc.qOff + t * pc.qTokenStride + h * pc.qHeadStride + d); }
