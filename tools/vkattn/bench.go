@@ -33,12 +33,16 @@ type benchDefaults struct {
 
 // Timing of each row with -iters 0: enough runs for about benchTarget, at least 3, no more
 // than fit in benchBudget (then at least 1).
-// Automatic warm-up: about benchWarm of untimed runs, so a GPU idle before the row (after the
-// PyTorch pass, say) is back at full clocks when timing starts.
+// Automatic warm-up: about benchWarm of untimed runs (at most benchMaxWarm runs), so a GPU idle
+// before the row (after generating its inputs, or the PyTorch pass) is back at full clocks when
+// timing starts. 100 ms was not enough on the H100: decode rows timed right after their inputs
+// were generated ran some of their timed runs 3.4x slower than others (min 2.9 ms, median 9.9 ms in
+// one submission), as a kernel bound partly by instruction issue does at an idle clock.
 const (
-	benchTarget = 500 * time.Millisecond
-	benchBudget = 3 * time.Second
-	benchWarm   = 100 * time.Millisecond
+	benchTarget  = 500 * time.Millisecond
+	benchBudget  = 3 * time.Second
+	benchWarm    = time.Second
+	benchMaxWarm = 5000
 )
 
 // naiveTier is the -tiers name of the naive (non-fused) baseline kernel.
@@ -114,7 +118,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&f.dtypes, "dtype", "f16", "storage types (list of f32, f16, bf16)")
 	fs.StringVar(&f.tiers, "tiers", "all", "tiers (list of scalar, subgroup, coopmat, coopmat2, auto, "+naiveTier+"; all = every tier the device runs, and "+naiveTier+")")
 	fs.IntVar(&f.iters, "iters", 0, fmt.Sprintf("timed runs per row (0 = about %v of runs, at least 3 unless a run is slow)", benchTarget))
-	fs.IntVar(&f.warmup, "warmup", -1, "untimed runs before the timed ones (-1 = automatic: about 100 ms of runs, at most 100; none for a slow run)")
+	fs.IntVar(&f.warmup, "warmup", -1, "untimed runs before the timed ones (-1 = automatic: about 1 s of runs, at most 5000; none for a slow run)")
 	fs.StringVar(&f.jsonFile, "json", "", "write every row (and the device) as JSON to this file")
 	fs.StringVar(&f.python, "torch", "", "python interpreter with PyTorch and CUDA: also time PyTorch SDPA (flash, cudnn, efficient, math) on the same shapes")
 	fs.StringVar(&f.script, "torch-script", "", "path of tools/torch/sdpa_bench.py (default: found from the working directory or the executable)")
@@ -400,7 +404,7 @@ func timeRow(ctx context.Context, timeIt timeFunc, o, lse, q, k, v *memory.Tenso
 		if warmup < 0 {
 			warmup = 0 // a slow probe warmed it up
 			if probe[0] <= benchTarget/10 {
-				warmup = max(1, min(100, int(benchWarm/max(probe[0], time.Microsecond))))
+				warmup = max(1, min(benchMaxWarm, int(benchWarm/max(probe[0], time.Microsecond))))
 			}
 		}
 		if iters <= 1 {

@@ -100,7 +100,7 @@ func cmdDecodeBench(ctx context.Context, args []string, stdout, stderr io.Writer
 	splits := fs.Int("splits", 0, "key chunks per sequence (0 = automatic)")
 	tiersFlag := fs.String("tiers", "all", "tiers (list of scalar, subgroup, auto; all = every tier the device runs Decode at)")
 	iters := fs.Int("iters", 0, fmt.Sprintf("timed runs per row (0 = about %v of runs, at least 3 unless a run is slow)", benchTarget))
-	warmup := fs.Int("warmup", -1, "untimed runs before the timed ones (-1 = automatic)")
+	warmup := fs.Int("warmup", -1, "untimed runs before the timed ones (-1 = automatic: about 1 s of runs, at most 5000; none for a slow run)")
 	jsonFile := fs.String("json", "", "write every row (and the device) as JSON to this file")
 	python := fs.String("torch", "", "python interpreter with PyTorch and CUDA: also time PyTorch SDPA on the same shapes")
 	scriptFlag := fs.String("torch-script", "", "path of tools/torch/sdpa_bench.py (default: found from the working directory or the executable)")
