@@ -1,23 +1,29 @@
 package shaders
 
 import (
+	"slices"
 	"testing"
 
 	"github.com/stretchr/testify/require"
 	"github.com/vkattn/vkattn/devices"
 )
 
-// The decode kernels require what the forward kernel requires at the same tier (decode.comp
-// uses the same subgroup operations as the forward's, attend_subgroup.glsl), the merge plain compute; all
-// three bind the attention kernels' six buffers and the two of the partials. The quantized
-// decode kernels are decode.comp with quant.glsl: the same requirements, four more bindings.
+// The decode kernels require what the forward kernel requires at the same tier, and at the
+// subgroup tier subgroupShuffleXor too (decode_stream.glsl sums a key's dot product across its
+// lanes with it); the merge plain compute; all three bind the attention kernels' six buffers and
+// the two of the partials. The quantized decode kernels are decode.comp with quant.glsl: the same
+// requirements, four more bindings.
 func TestDecodeAndMergeVariants(t *testing.T) {
 	for _, tier := range []devices.Tier{devices.TierScalar, devices.TierSubgroup} {
 		dec, err := ForTier(OpDecode, tier)
 		require.NoError(t, err)
 		fwd, err := ForTier(OpForward, tier)
 		require.NoError(t, err)
-		require.ElementsMatch(t, fwd.Requires, dec.Requires, dec.Name)
+		want := fwd.Requires
+		if tier == devices.TierSubgroup {
+			want = append(slices.Clone(want), devices.FeatureSubgroupShuffle)
+		}
+		require.ElementsMatch(t, want, dec.Requires, dec.Name)
 		require.Equal(t, 8, dec.Bindings, dec.Name)
 		require.Nil(t, dec.Inputs, "%s takes every input type", dec.Name)
 		for _, op := range []Op{OpDecodeInt8, OpDecodeInt4} {
