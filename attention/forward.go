@@ -508,6 +508,9 @@ func (e *Engine) owned(name string, t *memory.Tensor) error {
 	if t.Closed() {
 		return fmt.Errorf("attention: %s: %w", name, memory.ErrClosed)
 	}
+	if _, pages := t.Pages(); pages != nil && name != "k" && name != "v" {
+		return fmt.Errorf("attention: %s is a paged KV cache's view; only float k and v may be", name)
+	}
 	return nil
 }
 

@@ -91,7 +91,7 @@ func TestKVCachePagedDecodeOracle(t *testing.T) {
 	require.NoError(t, err)
 	check("naive", naive)
 	_, err = e.Forward(ctx, k, k, v, attention.Options{})
-	require.ErrorContains(t, err, "only k and v")
+	require.ErrorContains(t, err, "only float k and v")
 	dense, err := e.Upload(ctx, memory.F16, vals, 1, n, hk, d)
 	require.NoError(t, err)
 	defer dense.Close()

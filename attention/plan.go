@@ -43,14 +43,7 @@ func (e *Engine) newCallOf(ops []operand, lse *memory.Tensor, opts Options) (*ca
 		return nil, err
 	}
 	q, k, v, o := ops[0].primary(), ops[1].primary(), ops[2].primary(), ops[3].primary()
-	for _, a := range ops {
-		for _, p := range a.parts() {
-			if _, pages := p.t.Pages(); pages != nil && (a.quantized || p.t != k && p.t != v) {
-				return nil, fmt.Errorf("attention: %s is a paged KV cache's view; only float k and v may be", p.name)
-			}
-		}
-	}
-	if err := checkPaged(q, k, v, o, lse); err != nil {
+	if err := checkPaged(k, v); err != nil {
 		return nil, err
 	}
 	c := &call{sh: sh, opts: opts, q: q, k: k, v: v, o: o, lse: o.Buffer()}
@@ -110,14 +103,9 @@ func paged(k *memory.Tensor, push []byte, words []uint32) ([]byte, []uint32) {
 	return withPush(push, pushFlags, flags, pushKOff, uint32(at), pushKOff+1, uint32(pt)), append(slices.Clip(words), pages...)
 }
 
-// checkPaged checks the paged tensors of a call: only k and v may be, both or neither, with one
-// block table (the kernels read both through it).
-func checkPaged(q, k, v, o, lse *memory.Tensor) error {
-	for _, a := range []arg{{"q", q}, {"o", o}, {"lse", lse}} {
-		if _, p := a.t.Pages(); p != nil {
-			return fmt.Errorf("attention: %s is a paged KV cache's view; only k and v may be", a.name)
-		}
-	}
+// checkPaged checks that k and v are both paged or neither, with one block table (the kernels
+// read both through it); Engine.owned refuses paged tensors as anything but float k and v.
+func checkPaged(k, v *memory.Tensor) error {
 	kt, kp := k.Pages()
 	vt, vp := v.Pages()
 	if (kp == nil) != (vp == nil) || kt != vt || !slices.Equal(kp, vp) {

@@ -37,8 +37,9 @@ type KVCacheConfig struct {
 	// Paged forces the paged layout (pages in ordinary buffers, found through block tables),
 	// which devices without sparse residency buffers get anyway.
 	Paged bool
-	// PageTokens is the tokens per page of the paged layout; 0 means DefaultPageTokens. The
-	// sparse layout's pages are the sparse buffers' alignment instead.
+	// PageTokens is the tokens per page of the paged layout (at most MaxLen; Config reports the
+	// one used); 0 means DefaultPageTokens. The sparse layout's pages are the sparse buffers'
+	// alignment instead.
 	PageTokens int
 }
 
