@@ -381,7 +381,7 @@ func TestForwardNaNInfStayInTheirRows(t *testing.T) {
 	}
 	var kernels []kernel
 	for _, tier := range e.ForwardTiers() {
-		kernels = append(kernels, kernel{tier.String(), conformance.Inputs(tier),
+		kernels = append(kernels, kernel{tier.String(), e.TierInputs(tier),
 			func(ctx context.Context, o, lse, q, k, v *memory.Tensor, opts attention.Options) (string, error) {
 				opts.Tier = tier
 				return e.ForwardInto(ctx, o, lse, q, k, v, opts)

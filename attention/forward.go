@@ -174,7 +174,7 @@ func selectPagedForward(p *devices.Profile, tier devices.Tier, dt memory.DType, 
 		if t == devices.TierCoopMat2 {
 			return tiles{}, fmt.Errorf("attention: tier %s reads K and V through tensor layouts, which take no paged K/V (a paged KV cache's views)", t)
 		}
-		return forwardTiles(t, p, d)
+		return forwardTiles(t, p, d, dt)
 	})
 }
 
@@ -195,7 +195,7 @@ func envTier(tier devices.Tier) (devices.Tier, error) {
 // selectForward is chooseForward for a device profile. A forced tier that cannot run the call
 // is an error that says why; the automatic choice falls back tier by tier.
 func selectForward(p *devices.Profile, tier devices.Tier, dt memory.DType, d int) (*shaders.Variant, tiles, error) {
-	v, t, err := selectKernel(p, shaders.OpForward, tier, dt, func(t devices.Tier) (tiles, error) { return forwardTiles(t, p, d) })
+	v, t, err := selectKernel(p, shaders.OpForward, tier, dt, func(t devices.Tier) (tiles, error) { return forwardTiles(t, p, d, dt) })
 	if err != nil && tier == devices.TierAuto {
 		err = fmt.Errorf("attention: no forward kernel runs %s inputs with head dim %d on %s", dt, d, p.Name)
 	}
@@ -209,12 +209,9 @@ func selectKernel(p *devices.Profile, op shaders.Op, tier devices.Tier, dt memor
 		if !p.Supports(t) {
 			return nil, tiles{}, fmt.Errorf("attention: tier %s is not supported by %s", t, p.Name)
 		}
-		v, err := shaders.ForTierOn(op, t, p)
+		v, err := shaders.ForInput(op, t, dt, p)
 		if err != nil {
 			return nil, tiles{}, fmt.Errorf("attention: tier %s: %w", t, err)
-		}
-		if !v.Reads(dt) {
-			return nil, tiles{}, fmt.Errorf("attention: tier %s does not take %s inputs (it takes %v)", t, dt, v.Inputs)
 		}
 		tl, err := tilesAt(t)
 		if err != nil {

@@ -82,18 +82,31 @@ func AutoForward(p *devices.Profile, dt memory.DType, d int) (devices.Tier, stri
 	return v.Tier, v.Name, nil
 }
 
-// ForwardInputs lists the storage types the forward kernel of a tier takes on a device that runs
-// the tier; the automatic choice runs other types at a slower tier.
+// ForwardInputs lists the storage types the forward kernels of a tier take on a device that runs
+// them all; the automatic choice runs other types at a slower tier. A device may run a tier for
+// some of these types only (the matrix tiers have a kernel per type): see ForwardSupport and
+// Engine.TierInputs.
 func ForwardInputs(t devices.Tier) []memory.DType {
-	v, err := shaders.ForTier(shaders.OpForward, t)
-	if err != nil {
-		return nil
-	}
 	var out []memory.DType
 	for _, dt := range ForwardDTypes {
-		if v.Reads(dt) {
-			out = append(out, dt)
+		for i := range shaders.Variants {
+			v := &shaders.Variants[i]
+			if v.Op == shaders.OpForward && v.Tier == t && v.Reads(dt) {
+				out = append(out, dt)
+				break
+			}
 		}
 	}
 	return out
+}
+
+// TierInputs lists the storage types Forward takes at tier t on the engine's device (those of
+// ForwardSupport); empty when the tier does not run there.
+func (e *Engine) TierInputs(t devices.Tier) []memory.DType {
+	for _, s := range ForwardSupport(&e.profile) {
+		if s.Tier == t {
+			return s.Inputs
+		}
+	}
+	return nil
 }

@@ -64,29 +64,31 @@ func tiersOf(s []TierSupport) []devices.Tier {
 	return out
 }
 
-// The coopmat tier is listed only where its tiles run (16x16x16 fp16 matrices, subgroups of 16
-// lanes or more) and then for fp16 inputs only, although the features alone would admit it.
+// A matrix tier is listed only where its tiles run (16x16x16 matrices of the input type and
+// subgroups of 16 lanes or more for coopmat), and then for the input types whose matrices the
+// device offers (fp16, bf16), although the features alone would admit more.
 func TestForwardTiersOnSimulatedDevices(t *testing.T) {
 	ps := tierProfiles(t)
 	all := []memory.DType{memory.F32, memory.F16, memory.BF16}
-	want := map[string][]devices.Tier{
-		"nvidia-h100":          {devices.TierScalar, devices.TierSubgroup, devices.TierCoopMat, devices.TierCoopMat2},
-		"amd-rdna3":            {devices.TierScalar, devices.TierSubgroup, devices.TierCoopMat},
-		"intel-arc":            {devices.TierScalar, devices.TierSubgroup},
-		"small-16k":            {devices.TierScalar, devices.TierSubgroup},
-		"lavapipe":             {devices.TierScalar, devices.TierSubgroup},
-		"h100-sg8":             {devices.TierScalar, devices.TierSubgroup, devices.TierCoopMat2}, // workgroup-scope matrices assume no width
-		"h100-no-f16-16x16x16": {devices.TierScalar, devices.TierSubgroup, devices.TierCoopMat2}, // flexible sizes need no fixed shape
+	half := []memory.DType{memory.F16, memory.BF16}
+	type inputs map[devices.Tier][]memory.DType
+	want := map[string]inputs{
+		"nvidia-h100": {devices.TierScalar: all, devices.TierSubgroup: all, devices.TierCoopMat: half, devices.TierCoopMat2: half},
+		"amd-rdna3":   {devices.TierScalar: all, devices.TierSubgroup: all, devices.TierCoopMat: {memory.F16}},
+		"intel-arc":   {devices.TierScalar: all, devices.TierSubgroup: all},
+		"small-16k":   {devices.TierScalar: all, devices.TierSubgroup: all},
+		"lavapipe":    {devices.TierScalar: all, devices.TierSubgroup: all},
+		// Workgroup-scope matrices assume no subgroup width.
+		"h100-sg8": {devices.TierScalar: all, devices.TierSubgroup: all, devices.TierCoopMat2: half},
+		// Flexible sizes need no fixed shape; the coopmat tier runs bf16 on its 16x16x16 shape.
+		"h100-no-f16-16x16x16": {devices.TierScalar: all, devices.TierSubgroup: all, devices.TierCoopMat: {memory.BF16}, devices.TierCoopMat2: half},
 	}
 	for name, tiers := range want {
 		p := ps[name]
-		require.Equal(t, tiers, ForwardTiersOn(p), name)
-		for _, s := range ForwardSupport(p) {
-			if s.Tier == devices.TierCoopMat || s.Tier == devices.TierCoopMat2 {
-				require.Equal(t, []memory.DType{memory.F16}, s.Inputs, name)
-			} else {
-				require.Equal(t, all, s.Inputs, "%s %s", name, s.Tier)
-			}
+		support := ForwardSupport(p)
+		require.Len(t, support, len(tiers), name)
+		for _, s := range support {
+			require.Equal(t, tiers[s.Tier], s.Inputs, "%s %s", name, s.Tier)
 			require.Equal(t, HeadDims, s.HeadDims, "%s %s", name, s.Tier)
 		}
 	}
@@ -107,7 +109,10 @@ func TestAutoForward(t *testing.T) {
 	}{
 		{"nvidia-h100", memory.F16, devices.TierCoopMat, "flash_fwd_coopmat"}, // measured faster than coopmat2 there
 		{"nvidia-h100", memory.F32, devices.TierSubgroup, "flash_fwd_subgroup"},
-		{"nvidia-h100", memory.BF16, devices.TierSubgroup, "flash_fwd_subgroup"},
+		{"nvidia-h100", memory.BF16, devices.TierCoopMat, "flash_fwd_coopmat_bf16"},
+		{"amd-rdna3", memory.BF16, devices.TierSubgroup, "flash_fwd_subgroup"}, // no bf16 matrices
+		{"h100-no-f16-16x16x16", memory.BF16, devices.TierCoopMat, "flash_fwd_coopmat_bf16"},
+		{"h100-no-f16-16x16x16", memory.F16, devices.TierCoopMat2, "flash_fwd_coopmat2"},
 		{"intel-arc", memory.F16, devices.TierSubgroup, "flash_fwd_subgroup"},
 		{"h100-sg8", memory.F16, devices.TierCoopMat2, "flash_fwd_coopmat2"},
 		{"lavapipe", memory.F32, devices.TierSubgroup, "flash_fwd_subgroup"},

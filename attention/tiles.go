@@ -5,6 +5,7 @@ import (
 	"os"
 
 	"github.com/vkattn/vkattn/devices"
+	"github.com/vkattn/vkattn/memory"
 	"github.com/vkattn/vkattn/vk"
 )
 
@@ -21,7 +22,7 @@ func (t tiles) sharedBytes(tier devices.Tier, d uint32) uint32 {
 		return 4 * 3 // flash_fwd_coopmat2.glsl: three tile flag words; the matrices live where the driver puts them
 	}
 	if tier == devices.TierCoopMat {
-		// fp16 K and V tiles (rows padded by 8); per subgroup fp32 scores and fp16 probabilities in padded rows
+		// 16-bit K and V tiles (rows padded by 8); per subgroup fp32 scores and 16-bit probabilities in padded rows
 		// (flash_fwd_coopmat.glsl: SS = BC + 4, PS = BC + 8); 16 bytes of flags.
 		return 2*2*t.BC*(d+8) + (t.WG/t.SG)*coopTM*(4*(t.BC+4)+2*(t.BC+8)) + 16
 	}
@@ -32,9 +33,10 @@ func (t tiles) sharedBytes(tier devices.Tier, d uint32) uint32 {
 	return 4 * floats
 }
 
-// forwardTiles chooses tile sizes for head dim d that fit the profile's shared memory and
-// workgroup limits.
-func forwardTiles(tier devices.Tier, p *devices.Profile, d int) (tiles, error) {
+// forwardTiles chooses tile sizes for head dim d and inputs of type dt that fit the profile's
+// shared memory and workgroup limits (and, at the matrix tiers, the matrix shapes it offers for
+// dt).
+func forwardTiles(tier devices.Tier, p *devices.Profile, d int, dt memory.DType) (tiles, error) {
 	dd := uint32(d)
 	maxShared, maxWG := p.MaxSharedMemory, min(p.MaxWorkgroupInvocations, p.MaxWorkgroupSize[0])
 	switch tier {
@@ -56,9 +58,9 @@ func forwardTiles(tier devices.Tier, p *devices.Profile, d int) (tiles, error) {
 		t.BR = nsg * rows
 		return shrinkSubgroupTiles(t, nsg, rows, maxShared, d, tier, func(t tiles) uint32 { return t.sharedBytes(tier, dd) })
 	case devices.TierCoopMat:
-		return coopMatTiles(p, dd)
+		return coopMatTiles(p, dd, dt)
 	case devices.TierCoopMat2:
-		return coopMat2Tiles(p, dd)
+		return coopMat2Tiles(p, dd, dt)
 	}
 	return tiles{}, fmt.Errorf("attention: head dim %d does not fit %d bytes of shared memory at tier %s", d, maxShared, tier)
 }
@@ -91,12 +93,28 @@ func shrinkSubgroupTiles(t tiles, nsg, per, maxShared uint32, d int, tier device
 // coopTM is the side of the cooperative-matrix kernel's blocks (flash_fwd_coopmat.glsl).
 const coopTM = 16
 
+// matrixElement is the cooperative-matrix component type the matrix tiers' kernel for inputs of
+// type dt multiplies in: the input type itself (fp16 or bf16).
+func matrixElement(dt memory.DType) (vk.ComponentType, error) {
+	switch dt {
+	case memory.F16:
+		return vk.ComponentF16, nil
+	case memory.BF16:
+		return vk.ComponentBF16, nil
+	}
+	return 0, fmt.Errorf("attention: the matrix tiers take fp16 or bf16 inputs, not %s", dt)
+}
+
 // coopMatTiles sizes the cooperative-matrix kernel: subgroups of 16 query rows, K/V tiles of a
 // multiple of 16 keys, at a subgroup width that is a multiple of 16 (pinned where it can vary).
-func coopMatTiles(p *devices.Profile, d uint32) (tiles, error) {
+func coopMatTiles(p *devices.Profile, d uint32, dt memory.DType) (tiles, error) {
 	tier := devices.TierCoopMat
-	if !p.HasCoopMatShape(vk.ComponentF16, coopTM, coopTM, coopTM) {
-		return tiles{}, fmt.Errorf("attention: %s offers no 16x16x16 fp16 cooperative matrices for tier %s", p.Name, tier)
+	elem, err := matrixElement(dt)
+	if err != nil {
+		return tiles{}, err
+	}
+	if !p.HasCoopMatShape(elem, coopTM, coopTM, coopTM) {
+		return tiles{}, fmt.Errorf("attention: %s offers no 16x16x16 %s cooperative matrices for tier %s", p.Name, dt, tier)
 	}
 	if d%coopTM != 0 {
 		return tiles{}, fmt.Errorf("attention: head dim %d is not a multiple of %d at tier %s", d, coopTM, tier)
@@ -131,11 +149,11 @@ const TilesEnv = "VKATTN_COOPMAT2_TILES"
 
 // coopMat2Tiles sizes the coopmat2 kernel: a BR x BC score block and a BR x D output in
 // workgroup-scope matrices of WG invocations, every side a multiple of the granularity the device
-// reports for fp16 matrices at that workgroup size. It takes the first candidate the device runs:
+// reports for matrices of the input type at that workgroup size. It takes the first candidate the device runs:
 // 256 invocations (fewer matrix elements, so fewer registers, per invocation), then 128, with
 // 64 x 64 blocks, or 32 x 32 past head dim 128, as the output block lives in registers.
 // $VKATTN_COOPMAT2_TILES replaces the candidates.
-func coopMat2Tiles(p *devices.Profile, d uint32) (tiles, error) {
+func coopMat2Tiles(p *devices.Profile, d uint32, dt memory.DType) (tiles, error) {
 	br, bc := uint32(64), uint32(64)
 	if d > 128 {
 		br, bc = 32, 32
@@ -150,7 +168,7 @@ func coopMat2Tiles(p *devices.Profile, d uint32) (tiles, error) {
 	}
 	var first error
 	for _, t := range cands {
-		t, err := fitCoopMat2(p, d, t)
+		t, err := fitCoopMat2(p, d, dt, t)
 		if err == nil {
 			return t, nil
 		}
@@ -161,14 +179,18 @@ func coopMat2Tiles(p *devices.Profile, d uint32) (tiles, error) {
 	return tiles{}, first
 }
 
-// fitCoopMat2 checks coopmat2 tiles against the device and completes them.
-func fitCoopMat2(p *devices.Profile, d uint32, t tiles) (tiles, error) {
+// fitCoopMat2 checks coopmat2 tiles for inputs of type dt against the device and completes them.
+func fitCoopMat2(p *devices.Profile, d uint32, dt memory.DType, t tiles) (tiles, error) {
 	tier := devices.TierCoopMat2
 	t.SG, t.PinSubgroup = p.SubgroupSize, p.MinSubgroupSize != p.MaxSubgroupSize
-	g := p.CoopMatFlexibleFor(vk.ComponentF16, t.WG)
+	elem, err := matrixElement(dt)
+	if err != nil {
+		return tiles{}, err
+	}
+	g := p.CoopMatFlexibleFor(elem, t.WG)
 	switch {
 	case g == nil:
-		return tiles{}, fmt.Errorf("attention: %s offers no fp16 workgroup-scope matrices for %d invocations (tier %s)", p.Name, t.WG, tier)
+		return tiles{}, fmt.Errorf("attention: %s offers no %s workgroup-scope matrices for %d invocations (tier %s)", p.Name, dt, t.WG, tier)
 	case t.WG > p.CoopMat2.MaxWorkgroupSize || t.WG > min(p.MaxWorkgroupInvocations, p.MaxWorkgroupSize[0]) || t.SG == 0 || t.WG%t.SG != 0:
 		return tiles{}, fmt.Errorf("attention: workgroups of %d invocations do not fit %s (tier %s)", t.WG, p.Name, tier)
 	case t.BR%g.M != 0 || t.BC%g.N != 0 || t.BC%g.K != 0 || d%g.N != 0 || d%g.K != 0:

@@ -1,6 +1,7 @@
 package attention
 
 import (
+	"slices"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -25,7 +26,7 @@ func TestForwardTilesFitSimulatedDevices(t *testing.T) {
 					continue
 				}
 				for _, d := range HeadDims {
-					tl, err := forwardTiles(tier, &p, d)
+					tl, err := forwardTiles(tier, &p, d, memory.F16)
 					if tier == devices.TierCoopMat && !p.HasCoopMatShape(vk.ComponentF16, 16, 16, 16) {
 						require.ErrorContains(t, err, "16x16x16", name)
 						continue
@@ -67,7 +68,8 @@ func TestSelectForward(t *testing.T) {
 		{"nvidia-h100", memory.F16, 128, "flash_fwd_coopmat"}, // measured faster than coopmat2 there
 		{"nvidia-h100", memory.F16, 256, "flash_fwd_coopmat"},
 		{"nvidia-h100", memory.F32, 128, "flash_fwd_subgroup"},
-		{"nvidia-h100", memory.BF16, 64, "flash_fwd_subgroup"},
+		{"nvidia-h100", memory.BF16, 64, "flash_fwd_coopmat_bf16"},
+		{"amd-rdna3", memory.BF16, 64, "flash_fwd_subgroup"}, // no bf16 matrices
 		{"amd-rdna3", memory.F16, 80, "flash_fwd_coopmat"},
 		{"intel-arc", memory.F16, 128, "flash_fwd_subgroup"}, // only 8x8x16 matrices
 		{"lavapipe", memory.F16, 128, "flash_fwd_subgroup"},
@@ -85,8 +87,29 @@ func TestSelectForward(t *testing.T) {
 	require.ErrorContains(t, err, "not supported")
 	_, _, err = selectForward(sim("amd-rdna3"), devices.TierCoopMat2, memory.F16, 128)
 	require.ErrorContains(t, err, "not supported")
-	_, _, err = selectForward(sim("nvidia-h100"), devices.TierCoopMat2, memory.BF16, 128)
-	require.ErrorContains(t, err, "does not take bf16")
+	v, _, err := selectForward(sim("nvidia-h100"), devices.TierCoopMat2, memory.BF16, 128)
+	require.NoError(t, err)
+	require.Equal(t, "flash_fwd_coopmat2_bf16", v.Name)
+	_, _, err = selectForward(sim("nvidia-h100"), devices.TierCoopMat2, memory.F32, 128)
+	require.ErrorContains(t, err, "does not take f32")
+	// bf16 matrices need the feature and, at the coopmat tier, a 16x16x16 bf16 shape.
+	noBF16 := sim("nvidia-h100")
+	noBF16.Features.BFloat16CooperativeMatrix = false
+	_, _, err = selectForward(noBF16, devices.TierCoopMat, memory.BF16, 128)
+	require.ErrorContains(t, err, "bf16 cooperative matrices")
+	v, _, err = selectForward(noBF16, devices.TierAuto, memory.BF16, 128)
+	require.NoError(t, err)
+	require.Equal(t, "flash_fwd_subgroup", v.Name)
+	_, _, err = selectForward(sim("amd-rdna3"), devices.TierCoopMat, memory.BF16, 128)
+	require.ErrorContains(t, err, "bf16 cooperative matrices")
+	noShape := sim("nvidia-h100")
+	noShape.CoopMatShapes = noShape.CoopMatShapes[:1]
+	_, _, err = selectForward(noShape, devices.TierCoopMat, memory.BF16, 128)
+	require.ErrorContains(t, err, "no 16x16x16 bf16")
+	noFlex := sim("nvidia-h100")
+	noFlex.CoopMatFlexible = slices.DeleteFunc(noFlex.CoopMatFlexible, func(f vk.CoopMatFlexible) bool { return f.A == vk.ComponentBF16 })
+	_, _, err = selectForward(noFlex, devices.TierCoopMat2, memory.BF16, 128)
+	require.ErrorContains(t, err, "no bf16 workgroup-scope matrices")
 }
 
 // The coopmat2 tiles follow the device's flexible granularity at the chosen workgroup size, and
@@ -103,31 +126,31 @@ func TestCoopMat2Tiles(t *testing.T) {
 		{80, tiles{BR: 64, BC: 64, WG: 128, SG: 32, RW: 16}}, // 80 is no multiple of 32: 128 invocations
 		{256, tiles{BR: 32, BC: 32, WG: 256, SG: 32, RW: 32}},
 	} {
-		got, err := forwardTiles(devices.TierCoopMat2, &p, c.d)
+		got, err := forwardTiles(devices.TierCoopMat2, &p, c.d, memory.F16)
 		require.NoError(t, err, "d%d", c.d)
 		require.Equal(t, c.want, got, "d%d", c.d)
 	}
 	t.Setenv(TilesEnv, "128,64,256")
-	got, err := forwardTiles(devices.TierCoopMat2, &p, 128)
+	got, err := forwardTiles(devices.TierCoopMat2, &p, 128, memory.F16)
 	require.NoError(t, err)
 	require.Equal(t, tiles{BR: 128, BC: 64, WG: 256, SG: 32, RW: 32}, got)
 	for env, msg := range map[string]string{
 		"48,64,128":  "granularity", // 48 rows: not a multiple of 32 at 128 invocations
-		"64,64,96":   "no fp16 workgroup-scope matrices for 96",
-		"64,64,512":  "no fp16 workgroup-scope matrices for 512",
+		"64,64,96":   "no f16 workgroup-scope matrices for 96",
+		"64,64,512":  "no f16 workgroup-scope matrices for 512",
 		"64,2048,64": "largest matrix side",
 		"64;64":      "want BR,BC,WG",
 	} {
 		t.Setenv(TilesEnv, env)
-		_, err := forwardTiles(devices.TierCoopMat2, &p, 128)
+		_, err := forwardTiles(devices.TierCoopMat2, &p, 128, memory.F16)
 		require.ErrorContains(t, err, msg, env)
 	}
 	t.Setenv(TilesEnv, "64,64,256")
-	_, err = forwardTiles(devices.TierCoopMat2, &p, 80) // 80 is no multiple of 32
+	_, err = forwardTiles(devices.TierCoopMat2, &p, 80, memory.F16) // 80 is no multiple of 32
 	require.ErrorContains(t, err, "granularity")
 	q := p
 	q.CoopMat2.ReservedSharedMemory = q.MaxSharedMemory
 	t.Setenv(TilesEnv, "")
-	_, err = forwardTiles(devices.TierCoopMat2, &q, 128)
+	_, err = forwardTiles(devices.TierCoopMat2, &q, 128, memory.F16)
 	require.ErrorContains(t, err, "no shared memory")
 }

@@ -39,6 +39,9 @@ const (
 	FeatureCooperativeMatrix
 	// FeatureCooperativeMatrix2: VK_NV_cooperative_matrix2.
 	FeatureCooperativeMatrix2
+	// FeatureBFloat16Matrix: bf16 as a shader type and as cooperative-matrix elements
+	// (VK_KHR_shader_bfloat16: shaderBFloat16Type and shaderBFloat16CooperativeMatrix).
+	FeatureBFloat16Matrix
 	// FeatureVulkanMemoryModel: the Vulkan memory model in shaders (cooperative-matrix code uses it).
 	FeatureVulkanMemoryModel
 	// FeatureMaintenance4: maintenance4, for the LocalSizeId workgroup sizes that SPIR-V for the
@@ -49,7 +52,7 @@ const (
 // AllFeatures lists every feature.
 var AllFeatures = []Feature{FeatureCompute, FeatureSubgroupBasic, FeatureSubgroupVote, FeatureSubgroupArithmetic,
 	FeatureSubgroupBallot, FeatureSubgroupShuffle, FeatureSubgroupWidth, FeatureFloat16, FeatureBFloat16,
-	FeatureCooperativeMatrix, FeatureCooperativeMatrix2, FeatureVulkanMemoryModel, FeatureMaintenance4}
+	FeatureCooperativeMatrix, FeatureCooperativeMatrix2, FeatureBFloat16Matrix, FeatureVulkanMemoryModel, FeatureMaintenance4}
 
 func (f Feature) String() string {
 	switch f {
@@ -75,6 +78,8 @@ func (f Feature) String() string {
 		return "cooperative matrix (KHR, fp16 subgroup shape)"
 	case FeatureCooperativeMatrix2:
 		return "cooperative matrix 2 (NV)"
+	case FeatureBFloat16Matrix:
+		return "bf16 cooperative matrices"
 	case FeatureVulkanMemoryModel:
 		return "Vulkan memory model"
 	case FeatureMaintenance4:
@@ -112,6 +117,8 @@ func (p *Profile) Has(f Feature) bool {
 		return p.Features.CooperativeMatrix && p.CoopMatShape(vk.ComponentF16) != nil
 	case FeatureCooperativeMatrix2:
 		return p.Features.CooperativeMatrix2
+	case FeatureBFloat16Matrix:
+		return p.Features.BFloat16 && p.Features.BFloat16CooperativeMatrix
 	case FeatureVulkanMemoryModel:
 		return p.Features.VulkanMemoryModel
 	case FeatureMaintenance4:

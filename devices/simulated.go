@@ -31,7 +31,8 @@ func Simulated(name string) (Profile, error) {
 		p.VendorID, p.Name, p.DriverName = 0x10de, "NVIDIA H100 80GB HBM3 (simulated)", "NVIDIA"
 		p.SubgroupSize, p.MinSubgroupSize, p.MaxSubgroupSize = 32, 32, 32
 		p.MaxSharedMemory = 48 << 10
-		p.Features.CooperativeMatrix, p.Features.CooperativeMatrix2, p.Features.BFloat16 = true, true, true
+		p.Features.CooperativeMatrix, p.Features.CooperativeMatrix2 = true, true
+		p.Features.BFloat16, p.Features.BFloat16CooperativeMatrix = true, true
 		p.CoopMatShapes = []vk.CoopMatShape{coop(vk.ComponentF16, 16, 16, 16), coop(vk.ComponentBF16, 16, 16, 16)}
 		// The H100 driver's flexible sizes (580.159): granularity by workgroup size, fp16 and bf16.
 		for _, a := range []vk.ComponentType{vk.ComponentF16, vk.ComponentBF16} {

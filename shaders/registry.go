@@ -91,14 +91,17 @@ const PushWords = 20
 // memory, subgroupShuffleXor, and LocalSizeId (Vulkan 1.3 environment). coopMat2Needs:
 // flash_fwd_coopmat2.glsl adds workgroup-scope matrices of flexible size with reductions,
 // conversions, per-element functions and tensor addressing (VK_NV_cooperative_matrix2) and 16-bit
-// storage buffers.
+// storage buffers. The bf16 variants of both (ELEM_BF16) add bf16 cooperative matrices
+// (VK_KHR_shader_bfloat16).
 var (
 	scalarNeeds   = []devices.Feature{devices.FeatureCompute}
 	subgroupNeeds = []devices.Feature{devices.FeatureCompute, devices.FeatureSubgroupBasic,
 		devices.FeatureSubgroupArithmetic, devices.FeatureSubgroupVote, devices.FeatureSubgroupWidth}
 	coopMatNeeds = append(slices.Clone(subgroupNeeds), devices.FeatureSubgroupShuffle, devices.FeatureFloat16,
 		devices.FeatureCooperativeMatrix, devices.FeatureVulkanMemoryModel, devices.FeatureMaintenance4)
-	coopMat2Needs = append(slices.Clone(coopMatNeeds), devices.FeatureCooperativeMatrix2)
+	coopMat2Needs     = append(slices.Clone(coopMatNeeds), devices.FeatureCooperativeMatrix2)
+	coopMatBF16Needs  = append(slices.Clone(coopMatNeeds), devices.FeatureBFloat16Matrix)
+	coopMat2BF16Needs = append(slices.Clone(coopMat2Needs), devices.FeatureBFloat16Matrix)
 	// decodeSubgroupNeeds: decode_stream.glsl adds subgroupShuffleXor to what subgroupNeeds has.
 	decodeSubgroupNeeds = append(slices.Clone(subgroupNeeds), devices.FeatureSubgroupShuffle)
 )
@@ -109,14 +112,20 @@ var Variants = []Variant{
 		Source: "flash_fwd.comp", Defines: []string{"TIER_SCALAR"}, Requires: scalarNeeds},
 	{Name: "flash_fwd_subgroup", Op: OpForward, Tier: devices.TierSubgroup, Bindings: 6, PushSize: 4 * PushWords,
 		Source: "flash_fwd.comp", Defines: []string{"TIER_SUBGROUP"}, Requires: subgroupNeeds},
-	// The matrix tiers take fp16 only: fp32 inputs would lose precision in fp16 matrices, and
-	// bf16 matrices need a newer shader compiler (GL_EXT_bfloat16).
+	// The matrix tiers have a kernel per matrix element type, fp16 and bf16, each taking inputs of
+	// its type only: fp32 inputs would lose precision in 16-bit matrices.
 	{Name: "flash_fwd_coopmat", Op: OpForward, Tier: devices.TierCoopMat, Bindings: 6, PushSize: 4 * PushWords,
 		Source: "flash_fwd.comp", Defines: []string{"TIER_COOPMAT"}, Env: "vulkan1.3", Inputs: []memory.DType{memory.F16},
 		Requires: coopMatNeeds},
+	{Name: "flash_fwd_coopmat_bf16", Op: OpForward, Tier: devices.TierCoopMat, Bindings: 6, PushSize: 4 * PushWords,
+		Source: "flash_fwd.comp", Defines: []string{"TIER_COOPMAT", "ELEM_BF16"}, Env: "vulkan1.3", Inputs: []memory.DType{memory.BF16},
+		Requires: coopMatBF16Needs},
 	{Name: "flash_fwd_coopmat2", Op: OpForward, Tier: devices.TierCoopMat2, Bindings: 6, PushSize: 4 * PushWords,
 		Source: "flash_fwd.comp", Defines: []string{"TIER_COOPMAT2"}, Env: "vulkan1.3", Inputs: []memory.DType{memory.F16},
 		Requires: coopMat2Needs},
+	{Name: "flash_fwd_coopmat2_bf16", Op: OpForward, Tier: devices.TierCoopMat2, Bindings: 6, PushSize: 4 * PushWords,
+		Source: "flash_fwd.comp", Defines: []string{"TIER_COOPMAT2", "ELEM_BF16"}, Env: "vulkan1.3", Inputs: []memory.DType{memory.BF16},
+		Requires: coopMat2BF16Needs},
 	{Name: "naive_scores", Op: OpNaiveScores, Tier: devices.TierScalar, Bindings: 7, PushSize: 4 * PushWords,
 		Source: "naive.comp", Defines: []string{"NAIVE_SCORES"}, Requires: scalarNeeds},
 	{Name: "naive_softmax", Op: OpNaiveSoftmax, Tier: devices.TierScalar, Bindings: 7, PushSize: 4 * PushWords,
@@ -210,4 +219,29 @@ func ForTierOn(op Op, tier devices.Tier, p *devices.Profile) (*Variant, error) {
 		return nil, first
 	}
 	return nil, fmt.Errorf("shaders: no %s kernel at tier %s", op, tier)
+}
+
+// ForInput returns the variant of op at exactly the given tier that takes inputs of type dt and
+// runs on the device: an error that says which types the tier takes if none takes dt, or which
+// features the device lacks.
+func ForInput(op Op, tier devices.Tier, dt memory.DType, p *devices.Profile) (*Variant, error) {
+	var takes []memory.DType
+	for i := range Variants {
+		v := &Variants[i]
+		if v.Op != op || v.Tier != tier {
+			continue
+		}
+		if !v.Reads(dt) {
+			takes = append(takes, v.Inputs...)
+			continue
+		}
+		if err := v.RunsOn(p); err != nil {
+			return nil, err
+		}
+		return v, nil
+	}
+	if takes == nil {
+		return nil, fmt.Errorf("shaders: no %s kernel at tier %s", op, tier)
+	}
+	return nil, fmt.Errorf("shaders: tier %s does not take %s inputs (it takes %v)", tier, dt, takes)
 }

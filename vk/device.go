@@ -15,10 +15,10 @@ type DeviceOptions struct {
 	// PipelineCacheFile, if set, is loaded into the device's pipeline cache at open and written
 	// back at Close, so compiled pipelines survive between processes.
 	PipelineCacheFile string
-	// MatrixExtensions enables VK_KHR_cooperative_matrix and VK_NV_cooperative_matrix2 (with their
-	// features) where the device has them. Off unless a kernel needs them: a validation layer older
-	// than these extensions rejects their structures. (VK_KHR_shader_bfloat16 is queried, not yet
-	// enabled: no kernel uses it, and validation layers before 1.4.311 reject its structure.)
+	// MatrixExtensions enables VK_KHR_cooperative_matrix, VK_NV_cooperative_matrix2 and
+	// VK_KHR_shader_bfloat16 (with their features) where the device has them. Off unless a kernel
+	// needs them: a validation layer older than these extensions (1.4.311 for bfloat16) rejects
+	// their structures.
 	MatrixExtensions bool
 	// PipelineStatistics enables VK_KHR_pipeline_executable_properties where the device has it
 	// and compiles every pipeline with its statistics captured (Pipeline.Executables).
@@ -76,7 +76,7 @@ func (in *Instance) OpenDevice(index int, opts DeviceOptions) (*Device, error) {
 	}
 	wanted := []string{ExtMemoryBudget}
 	if opts.MatrixExtensions {
-		wanted = append(wanted, ExtCooperativeMatrix, ExtCooperativeMatrix2)
+		wanted = append(wanted, ExtCooperativeMatrix, ExtCooperativeMatrix2, ExtShaderBFloat16)
 	}
 	if opts.PipelineStatistics {
 		wanted = append(wanted, ExtPipelineExecutableProperties)

@@ -71,7 +71,14 @@ func (sel Selection) Cases(e *attention.Engine) (tiers []string, cases []Case) {
 	}
 	for _, t := range ts {
 		tiers = append(tiers, t.String())
-		add(ForwardCases(t))
+		// A tier's cases for the input types it takes on this device (a matrix tier may lack bf16
+		// matrices); a forced tier the device does not run keeps all, which then fail and say why.
+		takes := e.TierInputs(t)
+		for _, c := range ForwardCases(t) {
+			if len(takes) == 0 || slices.Contains(takes, c.DType) {
+				add([]Case{c})
+			}
+		}
 	}
 	if !sel.NoNaive && slices.Contains(ts, devices.TierScalar) {
 		tiers = append(tiers, NaiveTier)

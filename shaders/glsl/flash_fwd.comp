@@ -8,9 +8,13 @@
 //   TIER_SUBGROUP  a subgroup per ROWS query rows: lanes split the keys for Q.K^T and the head
 //                  dims for P.V, with subgroup max/add reductions for the softmax statistics.
 //   TIER_COOPMAT   a subgroup per 16 query rows: Q.K^T and P.V on cooperative matrices (fp16
-//                  inputs, fp32 accumulation), the softmax on scores staged in shared memory.
+//                  or bf16 inputs, fp32 accumulation), the softmax on scores staged in shared
+//                  memory.
 //   TIER_COOPMAT2  workgroup-scope matrices of VK_NV_cooperative_matrix2: the whole block's
-//                  scores, softmax and output stay in matrices (fp16 inputs, fp32 accumulation).
+//                  scores, softmax and output stay in matrices (fp16 or bf16 inputs, fp32
+//                  accumulation).
+// The matrix tiers' element type ELEM is fp16, or bf16 (GL_EXT_bfloat16) with ELEM_BF16 defined;
+// such a kernel takes inputs of that type only.
 
 #extension GL_GOOGLE_include_directive : require
 #if defined(TIER_SUBGROUP) || defined(TIER_COOPMAT) || defined(TIER_COOPMAT2)
@@ -30,6 +34,16 @@
 #extension GL_KHR_memory_scope_semantics : require
 #extension GL_EXT_shader_explicit_arithmetic_types_float16 : require
 #extension GL_EXT_shader_16bit_storage : require
+#endif
+#if defined(TIER_COOPMAT) || defined(TIER_COOPMAT2)
+#ifdef ELEM_BF16
+#extension GL_EXT_bfloat16 : require
+#define ELEM bfloat16_t
+#define ELEM_DTYPE DT_BF16
+#else
+#define ELEM float16_t
+#define ELEM_DTYPE DT_F16
+#endif
 #endif
 
 layout(constant_id = 0) const uint DTYPE = 0;

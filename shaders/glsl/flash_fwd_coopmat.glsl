@@ -1,5 +1,5 @@
-// Cooperative-matrix tier of flash_fwd.comp (VK_KHR_cooperative_matrix, fp16 inputs, fp32
-// accumulation). The workgroup is NSG = WG / SG subgroups; subgroup g owns query rows
+// Cooperative-matrix tier of flash_fwd.comp (VK_KHR_cooperative_matrix, fp16 or bf16 inputs as
+// ELEM, fp32 accumulation). The workgroup is NSG = WG / SG subgroups; subgroup g owns query rows
 // [16g, 16g + 16) of the block (BR = 16 NSG). Q.K^T and P.V run on 16x16x16 matrices, O stays in
 // accumulator matrices; the softmax runs on the scores staged in shared memory, LPR = SG / 16
 // lanes per row. Where a row's output must be touched element-wise (rescaling, the final store),
@@ -16,41 +16,41 @@ const uint KB = BC / TM;       // 16-key blocks of a tile
 // Row strides of the staged scores, probabilities and P.V blocks, padded so the lanes of a
 // subgroup reading one column fall in different banks; each keeps rows 16-byte aligned, as
 // matrix loads and stores need.
-const uint DS = D + 8;         // halves, K and V tiles
+const uint DS = D + 8;         // 16-bit elements, K and V tiles
 const uint SS = BC + 4;        // floats
-const uint PS = BC + 8;        // halves
+const uint PS = BC + 8;        // 16-bit elements
 const uint OS = TM + 4;        // floats
 
-shared float16_t kTile[BC * DS]; // [key][dim]
-shared float16_t vTile[BC * DS]; // [key][dim]
-shared float sTile[NSG * TM * SS];     // per subgroup: scores, then one 16x16 block of P.V
-shared float16_t pTile[NSG * TM * PS]; // per subgroup: probabilities; first, Q staging
+shared ELEM kTile[BC * DS]; // [key][dim]
+shared ELEM vTile[BC * DS]; // [key][dim]
+shared float sTile[NSG * TM * SS]; // per subgroup: scores, then one 16x16 block of P.V
+shared ELEM pTile[NSG * TM * PS];  // per subgroup: probabilities; first, Q staging
 shared uint nonFinite[4]; // [tile parity]: the V tile holds NaN or Inf; 16 bytes keep the matrix arrays 16-byte aligned
 
 #define ACC coopmat<float, gl_ScopeSubgroup, TM, TM, gl_MatrixUseAccumulator>
-#define MAT_A coopmat<float16_t, gl_ScopeSubgroup, TM, TM, gl_MatrixUseA>
-#define MAT_B coopmat<float16_t, gl_ScopeSubgroup, TM, TM, gl_MatrixUseB>
+#define MAT_A coopmat<ELEM, gl_ScopeSubgroup, TM, TM, gl_MatrixUseA>
+#define MAT_B coopmat<ELEM, gl_ScopeSubgroup, TM, TM, gl_MatrixUseB>
 
-// K and V as 16-byte words, for tiles loaded 8 halves at a time (same buffers as tensors.glsl).
+// K and V as 16-byte words, for tiles loaded 8 values at a time (same buffers as tensors.glsl).
 layout(std430, binding = 1) readonly buffer K8 { uvec4 kData8[]; };
 layout(std430, binding = 2) readonly buffer V8 { uvec4 vData8[]; };
 
 void store8(inout bool bad, uint at, uvec4 kw, uvec4 vw) {
 	for (uint i = 0; i < 4; i++) {
-		vec2 k2 = unpackHalf2x16(kw[i]), v2 = unpackHalf2x16(vw[i]);
-		kTile[at + 2 * i] = float16_t(k2.x);
-		kTile[at + 2 * i + 1] = float16_t(k2.y);
-		vTile[at + 2 * i] = float16_t(v2.x);
-		vTile[at + 2 * i + 1] = float16_t(v2.y);
+		vec2 k2 = unpack2(kw[i]), v2 = unpack2(vw[i]);
+		kTile[at + 2 * i] = ELEM(k2.x);
+		kTile[at + 2 * i + 1] = ELEM(k2.y);
+		vTile[at + 2 * i] = ELEM(v2.x);
+		vTile[at + 2 * i + 1] = ELEM(v2.y);
 		bad = bad || any(isnan(v2)) || any(isinf(v2));
 	}
 }
 
-// wideLoads: fp16 K and V whose rows start on 16-byte boundaries load 8 halves per read, one tile
+// wideLoads: K and V of the matrices' type whose rows start on 16-byte boundaries load 8 values per read, one tile
 // ahead (fetch into registers before the current tile's math, stash into shared memory after);
 // other inputs load element by element when the tile starts (loadTile).
 bool wideLoads() {
-	return DTYPE == DT_F16 && ((pc.kOff | pc.kTokenStride | pc.kHeadStride | pc.vOff | pc.vTokenStride | pc.vHeadStride) & 7u) == 0u;
+	return DTYPE == ELEM_DTYPE && ((pc.kOff | pc.kTokenStride | pc.kHeadStride | pc.vOff | pc.vTokenStride | pc.vHeadStride) & 7u) == 0u;
 }
 
 const uint NLOAD = (BC * D / 8 + WG - 1) / WG; // 16-byte words of K (and of V) per invocation
@@ -95,8 +95,8 @@ void loadTile(Seq s, uint kvh, int k0, uint slot) {
 			kv = kAt(t, kvh, d);
 			vv = vAt(t, kvh, d);
 		}
-		kTile[j * DS + d] = float16_t(kv);
-		vTile[j * DS + d] = float16_t(vv);
+		kTile[j * DS + d] = ELEM(kv);
+		vTile[j * DS + d] = ELEM(vv);
 		bad = bad || isnan(vv) || isinf(vv);
 	}
 	if (subgroupAny(bad) && subgroupElect()) atomicOr(nonFinite[slot], 1u);
@@ -132,7 +132,7 @@ void main() {
 	for (uint db = 0; db < DB; db++) {
 		for (uint e = lane; e < TM * TM; e += SG) {
 			int r = srow0 + int(e / TM);
-			pTile[pBase + e] = float16_t(r < lq ? qAt(s.qStart + uint(r), h, db * TM + e % TM) : 0.0);
+			pTile[pBase + e] = ELEM(r < lq ? qAt(s.qStart + uint(r), h, db * TM + e % TM) : 0.0);
 		}
 		subgroupMemoryBarrierShared();
 		subgroupBarrier();
@@ -199,7 +199,7 @@ void main() {
 		for (uint i = 0; i < KPL; i++) {
 			float p = prob(x[i], m); // at most e^SLACK
 			sum += p;
-			pTile[pBase + rowInSg * PS + i * LPR + part] = float16_t(p);
+			pTile[pBase + rowInSg * PS + i * LPR + part] = ELEM(p);
 		}
 		for (uint off = 1; off < LPR; off <<= 1) sum += subgroupShuffleXor(sum, off);
 		l = l * alpha + sum;

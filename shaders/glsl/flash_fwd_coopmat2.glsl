@@ -1,5 +1,5 @@
-// Cooperative-matrix-2 tier of flash_fwd.comp (VK_NV_cooperative_matrix2, fp16 inputs, fp32
-// accumulation). Every matrix has workgroup scope, so the driver spreads each BR x BC score block
+// Cooperative-matrix-2 tier of flash_fwd.comp (VK_NV_cooperative_matrix2, fp16 or bf16
+// inputs as ELEM, fp32 accumulation). Every matrix has workgroup scope, so the driver spreads each BR x BC score block
 // and the BR x D output over the WG invocations as it likes; the softmax runs on the matrices
 // themselves (row reductions, element-wise arithmetic), so scores never pass through shared
 // memory. Q, K and V are read straight from their buffers through tensor layouts, which clamp
@@ -17,21 +17,21 @@
 #define ROWS coopmat<float, gl_ScopeWorkgroup, BR, BC, gl_MatrixUseAccumulator>
 #define STAT coopmat<float, gl_ScopeWorkgroup, BR, RW, gl_MatrixUseAccumulator>
 #define OUT coopmat<float, gl_ScopeWorkgroup, BR, D, gl_MatrixUseAccumulator>
-#define OUT16 coopmat<float16_t, gl_ScopeWorkgroup, BR, D, gl_MatrixUseAccumulator>
-#define QMAT coopmat<float16_t, gl_ScopeWorkgroup, BR, D, gl_MatrixUseA>
-#define KMAT coopmat<float16_t, gl_ScopeWorkgroup, D, BC, gl_MatrixUseB>
-#define PMAT coopmat<float16_t, gl_ScopeWorkgroup, BR, BC, gl_MatrixUseA>
-#define VMAT coopmat<float16_t, gl_ScopeWorkgroup, BC, D, gl_MatrixUseB>
+#define OUT16 coopmat<ELEM, gl_ScopeWorkgroup, BR, D, gl_MatrixUseAccumulator>
+#define QMAT coopmat<ELEM, gl_ScopeWorkgroup, BR, D, gl_MatrixUseA>
+#define KMAT coopmat<ELEM, gl_ScopeWorkgroup, D, BC, gl_MatrixUseB>
+#define PMAT coopmat<ELEM, gl_ScopeWorkgroup, BR, BC, gl_MatrixUseA>
+#define VMAT coopmat<ELEM, gl_ScopeWorkgroup, BC, D, gl_MatrixUseB>
 #define LAYOUT tensorLayoutNV<2, gl_CooperativeMatrixClampModeConstantNV>
 #define FAST_LAYOUT tensorLayoutNV<2, gl_CooperativeMatrixClampModeUndefinedNV>
 
 layout(constant_id = 6) const uint RW = 16; // columns of the row-statistics matrices
 
-// The tensors as fp16 elements (the same buffers as tensors.glsl).
-layout(std430, binding = 0) readonly buffer Q16 { float16_t q16[]; };
-layout(std430, binding = 1) readonly buffer K16 { float16_t k16[]; };
-layout(std430, binding = 2) readonly buffer V16 { float16_t v16[]; };
-layout(std430, binding = 3) writeonly buffer O16 { float16_t o16[]; };
+// The tensors as ELEM elements (the same buffers as tensors.glsl).
+layout(std430, binding = 0) readonly buffer Q16 { ELEM q16[]; };
+layout(std430, binding = 1) readonly buffer K16 { ELEM k16[]; };
+layout(std430, binding = 2) readonly buffer V16 { ELEM v16[]; };
+layout(std430, binding = 3) writeonly buffer O16 { ELEM o16[]; };
 
 // [tile % 3]: FLAG_* bits of a tile. Tile t sets its slot, reads it after the tile's one barrier,
 // and clears the slot of tile t + 1 before that barrier, after every read of it by tile t - 2
@@ -94,7 +94,7 @@ VMAT nonFiniteOf(VMAT v, uint want) {
 	for (int i = 0; i < v.length(); i++) {
 		float x = float(v[i]);
 		bool hit = want == 0u ? isnan(x) : want == 1u ? x == uintBitsToFloat(0x7f800000u) : x == uintBitsToFloat(0xff800000u);
-		m[i] = float16_t(hit ? 1.0 : 0.0);
+		m[i] = ELEM(hit ? 1.0 : 0.0);
 	}
 	return m;
 }
@@ -167,7 +167,10 @@ void main() {
 			coopMatLoadTensorNV(vm, v16, vStart, sliceTensorLayoutNV(tv, uint(k0), BC, vSkip, D));
 		}
 		bool bad = false;
-		for (int i = 0; i < vm.length(); i++) bad = bad || isnan(vm[i]) || isinf(vm[i]);
+		for (int i = 0; i < vm.length(); i++) {
+			float x = float(vm[i]);
+			bad = bad || isnan(x) || isinf(x);
+		}
 		uint slot = tile % 3u;
 		uint mine = (bad ? FLAG_NONFINITE_V : 0u) | (moved ? FLAG_MAX_MOVED : 0u);
 		mine = subgroupOr(mine);
@@ -186,13 +189,13 @@ void main() {
 		// contribute is added element-wise from counts of them per row (exact small integers).
 		if ((flags & FLAG_NONFINITE_V) != 0u) {
 			PMAT seen;
-			for (int i = 0; i < pm.length(); i++) seen[i] = float16_t(pm[i] != float16_t(0.0) ? 1.0 : 0.0);
+			for (int i = 0; i < pm.length(); i++) seen[i] = ELEM(float(pm[i]) != 0.0 ? 1.0 : 0.0);
 			OUT nan = coopMatMulAdd(seen, nonFiniteOf(vm, 0u), OUT(0.0));
 			OUT pos = coopMatMulAdd(seen, nonFiniteOf(vm, 1u), OUT(0.0));
 			OUT neg = coopMatMulAdd(seen, nonFiniteOf(vm, 2u), OUT(0.0));
 			for (int i = 0; i < vm.length(); i++) {
 				float x = float(vm[i]);
-				if (isnan(x) || isinf(x)) vm[i] = float16_t(0.0);
+				if (isnan(x) || isinf(x)) vm[i] = ELEM(0.0);
 			}
 			o = coopMatMulAdd(pm, vm, o);
 			coopMatPerElementNV(o, o, weighNonFinite, nan, pos, neg);

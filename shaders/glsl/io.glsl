@@ -22,6 +22,12 @@ uint packBF16(float x) {
 	return (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
 }
 
+// unpack2 returns the two elements of a 16-bit storage type held in one word, the low one first.
+vec2 unpack2(uint w) {
+	if (DTYPE == DT_F16) return unpackHalf2x16(w);
+	return vec2(uintBitsToFloat(w << 16), uintBitsToFloat(w & 0xffff0000u));
+}
+
 // pack2 packs two adjacent elements into one word of the storage type (16-bit types).
 uint pack2(float a, float b) {
 	if (DTYPE == DT_F16) return packHalf2x16(vec2(a, b));

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Installs glslang 15 and spirv-val into .toolchain/ without touching the system: Debian
-# trixie's glslang-tools and spirv-tools, with the trixie C and C++ runtimes they need, are
+# Installs glslang 16 and spirv-val into .toolchain/ without touching the system: Debian
+# forky's glslang-tools and spirv-tools, with the forky C and C++ runtimes they need, are
 # downloaded with a private apt state, unpacked into .toolchain/prefix and run through that
-# prefix's own dynamic loader by small wrappers in .toolchain/bin. Idempotent.
+# prefix's own dynamic loader by small wrappers in .toolchain/bin. glslang 16 is the first with
+# GL_EXT_bfloat16, which the bf16 matrix kernels use. Idempotent: an existing toolchain of another
+# major version is replaced.
 #
-# Packages come through tools/setup/trixie.sh, which names no mirror.
+# Packages come through tools/setup/debian.sh, which names no mirror.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root="$PWD/.toolchain"
@@ -12,18 +14,21 @@ prefix="$root/prefix"
 bin="$root/bin"
 pkgs=(glslang-tools spirv-tools libc6 libstdc++6 libgcc-s1)
 
+suite=forky
+major=16
 if [ -x "$bin/glslangValidator" ] && [ -x "$bin/spirv-val" ] &&
-	"$bin/glslangValidator" --version >/dev/null 2>&1 && "$bin/spirv-val" --version >/dev/null 2>&1; then
+	"$bin/glslangValidator" --version 2>/dev/null | grep -Eq "Glslang Version: ([0-9]+:)?$major\." &&
+	"$bin/spirv-val" --version >/dev/null 2>&1; then
 	echo "toolchain: $("$bin/glslangValidator" --version | head -1 | tr -s ' ')"
 	exit 0
 fi
 
-. tools/setup/trixie.sh
+. tools/setup/debian.sh
 debs="$root/debs"
 rm -rf "$debs" "$prefix"
 mkdir -p "$debs" "$prefix" "$bin"
-echo "toolchain: fetching trixie ${pkgs[*]}"
-trixie_download "$debs" "${pkgs[@]}"
+echo "toolchain: fetching $suite ${pkgs[*]}"
+debian_download "$suite" "$debs" "${pkgs[@]}"
 for deb in "$debs"/*.deb; do
 	dpkg-deb -x "$deb" "$prefix"
 done

@@ -261,7 +261,7 @@ func forwardLine(info opInfo) string {
 		if len(a.HeadDims) > 0 {
 			what += " (" + headDims(a.HeadDims) + ")"
 		}
-		j := slices.IndexFunc(choices, func(c choice) bool { return c.tier == a.Tier })
+		j := slices.IndexFunc(choices, func(c choice) bool { return c.tier == a.Tier && c.kernel == a.Kernel })
 		if j < 0 {
 			choices, j = append(choices, choice{tier: a.Tier, kernel: a.Kernel}), len(choices)
 		}

@@ -137,7 +137,7 @@ func TestDevicesTableSimulated(t *testing.T) {
 
 // The forward's line and JSON say what Forward accepts, not what the features alone suggest:
 // intel-arc has cooperative matrices but no 16x16x16 fp16 shape, so no coopmat tier; the H100
-// runs fp16 at the coopmat tier and the other types at the subgroup tier.
+// runs fp16 and bf16 at the coopmat tier and fp32 at the subgroup tier.
 func TestDevicesForwardTiersSimulated(t *testing.T) {
 	var profiles []devices.Profile
 	for _, name := range []string{"intel-arc", "nvidia-h100", "lavapipe"} {
@@ -157,11 +157,11 @@ func TestDevicesForwardTiersSimulated(t *testing.T) {
 		t.Errorf("intel-arc forward: %+v", arc)
 	}
 	if !slices.Equal(h100.Tiers, []string{"scalar", "subgroup", "coopmat", "coopmat2"}) || h100.Tier != "coopmat" ||
-		!slices.Equal(h100.Inputs["coopmat"], []string{"f16"}) || !slices.Equal(h100.Inputs["coopmat2"], []string{"f16"}) || !slices.Equal(h100.Inputs["subgroup"], []string{"f32", "f16", "bf16"}) {
+		!slices.Equal(h100.Inputs["coopmat"], []string{"f16", "bf16"}) || !slices.Equal(h100.Inputs["coopmat2"], []string{"f16", "bf16"}) || !slices.Equal(h100.Inputs["subgroup"], []string{"f32", "f16", "bf16"}) {
 		t.Errorf("H100 forward: %+v", h100)
 	}
 	wantAuto := []autoInfo{{DType: "f32", Tier: "subgroup", Kernel: "flash_fwd_subgroup"},
-		{DType: "f16", Tier: "coopmat", Kernel: "flash_fwd_coopmat"}, {DType: "bf16", Tier: "subgroup", Kernel: "flash_fwd_subgroup"}}
+		{DType: "f16", Tier: "coopmat", Kernel: "flash_fwd_coopmat"}, {DType: "bf16", Tier: "coopmat", Kernel: "flash_fwd_coopmat_bf16"}}
 	if !slices.EqualFunc(h100.Auto, wantAuto, func(a, b autoInfo) bool {
 		return a.DType == b.DType && a.Tier == b.Tier && a.Kernel == b.Kernel && a.HeadDims == nil && a.Error == ""
 	}) {
@@ -185,14 +185,14 @@ func TestDevicesForwardTiersSimulated(t *testing.T) {
 	if strings.Contains(lines[0], "coopmat") {
 		t.Errorf("intel-arc forward line names coopmat: %q", lines[0])
 	}
-	for _, want := range []string{"coopmat (flash_fwd_coopmat) for f16; subgroup (flash_fwd_subgroup) for f32, bf16",
-		"can be forced to: scalar (f32, f16, bf16), subgroup (f32, f16, bf16), coopmat (f16), coopmat2 (f16)"} {
+	for _, want := range []string{"coopmat (flash_fwd_coopmat) for f16; coopmat (flash_fwd_coopmat_bf16) for bf16; subgroup (flash_fwd_subgroup) for f32",
+		"can be forced to: scalar (f32, f16, bf16), subgroup (f32, f16, bf16), coopmat (f16, bf16), coopmat2 (f16, bf16)"} {
 		if !strings.Contains(lines[1], want) {
 			t.Errorf("H100 forward line lacks %q: %q", want, lines[1])
 		}
 	}
-	for _, want := range []string{"coopmat (flash_fwd_coopmat) for f16 (d 32, 64, 80, 96, 128, 192); subgroup (flash_fwd_subgroup) for f32, f16 (d 256), bf16",
-		"coopmat (f16; d 32, 64, 80, 96, 128, 192)"} {
+	for _, want := range []string{"coopmat (flash_fwd_coopmat) for f16 (d 32, 64, 80, 96, 128, 192); coopmat (flash_fwd_coopmat_bf16) for bf16 (d 32, 64, 80, 96, 128, 192); subgroup (flash_fwd_subgroup) for f32, f16 (d 256), bf16 (d 256)",
+		"coopmat (f16, bf16; d 32, 64, 80, 96, 128, 192)"} {
 		if !strings.Contains(lines[3], want) {
 			t.Errorf("H100 with 16 KiB forward line lacks %q: %q", want, lines[3])
 		}
