@@ -17,7 +17,13 @@
 #define ROWS coopmat<float, gl_ScopeWorkgroup, BR, BC, gl_MatrixUseAccumulator>
 #define STAT coopmat<float, gl_ScopeWorkgroup, BR, RW, gl_MatrixUseAccumulator>
 #define OUT coopmat<float, gl_ScopeWorkgroup, BR, D, gl_MatrixUseAccumulator>
+#ifdef ELEM_BF16
+// The output in the input type. Devices offer no bf16 accumulators, so a bf16 output leaves as a
+// matrix of use A; its values are rounded first (elemRound).
+#define OUT16 coopmat<ELEM, gl_ScopeWorkgroup, BR, D, gl_MatrixUseA>
+#else
 #define OUT16 coopmat<ELEM, gl_ScopeWorkgroup, BR, D, gl_MatrixUseAccumulator>
+#endif
 #define QMAT coopmat<ELEM, gl_ScopeWorkgroup, BR, D, gl_MatrixUseA>
 #define KMAT coopmat<ELEM, gl_ScopeWorkgroup, D, BC, gl_MatrixUseB>
 #define PMAT coopmat<ELEM, gl_ScopeWorkgroup, BR, BC, gl_MatrixUseA>
@@ -154,7 +160,7 @@ void main() {
 		}
 		ROWS mw;
 		coopMatReduceNV(mw, m, gl_CooperativeMatrixReduceRowNV, combineFirst);
-		for (int i = 0; i < sc.length(); i++) sc[i] = prob(sc[i], mw[i]); // at most e^SLACK
+		for (int i = 0; i < sc.length(); i++) sc[i] = elemRound(prob(sc[i], mw[i])); // at most e^SLACK
 		STAT sum;
 		coopMatReduceNV(sum, sc, gl_CooperativeMatrixReduceRowNV, combineAdd);
 		l = l * alpha + sum;
@@ -209,7 +215,9 @@ void main() {
 	for (int i = 0; i < l.length(); i++) inv[i] = l[i] == 0.0 ? 0.0 : 1.0 / l[i];
 	OUT invD;
 	coopMatReduceNV(invD, inv, gl_CooperativeMatrixReduceRowNV, combineFirst);
-	OUT16 out16 = OUT16(o * invD);
+	o = o * invD;
+	for (int i = 0; i < o.length(); i++) o[i] = elemRound(o[i]);
+	OUT16 out16 = OUT16(o);
 	coopMatStoreTensorNV(out16, o16, oStart, sliceTensorLayoutNV(to, uint(row0), BR, oSkip, D));
 	if ((pc.flags & FLAG_WRITE_LSE) != 0u) {
 		STAT lse;
