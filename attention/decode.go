@@ -2,7 +2,6 @@ package attention
 
 import (
 	"context"
-	"encoding/binary"
 	"fmt"
 	"math/bits"
 	"os"
@@ -86,7 +85,7 @@ func DecodeTiersOn(p *devices.Profile) []devices.Tier {
 	for _, t := range devices.Tiers {
 		runs := true
 		for _, d := range HeadDims {
-			if _, _, err := selectDecode(p, shaders.OpDecode, t, memory.F32, d, 1); err != nil {
+			if _, _, _, err := selectDecode(p, shaders.OpDecode, t, memory.F32, d, 1); err != nil {
 				runs = false
 				break
 			}
@@ -184,7 +183,7 @@ func (e *Engine) planDecodeCall(c *call, splits int, kern decodeKernel) (_ *plan
 		return nil, err
 	}
 	rows := sh.maxLq * (sh.hq / sh.hk)
-	variant, t, err := selectDecode(&e.profile, kern.op, tier, kern.dt, sh.d, rows)
+	variant, t, stream, err := selectDecode(&e.profile, kern.op, tier, kern.dt, sh.d, rows)
 	if err != nil {
 		return nil, err
 	}
@@ -215,14 +214,14 @@ func (e *Engine) planDecodeCall(c *call, splits int, kern decodeKernel) (_ *plan
 	if err != nil {
 		return nil, err
 	}
-	push := c.push
+	flags := c.flags
 	if variant.Tier == devices.TierSubgroup {
 		unit := uint32(4 / kern.dt.Size()) // values per word of a float K/V
 		if kern.op != shaders.OpDecode {
 			unit = 1 // quantized K/V: offsets and strides in words
 		}
-		if streamAligned(push, newStreamLayout(uint32(sh.d), kvBits(kern.op, kern.dt), t.SG), unit) {
-			push = withPush(push, pushFlags, c.flags|flagVec)
+		if streamAligned(stream, placementOf(c.k, c.v), unit) {
+			flags |= flagVec
 		}
 	}
 	p := &plan{kernel: variant.Name}
@@ -241,8 +240,9 @@ func (e *Engine) planDecodeCall(c *call, splits int, kern decodeKernel) (_ *plan
 		if partLSE, err = e.scratch(p, 4*uint64(n)*rowFloats, "partial logsumexps"); err != nil {
 			return nil, err
 		}
-		push = withPush(push, pushFlags, binary.LittleEndian.Uint32(push[4*pushFlags:])|flagPartial)
+		flags |= flagPartial
 	}
+	push := withPush(c.push, pushFlags, flags)
 	parts := []vk.BufferRange{{Buffer: partO.Buffer}, {Buffer: partLSE.Buffer}}
 	steps, err := e.dispatches(c, pipe, push, grid, append([]uint32{uint32(chunk)}, kern.seq...), append(slices.Clip(parts), kern.bindings...)...)
 	if err != nil {
@@ -277,10 +277,20 @@ func (e *Engine) scratch(p *plan, size uint64, what string) (*memory.Buffer, err
 
 // selectDecode picks the decode kernel of op (OpDecode or a quantized one) and its tiles for
 // inputs of type dt, head dim d and rows per (sequence, kv head) at a forced tier, or the fastest
-// that runs them.
-func selectDecode(p *devices.Profile, op shaders.Op, tier devices.Tier, dt memory.DType, d, rows int) (*shaders.Variant, tiles, error) {
+// that runs them, with the lane layout in which the kernel streams K and V at the subgroup tier
+// (the zero layout at the scalar tier).
+func selectDecode(p *devices.Profile, op shaders.Op, tier devices.Tier, dt memory.DType, d, rows int) (*shaders.Variant, tiles, streamLayout, error) {
 	bits := kvBits(op, dt)
-	return selectKernel(p, op, tier, dt, func(t devices.Tier) (tiles, error) { return decodeTiles(t, p, d, rows, bits) })
+	layouts := make(map[devices.Tier]streamLayout, 2) // by tier tried
+	v, t, err := selectKernel(p, op, tier, dt, func(t devices.Tier) (tiles, error) {
+		tl, l, err := decodeTiles(t, p, d, rows, bits)
+		layouts[t] = l
+		return tl, err
+	})
+	if err != nil {
+		return nil, tiles{}, streamLayout{}, err
+	}
+	return v, t, layouts[v.Tier], nil
 }
 
 // kvBits is the width of one K/V value that decode operation op reads, with queries of type dt.
@@ -294,16 +304,34 @@ func kvBits(op shaders.Op, dt memory.DType) uint32 {
 	return uint32(8 * dt.Size())
 }
 
+// kvPlacement is where the rows of K and V lie in their buffers: their token and head strides
+// and offsets, in elements of the tensors that hold them (a quantized K's or V's codes), as the
+// push constants carry them (params.glsl's kTokenStride to vHeadStride, kOff and vOff).
+type kvPlacement struct {
+	kTokenStride, kHeadStride, vTokenStride, vHeadStride uint32
+	kOff, vOff                                           uint32
+}
+
+// placementOf is the placement of K and V held by tensors k and v ([.., tokens, heads, D]).
+func placementOf(k, v *memory.Tensor) kvPlacement {
+	nk, nv := len(k.Strides), len(v.Strides)
+	return kvPlacement{
+		kTokenStride: uint32(k.Strides[nk-3]), kHeadStride: uint32(k.Strides[nk-2]),
+		vTokenStride: uint32(v.Strides[nv-3]), vHeadStride: uint32(v.Strides[nv-2]),
+		kOff: uint32(k.Offset), vOff: uint32(v.Offset),
+	}
+}
+
 // streamAligned reports whether decode_stream.glsl may read K and V rows of layout l in loads of
-// several words (FLAG_VEC): K's and V's offsets and strides in push, in units of which unit make
-// a 32-bit word, and the row's words are multiples of the load.
-func streamAligned(push []byte, l streamLayout, unit uint32) bool {
+// several words (FLAG_VEC): K's and V's strides and offsets (at), in units of which unit make a
+// 32-bit word, and the row's words are multiples of the load.
+func streamAligned(l streamLayout, at kvPlacement, unit uint32) bool {
 	lw := min(l.vw, 4)
 	if l.roww%lw != 0 {
 		return false
 	}
-	for _, i := range []int{pushKTokenStride, pushKTokenStride + 1, pushKTokenStride + 2, pushKTokenStride + 3, pushKOff, pushKOff + 1} {
-		if binary.LittleEndian.Uint32(push[4*i:])%(lw*unit) != 0 {
+	for _, x := range []uint32{at.kTokenStride, at.kHeadStride, at.vTokenStride, at.vHeadStride, at.kOff, at.vOff} {
+		if x%(lw*unit) != 0 {
 			return false
 		}
 	}
@@ -367,8 +395,10 @@ func decodeUnroll() (uint32, error) {
 // workgroup as the tier allows (powers of two, so that few pipelines are built), so that each
 // K/V byte is read once. The scalar tier is bounded by the workgroup size and shared memory (at
 // most 64 rows), the subgroup tier by registers: a lane keeps 8 · vpl values of q and of o per
-// row, decodeStreamValues at most (8 rows where one lane reads one vector of a key).
-func decodeTiles(tier devices.Tier, p *devices.Profile, d, rows int, bits uint32) (tiles, error) {
+// row, decodeStreamValues at most (8 rows where one lane reads one vector of a key). At the
+// subgroup tier it also returns the lane layout the tiles are sized for; at the scalar tier the
+// zero layout.
+func decodeTiles(tier devices.Tier, p *devices.Profile, d, rows int, bits uint32) (tiles, streamLayout, error) {
 	dd := uint32(d)
 	maxShared, maxWG := p.MaxSharedMemory, min(p.MaxWorkgroupInvocations, p.MaxWorkgroupSize[0])
 	want := pow2Ceil(uint32(max(rows, 1)))
@@ -380,7 +410,7 @@ func decodeTiles(tier devices.Tier, p *devices.Profile, d, rows int, bits uint32
 			t.BC /= 2
 		}
 		if decodeShared(tier, t, dd) <= maxShared {
-			return t, nil
+			return t, streamLayout{}, nil
 		}
 	case devices.TierSubgroup:
 		sg := p.SubgroupSize
@@ -389,13 +419,13 @@ func decodeTiles(tier devices.Tier, p *devices.Profile, d, rows int, bits uint32
 		}
 		u, err := decodeUnroll()
 		if err != nil {
-			return tiles{}, err
+			return tiles{}, streamLayout{}, err
 		}
 		l := newStreamLayout(dd, bits, sg)
 		br := min(want, pow2Floor(max(1, decodeStreamValues/(8*l.vpl))))
-		return tiles{SG: sg, WG: sg, BR: br, BC: l.kps * u, PinSubgroup: p.MinSubgroupSize != p.MaxSubgroupSize}, nil
+		return tiles{SG: sg, WG: sg, BR: br, BC: l.kps * u, PinSubgroup: p.MinSubgroupSize != p.MaxSubgroupSize}, l, nil
 	}
-	return tiles{}, fmt.Errorf("attention: head dim %d does not fit %d bytes of shared memory at tier %s", d, maxShared, tier)
+	return tiles{}, streamLayout{}, fmt.Errorf("attention: head dim %d does not fit %d bytes of shared memory at tier %s", d, maxShared, tier)
 }
 
 func ceilDiv(a, b int) int { return (a + b - 1) / b }

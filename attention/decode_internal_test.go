@@ -6,6 +6,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"github.com/vkattn/vkattn/devices"
+	"github.com/vkattn/vkattn/memory"
 	"github.com/vkattn/vkattn/vk"
 )
 
@@ -77,9 +78,12 @@ func TestStreamLayout(t *testing.T) {
 	}
 }
 
-// Decode tiles fit each simulated device's shared memory and workgroup limits at every subgroup
-// width it may run, for every head dim and any rows; rows that fit are all in one workgroup.
-func TestDecodeTilesFitSimulatedDevices(t *testing.T) {
+// forSimulatedDecodeTiers calls f for each simulated device at each subgroup width it may run
+// (p.SubgroupSize set to it) and each decode tier, scalar and subgroup, that it supports. It
+// fails the test if there is none.
+func forSimulatedDecodeTiers(t *testing.T, f func(name string, p *devices.Profile, tier devices.Tier)) {
+	t.Helper()
+	runs := 0
 	for _, name := range devices.SimulatedNames() {
 		p, err := devices.Simulated(name)
 		require.NoError(t, err)
@@ -89,35 +93,48 @@ func TestDecodeTilesFitSimulatedDevices(t *testing.T) {
 			}
 			p.SubgroupSize = sg
 			for _, tier := range []devices.Tier{devices.TierScalar, devices.TierSubgroup} {
-				if !p.Supports(tier) {
-					continue
+				if p.Supports(tier) {
+					f(name, &p, tier)
+					runs++
 				}
-				for _, d := range HeadDims {
-					for _, rows := range []int{1, 3, 4, 8, 20, 32, 64, 128, 512} {
-						tl, err := decodeTiles(tier, &p, d, rows, 16)
-						what := []any{name, sg, tier, d, rows, tl}
-						require.NoError(t, err, what...)
-						require.LessOrEqual(t, decodeShared(tier, tl, uint32(d)), p.MaxSharedMemory, what...)
-						require.LessOrEqual(t, tl.WG, min(p.MaxWorkgroupInvocations, p.MaxWorkgroupSize[0]), what...)
-						require.Positive(t, tl.BC, what...)
-						require.LessOrEqual(t, tl.BR, pow2Ceil(uint32(rows)), "no workgroup larger than the rows need: %v", what)
-						if tier == devices.TierScalar {
-							require.Equal(t, tl.BR, tl.WG, what...)
-							continue
-						}
-						require.Zero(t, tl.WG%tl.SG, what...)
-						require.Zero(t, tl.BR%(tl.WG/tl.SG), "whole rows per subgroup: %v", what)
-					}
-				}
-			}
-			// The H100 decode shape (GQA 4, one new token): one workgroup per (chunk, kv head).
-			if name == "nvidia-h100" && sg == 32 {
-				tl, err := decodeTiles(devices.TierSubgroup, &p, 128, 4, 16)
-				require.NoError(t, err)
-				require.GreaterOrEqual(t, tl.BR, uint32(4))
 			}
 		}
 	}
+	require.Positive(t, runs, "no simulated device runs a decode tier")
+}
+
+// Decode tiles fit each simulated device's shared memory and workgroup limits at every subgroup
+// width it may run, for every head dim and any rows; rows that fit are all in one workgroup. At
+// the subgroup tier the tiles come with the lane layout they are sized for.
+func TestDecodeTilesFitSimulatedDevices(t *testing.T) {
+	forSimulatedDecodeTiers(t, func(name string, p *devices.Profile, tier devices.Tier) {
+		for _, d := range HeadDims {
+			for _, rows := range []int{1, 3, 4, 8, 20, 32, 64, 128, 512} {
+				tl, l, err := decodeTiles(tier, p, d, rows, 16)
+				what := []any{name, p.SubgroupSize, tier, d, rows, tl}
+				require.NoError(t, err, what...)
+				require.LessOrEqual(t, decodeShared(tier, tl, uint32(d)), p.MaxSharedMemory, what...)
+				require.LessOrEqual(t, tl.WG, min(p.MaxWorkgroupInvocations, p.MaxWorkgroupSize[0]), what...)
+				require.Positive(t, tl.BC, what...)
+				require.LessOrEqual(t, tl.BR, pow2Ceil(uint32(rows)), "no workgroup larger than the rows need: %v", what)
+				if tier == devices.TierScalar {
+					require.Equal(t, tl.BR, tl.WG, what...)
+					require.Zero(t, l, what...)
+					continue
+				}
+				require.Zero(t, tl.WG%tl.SG, what...)
+				require.Zero(t, tl.BR%(tl.WG/tl.SG), "whole rows per subgroup: %v", what)
+				require.Equal(t, newStreamLayout(uint32(d), 16, tl.SG), l, what...)
+			}
+		}
+	})
+	// The H100 decode shape (GQA 4, one new token): one workgroup per (chunk, kv head).
+	p, err := devices.Simulated("nvidia-h100")
+	require.NoError(t, err)
+	p.SubgroupSize = 32
+	tl, _, err := decodeTiles(devices.TierSubgroup, &p, 128, 4, 16)
+	require.NoError(t, err)
+	require.GreaterOrEqual(t, tl.BR, uint32(4))
 }
 
 // The common decode shapes (one new token, 4 or 8 query heads per kv head) fit one workgroup's
@@ -127,42 +144,61 @@ func TestDecodeTilesFitSimulatedDevices(t *testing.T) {
 // there; elsewhere fewer rows per workgroup (logged). The documented caps on rows per workgroup
 // hold: 64 at the scalar tier, 8 at the subgroup tier.
 func TestDecodeRowsOneWorkgroup(t *testing.T) {
-	for _, name := range devices.SimulatedNames() {
-		p, err := devices.Simulated(name)
-		require.NoError(t, err)
-		for _, sg := range []uint32{4, 8, 16, 32, 64} {
-			if sg < p.MinSubgroupSize || sg > p.MaxSubgroupSize {
-				continue
-			}
-			p.SubgroupSize = sg
-			for _, tier := range []devices.Tier{devices.TierScalar, devices.TierSubgroup} {
-				if !p.Supports(tier) {
-					continue
-				}
-				for _, d := range HeadDims {
-					for _, rows := range []int{4, 8} {
-						tl, err := decodeTiles(tier, &p, d, rows, 16)
-						require.NoError(t, err)
-						if int(tl.BR) < rows {
-							// Shared memory can leave fewer rows at large head dims: K and V
-							// are then read once per row block.
-							if tier == devices.TierScalar {
-								require.True(t, d > 128 || p.MaxSharedMemory < 32<<10, "%s sg %d %s d %d: %d rows in %v", name, sg, tier, d, rows, tl)
-							} else {
-								require.Greater(t, newStreamLayout(uint32(d), 16, sg).vpl, uint32(1), "%s sg %d %s d %d: %d rows in %v", name, sg, tier, d, rows, tl)
-							}
-							t.Logf("%s sg %d %s d %d: %d rows, %d per workgroup", name, sg, tier, d, rows, tl.BR)
-						}
-					}
-				}
-				tl, err := decodeTiles(tier, &p, 64, 512, 16)
+	forSimulatedDecodeTiers(t, func(name string, p *devices.Profile, tier devices.Tier) {
+		sg := p.SubgroupSize
+		for _, d := range HeadDims {
+			for _, rows := range []int{4, 8} {
+				tl, l, err := decodeTiles(tier, p, d, rows, 16)
 				require.NoError(t, err)
-				if tier == devices.TierScalar {
-					require.LessOrEqual(t, tl.BR, uint32(64), name)
-				} else {
-					require.LessOrEqual(t, tl.BR, uint32(8), name)
+				if int(tl.BR) < rows {
+					// Shared memory can leave fewer rows at large head dims: K and V
+					// are then read once per row block.
+					if tier == devices.TierScalar {
+						require.True(t, d > 128 || p.MaxSharedMemory < 32<<10, "%s sg %d %s d %d: %d rows in %v", name, sg, tier, d, rows, tl)
+					} else {
+						require.Greater(t, l.vpl, uint32(1), "%s sg %d %s d %d: %d rows in %v", name, sg, tier, d, rows, tl)
+					}
+					t.Logf("%s sg %d %s d %d: %d rows, %d per workgroup", name, sg, tier, d, rows, tl.BR)
 				}
 			}
 		}
+		tl, _, err := decodeTiles(tier, p, 64, 512, 16)
+		require.NoError(t, err)
+		if tier == devices.TierScalar {
+			require.LessOrEqual(t, tl.BR, uint32(64), name)
+		} else {
+			require.LessOrEqual(t, tl.BR, uint32(8), name)
+		}
+	})
+}
+
+// K and V are read in multi-word loads only where the row's words and every stride and offset of
+// K and V are whole loads: for fp16 values in 4-word loads, multiples of 8 values.
+func TestStreamAligned(t *testing.T) {
+	l := newStreamLayout(128, 16, 32) // vw 4, roww 64
+	ok := kvPlacement{kTokenStride: 256, kHeadStride: 128, vTokenStride: 512, vHeadStride: 128, kOff: 8, vOff: 1 << 20}
+	require.True(t, streamAligned(l, ok, 2))
+	require.False(t, streamAligned(l, ok, 4), "four values a word: kOff 8 is half a load")
+	fields := []func(*kvPlacement) *uint32{
+		func(a *kvPlacement) *uint32 { return &a.kTokenStride },
+		func(a *kvPlacement) *uint32 { return &a.kHeadStride },
+		func(a *kvPlacement) *uint32 { return &a.vTokenStride },
+		func(a *kvPlacement) *uint32 { return &a.vHeadStride },
+		func(a *kvPlacement) *uint32 { return &a.kOff },
+		func(a *kvPlacement) *uint32 { return &a.vOff },
 	}
+	for i, field := range fields {
+		bad := ok
+		*field(&bad) += 4
+		require.False(t, streamAligned(l, bad, 2), "field %d: %+v", i, bad)
+	}
+	require.False(t, streamAligned(newStreamLayout(68, 16, 32), ok, 2), "rows of 34 words")
+}
+
+// placementOf reads K's and V's token and head strides (the third and second dimensions from the
+// last) and offsets, whatever their rank.
+func TestPlacementOf(t *testing.T) {
+	k := &memory.Tensor{Shape: []int{2, 5, 3, 8}, Strides: []int{1000, 40, 8, 1}, Offset: 16}
+	v := &memory.Tensor{Shape: []int{10, 3, 8}, Strides: []int{48, 16, 1}, Offset: 24}
+	require.Equal(t, kvPlacement{kTokenStride: 40, kHeadStride: 8, vTokenStride: 48, vHeadStride: 16, kOff: 16, vOff: 24}, placementOf(k, v))
 }
