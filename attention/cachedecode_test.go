@@ -22,9 +22,7 @@ type cacheCase struct {
 func newCacheCase(t *testing.T, e *attention.Engine, cfg memory.KVCacheConfig, lens []int, seed uint64) *cacheCase {
 	t.Helper()
 	ctx := context.Background()
-	c, err := newKVCache(e, cfg)
-	require.NoError(t, err)
-	t.Cleanup(c.Close)
+	c := mustKVCache(t, e, cfg)
 	r := conformance.NewRand(seed)
 	cc := &cacheCase{c: c, keys: make([][]float32, cfg.Sequences), vals: make([][]float32, cfg.Sequences)}
 	per := cfg.Heads * cfg.HeadDim
@@ -51,13 +49,8 @@ func (cc *cacheCase) packed(t *testing.T, e *attention.Engine, seqs []int) (k, v
 		ks, vs = append(ks, cc.keys[s]...), append(vs, cc.vals[s]...)
 		cu = append(cu, cu[len(cu)-1]+len(cc.keys[s])/(cfg.Heads*cfg.HeadDim))
 	}
-	ctx := context.Background()
-	k, err := e.Upload(ctx, cfg.DType, ks, cu[len(cu)-1], cfg.Heads, cfg.HeadDim)
-	require.NoError(t, err)
-	t.Cleanup(k.Close)
-	v, err = e.Upload(ctx, cfg.DType, vs, cu[len(cu)-1], cfg.Heads, cfg.HeadDim)
-	require.NoError(t, err)
-	t.Cleanup(v.Close)
+	k = upload(t, e, cfg.DType, ks, cu[len(cu)-1], cfg.Heads, cfg.HeadDim)
+	v = upload(t, e, cfg.DType, vs, cu[len(cu)-1], cfg.Heads, cfg.HeadDim)
 	return k, v, cu
 }
 
@@ -70,88 +63,78 @@ func TestDecodeCache(t *testing.T) {
 	e := cacheEngine(t)
 	ctx := context.Background()
 	const hq, hk, d = 8, 2, 64
-	for _, dt := range []memory.DType{memory.F16, memory.F32} {
-		t.Run(dt.String(), func(t *testing.T) {
-			s := seed(t)
-			t.Logf("seed %d", s)
-			r := conformance.NewRand(s)
-			// Regions of 2^16 tokens of 256 or 512 bytes: a 128 MiB buffer holds 8 or 4 of them,
-			// so 10 sequences take two buffers (lavapipe's maxStorageBufferRange), more elsewhere.
-			cfg := memory.KVCacheConfig{Sequences: 10, MaxLen: 1 << 16, Heads: hk, HeadDim: d, DType: dt, Headroom: 8}
-			lens := make([]int, cfg.Sequences)
-			for i := range lens {
-				lens[i] = 1 + r.IntN(300)
-			}
-			cc := newCacheCase(t, e, cfg, lens, s)
-			seqs := []int{9, 0, 5, 3, 8, 1}
-			groups, err := cc.c.Batch(seqs)
-			require.NoError(t, err)
-			if e.Profile().MaxStorageBufferRange <= 128<<20 && !cc.c.Paged() {
-				require.Greater(t, len(groups), 1, "the sequences lie in one buffer")
-			}
-			lq := make([]int, len(seqs))
-			for i := range lq {
-				lq[i] = r.IntN(4) // 0 to 3 new tokens
-			}
-			lq[0] = max(lq[0], 1)
-			cuQ := reference.Cumulative(lq)
-			qv := conformance.Randn(r, dt, cuQ[len(seqs)]*hq*d)
-			q, err := e.Upload(ctx, dt, qv, cuQ[len(seqs)], hq, d)
-			require.NoError(t, err)
-			defer q.Close()
-			k, v, cuK := cc.packed(t, e, seqs)
-			for _, causal := range []bool{false, true} {
-				for _, splits := range []int{0, 1, 3} {
-					what := fmt.Sprintf("causal %v, splits %d", causal, splits)
-					opts := attention.DecodeOptions{Options: attention.Options{LSE: true, Causal: causal, CuSeqlensQ: cuQ}, Splits: splits}
-					got := newResult(t, e, dt, cuQ[len(seqs)], hq, d)
-					kernel, err := e.DecodeCache(ctx, got.O, got.LSE, q, cc.c, seqs, opts)
-					require.NoError(t, err, what)
-					dense := opts
-					dense.CuSeqlensK = cuK
-					want, err := e.Decode(ctx, q, k, v, dense)
-					require.NoError(t, err, what)
-					require.Equal(t, want.Kernel, kernel, what)
-					requireSame(t, what+": o", got.O, want.O)
-					requireSame(t, what+": lse", got.LSE, want.LSE)
-					want.Close()
-					p := reference.Params{Hq: hq, Hk: hk, D: d, CuSeqlensQ: cuQ, CuSeqlensK: cuK, Causal: causal, WindowLeft: -1, WindowRight: -1}
-					ks, err := k.Download(ctx)
-					require.NoError(t, err)
-					vs, err := v.Download(ctx)
-					require.NoError(t, err)
-					wantO, wantLSE, err := reference.Forward(p, conformance.Widen(qv), conformance.Widen(ks), conformance.Widen(vs))
-					require.NoError(t, err)
-					_, err = conformance.CompareOutput(download(t, got.O), wantO, conformance.Tolerance(dt))
-					require.NoError(t, err, what)
-					require.NoError(t, conformance.CompareLSE(download(t, got.LSE), wantLSE), what)
-				}
-			}
-			// One new token each, one split: Decode on each sequence's views.
-			q1, err := e.Upload(ctx, dt, conformance.Randn(r, dt, len(seqs)*hq*d), len(seqs), 1, hq, d)
-			require.NoError(t, err)
-			defer q1.Close()
-			got := newResult(t, e, dt, len(seqs), 1, hq, d)
-			opts := attention.DecodeOptions{Options: attention.Options{LSE: true}, Splits: 1}
-			_, err = e.DecodeCache(ctx, got.O, got.LSE, q1, cc.c, seqs, opts)
-			require.NoError(t, err)
-			for i, s := range seqs {
-				kv, vv, err := cc.c.View(s)
-				require.NoError(t, err)
-				qi, err := q1.View([]int{1, 1, hq, d}, q1.Strides, i*hq*d)
-				require.NoError(t, err)
-				want, err := e.Decode(ctx, qi, kv, vv, opts)
-				require.NoError(t, err)
-				oi, err := got.O.View([]int{1, 1, hq, d}, got.O.Strides, i*hq*d)
-				require.NoError(t, err)
-				li, err := got.LSE.View([]int{1, 1, hq}, got.LSE.Strides, i*hq)
-				require.NoError(t, err)
-				requireSame(t, fmt.Sprintf("sequence %d: o", s), oi, want.O)
-				requireSame(t, fmt.Sprintf("sequence %d: lse", s), li, want.LSE)
+	forCacheDTypes(t, func(t *testing.T, dt memory.DType, s uint64) {
+		r := conformance.NewRand(s)
+		// Regions of 2^16 tokens of 256 or 512 bytes: a 128 MiB buffer holds 8 or 4 of them,
+		// so 10 sequences take two buffers (lavapipe's maxStorageBufferRange), more elsewhere.
+		cfg := memory.KVCacheConfig{Sequences: 10, MaxLen: 1 << 16, Heads: hk, HeadDim: d, DType: dt, Headroom: 8}
+		lens := make([]int, cfg.Sequences)
+		for i := range lens {
+			lens[i] = 1 + r.IntN(300)
+		}
+		cc := newCacheCase(t, e, cfg, lens, s)
+		seqs := []int{9, 0, 5, 3, 8, 1}
+		groups, err := cc.c.Batch(seqs)
+		require.NoError(t, err)
+		if e.Profile().MaxStorageBufferRange <= 128<<20 && !cc.c.Paged() {
+			require.Greater(t, len(groups), 1, "the sequences lie in one buffer")
+		}
+		lq := make([]int, len(seqs))
+		for i := range lq {
+			lq[i] = r.IntN(4) // 0 to 3 new tokens
+		}
+		lq[0] = max(lq[0], 1)
+		cuQ := reference.Cumulative(lq)
+		qv := conformance.Randn(r, dt, cuQ[len(seqs)]*hq*d)
+		q := upload(t, e, dt, qv, cuQ[len(seqs)], hq, d)
+		k, v, cuK := cc.packed(t, e, seqs)
+		for _, causal := range []bool{false, true} {
+			for _, splits := range []int{0, 1, 3} {
+				what := fmt.Sprintf("causal %v, splits %d", causal, splits)
+				opts := attention.DecodeOptions{Options: attention.Options{LSE: true, Causal: causal, CuSeqlensQ: cuQ}, Splits: splits}
+				got := newResult(t, e, dt, cuQ[len(seqs)], hq, d)
+				kernel, err := e.DecodeCache(ctx, got.O, got.LSE, q, cc.c, seqs, opts)
+				require.NoError(t, err, what)
+				dense := opts
+				dense.CuSeqlensK = cuK
+				want, err := e.Decode(ctx, q, k, v, dense)
+				require.NoError(t, err, what)
+				require.Equal(t, want.Kernel, kernel, what)
+				requireSameResult(t, what, got, want)
 				want.Close()
+				p := reference.Params{Hq: hq, Hk: hk, D: d, CuSeqlensQ: cuQ, CuSeqlensK: cuK, Causal: causal, WindowLeft: -1, WindowRight: -1}
+				ks, err := k.Download(ctx)
+				require.NoError(t, err)
+				vs, err := v.Download(ctx)
+				require.NoError(t, err)
+				wantO, wantLSE, err := reference.Forward(p, conformance.Widen(qv), conformance.Widen(ks), conformance.Widen(vs))
+				require.NoError(t, err)
+				_, err = conformance.CompareOutput(download(t, got.O), wantO, conformance.Tolerance(dt))
+				require.NoError(t, err, what)
+				require.NoError(t, conformance.CompareLSE(download(t, got.LSE), wantLSE), what)
 			}
-		})
-	}
+		}
+		// One new token each, one split: Decode on each sequence's views.
+		q1 := upload(t, e, dt, conformance.Randn(r, dt, len(seqs)*hq*d), len(seqs), 1, hq, d)
+		got := newResult(t, e, dt, len(seqs), 1, hq, d)
+		opts := attention.DecodeOptions{Options: attention.Options{LSE: true}, Splits: 1}
+		_, err = e.DecodeCache(ctx, got.O, got.LSE, q1, cc.c, seqs, opts)
+		require.NoError(t, err)
+		for i, s := range seqs {
+			kv, vv, err := cc.c.View(s)
+			require.NoError(t, err)
+			qi, err := q1.View([]int{1, 1, hq, d}, q1.Strides, i*hq*d)
+			require.NoError(t, err)
+			want, err := e.Decode(ctx, qi, kv, vv, opts)
+			require.NoError(t, err)
+			oi, err := got.O.View([]int{1, 1, hq, d}, got.O.Strides, i*hq*d)
+			require.NoError(t, err)
+			li, err := got.LSE.View([]int{1, 1, hq}, got.LSE.Strides, i*hq)
+			require.NoError(t, err)
+			requireSameResult(t, fmt.Sprintf("sequence %d", s), &attention.Result{O: oi, LSE: li}, want)
+			want.Close()
+		}
+	})
 }
 
 // newResult allocates an output of shape and dtype dt and an fp32 logsumexp of shape without the

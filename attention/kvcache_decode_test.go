@@ -32,12 +32,51 @@ func newKVCache(e *attention.Engine, cfg memory.KVCacheConfig) (*memory.KVCache,
 	return memory.NewKVCache(e.Allocator(), cfg)
 }
 
+// mustKVCache is newKVCache that must succeed; the cache is closed when the test ends.
+func mustKVCache(t *testing.T, e *attention.Engine, cfg memory.KVCacheConfig) *memory.KVCache {
+	t.Helper()
+	c, err := newKVCache(e, cfg)
+	require.NoError(t, err)
+	t.Cleanup(c.Close)
+	return c
+}
+
+// forCacheDTypes runs f as a subtest for each storage type the KV cache decode tests cover (f16,
+// f32), with a fresh seed s, logged to replay a failure ($VKATTN_SEED).
+func forCacheDTypes(t *testing.T, f func(t *testing.T, dt memory.DType, s uint64)) {
+	for _, dt := range []memory.DType{memory.F16, memory.F32} {
+		t.Run(dt.String(), func(t *testing.T) {
+			s := seed(t)
+			t.Logf("seed %d", s)
+			f(t, dt, s)
+		})
+	}
+}
+
+// upload is e.Upload that must succeed; the tensor is closed when the test ends.
+func upload(t *testing.T, e *attention.Engine, dt memory.DType, data []float32, shape ...int) *memory.Tensor {
+	t.Helper()
+	x, err := e.Upload(context.Background(), dt, data, shape...)
+	require.NoError(t, err)
+	t.Cleanup(x.Close)
+	return x
+}
+
+// normals returns n standard normal values.
 func normals(r *rand.Rand, n int) []float32 {
 	out := make([]float32, n)
 	for i := range out {
 		out[i] = float32(r.NormFloat64())
 	}
 	return out
+}
+
+// requireSameResult fails unless got's output and logsumexp are bit-identical to want's; what
+// names the case.
+func requireSameResult(t *testing.T, what string, got, want *attention.Result) {
+	t.Helper()
+	requireSame(t, what+": o", got.O, want.O)
+	requireSame(t, what+": lse", got.LSE, want.LSE)
 }
 
 // requireSame fails unless got and want are bit-identical.
@@ -64,63 +103,56 @@ func TestKVCacheDecode(t *testing.T) {
 	e := cacheEngine(t)
 	ctx := context.Background()
 	const hq, hk, d = 8, 2, 64
-	for _, dt := range []memory.DType{memory.F16, memory.F32} {
-		t.Run(dt.String(), func(t *testing.T) {
-			s := seed(t)
-			r := rand.New(rand.NewPCG(s, 2))
-			t.Logf("seed %d", s)
-			c, err := newKVCache(e, memory.KVCacheConfig{Sequences: 3, MaxLen: 80, Heads: hk, HeadDim: d, DType: dt, Headroom: 9})
-			require.NoError(t, err)
-			defer c.Close()
-			target := []int{80, 1 + r.IntN(60), 1 + r.IntN(60)}
-			allK, allV := make([][]float32, 3), make([][]float32, 3)
-			decodes := 0
-			for step := 0; ; step++ {
-				var open []int
-				for s, n := range target {
-					if c.Len(s) < n {
-						open = append(open, s)
-					}
+	forCacheDTypes(t, func(t *testing.T, dt memory.DType, s uint64) {
+		r := rand.New(rand.NewPCG(s, 2))
+		c := mustKVCache(t, e, memory.KVCacheConfig{Sequences: 3, MaxLen: 80, Heads: hk, HeadDim: d, DType: dt, Headroom: 9})
+		target := []int{80, 1 + r.IntN(60), 1 + r.IntN(60)}
+		allK, allV := make([][]float32, 3), make([][]float32, 3)
+		decodes := 0
+		for step := 0; ; step++ {
+			var open []int
+			for s, n := range target {
+				if c.Len(s) < n {
+					open = append(open, s)
 				}
-				if len(open) == 0 {
-					break
-				}
-				s := open[r.IntN(len(open))]
-				k, v := normals(r, hk*d), normals(r, hk*d)
-				require.NoError(t, c.Append(ctx, s, k, v))
-				allK[s], allV[s] = append(allK[s], k...), append(allV[s], v...)
-				l := c.Len(s)
-				// Splits pinned: the automatic split depends on the host's cores on a CPU device.
-				opts := attention.DecodeOptions{Options: attention.Options{LSE: true}, Splits: 1 + step%3}
-				lq := 1
-				if step%7 == 3 {
-					lq, opts.Causal, opts.Splits = min(l, 4), true, 3
-				}
-				ck, cv, err := c.View(s)
-				require.NoError(t, err)
-				dk, err := e.Upload(ctx, dt, allK[s], 1, l, hk, d)
-				require.NoError(t, err)
-				dv, err := e.Upload(ctx, dt, allV[s], 1, l, hk, d)
-				require.NoError(t, err)
-				q, err := e.Upload(ctx, dt, normals(r, lq*hq*d), 1, lq, hq, d)
-				require.NoError(t, err)
-				got, err := e.Decode(ctx, q, ck, cv, opts)
-				require.NoError(t, err)
-				want, err := e.Decode(ctx, q, dk, dv, opts)
-				require.NoError(t, err)
-				require.Equal(t, want.Kernel, got.Kernel)
-				what := fmt.Sprintf("sequence %d, %d keys, %d new tokens, %+v", s, l, lq, opts)
-				requireSame(t, what+": o", got.O, want.O)
-				requireSame(t, what+": lse", got.LSE, want.LSE)
-				for _, x := range []interface{ Close() }{got, want, q, dk, dv} {
-					x.Close()
-				}
-				decodes++
 			}
-			st := c.Stats()
-			t.Logf("%s: %d decodes; %d of %d bytes committed (K and V), %d bind batches", dt, decodes, st.CommittedBytes, st.NeededBytes, st.BindBatches)
-		})
-	}
+			if len(open) == 0 {
+				break
+			}
+			s := open[r.IntN(len(open))]
+			k, v := normals(r, hk*d), normals(r, hk*d)
+			require.NoError(t, c.Append(ctx, s, k, v))
+			allK[s], allV[s] = append(allK[s], k...), append(allV[s], v...)
+			l := c.Len(s)
+			// Splits pinned: the automatic split depends on the host's cores on a CPU device.
+			opts := attention.DecodeOptions{Options: attention.Options{LSE: true}, Splits: 1 + step%3}
+			lq := 1
+			if step%7 == 3 {
+				lq, opts.Causal, opts.Splits = min(l, 4), true, 3
+			}
+			ck, cv, err := c.View(s)
+			require.NoError(t, err)
+			dk, err := e.Upload(ctx, dt, allK[s], 1, l, hk, d)
+			require.NoError(t, err)
+			dv, err := e.Upload(ctx, dt, allV[s], 1, l, hk, d)
+			require.NoError(t, err)
+			q, err := e.Upload(ctx, dt, normals(r, lq*hq*d), 1, lq, hq, d)
+			require.NoError(t, err)
+			got, err := e.Decode(ctx, q, ck, cv, opts)
+			require.NoError(t, err)
+			want, err := e.Decode(ctx, q, dk, dv, opts)
+			require.NoError(t, err)
+			require.Equal(t, want.Kernel, got.Kernel)
+			what := fmt.Sprintf("sequence %d, %d keys, %d new tokens, %+v", s, l, lq, opts)
+			requireSameResult(t, what, got, want)
+			for _, x := range []interface{ Close() }{got, want, q, dk, dv} {
+				x.Close()
+			}
+			decodes++
+		}
+		st := c.Stats()
+		t.Logf("%s: %d decodes; %d of %d bytes committed (K and V), %d bind batches", dt, decodes, st.CommittedBytes, st.NeededBytes, st.BindBatches)
+	})
 }
 
 // checkBound checks the commit bound on every sequence: its pages cover its tokens and exceed
@@ -152,13 +184,9 @@ func TestKVCacheGrowWhileDecoding(t *testing.T) {
 	ctx := context.Background()
 	const seqs, hq, hk, d, rounds, chunk = 64, 4, 1, 32, 12, 8
 	r := rand.New(rand.NewPCG(seed(t), 3))
-	c, err := newKVCache(e, memory.KVCacheConfig{Sequences: seqs, MaxLen: 200, Heads: hk, HeadDim: d,
+	c := mustKVCache(t, e, memory.KVCacheConfig{Sequences: seqs, MaxLen: 200, Heads: hk, HeadDim: d,
 		DType: memory.F16, Headroom: 16, ChunkPages: chunk})
-	require.NoError(t, err)
-	defer c.Close()
-	q, err := e.Upload(ctx, memory.F16, normals(r, hq*d), 1, 1, hq, d)
-	require.NoError(t, err)
-	defer q.Close()
+	q := upload(t, e, memory.F16, normals(r, hq*d), 1, 1, hq, d)
 	for round := range rounds {
 		if round == rounds/2 {
 			for s := 0; s < seqs; s += 2 {
@@ -214,16 +242,12 @@ func TestKVCacheStaleView(t *testing.T) {
 	e := cacheEngine(t)
 	ctx := context.Background()
 	const hq, hk, d = 4, 2, 64
-	c, err := newKVCache(e, memory.KVCacheConfig{Sequences: 2, MaxLen: 32, Heads: hk, HeadDim: d, DType: memory.F16})
-	require.NoError(t, err)
-	defer c.Close()
+	c := mustKVCache(t, e, memory.KVCacheConfig{Sequences: 2, MaxLen: 32, Heads: hk, HeadDim: d, DType: memory.F16})
 	r := rand.New(rand.NewPCG(5, 6))
 	require.NoError(t, c.Append(ctx, 0, normals(r, 8*hk*d), normals(r, 8*hk*d)))
 	k, v, err := c.View(0)
 	require.NoError(t, err)
-	q, err := e.Upload(ctx, memory.F16, normals(r, hq*d), 1, 1, hq, d)
-	require.NoError(t, err)
-	defer q.Close()
+	q := upload(t, e, memory.F16, normals(r, hq*d), 1, 1, hq, d)
 	res, err := e.Decode(ctx, q, k, v, attention.DecodeOptions{Splits: 1})
 	require.NoError(t, err)
 	res.Close()
