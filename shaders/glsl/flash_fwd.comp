@@ -111,9 +111,8 @@ void storeRowLSE(Block k, uint r, float m, float l) { storeLSE(rowToken(k, r), k
 #if defined(TIER_COOPMAT) || defined(TIER_COOPMAT2)
 // elemRound rounds x to the nearest ELEM value, ties to even, and returns it as a float, so that
 // converting it to ELEM is exact whatever rounding the driver's conversion uses. The bf16 kernels
-// round probabilities and outputs through it (the row sums add the rounded probabilities, so an
-// output is the exact weighted mean of what P.V multiplies); fp16 conversions are left to the
-// driver.
+// round probabilities (after the row sums, which stay exact for the logsumexp) and outputs
+// through it; fp16 conversions are left to the driver.
 float elemRound(float x) {
 #ifdef ELEM_BF16
 	return uintBitsToFloat(packBF16(x) << 16);

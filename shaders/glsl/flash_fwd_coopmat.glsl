@@ -197,9 +197,9 @@ void main() {
 		float alpha = raiseMaxLazily(m, mx, nan != 0u); // NaN stays in its row
 		float sum = 0.0;
 		for (uint i = 0; i < KPL; i++) {
-			float p = elemRound(prob(x[i], m)); // at most e^SLACK
+			float p = prob(x[i], m); // at most e^SLACK
 			sum += p;
-			pTile[pBase + rowInSg * PS + i * LPR + part] = ELEM(p);
+			pTile[pBase + rowInSg * PS + i * LPR + part] = ELEM(elemRound(p));
 		}
 		for (uint off = 1; off < LPR; off <<= 1) sum += subgroupShuffleXor(sum, off);
 		l = l * alpha + sum;

@@ -160,10 +160,13 @@ void main() {
 		}
 		ROWS mw;
 		coopMatReduceNV(mw, m, gl_CooperativeMatrixReduceRowNV, combineFirst);
-		for (int i = 0; i < sc.length(); i++) sc[i] = elemRound(prob(sc[i], mw[i])); // at most e^SLACK
+		for (int i = 0; i < sc.length(); i++) sc[i] = prob(sc[i], mw[i]); // at most e^SLACK
 		STAT sum;
 		coopMatReduceNV(sum, sc, gl_CooperativeMatrixReduceRowNV, combineAdd);
 		l = l * alpha + sum;
+#ifdef ELEM_BF16
+		for (int i = 0; i < sc.length(); i++) sc[i] = elemRound(sc[i]);
+#endif
 
 		PMAT pm = PMAT(sc);
 		VMAT vm;
@@ -215,9 +218,13 @@ void main() {
 	for (int i = 0; i < l.length(); i++) inv[i] = l[i] == 0.0 ? 0.0 : 1.0 / l[i];
 	OUT invD;
 	coopMatReduceNV(invD, inv, gl_CooperativeMatrixReduceRowNV, combineFirst);
+#ifdef ELEM_BF16
 	o = o * invD;
 	for (int i = 0; i < o.length(); i++) o[i] = elemRound(o[i]);
 	OUT16 out16 = OUT16(o);
+#else
+	OUT16 out16 = OUT16(o * invD);
+#endif
 	coopMatStoreTensorNV(out16, o16, oStart, sliceTensorLayoutNV(to, uint(row0), BR, oSkip, D));
 	if ((pc.flags & FLAG_WRITE_LSE) != 0u) {
 		STAT lse;
