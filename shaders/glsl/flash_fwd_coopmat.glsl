@@ -13,16 +13,18 @@ const uint EPL = TM * TM / SG; // elements of a 16x16 block per lane
 const uint KPL = BC / LPR;     // keys per lane in the softmax
 const uint DB = D / TM;        // 16-wide blocks of the head dim
 const uint KB = BC / TM;       // 16-key blocks of a tile
-// Row strides of the staged scores, probabilities and P.V blocks, padded so the lanes of a
-// subgroup reading one column fall in different banks; each keeps rows 16-byte aligned, as
+// Row strides of the staged K and V, scores, probabilities and P.V blocks, padded so the lanes of
+// a subgroup reading one column fall in different banks; each keeps rows 16-byte aligned, as
 // matrix loads and stores need.
-const uint DS = D + 8;         // 16-bit elements, K and V tiles
+const uint DW = D / 8 + 1;     // 16-byte words of 8 ELEM values, K and V tiles
 const uint SS = BC + 4;        // floats
 const uint PS = BC + 8;        // 16-bit elements
 const uint OS = TM + 4;        // floats
 
-shared ELEM kTile[BC * DS]; // [key][dim]
-shared ELEM vTile[BC * DS]; // [key][dim]
+// K and V tiles hold ELEM values as they are stored, 8 to a word: [key][dim / 8]. Matrix loads read
+// them as ELEM (offsets and strides in words), so staging a tile is a copy.
+shared uvec4 kTile[BC * DW];
+shared uvec4 vTile[BC * DW];
 shared float sTile[NSG * TM * SS]; // per subgroup: scores, then one 16x16 block of P.V
 shared ELEM pTile[NSG * TM * PS];  // per subgroup: probabilities; first, Q staging
 shared uint nonFinite[4]; // [tile parity]: the V tile holds NaN or Inf; 16 bytes keep the matrix arrays 16-byte aligned
@@ -35,15 +37,17 @@ shared uint nonFinite[4]; // [tile parity]: the V tile holds NaN or Inf; 16 byte
 layout(std430, binding = 1) readonly buffer K8 { uvec4 kData8[]; };
 layout(std430, binding = 2) readonly buffer V8 { uvec4 vData8[]; };
 
-void store8(inout bool bad, uint at, uvec4 kw, uvec4 vw) {
-	for (uint i = 0; i < 4; i++) {
-		vec2 k2 = unpack2(kw[i]), v2 = unpack2(vw[i]);
-		kTile[at + 2 * i] = ELEM(k2.x);
-		kTile[at + 2 * i + 1] = ELEM(k2.y);
-		vTile[at + 2 * i] = ELEM(v2.x);
-		vTile[at + 2 * i + 1] = ELEM(v2.y);
-		bad = bad || any(isnan(v2)) || any(isinf(v2));
-	}
+// nonFinite8 reports whether any of the 8 ELEM values of a word is NaN or infinite (all exponent
+// bits set).
+bool nonFinite8(uvec4 w) {
+	const uint e = ELEM_DTYPE == DT_F16 ? 0x7c00u : 0x7f80u;
+	const uvec4 lo = uvec4(e), hi = uvec4(e << 16);
+	return any(equal(w & lo, lo)) || any(equal(w & hi, hi));
+}
+
+// vTileAt is value d of key j of the V tile.
+float vTileAt(uint j, uint d) {
+	return unpack2(vTile[j * DW + d / 8][(d % 8) / 2])[d & 1u];
 }
 
 // wideLoads: K and V of the matrices' type whose rows start on 16-byte boundaries load 8 values per read, one tile
@@ -77,27 +81,34 @@ void stash(uint slot) {
 	bool bad = false;
 	for (uint i = 0; i < NLOAD; i++) {
 		uint idx = gl_LocalInvocationIndex + i * WG;
-		if (idx < BC * D / 8) store8(bad, (idx / (D / 8)) * DS + 8 * (idx % (D / 8)), kNext[i], vNext[i]);
+		if (idx < BC * D / 8) {
+			uint at = (idx / (D / 8)) * DW + idx % (D / 8);
+			kTile[at] = kNext[i];
+			vTile[at] = vNext[i];
+			bad = bad || nonFinite8(vNext[i]);
+		}
 	}
 	if (subgroupAny(bad) && subgroupElect()) atomicOr(nonFinite[slot], 1u);
 }
 
-// loadTile stages keys [k0, k0+BC) element by element, zero past the end, and flags a V tile that
-// is not all finite.
+// loadTile stages keys [k0, k0+BC) element by element (the input type is ELEM's, so packing is
+// exact), zero past the end, and flags a V tile that is not all finite.
 void loadTile(Seq s, uint kvh, int k0, uint slot) {
 	bool bad = false;
-	for (uint idx = gl_LocalInvocationIndex; idx < BC * D; idx += WG) {
-		uint j = idx / D, d = idx % D;
+	for (uint idx = gl_LocalInvocationIndex; idx < BC * D / 8; idx += WG) {
+		uint j = idx / (D / 8), d = 8 * (idx % (D / 8));
 		int key = k0 + int(j);
-		float kv = 0.0, vv = 0.0;
+		uvec4 kw = uvec4(0), vw = uvec4(0);
 		if (key < int(s.lk)) {
 			uint t = s.kStart + uint(key);
-			kv = kAt(t, kvh, d);
-			vv = vAt(t, kvh, d);
+			for (uint e = 0; e < 4; e++) {
+				kw[e] = pack2(kAt(t, kvh, d + 2 * e), kAt(t, kvh, d + 2 * e + 1));
+				vw[e] = pack2(vAt(t, kvh, d + 2 * e), vAt(t, kvh, d + 2 * e + 1));
+			}
 		}
-		kTile[j * DS + d] = ELEM(kv);
-		vTile[j * DS + d] = ELEM(vv);
-		bad = bad || isnan(vv) || isinf(vv);
+		kTile[j * DW + d / 8] = kw;
+		vTile[j * DW + d / 8] = vw;
+		bad = bad || nonFinite8(vw);
 	}
 	if (subgroupAny(bad) && subgroupElect()) atomicOr(nonFinite[slot], 1u);
 }
@@ -169,7 +180,7 @@ void main() {
 			ACC acc = ACC(0.0);
 			for (uint db = 0; db < DB; db++) {
 				MAT_B km;
-				coopMatLoad(km, kTile, kb * TM * DS + db * TM, DS, gl_CooperativeMatrixLayoutColumnMajor);
+				coopMatLoad(km, kTile, kb * TM * DW + db * TM / 8, DW, gl_CooperativeMatrixLayoutColumnMajor);
 				acc = coopMatMulAdd(qm[db], km, acc);
 			}
 			coopMatStore(acc, sTile, sBase + kb * TM, SS, gl_CooperativeMatrixLayoutRowMajor);
@@ -230,7 +241,7 @@ void main() {
 					uint c = part * EPL + e;
 					float acc = sTile[sBase + rowInSg * OS + c];
 					for (uint j = 0; j < BC; j++)
-						acc += weigh(float(pTile[pBase + rowInSg * PS + j]), float(vTile[j * DS + db * TM + c]));
+						acc += weigh(float(pTile[pBase + rowInSg * PS + j]), vTileAt(j, db * TM + c));
 					sTile[sBase + rowInSg * OS + c] = acc;
 				}
 				subgroupMemoryBarrierShared();
@@ -247,7 +258,7 @@ void main() {
 		for (uint db = 0; db < DB; db++) {
 			for (uint kb = 0; kb < KB; kb++) {
 				MAT_B vm;
-				coopMatLoad(vm, vTile, kb * TM * DS + db * TM, DS, gl_CooperativeMatrixLayoutRowMajor);
+				coopMatLoad(vm, vTile, kb * TM * DW + db * TM / 8, DW, gl_CooperativeMatrixLayoutRowMajor);
 				oacc[db] = coopMatMulAdd(pm[kb], vm, oacc[db]);
 			}
 		}
