@@ -15,8 +15,10 @@ import (
 // twice, or one that runs out of pages, changes no sequence and leaves the cache usable.
 func TestKVCacheAppendTensorsBatch(t *testing.T) {
 	a := newTestAllocator(t)
-	// Heads*HeadDim*4 = 192 bytes a token: regions start on a page and on a token.
-	c := newTestCache(t, a, KVCacheConfig{Sequences: 4, MaxLen: 1000, Heads: 3, HeadDim: 16, DType: F32, Headroom: 5, MaxPages: 40})
+	// Heads*HeadDim*4 = 192 bytes a token: regions start on a page and on a token. 40 pages hold
+	// 20 of K and V; a sequence holds 21.
+	c := newTestCache(t, a, withPages(t, a, KVCacheConfig{Sequences: 4, MaxLen: 1000, Heads: 3, HeadDim: 16, DType: F32, Headroom: 5, MaxPages: 40}, 21))
+	tokensPerPage := int(c.page / c.tokenBytes)
 	ctx := context.Background()
 	r := rand.New(rand.NewPCG(13, 14))
 	per := 3 * 16
@@ -52,7 +54,7 @@ func TestKVCacheAppendTensorsBatch(t *testing.T) {
 	checkSequences(t, c, wantK, wantV)
 	kt, vt, _, _ := tensors(2)
 	require.ErrorContains(t, c.AppendTensorsBatch(ctx, []TensorAppend{{0, kt, vt}, {0, kt, vt}}), "sequence 0 is appended to twice")
-	big, bigV, _, _ := tensors(600)
+	big, bigV, _, _ := tensors(21 * tokensPerPage) // more pages than the budget holds
 	err := c.AppendTensorsBatch(ctx, []TensorAppend{{1, kt, vt}, {2, big, bigV}})
 	require.ErrorIs(t, err, vk.ErrOutOfDeviceMemory)
 	require.Zero(t, c.Stats().SeqPages[1], "sequence 1 kept pages of a failed batch")

@@ -142,7 +142,7 @@ func TestKVCacheBindsDoNotBlock(t *testing.T) {
 // Trim; the cache stays usable.
 func TestKVCacheBindFailureQuarantines(t *testing.T) {
 	a := newTestAllocator(t)
-	c := newTestCache(t, a, KVCacheConfig{Sequences: 2, MaxLen: 64, Heads: 1, HeadDim: 32, DType: F32, ChunkPages: 64})
+	c := newTestCache(t, a, withPages(t, a, KVCacheConfig{Sequences: 2, MaxLen: 64, Heads: 1, HeadDim: 32, DType: F32, ChunkPages: 64}, 1))
 	ctx := context.Background()
 	per := int(c.page / c.tokenBytes) // tokens per page
 	kv := make([]float32, per*32)

@@ -34,6 +34,23 @@ func newTestCache(t *testing.T, a *Allocator, cfg KVCacheConfig) *KVCache {
 	return c
 }
 
+// withPages returns cfg with MaxLen raised, where needed, to hold pages whole pages of one tensor
+// on this device: page sizes differ between devices (lavapipe's sparse pages hold a few dozen
+// tokens of the tests' shapes, an H100's 64 KiB pages hundreds), so a test that appends whole
+// pages sizes its sequences from the device's pages.
+func withPages(t *testing.T, a *Allocator, cfg KVCacheConfig, pages int) KVCacheConfig {
+	t.Helper()
+	for {
+		c := newTestCache(t, a, cfg)
+		need := pages * int(c.page/c.tokenBytes)
+		c.Close()
+		if need <= cfg.MaxLen {
+			return cfg
+		}
+		cfg.MaxLen = need // the paged layout's pages may grow with MaxLen: measure again
+	}
+}
+
 // retiredBytes is the memory of the buffers a paged cache's pages moved out of, until Trim.
 func retiredBytes(c *KVCache) uint64 {
 	c.mu.Lock()
@@ -247,7 +264,7 @@ func TestKVCacheReleaseReuse(t *testing.T) {
 // reads the old data before anything is written to it.
 func TestKVCacheBindsPages(t *testing.T) {
 	a := newTestAllocator(t)
-	c := newTestCache(t, a, KVCacheConfig{Sequences: 2, MaxLen: 200, Heads: 2, HeadDim: 16, DType: F32})
+	c := newTestCache(t, a, withPages(t, a, KVCacheConfig{Sequences: 2, MaxLen: 200, Heads: 2, HeadDim: 16, DType: F32}, 3))
 	r := rand.New(rand.NewPCG(14, 15))
 	n := c.pagesFor(1) * int(c.page/c.tokenBytes) * 3 // three whole pages
 	k, v := randomValues(r, n*32), randomValues(r, n*32)
@@ -263,8 +280,8 @@ func TestKVCacheBindsPages(t *testing.T) {
 // vk.ErrOutOfDeviceMemory, changes nothing, and once a sequence is released appends work again.
 func TestKVCacheOutOfMemory(t *testing.T) {
 	a := newTestAllocator(t)
-	// 16 tokens per page and tensor; 10 pages hold 5 pages of K and V.
-	c := newTestCache(t, a, KVCacheConfig{Sequences: 3, MaxLen: 400, Heads: 2, HeadDim: 32, DType: F32, MaxPages: 10, ChunkPages: 3, Headroom: 20})
+	// 10 pages hold 5 pages of K and V; sequences hold 10 pages each, so the budget runs out first.
+	c := newTestCache(t, a, withPages(t, a, KVCacheConfig{Sequences: 3, MaxLen: 400, Heads: 2, HeadDim: 32, DType: F32, MaxPages: 10, ChunkPages: 3, Headroom: 20}, 10))
 	tokensPerPage := int(c.page / c.tokenBytes)
 	r := rand.New(rand.NewPCG(5, 6))
 	per := 2 * 32
@@ -340,7 +357,8 @@ func TestKVCacheArguments(t *testing.T) {
 		"MaxPages":                                                                  func(c *KVCacheConfig) { c.MaxPages = -3 },
 		"DType":                                                                     func(c *KVCacheConfig) { c.DType = 9 },
 		"maxStorageBufferRange":                                                     func(c *KVCacheConfig) { c.MaxLen = int(info.MaxStorageBufferRange)/32 + 1 },
-		"sparseAddressSpaceSize":                                                    func(c *KVCacheConfig) { c.MaxLen, c.Sequences = int(info.MaxStorageBufferRange)/32, 1<<20 },
+		// Regions of half the range, so that rounding them up to pages stays within it.
+		"sparseAddressSpaceSize": func(c *KVCacheConfig) { c.MaxLen, c.Sequences = int(info.MaxStorageBufferRange)/64, 1<<20 },
 	} {
 		cfg := good
 		mod(&cfg)

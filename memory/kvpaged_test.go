@@ -138,8 +138,8 @@ func TestKVCachePagedMove(t *testing.T) {
 func TestKVCachePagedLimit(t *testing.T) {
 	a := newTestAllocator(t)
 	limit := int(a.Device().Info().MaxStorageBufferRange)
-	tb := 64 * 128 * 4 // 32 KiB a token
-	maxLen := limit / tb
+	tb := 64 * 128 * 4           // 32 KiB a token
+	maxLen := limit / tb / 2 * 2 // even: two pages of maxLen/2 tokens fit the range
 	c, err := NewKVCache(a, KVCacheConfig{Sequences: 2, MaxLen: maxLen, Heads: 64, HeadDim: 128, DType: F32, Paged: true, PageTokens: maxLen / 2})
 	require.NoError(t, err)
 	defer c.Close()
