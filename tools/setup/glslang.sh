@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Installs glslang 16 and spirv-val into .toolchain/ without touching the system: Debian
+# Installs glslang 16.6.0 and spirv-val into .toolchain/ without touching the system: Debian
 # forky's glslang-tools and spirv-tools, with the forky C and C++ runtimes they need, are
 # downloaded with a private apt state, unpacked into .toolchain/prefix and run through that
 # prefix's own dynamic loader by small wrappers in .toolchain/bin. glslang 16 is the first with
-# GL_EXT_bfloat16, which the bf16 matrix kernels use. Idempotent: an existing toolchain of another
-# major version is replaced.
+# GL_EXT_bfloat16, which the bf16 matrix kernels use. The compiler's versions are pinned, since
+# CI compares the committed SPIR-V byte for byte: when the suite stops carrying them the download
+# fails, and moving the pins means regenerating the SPIR-V (make shaders). Idempotent: a
+# toolchain of another glslang version is replaced.
 #
 # Packages come through tools/setup/debian.sh, which names no mirror.
 set -euo pipefail
@@ -12,12 +14,11 @@ cd "$(dirname "$0")/../.."
 root="$PWD/.toolchain"
 prefix="$root/prefix"
 bin="$root/bin"
-pkgs=(glslang-tools spirv-tools libc6 libstdc++6 libgcc-s1)
-
 suite=forky
-major=16
+version=16.6.0
+pkgs=(glslang-tools=16.6.0-1 spirv-tools=2026.4~rc2-1 libc6 libstdc++6 libgcc-s1)
 if [ -x "$bin/glslangValidator" ] && [ -x "$bin/spirv-val" ] &&
-	"$bin/glslangValidator" --version 2>/dev/null | grep -Eq "Glslang Version: ([0-9]+:)?$major\." &&
+	"$bin/glslangValidator" --version 2>/dev/null | grep -Eq "Glslang Version: ([0-9]+:)?${version//./\\.}\$" &&
 	"$bin/spirv-val" --version >/dev/null 2>&1; then
 	echo "toolchain: $("$bin/glslangValidator" --version | head -1 | tr -s ' ')"
 	exit 0
