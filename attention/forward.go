@@ -209,9 +209,9 @@ func selectKernel(p *devices.Profile, op shaders.Op, tier devices.Tier, dt memor
 		if !p.Supports(t) {
 			return nil, tiles{}, fmt.Errorf("attention: tier %s is not supported by %s", t, p.Name)
 		}
-		v, err := shaders.ForInput(op, t, dt, p)
+		v, err := shaders.ForInput(op, t, dt, p) // its errors name the tier or the kernel
 		if err != nil {
-			return nil, tiles{}, fmt.Errorf("attention: tier %s: %w", t, err)
+			return nil, tiles{}, fmt.Errorf("attention: %w", err)
 		}
 		tl, err := tilesAt(t)
 		if err != nil {

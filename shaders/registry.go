@@ -7,6 +7,7 @@ import (
 	"embed"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/vkattn/vkattn/devices"
 	"github.com/vkattn/vkattn/memory"
@@ -87,8 +88,8 @@ const PushWords = 20
 // gl_SubgroupInvocationID, subgroupBarrier (basic), subgroupMax and subgroupAdd (arithmetic) and
 // subgroupAny (vote), and sizes its tiles for one subgroup width SG, which must be the device's
 // fixed width or pinned through subgroup size control. coopMatNeeds: flash_fwd_coopmat.glsl adds
-// cooperative matrices (with the Vulkan memory model glslang emits for them), fp16 in shared
-// memory, subgroupShuffleXor, and LocalSizeId (Vulkan 1.3 environment). coopMat2Needs:
+// cooperative matrices (with the Vulkan memory model glslang emits for them), 16-bit values in
+// shared memory, subgroupShuffleXor, and LocalSizeId (Vulkan 1.3 environment). coopMat2Needs:
 // flash_fwd_coopmat2.glsl adds workgroup-scope matrices of flexible size with reductions,
 // conversions, per-element functions and tensor addressing (VK_NV_cooperative_matrix2) and 16-bit
 // storage buffers. The bf16 variants of both (ELEM_BF16) add bf16 cooperative matrices
@@ -243,5 +244,9 @@ func ForInput(op Op, tier devices.Tier, dt memory.DType, p *devices.Profile) (*V
 	if takes == nil {
 		return nil, fmt.Errorf("shaders: no %s kernel at tier %s", op, tier)
 	}
-	return nil, fmt.Errorf("shaders: tier %s does not take %s inputs (it takes %v)", tier, dt, takes)
+	names := make([]string, len(takes))
+	for i, t := range takes {
+		names[i] = t.String()
+	}
+	return nil, fmt.Errorf("shaders: tier %s does not take %s inputs (it takes %s)", tier, dt, strings.Join(names, ", "))
 }

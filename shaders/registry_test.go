@@ -6,6 +6,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"github.com/vkattn/vkattn/devices"
+	"github.com/vkattn/vkattn/memory"
 	"github.com/vkattn/vkattn/vk"
 )
 
@@ -152,4 +153,39 @@ func TestBestSkipsVariantMissingFeature(t *testing.T) {
 	}
 	_, err := ForTierOn(OpForward, devices.TierCoopMat2, &devices.Profile{})
 	require.ErrorContains(t, err, "does not run on")
+}
+
+// ForInput picks the variant of a tier that reads the input type, and says why it cannot: the
+// tier takes other types (naming them), the device lacks the variant's features, or the tier has
+// no kernel of the operation.
+func TestForInput(t *testing.T) {
+	h100, err := devices.Simulated("nvidia-h100")
+	require.NoError(t, err)
+	for _, c := range []struct {
+		tier devices.Tier
+		dt   memory.DType
+		want string
+	}{
+		{devices.TierCoopMat, memory.F16, "flash_fwd_coopmat"},
+		{devices.TierCoopMat, memory.BF16, "flash_fwd_coopmat_bf16"},
+		{devices.TierCoopMat2, memory.BF16, "flash_fwd_coopmat2_bf16"},
+		{devices.TierSubgroup, memory.BF16, "flash_fwd_subgroup"},
+	} {
+		v, err := ForInput(OpForward, c.tier, c.dt, &h100)
+		require.NoError(t, err)
+		require.Equal(t, c.want, v.Name)
+		require.True(t, v.Reads(c.dt))
+	}
+	_, err = ForInput(OpForward, devices.TierCoopMat, memory.F32, &h100)
+	require.EqualError(t, err, "shaders: tier coopmat does not take f32 inputs (it takes f16, bf16)")
+	noBF16 := h100
+	noBF16.Features.BFloat16CooperativeMatrix = false
+	_, err = ForInput(OpForward, devices.TierCoopMat, memory.BF16, &noBF16)
+	require.ErrorContains(t, err, "flash_fwd_coopmat_bf16 does not run on")
+	require.ErrorContains(t, err, "bf16 cooperative matrices")
+	v, err := ForInput(OpForward, devices.TierCoopMat, memory.F16, &noBF16)
+	require.NoError(t, err, "the fp16 variant needs no bf16 feature")
+	require.Equal(t, "flash_fwd_coopmat", v.Name)
+	_, err = ForInput(OpDecode, devices.TierCoopMat, memory.F16, &h100)
+	require.ErrorContains(t, err, "no decode kernel at tier coopmat")
 }
