@@ -22,8 +22,8 @@ type TierSupport struct {
 // (each can be forced with Options.Tier), with the input types and head dims each runs there. A
 // tier is listed when Forward accepts it for at least one input type of ForwardDTypes and one
 // head dim of HeadDims: the device has every feature the tier's kernel requires and the tier's
-// tiles fit the device (for the coopmat tier, 16x16x16 fp16 cooperative matrices and subgroups of
-// 16 lanes or more).
+// tiles fit the device (for the coopmat tier, 16x16x16 cooperative matrices of the input type and
+// subgroups of 16 lanes or more).
 func ForwardSupport(p *devices.Profile) []TierSupport {
 	var out []TierSupport
 	for _, t := range devices.Tiers {

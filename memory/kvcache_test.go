@@ -40,7 +40,7 @@ func newTestCache(t *testing.T, a *Allocator, cfg KVCacheConfig) *KVCache {
 // pages sizes its sequences from the device's pages.
 func withPages(t *testing.T, a *Allocator, cfg KVCacheConfig, pages int) KVCacheConfig {
 	t.Helper()
-	for {
+	for range 8 {
 		c := newTestCache(t, a, cfg)
 		need := pages * int(c.page/c.tokenBytes)
 		c.Close()
@@ -49,6 +49,8 @@ func withPages(t *testing.T, a *Allocator, cfg KVCacheConfig, pages int) KVCache
 		}
 		cfg.MaxLen = need // the paged layout's pages may grow with MaxLen: measure again
 	}
+	t.Fatalf("no MaxLen holds %d pages: the page grows with it", pages)
+	return cfg
 }
 
 // retiredBytes is the memory of the buffers a paged cache's pages moved out of, until Trim.

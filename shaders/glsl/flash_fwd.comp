@@ -111,8 +111,9 @@ void storeRowLSE(Block k, uint r, float m, float l) { storeLSE(rowToken(k, r), k
 #if defined(TIER_COOPMAT) || defined(TIER_COOPMAT2)
 // elemRound rounds x to the nearest ELEM value, ties to even, and returns it as a float, so that
 // converting it to ELEM is exact whatever rounding the driver's conversion uses. The bf16 kernels
-// round probabilities (after the row sums, which stay exact for the logsumexp) and outputs
-// through it; fp16 conversions are left to the driver.
+// round through it the probabilities that enter P.V (the row sums, for the logsumexp, add the
+// unrounded fp32 values) and, at coopmat2, the output (the coopmat tier's storeO rounds already);
+// fp16 conversions are left to the driver.
 float elemRound(float x) {
 #ifdef ELEM_BF16
 	return uintBitsToFloat(packBF16(x) << 16);

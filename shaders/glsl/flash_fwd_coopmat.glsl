@@ -50,9 +50,10 @@ float vTileAt(uint j, uint d) {
 	return unpack2(vTile[j * DW + d / 8][(d % 8) / 2])[d & 1u];
 }
 
-// wideLoads: K and V of the matrices' type whose rows start on 16-byte boundaries load 8 values per read, one tile
-// ahead (fetch into registers before the current tile's math, stash into shared memory after);
-// other inputs load element by element when the tile starts (loadTile).
+// wideLoads: K and V whose rows start on 16-byte boundaries load 8 values per read, one tile ahead
+// (fetch into registers before the current tile's math, stash into shared memory after); K and V
+// not so aligned load element by element when the tile starts (loadTile). Either way they are of
+// the matrices' type: the kernel takes no other.
 bool wideLoads() {
 	return DTYPE == ELEM_DTYPE && ((pc.kOff | pc.kTokenStride | pc.kHeadStride | pc.vOff | pc.vTokenStride | pc.vHeadStride) & 7u) == 0u;
 }

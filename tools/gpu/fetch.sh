@@ -2,7 +2,8 @@
 # Prepares a run on a GPU machine that has no Go and no package registry: builds the command
 # and the test binaries into bin/, and downloads into .gl/ the Vulkan loader (this machine's
 # suite) and forky's Khronos validation layer, which knows the cooperative-matrix and bfloat16
-# structures (it needs glibc 2.34 and GCC 14's libstdc++ on the GPU machine). tools/gpu/run.sh runs them.
+# structures (it needs glibc 2.38 and GCC 14's libstdc++ on the GPU machine). tools/gpu/run.sh
+# runs them.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 mkdir -p bin .gl

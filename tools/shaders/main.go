@@ -15,7 +15,7 @@ import (
 )
 
 func main() {
-	glslang := flag.String("glslang", "glslangValidator", "glslangValidator binary (15 or newer)")
+	glslang := flag.String("glslang", "glslangValidator", "glslangValidator binary (16 or newer)")
 	spirvVal := flag.String("spirv-val", "spirv-val", "spirv-val binary")
 	dir := flag.String("dir", "shaders", "the shaders package directory")
 	check := flag.Bool("check", false, "fail if the committed SPIR-V differs from the sources")
