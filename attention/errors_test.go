@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"testing"
 
@@ -374,29 +375,7 @@ func TestNewTensorBadSizes(t *testing.T) {
 func TestForwardNaNInfStayInTheirRows(t *testing.T) {
 	e := engine(t)
 	ctx := context.Background()
-	type kernel struct {
-		name    string
-		dtypes  []memory.DType
-		forward func(ctx context.Context, o, lse, q, k, v *memory.Tensor, opts attention.Options) (string, error)
-	}
-	var kernels []kernel
-	for _, tier := range e.ForwardTiers() {
-		kernels = append(kernels, kernel{tier.String(), e.TierInputs(tier),
-			func(ctx context.Context, o, lse, q, k, v *memory.Tensor, opts attention.Options) (string, error) {
-				opts.Tier = tier
-				return e.ForwardInto(ctx, o, lse, q, k, v, opts)
-			}})
-	}
-	kernels = append(kernels, kernel{conformance.NaiveTier, conformance.Inputs(devices.TierScalar), e.NaiveForwardInto})
-	for _, tier := range e.DecodeTiers() {
-		for _, splits := range []int{1, 3} {
-			kernels = append(kernels, kernel{fmt.Sprintf("decode-%s/splits%d", tier, splits), conformance.Inputs(devices.TierScalar),
-				func(ctx context.Context, o, lse, q, k, v *memory.Tensor, opts attention.Options) (string, error) {
-					opts.Tier = tier
-					return e.DecodeInto(ctx, o, lse, q, k, v, attention.DecodeOptions{Options: opts, Splits: splits})
-				}})
-		}
-	}
+	kernels := nonFiniteKernels(e)
 	const hq, hk, d = 4, 2, 64
 	lq, lk := []int{5, 7, 4}, []int{6, 9, 5}
 	cuQ, cuK := reference.Cumulative(lq), reference.Cumulative(lk)
@@ -479,6 +458,113 @@ func TestForwardNaNInfStayInTheirRows(t *testing.T) {
 					_, err = conformance.CompareOutput(got, wantO, conformance.Tolerance(dt))
 					require.NoError(t, err)
 					require.NoError(t, conformance.CompareLSE(gotLSE, wantLSE))
+				})
+			}
+		}
+	}
+}
+
+// nonFiniteKernel is one way of computing attention that the NaN/Inf tests run: a forced forward
+// tier, the naive baseline or a decode tier, with the input types it takes on the engine's device.
+type nonFiniteKernel struct {
+	name    string
+	dtypes  []memory.DType
+	forward func(ctx context.Context, o, lse, q, k, v *memory.Tensor, opts attention.Options) (string, error)
+}
+
+// nonFiniteKernels lists every forward tier the device runs (each forced), the naive baseline,
+// and Decode at every tier it runs (one chunk, and three merged).
+func nonFiniteKernels(e *attention.Engine) []nonFiniteKernel {
+	var kernels []nonFiniteKernel
+	for _, tier := range e.ForwardTiers() {
+		kernels = append(kernels, nonFiniteKernel{tier.String(), e.TierInputs(tier),
+			func(ctx context.Context, o, lse, q, k, v *memory.Tensor, opts attention.Options) (string, error) {
+				opts.Tier = tier
+				return e.ForwardInto(ctx, o, lse, q, k, v, opts)
+			}})
+	}
+	kernels = append(kernels, nonFiniteKernel{conformance.NaiveTier, conformance.Inputs(devices.TierScalar), e.NaiveForwardInto})
+	for _, tier := range e.DecodeTiers() {
+		for _, splits := range []int{1, 3} {
+			kernels = append(kernels, nonFiniteKernel{fmt.Sprintf("decode-%s/splits%d", tier, splits), conformance.Inputs(devices.TierScalar),
+				func(ctx context.Context, o, lse, q, k, v *memory.Tensor, opts attention.Options) (string, error) {
+					opts.Tier = tier
+					return e.DecodeInto(ctx, o, lse, q, k, v, attention.DecodeOptions{Options: opts, Splits: splits})
+				}})
+		}
+	}
+	return kernels
+}
+
+// TestForwardNonFiniteValues: a NaN and a +Inf in V reach exactly the output elements that weigh
+// them, as in the oracle (that column of the rows that see the key; a causal mask hides the key
+// from some rows, which stay finite), and every finite output is within tolerance. At every kernel
+// of nonFiniteKernels and input type it takes (the matrix tiers multiply V in matrices, where
+// 0 * Inf would spread NaN).
+func TestForwardNonFiniteValues(t *testing.T) {
+	e := engine(t)
+	ctx := context.Background()
+	const hq, hk, d = 4, 2, 64
+	lq, lk := []int{5, 7}, []int{6, 9}
+	cuQ, cuK := reference.Cumulative(lq), reference.Cumulative(lk)
+	nanAt := ((cuK[0]+4)*hk+1)*d + 9 // key 4 of sequence 0, kv head 1, column 9
+	infAt := ((cuK[1]+6)*hk+0)*d + 3 // key 6 of sequence 1, kv head 0, column 3
+	for _, kern := range nonFiniteKernels(e) {
+		for _, dt := range kern.dtypes {
+			for _, causal := range []bool{false, true} {
+				name := kern.name + "/" + dt.String()
+				if causal {
+					name += "/causal"
+				}
+				t.Run(name, func(t *testing.T) {
+					engine(t)
+					r := newRand(uint64(dt)*2 + 7)
+					p := reference.Params{Hq: hq, Hk: hk, D: d, CuSeqlensQ: cuQ, CuSeqlensK: cuK, Causal: causal,
+						WindowLeft: -1, WindowRight: -1}
+					qh, kh, vh := randVals(r, dt, cuQ[2]*hq*d), randVals(r, dt, cuK[2]*hk*d), randVals(r, dt, cuK[2]*hk*d)
+					vh[nanAt] = float32(math.NaN())
+					vh[infAt] = float32(math.Inf(1))
+					wantO, _, err := reference.Forward(p, widen(qh), widen(kh), widen(vh))
+					require.NoError(t, err)
+					up := func(data []float32, shape ...int) *memory.Tensor {
+						x, err := e.Upload(ctx, dt, data, shape...)
+						require.NoError(t, err)
+						t.Cleanup(x.Close)
+						return x
+					}
+					q, k, v := up(qh, cuQ[2], hq, d), up(kh, cuK[2], hk, d), up(vh, cuK[2], hk, d)
+					o := newTensor(t, e, dt, cuQ[2], hq, d)
+					require.NoError(t, o.Fill(ctx, conformance.Poison))
+					_, err = kern.forward(ctx, o, nil, q, k, v, attention.Options{CuSeqlensQ: cuQ, CuSeqlensK: cuK, Causal: causal})
+					require.NoError(t, err)
+					got, err := o.Download(ctx)
+					require.NoError(t, err)
+					nan, inf := 0, 0
+					finiteGot, finiteWant := slices.Clone(got), slices.Clone(wantO)
+					for i, w := range wantO {
+						g := float64(got[i])
+						switch {
+						case math.IsNaN(w):
+							nan++
+							require.True(t, math.IsNaN(g), "o[%d] = %v, want NaN", i, g)
+						case math.IsInf(w, 0):
+							inf++
+							require.Equal(t, w, g, "o[%d]", i)
+						default:
+							require.False(t, math.IsNaN(g) || math.IsInf(g, 0), "o[%d] = %v, want %v", i, g, w)
+							continue
+						}
+						finiteGot[i], finiteWant[i] = 0, 0
+					}
+					// Every q head of the kv head reads the key, from every query that sees it.
+					wantNaN, wantInf := 2*lq[0], 2*lq[1]
+					if causal { // bottom-right: query i of lq sees key j of lk when j <= i + lk - lq
+						wantNaN, wantInf = 2*(lq[0]-(4-(lk[0]-lq[0]))), 2*(lq[1]-(6-(lk[1]-lq[1])))
+					}
+					require.Equal(t, wantNaN, nan, "NaN outputs")
+					require.Equal(t, wantInf, inf, "+Inf outputs")
+					_, err = conformance.CompareOutput(finiteGot, finiteWant, conformance.Tolerance(dt))
+					require.NoError(t, err)
 				})
 			}
 		}
