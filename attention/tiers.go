@@ -10,12 +10,14 @@ import (
 var ForwardDTypes = []memory.DType{memory.F32, memory.F16, memory.BF16}
 
 // TierSupport is what Forward runs at one tier on a device: the calls whose input type is one of
-// Inputs and whose head dim is one of HeadDims (a tier's tiles depend on the head dim only, its
-// kernel on the input type only, so it runs every pair).
+// Inputs and whose head dim is one of InputHeadDims[input type]. HeadDims are the head dims it runs
+// for some input type: the same for every type unless the device's matrix shapes differ by type
+// (the matrix tiers size their tiles from the shapes the device offers for the input type).
 type TierSupport struct {
-	Tier     devices.Tier
-	Inputs   []memory.DType
-	HeadDims []int
+	Tier          devices.Tier
+	Inputs        []memory.DType
+	HeadDims      []int
+	InputHeadDims map[memory.DType][]int
 }
 
 // ForwardSupport lists, slowest first, the tiers at which Forward runs on a device with profile p
@@ -27,20 +29,16 @@ type TierSupport struct {
 func ForwardSupport(p *devices.Profile) []TierSupport {
 	var out []TierSupport
 	for _, t := range devices.Tiers {
-		s := TierSupport{Tier: t}
-		var dims map[int]bool
+		s := TierSupport{Tier: t, InputHeadDims: map[memory.DType][]int{}}
+		dims := map[int]bool{}
 		for _, dt := range ForwardDTypes {
-			runs := false
 			for _, d := range HeadDims {
 				if _, _, err := selectForward(p, t, dt, d); err == nil {
-					runs = true
-					if dims == nil {
-						dims = map[int]bool{}
-					}
+					s.InputHeadDims[dt] = append(s.InputHeadDims[dt], d)
 					dims[d] = true
 				}
 			}
-			if runs {
+			if len(s.InputHeadDims[dt]) > 0 {
 				s.Inputs = append(s.Inputs, dt)
 			}
 		}

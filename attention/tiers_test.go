@@ -32,6 +32,17 @@ func tierProfiles(t *testing.T) map[string]*devices.Profile {
 		{M: 16, N: 16, K: 16, A: vk.ComponentBF16, B: vk.ComponentBF16, C: vk.ComponentF32, Result: vk.ComponentF32, SubgroupScope: true},
 	}
 	out["h100-no-f16-16x16x16"] = &bf16Only
+	// bf16 workgroup-scope matrices of depth granularity 32, fp16 ones as the H100's: coopmat2
+	// runs fp16 at every head dim and bf16 at all but 80.
+	k32, err := devices.Simulated("nvidia-h100")
+	require.NoError(t, err)
+	k32.CoopMatFlexible = slices.Clone(k32.CoopMatFlexible)
+	for i := range k32.CoopMatFlexible {
+		if k32.CoopMatFlexible[i].A == vk.ComponentBF16 {
+			k32.CoopMatFlexible[i].K = 32
+		}
+	}
+	out["h100-bf16-k32"] = &k32
 	return out
 }
 
@@ -47,7 +58,10 @@ func TestForwardSupportMatchesSelectForward(t *testing.T) {
 			for _, dt := range ForwardDTypes {
 				for _, d := range HeadDims {
 					_, _, err := selectForward(p, tier, dt, d)
-					listed := i >= 0 && slices.Contains(support[i].Inputs, dt) && slices.Contains(support[i].HeadDims, d)
+					listed := i >= 0 && slices.Contains(support[i].Inputs, dt) && slices.Contains(support[i].InputHeadDims[dt], d)
+					if listed {
+						require.Contains(t, support[i].HeadDims, d, "%s %s", name, tier)
+					}
 					require.Equal(t, err == nil, listed, "%s %s %s d%d: %v", name, tier, dt, d, err)
 				}
 			}
@@ -82,6 +96,7 @@ func TestForwardTiersOnSimulatedDevices(t *testing.T) {
 		"h100-sg8": {devices.TierScalar: all, devices.TierSubgroup: all, devices.TierCoopMat2: half},
 		// Flexible sizes need no fixed shape; the coopmat tier runs bf16 on its 16x16x16 shape.
 		"h100-no-f16-16x16x16": {devices.TierScalar: all, devices.TierSubgroup: all, devices.TierCoopMat: {memory.BF16}, devices.TierCoopMat2: half},
+		"h100-bf16-k32":        {devices.TierScalar: all, devices.TierSubgroup: all, devices.TierCoopMat: half, devices.TierCoopMat2: half},
 	}
 	for name, tiers := range want {
 		p := ps[name]
@@ -90,6 +105,13 @@ func TestForwardTiersOnSimulatedDevices(t *testing.T) {
 		for _, s := range support {
 			require.Equal(t, tiers[s.Tier], s.Inputs, "%s %s", name, s.Tier)
 			require.Equal(t, HeadDims, s.HeadDims, "%s %s", name, s.Tier)
+			for _, dt := range s.Inputs {
+				want := HeadDims
+				if name == "h100-bf16-k32" && s.Tier == devices.TierCoopMat2 && dt == memory.BF16 {
+					want = []int{32, 64, 96, 128, 192, 256}
+				}
+				require.Equal(t, want, s.InputHeadDims[dt], "%s %s %s", name, s.Tier, dt)
+			}
 		}
 	}
 	// The features alone put intel-arc and the variants at the coopmat tier.

@@ -92,9 +92,12 @@ type opInfo struct {
 	// Forward accepts the tier for at least one input type and head dim.
 	Tiers []string `json:"tiers,omitempty"`
 	// Inputs (forward) gives the input types each tier of Tiers takes on the device; HeadDims the
-	// head dims it runs, for tiers that do not run every one of attention.HeadDims.
-	Inputs   map[string][]string `json:"inputs,omitempty"`
-	HeadDims map[string][]int    `json:"head_dims,omitempty"`
+	// head dims it runs for some input type, for tiers that do not run every one of
+	// attention.HeadDims; InputHeadDims, by tier and input type, the head dims of the types that
+	// run fewer than the tier does.
+	Inputs        map[string][]string         `json:"inputs,omitempty"`
+	HeadDims      map[string][]int            `json:"head_dims,omitempty"`
+	InputHeadDims map[string]map[string][]int `json:"input_head_dims,omitempty"`
 	// Auto (forward) is the automatic choice for each input type.
 	Auto  []autoInfo `json:"auto,omitempty"`
 	Error string     `json:"error,omitempty"`
@@ -201,6 +204,17 @@ func forwardInfo(p *devices.Profile) opInfo {
 			}
 			info.HeadDims[name] = s.HeadDims
 		}
+		for _, dt := range s.Inputs {
+			if hd := s.InputHeadDims[dt]; !slices.Equal(hd, s.HeadDims) {
+				if info.InputHeadDims == nil {
+					info.InputHeadDims = map[string]map[string][]int{}
+				}
+				if info.InputHeadDims[name] == nil {
+					info.InputHeadDims[name] = map[string][]int{}
+				}
+				info.InputHeadDims[name][dt.String()] = hd
+			}
+		}
 	}
 	best := devices.TierAuto
 	for _, dt := range attention.ForwardDTypes {
@@ -277,7 +291,14 @@ func forwardLine(info opInfo) string {
 		auto = append(auto, fmt.Sprintf("%s (%s) for %s", c.tier, c.kernel, strings.Join(c.what, ", ")))
 	}
 	for _, t := range info.Tiers {
-		in := strings.Join(info.Inputs[t], ", ")
+		var types []string
+		for _, dt := range info.Inputs[t] {
+			if hd, ok := info.InputHeadDims[t][dt]; ok {
+				dt += " (" + headDims(hd) + ")"
+			}
+			types = append(types, dt)
+		}
+		in := strings.Join(types, ", ")
 		if hd, ok := info.HeadDims[t]; ok {
 			in += "; " + headDims(hd)
 		}

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -18,6 +19,7 @@ import (
 	"github.com/vkattn/vkattn/attention/conformance"
 	"github.com/vkattn/vkattn/devices"
 	"github.com/vkattn/vkattn/internal/testenv"
+	"github.com/vkattn/vkattn/vk"
 )
 
 // cli runs the command in-process.
@@ -151,7 +153,18 @@ func TestDevicesForwardTiersSimulated(t *testing.T) {
 	small.MaxSharedMemory = 16 << 10
 	small.Features.CooperativeMatrix2 = false
 	profiles = append(profiles, small)
+	k32 := profiles[1] // bf16 workgroup-scope matrices of depth granularity 32: no bf16 coopmat2 at d=80
+	k32.CoopMatFlexible = slices.Clone(k32.CoopMatFlexible)
+	for i := range k32.CoopMatFlexible {
+		if k32.CoopMatFlexible[i].A == vk.ComponentBF16 {
+			k32.CoopMatFlexible[i].K = 32
+		}
+	}
+	profiles = append(profiles, k32)
 	infos := describeDevices(profiles, 0)
+	if got := infos[4].Ops["forward"].InputHeadDims; !reflect.DeepEqual(got, map[string]map[string][]int{"coopmat2": {"bf16": {32, 64, 96, 128, 192, 256}}}) {
+		t.Errorf("H100 with bf16 K granularity 32: input head dims %v", got)
+	}
 	arc, h100, lvp := infos[0].Ops["forward"], infos[1].Ops["forward"], infos[2].Ops["forward"]
 	if !slices.Equal(arc.Tiers, []string{"scalar", "subgroup"}) || arc.Tier != "subgroup" || arc.Inputs["coopmat"] != nil {
 		t.Errorf("intel-arc forward: %+v", arc)
@@ -196,6 +209,9 @@ func TestDevicesForwardTiersSimulated(t *testing.T) {
 		if !strings.Contains(lines[3], want) {
 			t.Errorf("H100 with 16 KiB forward line lacks %q: %q", want, lines[3])
 		}
+	}
+	if want := "coopmat2 (f16, bf16 (d 32, 64, 96, 128, 192, 256))"; !strings.Contains(lines[4], want) {
+		t.Errorf("H100 with bf16 K granularity 32: forward line lacks %q: %q", want, lines[4])
 	}
 }
 
