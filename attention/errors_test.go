@@ -382,86 +382,69 @@ func TestForwardNaNInfStayInTheirRows(t *testing.T) {
 	nanTok, nanHead := cuQ[1]+2, 1 // query 2 of sequence 1, head 1
 	infTok, infHead := cuK[2]+3, 0 // key 3 of sequence 2, kv head 0 (read by q heads 0 and 1)
 	const infCol = 5
-	for _, kern := range kernels {
-		for _, dt := range kern.dtypes {
-			for _, causal := range []bool{false, true} {
-				name := kern.name + "/" + dt.String()
-				if causal {
-					name += "/causal"
-				}
-				t.Run(name, func(t *testing.T) {
-					engine(t)
-					r := newRand(uint64(dt)*2 + 1)
-					p := reference.Params{Hq: hq, Hk: hk, D: d, CuSeqlensQ: cuQ, CuSeqlensK: cuK, Causal: causal,
-						WindowLeft: -1, WindowRight: -1}
-					qh, kh, vh := randVals(r, dt, cuQ[3]*hq*d), randVals(r, dt, cuK[3]*hk*d), randVals(r, dt, cuK[3]*hk*d)
-					qh[(nanTok*hq+nanHead)*d+7] = float32(math.NaN())
-					kh[(infTok*hk+infHead)*d+infCol] = float32(math.Inf(1))
-					// Queries of sequence 2 that read the Inf key with a positive weight: score +Inf.
-					for tok := cuQ[2]; tok < cuQ[3]; tok++ {
-						for h := 0; h < hq; h++ {
-							x := &qh[(tok*hq+h)*d+infCol]
-							*x = dt.Round(float32(math.Abs(float64(*x))) + 0.25)
-						}
-					}
-					wantO, wantLSE, err := reference.Forward(p, widen(qh), widen(kh), widen(vh))
-					require.NoError(t, err)
-
-					up := func(data []float32, shape ...int) *memory.Tensor {
-						x, err := e.Upload(ctx, dt, data, shape...)
-						require.NoError(t, err)
-						t.Cleanup(x.Close)
-						return x
-					}
-					q, k, v := up(qh, cuQ[3], hq, d), up(kh, cuK[3], hk, d), up(vh, cuK[3], hk, d)
-					o := newTensor(t, e, dt, cuQ[3], hq, d)
-					lse := newTensor(t, e, memory.F32, cuQ[3], hq)
-					require.NoError(t, o.Fill(ctx, conformance.Poison))
-					require.NoError(t, lse.Fill(ctx, conformance.Poison))
-					_, err = kern.forward(ctx, o, lse, q, k, v, attention.Options{CuSeqlensQ: cuQ, CuSeqlensK: cuK, Causal: causal})
-					require.NoError(t, err)
-					got, err := o.Download(ctx)
-					require.NoError(t, err)
-					gotLSE, err := lse.Download(ctx)
-					require.NoError(t, err)
-
-					nanRows := 0
-					for tok := 0; tok < cuQ[3]; tok++ {
-						for h := 0; h < hq; h++ {
-							// Does row (tok, h) read the NaN or the Inf?
-							reads := tok == nanTok && h == nanHead
-							if tok >= cuQ[2] && h/(hq/hk) == infHead {
-								i, j := tok-cuQ[2], infTok-cuK[2]
-								reads = reads || p.Visible(i, j, lq[2], lk[2])
-							}
-							row := got[(tok*hq+h)*d:][:d]
-							for c, x := range row {
-								w := wantO[(tok*hq+h)*d+c]
-								require.Equal(t, reads, math.IsNaN(w), "oracle row %d head %d", tok, h)
-								if reads {
-									require.True(t, math.IsNaN(float64(x)), "o[%d, %d, %d] = %v, want NaN", tok, h, c, x)
-									continue
-								}
-								require.False(t, math.IsNaN(float64(x)) || math.IsInf(float64(x), 0), "o[%d, %d, %d] = %v, want finite", tok, h, c, x)
-							}
-							if reads {
-								nanRows++
-								require.True(t, math.IsNaN(float64(gotLSE[tok*hq+h])), "lse[%d, %d] = %v, want NaN", tok, h, gotLSE[tok*hq+h])
-							}
-						}
-					}
-					want := 1 + 2*lq[2] // the NaN row; both q heads of kv head 0, every query of sequence 2
-					if causal {
-						want = 1 + 2*2 // bottom-right causal: of 4 queries and 5 keys, queries 2, 3 see key 3
-					}
-					require.Equal(t, want, nanRows)
-					_, err = conformance.CompareOutput(got, wantO, conformance.Tolerance(dt))
-					require.NoError(t, err)
-					require.NoError(t, conformance.CompareLSE(gotLSE, wantLSE))
-				})
+	forEachNonFiniteRun(t, kernels, func(t *testing.T, kern nonFiniteKernel, dt memory.DType, causal bool) {
+		r := newRand(uint64(dt)*2 + 1)
+		p := reference.Params{Hq: hq, Hk: hk, D: d, CuSeqlensQ: cuQ, CuSeqlensK: cuK, Causal: causal,
+			WindowLeft: -1, WindowRight: -1}
+		qh, kh, vh := randVals(r, dt, cuQ[3]*hq*d), randVals(r, dt, cuK[3]*hk*d), randVals(r, dt, cuK[3]*hk*d)
+		qh[(nanTok*hq+nanHead)*d+7] = float32(math.NaN())
+		kh[(infTok*hk+infHead)*d+infCol] = float32(math.Inf(1))
+		// Queries of sequence 2 that read the Inf key with a positive weight: score +Inf.
+		for tok := cuQ[2]; tok < cuQ[3]; tok++ {
+			for h := 0; h < hq; h++ {
+				x := &qh[(tok*hq+h)*d+infCol]
+				*x = dt.Round(float32(math.Abs(float64(*x))) + 0.25)
 			}
 		}
-	}
+		wantO, wantLSE, err := reference.Forward(p, widen(qh), widen(kh), widen(vh))
+		require.NoError(t, err)
+
+		q, k, v := upload(t, e, dt, qh, cuQ[3], hq, d), upload(t, e, dt, kh, cuK[3], hk, d), upload(t, e, dt, vh, cuK[3], hk, d)
+		o := newTensor(t, e, dt, cuQ[3], hq, d)
+		lse := newTensor(t, e, memory.F32, cuQ[3], hq)
+		require.NoError(t, o.Fill(ctx, conformance.Poison))
+		require.NoError(t, lse.Fill(ctx, conformance.Poison))
+		_, err = kern.forward(ctx, o, lse, q, k, v, attention.Options{CuSeqlensQ: cuQ, CuSeqlensK: cuK, Causal: causal})
+		require.NoError(t, err)
+		got, err := o.Download(ctx)
+		require.NoError(t, err)
+		gotLSE, err := lse.Download(ctx)
+		require.NoError(t, err)
+
+		nanRows := 0
+		for tok := 0; tok < cuQ[3]; tok++ {
+			for h := 0; h < hq; h++ {
+				// Does row (tok, h) read the NaN or the Inf?
+				reads := tok == nanTok && h == nanHead
+				if tok >= cuQ[2] && h/(hq/hk) == infHead {
+					i, j := tok-cuQ[2], infTok-cuK[2]
+					reads = reads || p.Visible(i, j, lq[2], lk[2])
+				}
+				row := got[(tok*hq+h)*d:][:d]
+				for c, x := range row {
+					w := wantO[(tok*hq+h)*d+c]
+					require.Equal(t, reads, math.IsNaN(w), "oracle row %d head %d", tok, h)
+					if reads {
+						require.True(t, math.IsNaN(float64(x)), "o[%d, %d, %d] = %v, want NaN", tok, h, c, x)
+						continue
+					}
+					require.False(t, math.IsNaN(float64(x)) || math.IsInf(float64(x), 0), "o[%d, %d, %d] = %v, want finite", tok, h, c, x)
+				}
+				if reads {
+					nanRows++
+					require.True(t, math.IsNaN(float64(gotLSE[tok*hq+h])), "lse[%d, %d] = %v, want NaN", tok, h, gotLSE[tok*hq+h])
+				}
+			}
+		}
+		want := 1 + 2*lq[2] // the NaN row; both q heads of kv head 0, every query of sequence 2
+		if causal {
+			want = 1 + 2*2 // bottom-right causal: of 4 queries and 5 keys, queries 2, 3 see key 3
+		}
+		require.Equal(t, want, nanRows)
+		_, err = conformance.CompareOutput(got, wantO, conformance.Tolerance(dt))
+		require.NoError(t, err)
+		require.NoError(t, conformance.CompareLSE(gotLSE, wantLSE))
+	})
 }
 
 // nonFiniteKernel is one way of computing attention that the NaN/Inf tests run: a forced forward
@@ -509,7 +492,55 @@ func TestForwardNonFiniteValues(t *testing.T) {
 	cuQ, cuK := reference.Cumulative(lq), reference.Cumulative(lk)
 	nanAt := ((cuK[0]+4)*hk+1)*d + 9 // key 4 of sequence 0, kv head 1, column 9
 	infAt := ((cuK[1]+6)*hk+0)*d + 3 // key 6 of sequence 1, kv head 0, column 3
-	for _, kern := range nonFiniteKernels(e) {
+	forEachNonFiniteRun(t, nonFiniteKernels(e), func(t *testing.T, kern nonFiniteKernel, dt memory.DType, causal bool) {
+		r := newRand(uint64(dt)*2 + 7)
+		p := reference.Params{Hq: hq, Hk: hk, D: d, CuSeqlensQ: cuQ, CuSeqlensK: cuK, Causal: causal,
+			WindowLeft: -1, WindowRight: -1}
+		qh, kh, vh := randVals(r, dt, cuQ[2]*hq*d), randVals(r, dt, cuK[2]*hk*d), randVals(r, dt, cuK[2]*hk*d)
+		vh[nanAt] = float32(math.NaN())
+		vh[infAt] = float32(math.Inf(1))
+		wantO, _, err := reference.Forward(p, widen(qh), widen(kh), widen(vh))
+		require.NoError(t, err)
+		q, k, v := upload(t, e, dt, qh, cuQ[2], hq, d), upload(t, e, dt, kh, cuK[2], hk, d), upload(t, e, dt, vh, cuK[2], hk, d)
+		o := newTensor(t, e, dt, cuQ[2], hq, d)
+		require.NoError(t, o.Fill(ctx, conformance.Poison))
+		_, err = kern.forward(ctx, o, nil, q, k, v, attention.Options{CuSeqlensQ: cuQ, CuSeqlensK: cuK, Causal: causal})
+		require.NoError(t, err)
+		got, err := o.Download(ctx)
+		require.NoError(t, err)
+		nan, inf := 0, 0
+		finiteGot, finiteWant := slices.Clone(got), slices.Clone(wantO)
+		for i, w := range wantO {
+			g := float64(got[i])
+			switch {
+			case math.IsNaN(w):
+				nan++
+				require.True(t, math.IsNaN(g), "o[%d] = %v, want NaN", i, g)
+			case math.IsInf(w, 0):
+				inf++
+				require.Equal(t, w, g, "o[%d]", i)
+			default:
+				require.False(t, math.IsNaN(g) || math.IsInf(g, 0), "o[%d] = %v, want %v", i, g, w)
+				continue
+			}
+			finiteGot[i], finiteWant[i] = 0, 0
+		}
+		// Every q head of the kv head reads the key, from every query that sees it.
+		wantNaN, wantInf := 2*lq[0], 2*lq[1]
+		if causal { // bottom-right: query i of lq sees key j of lk when j <= i + lk - lq
+			wantNaN, wantInf = 2*(lq[0]-(4-(lk[0]-lq[0]))), 2*(lq[1]-(6-(lk[1]-lq[1])))
+		}
+		require.Equal(t, wantNaN, nan, "NaN outputs")
+		require.Equal(t, wantInf, inf, "+Inf outputs")
+		_, err = conformance.CompareOutput(finiteGot, finiteWant, conformance.Tolerance(dt))
+		require.NoError(t, err)
+	})
+}
+
+// forEachNonFiniteRun runs f as a subtest for each kernel, input type it takes, and causal or
+// not, named kernel/type[/causal].
+func forEachNonFiniteRun(t *testing.T, kernels []nonFiniteKernel, f func(t *testing.T, kern nonFiniteKernel, dt memory.DType, causal bool)) {
+	for _, kern := range kernels {
 		for _, dt := range kern.dtypes {
 			for _, causal := range []bool{false, true} {
 				name := kern.name + "/" + dt.String()
@@ -518,53 +549,7 @@ func TestForwardNonFiniteValues(t *testing.T) {
 				}
 				t.Run(name, func(t *testing.T) {
 					engine(t)
-					r := newRand(uint64(dt)*2 + 7)
-					p := reference.Params{Hq: hq, Hk: hk, D: d, CuSeqlensQ: cuQ, CuSeqlensK: cuK, Causal: causal,
-						WindowLeft: -1, WindowRight: -1}
-					qh, kh, vh := randVals(r, dt, cuQ[2]*hq*d), randVals(r, dt, cuK[2]*hk*d), randVals(r, dt, cuK[2]*hk*d)
-					vh[nanAt] = float32(math.NaN())
-					vh[infAt] = float32(math.Inf(1))
-					wantO, _, err := reference.Forward(p, widen(qh), widen(kh), widen(vh))
-					require.NoError(t, err)
-					up := func(data []float32, shape ...int) *memory.Tensor {
-						x, err := e.Upload(ctx, dt, data, shape...)
-						require.NoError(t, err)
-						t.Cleanup(x.Close)
-						return x
-					}
-					q, k, v := up(qh, cuQ[2], hq, d), up(kh, cuK[2], hk, d), up(vh, cuK[2], hk, d)
-					o := newTensor(t, e, dt, cuQ[2], hq, d)
-					require.NoError(t, o.Fill(ctx, conformance.Poison))
-					_, err = kern.forward(ctx, o, nil, q, k, v, attention.Options{CuSeqlensQ: cuQ, CuSeqlensK: cuK, Causal: causal})
-					require.NoError(t, err)
-					got, err := o.Download(ctx)
-					require.NoError(t, err)
-					nan, inf := 0, 0
-					finiteGot, finiteWant := slices.Clone(got), slices.Clone(wantO)
-					for i, w := range wantO {
-						g := float64(got[i])
-						switch {
-						case math.IsNaN(w):
-							nan++
-							require.True(t, math.IsNaN(g), "o[%d] = %v, want NaN", i, g)
-						case math.IsInf(w, 0):
-							inf++
-							require.Equal(t, w, g, "o[%d]", i)
-						default:
-							require.False(t, math.IsNaN(g) || math.IsInf(g, 0), "o[%d] = %v, want %v", i, g, w)
-							continue
-						}
-						finiteGot[i], finiteWant[i] = 0, 0
-					}
-					// Every q head of the kv head reads the key, from every query that sees it.
-					wantNaN, wantInf := 2*lq[0], 2*lq[1]
-					if causal { // bottom-right: query i of lq sees key j of lk when j <= i + lk - lq
-						wantNaN, wantInf = 2*(lq[0]-(4-(lk[0]-lq[0]))), 2*(lq[1]-(6-(lk[1]-lq[1])))
-					}
-					require.Equal(t, wantNaN, nan, "NaN outputs")
-					require.Equal(t, wantInf, inf, "+Inf outputs")
-					_, err = conformance.CompareOutput(finiteGot, finiteWant, conformance.Tolerance(dt))
-					require.NoError(t, err)
+					f(t, kern, dt, causal)
 				})
 			}
 		}
