@@ -29,6 +29,7 @@ const (
 	OpMerge        Op = "merge"         // merge of partial outputs over disjoint key sets
 	OpDecodeInt8   Op = "decode-int8"   // split-KV decode over K and V quantized as quant.Int8
 	OpDecodeInt4   Op = "decode-int4"   // split-KV decode over K and V quantized as quant.Int4
+	OpQuantize     Op = "quantize"      // quantizer of float tensors into package quant's formats
 )
 
 // Variant is one compiled kernel.
@@ -81,6 +82,9 @@ func (v *Variant) TargetEnv() string {
 
 // PushWords is the number of 32-bit push constants of the attention kernels (glsl/params.glsl).
 const PushWords = 20
+
+// QuantizePushWords is the number of 32-bit push constants of quantize.comp.
+const QuantizePushWords = 7
 
 // Feature sets of the current kernels. scalarNeeds: flash_fwd.comp at TIER_SCALAR and naive.comp
 // use plain compute only (16-bit dtypes are unpacked from 32-bit words, io.glsl, so no 16-bit
@@ -150,6 +154,10 @@ var Variants = []Variant{
 		Source: "decode.comp", Defines: []string{"TIER_SUBGROUP", "KV_INT4"}, Requires: decodeSubgroupNeeds},
 	{Name: "merge", Op: OpMerge, Tier: devices.TierScalar, Bindings: 8, PushSize: 4 * PushWords,
 		Source: "merge.comp", Requires: scalarNeeds},
+	// quantize.comp: plain compute, every format and input type through specialization
+	// constants; its own bindings (x, codes, scales) and push constants (QuantizePushWords).
+	{Name: "quantize", Op: OpQuantize, Tier: devices.TierScalar, Bindings: 3, PushSize: 4 * QuantizePushWords,
+		Source: "quantize.comp", Requires: scalarNeeds},
 }
 
 // SPIRV returns the variant's embedded SPIR-V.

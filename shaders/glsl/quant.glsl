@@ -72,19 +72,7 @@ float vScale(ScaleLayout l, uint t, uint h, uint g) {
 // integer.
 float kvValue(uint word, uint i) { return float(bitfieldExtract(int(word), int(BITS * i), int(BITS))); }
 
-// e4m3Value is the value of an FP8 E4M3 code, exactly (quant.DecodeE4M3): 0x7f and 0xff are
-// NaN, exponent 0 subnormal (m * 2^-9), others (8 + m) * 2^(e - 10).
-float e4m3Value(uint c) {
-	uint e = (c >> 3) & 15u, m = c & 7u;
-	float v;
-	if (e == 15u && m == 7u)
-		v = uintBitsToFloat(0x7fc00000u);
-	else if (e == 0u)
-		v = float(m) * uintBitsToFloat(0x3b000000u); // 2^-9
-	else
-		v = ldexp(float(8u + m), int(e) - 10);
-	return (c & 0x80u) != 0u ? -v : v;
-}
+#include "e4m3.glsl"
 
 // queryAt is dim d of query token t, head h, dequantized or scaled as QMODE says.
 float queryAt(uint t, uint h, uint d) {
