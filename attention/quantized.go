@@ -16,8 +16,8 @@ import (
 // [B, L, H, D] (dense) or [tokens, H, D] (varlen). DecodeQuantized takes K and V as Int8 or
 // Int4, and FP8 (E4M3) queries.
 //
-// UploadQuantized makes one from quant's host data (quant.Quantize or quant.Pack); quantizing on
-// the device is not implemented yet.
+// UploadQuantized makes one from quant's host data (quant.Quantize or quant.Pack); Quantize makes
+// one from a float tensor on the device, bit for bit as quant.Quantize would.
 type Quantized struct {
 	Format quant.Format
 	// Codes are the packed words (quant.Tensor.Words), [B, L, H, D/PerWord] or

@@ -1,0 +1,210 @@
+package attention
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/vkattn/vkattn/devices"
+	"github.com/vkattn/vkattn/memory"
+	"github.com/vkattn/vkattn/quant"
+	"github.com/vkattn/vkattn/shaders"
+	"github.com/vkattn/vkattn/vk"
+)
+
+// quantizeKernel is the kernel name Quantize runs.
+const quantizeKernel = "quantize"
+
+// quantizeWG is the quantize kernel's workgroup size where the device allows it.
+const quantizeWG = 64
+
+// Quantize quantizes x, a float tensor (f32, f16 or bf16) shaped [tokens, H, D] or [B, L, H, D]
+// as attention's q, k and v are, into format f on the device: the codes and bf16 scales that
+// quant.Quantize gives x's values, bit for bit (package quant specifies every step in float32;
+// the kernel, shaders/glsl/quantize.comp, follows it, finding each nearest code exactly although
+// Vulkan's division is not). Groups holding a NaN or an infinity get quant.NaNScale and zero
+// codes, as quant.Quantize gives them. The result, shaped as x, feeds DecodeQuantized as K, V
+// (Int8, Int4) or FP8Queries (E4M3), as UploadQuantized's does; the caller closes it.
+//
+// x's head dim must be contiguous and one that f packs (quant.Format.Check); tokens and heads
+// may be strided (16-bit types at even offsets and strides), a dense [B, L, H, D] with a batch
+// stride of L token strides. Errors name the argument; nothing is dispatched then, and nothing
+// is left allocated.
+func (e *Engine) Quantize(ctx context.Context, f quant.Format, x *memory.Tensor) (*Quantized, error) {
+	if err := e.usable(); err != nil {
+		return nil, err
+	}
+	if err := e.checkQuantizeInput(f, x); err != nil {
+		return nil, err
+	}
+	cs, ss := quantizedShapes(f, x.Shape)
+	codes, err := e.NewTensor(memory.F32, cs...)
+	if err != nil {
+		return nil, fmt.Errorf("attention: Quantize: codes: %w", err)
+	}
+	scales, err := e.NewTensor(memory.BF16, ss...)
+	if err != nil {
+		codes.Close()
+		return nil, fmt.Errorf("attention: Quantize: scales: %w", err)
+	}
+	out := &Quantized{Format: f, Codes: codes, Scales: scales}
+	if err := e.QuantizeInto(ctx, out, x); err != nil {
+		out.Close()
+		return nil, err
+	}
+	return out, nil
+}
+
+// QuantizeInto is Quantize into out, in out.Format: out.Codes an f32 tensor of x's shape with
+// D/PerWord words per row, out.Scales a bf16 tensor of x's shape with Groups(D) scales per row,
+// both contiguous, the scales starting at an even element (the kernel writes them in whole
+// 32-bit words: where their count is odd, it zeroes the 16 bits after the last one, which in a
+// tensor of NewTensor's are padding), neither overlapping x or the other.
+func (e *Engine) QuantizeInto(ctx context.Context, out *Quantized, x *memory.Tensor) error {
+	_, err := e.runBuilt(ctx, func() (*plan, error) { return e.planQuantize(out, x) })
+	return err
+}
+
+// quantizedShapes are the shapes of the codes and scales of a float tensor of shape x in format f.
+func quantizedShapes(f quant.Format, x []int) (codes, scales []int) {
+	n := len(x)
+	codes, scales = slices.Clone(x), slices.Clone(x)
+	codes[n-1], scales[n-1] = x[n-1]/f.PerWord(), f.Groups(x[n-1])
+	return codes, scales
+}
+
+// checkQuantizeInput validates Quantize's format and input.
+func (e *Engine) checkQuantizeInput(f quant.Format, x *memory.Tensor) error {
+	if x == nil {
+		return fmt.Errorf("attention: Quantize: x is nil")
+	}
+	if err := e.owned("x", x); err != nil {
+		return inQuantize(err)
+	}
+	if f != quant.Int8 && f != quant.Int4 && f != quant.E4M3 {
+		return fmt.Errorf("attention: Quantize: unknown format %d (want %v, %v or %v)", uint8(f), quant.Int8, quant.Int4, quant.E4M3)
+	}
+	if x.DType != memory.F32 && x.DType != memory.F16 && x.DType != memory.BF16 {
+		return fmt.Errorf("attention: Quantize: x must be a float tensor (f32, f16 or bf16), got %s", x.DType)
+	}
+	a := arg{"x", x}
+	rank := len(x.Shape)
+	layout := "[tokens, heads, head_dim] or [batch, seq, heads, head_dim]"
+	if rank != 3 && rank != 4 {
+		return fmt.Errorf("attention: Quantize: x has shape %v, want %s", x.Shape, layout)
+	}
+	if err := checkLayout(a, layout, rank); err != nil {
+		return inQuantize(err)
+	}
+	if rank == 4 {
+		if err := checkBatchStride(a); err != nil {
+			return inQuantize(err)
+		}
+	}
+	if err := f.Check(x.Shape[rank-1]); err != nil {
+		return fmt.Errorf("attention: Quantize: x: %w", err)
+	}
+	return nil
+}
+
+// checkQuantizeOutput validates QuantizeInto's out against the input x (valid).
+func (e *Engine) checkQuantizeOutput(out *Quantized, x *memory.Tensor) error {
+	if out == nil {
+		return fmt.Errorf("attention: QuantizeInto: out is nil")
+	}
+	cs, ss := quantizedShapes(out.Format, x.Shape)
+	for _, w := range []struct {
+		arg
+		dt    memory.DType
+		shape []int
+	}{{arg{"out.Codes", out.Codes}, memory.F32, cs}, {arg{"out.Scales", out.Scales}, memory.BF16, ss}} {
+		if w.t == nil {
+			return fmt.Errorf("attention: QuantizeInto: %s is nil", w.name)
+		}
+		if err := e.owned(w.name, w.t); err != nil {
+			return &opError{op: "QuantizeInto", err: err}
+		}
+		if w.t.DType != w.dt || !slices.Equal(w.t.Shape, w.shape) || !w.t.Contiguous() {
+			return fmt.Errorf("attention: QuantizeInto: %s must be a contiguous %s tensor of shape %v (x %v as %v), got %s %v strides %v",
+				w.name, w.dt, w.shape, x.Shape, out.Format, w.t.DType, w.t.Shape, w.t.Strides)
+		}
+		if overlap(w.t, x) {
+			return fmt.Errorf("attention: QuantizeInto: %s overlaps x in memory", w.name)
+		}
+	}
+	if out.Scales.Offset%2 != 0 {
+		return fmt.Errorf("attention: QuantizeInto: out.Scales must start at an even element, got offset %d", out.Scales.Offset)
+	}
+	// The scales' extent in whole words: the kernel writes the half after an odd count.
+	lo, hi := extent(out.Scales)
+	hi = (hi + 3) &^ 3
+	for _, r := range []arg{{"x", x}, {"out.Codes", out.Codes}} {
+		if r.t.Buffer() != out.Scales.Buffer() {
+			continue
+		}
+		if rlo, rhi := extent(r.t); rlo < hi && lo < rhi {
+			return fmt.Errorf("attention: QuantizeInto: out.Scales overlaps %s in memory", r.name)
+		}
+	}
+	return nil
+}
+
+// planQuantize validates and plans QuantizeInto; e.mu is held.
+func (e *Engine) planQuantize(out *Quantized, x *memory.Tensor) (*plan, error) {
+	if err := e.usable(); err != nil {
+		return nil, err
+	}
+	if out == nil {
+		return nil, fmt.Errorf("attention: QuantizeInto: out is nil")
+	}
+	f := out.Format
+	if err := e.checkQuantizeInput(f, x); err != nil {
+		return nil, err
+	}
+	if err := e.checkQuantizeOutput(out, x); err != nil {
+		return nil, err
+	}
+	variant, err := shaders.ForTierOn(shaders.OpQuantize, devices.TierScalar, &e.profile)
+	if err != nil {
+		return nil, fmt.Errorf("attention: Quantize: %w", err)
+	}
+	rank := len(x.Shape)
+	d, heads := x.Shape[rank-1], x.Shape[rank-2]
+	rows := 1
+	for _, n := range x.Shape[:rank-1] {
+		rows *= n
+	}
+	wg := min(quantizeWG, pow2Floor(min(e.profile.MaxWorkgroupInvocations, e.profile.MaxWorkgroupSize[0])))
+	pipe, err := e.variantPipeline(variant, []uint32{dtypeCode(x.DType), uint32(d), wg, uint32(f), uint32(f.GroupSize(d))}, 0)
+	if err != nil {
+		return nil, err
+	}
+	// One invocation per scale word (two groups); the kernel loops over what the grid leaves.
+	groups := uint64(rows) * uint64(f.Groups(d))
+	items := (groups + 1) / 2
+	n := uint32(min((items+uint64(wg)-1)/uint64(wg), uint64(e.profile.MaxWorkgroupCount[0])))
+	set, err := pipe.NewDescriptorSet(vk.BufferRange{Buffer: x.Buffer().Buffer},
+		vk.BufferRange{Buffer: out.Codes.Buffer().Buffer}, vk.BufferRange{Buffer: out.Scales.Buffer().Buffer})
+	if err != nil {
+		return nil, fmt.Errorf("attention: Quantize: %w", err)
+	}
+	push := pushWords(uint32(groups), uint32(heads), uint32(x.Strides[rank-3]), uint32(x.Strides[rank-2]), uint32(x.Offset),
+		uint32(out.Codes.Offset), uint32(out.Scales.Offset/2))
+	return &plan{kernel: quantizeKernel, steps: []step{{set: set, push: push, grid: [3]uint32{max(n, 1), 1, 1}}}}, nil
+}
+
+// opError is an error of a check shared with other operations, said of operation op: "attention:
+// op: ..." where err says "attention: ...".
+type opError struct {
+	op  string
+	err error
+}
+
+func (e *opError) Error() string {
+	return "attention: " + e.op + ": " + strings.TrimPrefix(e.err.Error(), "attention: ")
+}
+
+func (e *opError) Unwrap() error { return e.err }
+
+func inQuantize(err error) error { return &opError{op: "Quantize", err: err} }
