@@ -16,7 +16,7 @@ type KVCacheConfig struct {
 	MaxLen    int // tokens per sequence at most
 	Heads     int // KV heads (Hk)
 	// HeadDim is the head dim (d): positive, and even for F16 and BF16, whose values kernels
-	// read in pairs (32-bit words). Which head dims the attention kernels take is checked by the
+	// read in pairs (32-bit words), unless Unpaired. Which head dims the attention kernels take is checked by the
 	// attention calls, not here (memory does not know them).
 	HeadDim int
 	DType   DType // F32, F16 or BF16
@@ -41,6 +41,12 @@ type KVCacheConfig struct {
 	// one used); 0 means DefaultPageTokens. The sparse layout's pages are the sparse buffers'
 	// alignment instead.
 	PageTokens int
+	// Unpaired allows an odd HeadDim for F16 and BF16: the cache holds 16-bit values that no
+	// kernel reads in pairs as float K or V, but one by one, such as the bf16 scales of
+	// attention.QuantizedKVCache (one per token and head for quant.Int8). Copies (Append,
+	// AppendTensors) move bytes, and views start on a page or a token, so nothing else changes;
+	// attention's float K/V kernels refuse odd head dims themselves.
+	Unpaired bool
 }
 
 // DefaultChunkBytes is the size of the device memory allocations a KVCache takes its pages
@@ -171,7 +177,7 @@ func NewKVCache(a *Allocator, cfg KVCacheConfig) (*KVCache, error) {
 	if cfg.DType < F32 || cfg.DType > BF16 {
 		return nil, fmt.Errorf("memory: KVCacheConfig.DType: invalid dtype %d", int(cfg.DType))
 	}
-	if cfg.DType.Size() == 2 && cfg.HeadDim%2 != 0 {
+	if cfg.DType.Size() == 2 && cfg.HeadDim%2 != 0 && !cfg.Unpaired {
 		return nil, fmt.Errorf("memory: KVCacheConfig.HeadDim must be even for %s (kernels read 16-bit values in pairs), got %d", cfg.DType, cfg.HeadDim)
 	}
 	dev := a.dev
@@ -946,6 +952,33 @@ func (c *KVCache) Release(seq int) error {
 	c.seqs[seq].len = 0
 	c.gens[seq].Add(1)
 	return nil
+}
+
+// Truncate drops the tokens of sequence seq from tokens on, keeping its first tokens (at most
+// Len(seq); Len(seq) does nothing): for undoing an append, such as attention.QuantizedKVCache's
+// when the second of its two caches fails, or a rejected speculative step. Pages past those the
+// kept tokens need are unbound and kept for reuse (the next append binds Headroom again); where
+// that unbind fails, the error is returned but the tokens are dropped all the same. Where
+// tokens are dropped, the sequence's views report Closed from then on, as after Release, since
+// their tokens may be rebound elsewhere; no kernel may be reading it.
+func (c *KVCache) Truncate(seq, tokens int) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.idle(seq); err != nil {
+		return err
+	}
+	s := &c.seqs[seq]
+	if tokens < 0 || tokens > s.len {
+		return fmt.Errorf("memory: kv cache: truncate sequence %d to %d tokens: it holds %d", seq, tokens, s.len)
+	}
+	if tokens == s.len {
+		return nil
+	}
+	// The tokens go first: where the unbind fails, the pages stay bound to the sequence (its
+	// Release unbinds them) but the truncation stands.
+	s.len = tokens
+	c.gens[seq].Add(1)
+	return c.shrink(seq, c.pagesFor(tokens))
 }
 
 // Trim frees the device memory allocations none of whose pages are bound, once the unbinds
