@@ -106,6 +106,9 @@ func (e *Engine) planDecodeQuantized(o, lse, q *memory.Tensor, k, v *Quantized, 
 	if v.Format != k.Format {
 		return nil, fmt.Errorf("attention: v is %v but k is %v: k and v must share a format", v.Format, k.Format)
 	}
+	// The scales are not the call's primary tensors: where they are views of a KV cache
+	// (QuantizedKVCache), the dispatch waits for their binds as for the codes'.
+	c.after = memory.BindPoints(k.Scales, v.Scales)
 	sh := c.sh
 	// Bindings 8-11: the scales of K, V and the FP8 queries, the query scales; o's buffer, never
 	// read, where there is nothing.

@@ -25,6 +25,10 @@ type call struct {
 	// groups, for a call over KV cache sequences (DecodeCache), are where their keys and values
 	// lie: one dispatch each (dispatches); k and v are then one of them, standing in for checks.
 	groups []memory.KVGroup
+	// after are binds to wait for besides those of q, k, v and o (memory.BindPoints of the
+	// primary tensors): a quantized K's and V's scales, which may be views of a KV cache too
+	// (QuantizedKVCache).
+	after []vk.TimelinePoint
 }
 
 // newCall validates the tensors and options of a forward-shaped call.
@@ -148,7 +152,7 @@ func (c *call) seqWords(extra ...uint32) []uint32 {
 // after them. Its dispatches wait for the binds of KV cache pages that the tensors may still need
 // (memory.BindPoints).
 func (c *call) bind(pipe *vk.Pipeline, seq *memory.Buffer, extra ...vk.BufferRange) (*vk.DescriptorSet, error) {
-	return c.bindKV(pipe, c.k.Buffer(), c.v.Buffer(), vk.BufferRange{Buffer: seq.Buffer}, memory.BindPoints(c.q, c.k, c.v, c.o), extra...)
+	return c.bindKV(pipe, c.k.Buffer(), c.v.Buffer(), vk.BufferRange{Buffer: seq.Buffer}, append(memory.BindPoints(c.q, c.k, c.v, c.o), c.after...), extra...)
 }
 
 // bindKV is bind with K and V in buffers k and v, the sequence table at seq, waiting for after.

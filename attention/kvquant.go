@@ -1,0 +1,311 @@
+package attention
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/vkattn/vkattn/memory"
+	"github.com/vkattn/vkattn/quant"
+	"github.com/vkattn/vkattn/vk"
+)
+
+// QuantizedKVCache is a KV cache whose sequences' keys and values are kept quantized, as
+// DecodeQuantized reads them: Int8 or Int4 codes and bf16 scales (package quant's layouts),
+// appended from float tensors on the device (Quantize, bit for bit quant.Quantize) and read back
+// as Quantized tensors (View).
+//
+// It is two memory.KVCache of one configuration but for the dtype and head dim: one holds the
+// codes, D/PerWord 32-bit words per token and head in an f32 cache (the kernels read their bits,
+// never their values), the other the scales, Groups(D) bf16 values per token and head, in a bf16
+// cache made with KVCacheConfig.Unpaired, since Int8 has one scale per token and head and the
+// kernels address scales one by one. A sequence has the same length in both: an append writes
+// the codes, then the scales, and where the scales fail it truncates the codes back
+// (memory.KVCache.Truncate), so that no sequence is ever seen half-appended.
+//
+// Both caches take the layout memory.KVCache takes on the device (sparse residency, or paged with
+// KVCacheConfig.Paged or where the device lacks it), the same for both. KVCacheConfig's page
+// settings (Headroom, ChunkPages, MaxPages, PageTokens) apply to each cache on its own: MaxPages
+// bounds the codes' pages and, apart, the scales'.
+//
+// Its methods are safe for concurrent use; calls on one sequence take turns (an append's two
+// halves are one step to View, Len and Release), while other sequences' go on. A sequence must
+// not be appended to or released while a kernel reads it. Close, or the engine's Close, releases
+// everything.
+type QuantizedKVCache struct {
+	e      *Engine
+	cfg    memory.KVCacheConfig // as given: DType is the float type appended
+	f      quant.Format
+	codes  *memory.KVCache
+	scales *memory.KVCache
+	seqs   []sync.Mutex // one per sequence
+}
+
+// NewQuantizedKVCache makes a quantized KV cache on e: cfg describes the float keys and values
+// appended (DType f32, f16 or bf16, HeadDim D) and the sequences as for memory.NewKVCache, f is
+// quant.Int8 or quant.Int4, whose packing D must suit (quant.Format.Check). It commits no memory.
+// Errors name what is at fault; memory's name the cache (codes or scales) whose configuration
+// failed.
+func NewQuantizedKVCache(e *Engine, cfg memory.KVCacheConfig, f quant.Format) (*QuantizedKVCache, error) {
+	if err := e.usable(); err != nil {
+		return nil, err
+	}
+	if f != quant.Int8 && f != quant.Int4 {
+		return nil, fmt.Errorf("attention: NewQuantizedKVCache: format %v: keys and values are %v or %v", f, quant.Int8, quant.Int4)
+	}
+	if cfg.DType != memory.F32 && cfg.DType != memory.F16 && cfg.DType != memory.BF16 {
+		return nil, fmt.Errorf("attention: NewQuantizedKVCache: KVCacheConfig.DType must be the float type appended (f32, f16 or bf16), got %v", cfg.DType)
+	}
+	if err := f.Check(cfg.HeadDim); err != nil {
+		return nil, fmt.Errorf("attention: NewQuantizedKVCache: KVCacheConfig.HeadDim: %w", err)
+	}
+	if cfg.Unpaired {
+		return nil, fmt.Errorf("attention: NewQuantizedKVCache: KVCacheConfig.Unpaired is the cache's to set (its scales), not the caller's")
+	}
+	cc, sc := cfg, cfg
+	cc.DType, cc.HeadDim = memory.F32, cfg.HeadDim/f.PerWord()
+	sc.DType, sc.HeadDim, sc.Unpaired = memory.BF16, f.Groups(cfg.HeadDim), true
+	codes, err := memory.NewKVCache(e.Allocator(), cc)
+	if err != nil {
+		return nil, fmt.Errorf("attention: NewQuantizedKVCache: codes: %w", err)
+	}
+	scales, err := memory.NewKVCache(e.Allocator(), sc)
+	if err != nil {
+		codes.Close()
+		return nil, fmt.Errorf("attention: NewQuantizedKVCache: scales: %w", err)
+	}
+	if codes.Paged() != scales.Paged() { // one device, one choice: never expected
+		codes.Close()
+		scales.Close()
+		return nil, fmt.Errorf("attention: NewQuantizedKVCache: the codes' and scales' caches took different layouts")
+	}
+	return &QuantizedKVCache{e: e, cfg: cfg, f: f, codes: codes, scales: scales, seqs: make([]sync.Mutex, cfg.Sequences)}, nil
+}
+
+// Config is the configuration the cache was made with (the float keys' and values').
+func (c *QuantizedKVCache) Config() memory.KVCacheConfig { return c.cfg }
+
+// Format is the format of the keys and values.
+func (c *QuantizedKVCache) Format() quant.Format { return c.f }
+
+// Paged reports whether the cache has the paged layout (see View).
+func (c *QuantizedKVCache) Paged() bool { return c.codes.Paged() }
+
+// check checks seq.
+func (c *QuantizedKVCache) check(seq int) error {
+	if seq < 0 || seq >= c.cfg.Sequences {
+		return fmt.Errorf("attention: quantized kv cache: sequence %d out of range [0, %d)", seq, c.cfg.Sequences)
+	}
+	return nil
+}
+
+// Len is the number of tokens sequence seq holds (0 for a bad seq or a closed cache).
+func (c *QuantizedKVCache) Len(seq int) int {
+	if c.check(seq) != nil {
+		return 0
+	}
+	c.seqs[seq].Lock()
+	defer c.seqs[seq].Unlock()
+	return c.codes.Len(seq)
+}
+
+// AppendTensors quantizes float device tensors k and v, shaped [n, Heads, HeadDim] or
+// [1, n, Heads, HeadDim] of the configuration's DType and the engine's allocator (laid out as
+// Quantize takes them), and appends their codes and scales to sequence seq: either both are
+// appended or, on error, neither (the sequence holds what it held; where the scales' append
+// failed after the codes', the codes were truncated back, which closes the sequence's views made
+// before, as memory.KVCache.Truncate does). The quantization runs on the device into tensors of
+// its own, freed after the copies.
+func (c *QuantizedKVCache) AppendTensors(ctx context.Context, seq int, k, v *memory.Tensor) error {
+	if err := c.e.usable(); err != nil {
+		return err
+	}
+	if err := c.check(seq); err != nil {
+		return err
+	}
+	n := 0
+	for _, a := range []arg{{"k", k}, {"v", v}} {
+		if a.t == nil {
+			return fmt.Errorf("attention: quantized kv cache: append to sequence %d: %s is nil", seq, a.name)
+		}
+		sh := a.t.Shape
+		ok := len(sh) == 3 || len(sh) == 4 && sh[0] == 1
+		if ok && (sh[len(sh)-2] != c.cfg.Heads || sh[len(sh)-1] != c.cfg.HeadDim) {
+			ok = false
+		}
+		if a.t.DType != c.cfg.DType || !ok {
+			return fmt.Errorf("attention: quantized kv cache: append to sequence %d: %s is %s %v, want %s [n, %d, %d] or [1, n, %d, %d]",
+				seq, a.name, a.t.DType, sh, c.cfg.DType, c.cfg.Heads, c.cfg.HeadDim, c.cfg.Heads, c.cfg.HeadDim)
+		}
+		if tokens := sh[len(sh)-3]; a.name == "k" {
+			n = tokens
+		} else if tokens != n {
+			return fmt.Errorf("attention: quantized kv cache: append to sequence %d: k has %d tokens, v %d", seq, n, tokens)
+		}
+	}
+	c.seqs[seq].Lock()
+	defer c.seqs[seq].Unlock()
+	had := c.codes.Len(seq)
+	if have := c.scales.Len(seq); have != had { // only a closed cache, whose lengths are 0
+		return fmt.Errorf("attention: quantized kv cache: sequence %d holds %d tokens of codes and %d of scales", seq, had, have)
+	}
+	qk, err := c.e.Quantize(ctx, c.f, k)
+	if err != nil {
+		return fmt.Errorf("attention: quantized kv cache: append to sequence %d: k: %w", seq, err)
+	}
+	defer qk.Close()
+	qv, err := c.e.Quantize(ctx, c.f, v)
+	if err != nil {
+		return fmt.Errorf("attention: quantized kv cache: append to sequence %d: v: %w", seq, err)
+	}
+	defer qv.Close()
+	if err := c.codes.AppendTensors(ctx, seq, qk.Codes, qv.Codes); err != nil {
+		return fmt.Errorf("attention: quantized kv cache: codes: %w", err)
+	}
+	if err := c.scales.AppendTensors(ctx, seq, qk.Scales, qv.Scales); err != nil {
+		err = fmt.Errorf("attention: quantized kv cache: scales: %w", err)
+		// Truncate drops the codes' tokens even where it reports an unbind failing.
+		if terr := c.codes.Truncate(seq, had); terr != nil {
+			return errors.Join(err, fmt.Errorf("attention: quantized kv cache: undoing the codes' append: %w", terr))
+		}
+		return err
+	}
+	return nil
+}
+
+// View returns sequence seq's keys and values as Quantized tensors [1, Len(seq), Heads,
+// HeadDim] (codes [1, Len, Heads, HeadDim/PerWord], scales [1, Len, Heads, Groups]), for
+// DecodeQuantized (which waits for the binds of the codes' and the scales' pages alike). Close
+// them when done, in either layout.
+//
+// In the sparse layout they are the two caches' views (memory.KVCache.View): nothing is copied,
+// Close does nothing, and they report Closed once the sequence is released or the cache closed.
+// The quantized decode kernels do not follow block tables (they address scales by element), so
+// in the paged layout View gathers the sequence's pages into new contiguous tensors, one
+// submission of copies on the device (ctx is for it), which Close frees: a copy of the sequence,
+// unaffected by later appends and releases.
+func (c *QuantizedKVCache) View(ctx context.Context, seq int) (k, v *Quantized, err error) {
+	if err := c.e.usable(); err != nil {
+		return nil, nil, err
+	}
+	if err := c.check(seq); err != nil {
+		return nil, nil, err
+	}
+	c.seqs[seq].Lock()
+	defer c.seqs[seq].Unlock()
+	kc, vc, err := c.codes.View(seq)
+	if err != nil {
+		return nil, nil, fmt.Errorf("attention: quantized kv cache: %w", err)
+	}
+	ks, vs, err := c.scales.View(seq)
+	if err != nil {
+		return nil, nil, fmt.Errorf("attention: quantized kv cache: %w", err)
+	}
+	views := []*memory.Tensor{kc, ks, vc, vs}
+	if c.Paged() {
+		if views, err = c.gather(ctx, views); err != nil {
+			return nil, nil, fmt.Errorf("attention: quantized kv cache: gathering sequence %d: %w", seq, err)
+		}
+	}
+	return &Quantized{Format: c.f, Codes: views[0], Scales: views[1]}, &Quantized{Format: c.f, Codes: views[2], Scales: views[3]}, nil
+}
+
+// gather copies paged views (memory.Tensor.Pages) into new contiguous tensors of their dtypes
+// and shapes, in one submission, under the engine's lock (so that the engine, and with it the
+// allocator, is not closed meanwhile).
+func (c *QuantizedKVCache) gather(ctx context.Context, views []*memory.Tensor) ([]*memory.Tensor, error) {
+	e := c.e
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if err := e.usable(); err != nil {
+		return nil, err
+	}
+	out := make([]*memory.Tensor, 0, len(views))
+	fail := func(err error) ([]*memory.Tensor, error) {
+		for _, t := range out {
+			t.Close()
+		}
+		return nil, err
+	}
+	for _, t := range views {
+		if t.Closed() {
+			return fail(memory.ErrClosed)
+		}
+		g, err := e.alloc.NewTensor(t.DType, t.Shape...)
+		if err != nil {
+			return fail(err)
+		}
+		out = append(out, g)
+	}
+	err := e.alloc.Device().Run(ctx, func(cmd *vk.Commands) error {
+		cmd.After(memory.BindPoints(views...)...)
+		for i, t := range views {
+			pt, pages := t.Pages()
+			n := t.Shape[1]
+			row := uint64(t.Shape[2]*t.Shape[3]) * uint64(t.DType.Size()) // one token's bytes
+			dst := out[i]
+			base := uint64(dst.Offset) * uint64(t.DType.Size())
+			for tok := 0; tok < n; {
+				m := min(pt-tok%pt, n-tok)
+				src := (uint64(pages[tok/pt])*uint64(pt) + uint64(tok%pt)) * row
+				cmd.Copy(t.Buffer().Buffer, src, dst.Buffer().Buffer, base+uint64(tok)*row, uint64(m)*row)
+				tok += m
+			}
+		}
+		cmd.Barrier()
+		return nil
+	})
+	if err != nil {
+		return fail(err)
+	}
+	return out, nil
+}
+
+// Release ends sequence seq in both caches: its pages are unbound and kept for reuse, and it
+// holds no tokens; the views made before report Closed (the paged layout's gathered copies stay
+// valid). No kernel may be reading it.
+func (c *QuantizedKVCache) Release(seq int) error {
+	if err := c.check(seq); err != nil {
+		return err
+	}
+	c.seqs[seq].Lock()
+	defer c.seqs[seq].Unlock()
+	err := errors.Join(c.codes.Release(seq), c.scales.Release(seq))
+	if err != nil {
+		return fmt.Errorf("attention: quantized kv cache: %w", err)
+	}
+	return nil
+}
+
+// QuantizedKVCacheStats describe a QuantizedKVCache's memory: each cache's stats, and the two
+// together.
+type QuantizedKVCacheStats struct {
+	Codes, Scales  memory.KVCacheStats
+	NeededBytes    uint64 // the codes' and scales' NeededBytes together
+	CommittedBytes uint64 // the codes' and scales' CommittedBytes together
+	// FloatBytes is what a float cache of the configuration's DType would need for the tokens
+	// held: 2 (K and V) * tokens * Heads * HeadDim * dtype size.
+	FloatBytes uint64
+}
+
+// Stats reports what the cache holds and commits.
+func (c *QuantizedKVCache) Stats() QuantizedKVCacheStats {
+	st := QuantizedKVCacheStats{Codes: c.codes.Stats(), Scales: c.scales.Stats()}
+	st.NeededBytes = st.Codes.NeededBytes + st.Scales.NeededBytes
+	st.CommittedBytes = st.Codes.CommittedBytes + st.Scales.CommittedBytes
+	for _, n := range st.Codes.SeqTokens {
+		st.FloatBytes += 2 * uint64(n) * uint64(c.cfg.Heads) * uint64(c.cfg.HeadDim) * uint64(c.cfg.DType.Size())
+	}
+	return st
+}
+
+// Close releases both caches; their views report Closed (the paged layout's gathered copies are
+// the caller's, and the engine's). Idempotent.
+func (c *QuantizedKVCache) Close() {
+	if c == nil {
+		return
+	}
+	c.codes.Close()
+	c.scales.Close()
+}

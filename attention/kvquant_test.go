@@ -1,0 +1,293 @@
+package attention_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+	"github.com/vkattn/vkattn/attention"
+	"github.com/vkattn/vkattn/attention/conformance"
+	"github.com/vkattn/vkattn/internal/testenv"
+	"github.com/vkattn/vkattn/memory"
+	"github.com/vkattn/vkattn/quant"
+	"github.com/vkattn/vkattn/vk"
+)
+
+// quantizedCacheEngine is the shared engine, skipping (failing where a device is required)
+// sparse-layout tests on a device without sparse residency buffers.
+func quantizedCacheEngine(t *testing.T, paged bool) *attention.Engine {
+	e := engine(t)
+	if err := e.Allocator().Device().SparseResidency(); err != nil && !paged {
+		testenv.Lacks(t, err)
+	}
+	return e
+}
+
+// newQuantizedKVCache is attention.NewQuantizedKVCache that must succeed, in the layout asked
+// for; the cache is closed when the test ends.
+func newQuantizedKVCache(t *testing.T, e *attention.Engine, cfg memory.KVCacheConfig, f quant.Format) *attention.QuantizedKVCache {
+	t.Helper()
+	c, err := attention.NewQuantizedKVCache(e, cfg, f)
+	require.NoError(t, err)
+	require.Equal(t, cfg.Paged, c.Paged())
+	t.Cleanup(c.Close)
+	return c
+}
+
+// appendQuantized appends float keys and values of m tokens, [m, hk, d] or [1, m, hk, d]
+// (alternately, by m), to sequence seq of c.
+func appendQuantized(t *testing.T, e *attention.Engine, c *attention.QuantizedKVCache, seq int, k, v []float32) error {
+	t.Helper()
+	cfg := c.Config()
+	m := len(k) / (cfg.Heads * cfg.HeadDim)
+	shape := []int{m, cfg.Heads, cfg.HeadDim}
+	if m%2 == 0 {
+		shape = append([]int{1}, shape...)
+	}
+	kt, err := e.Upload(context.Background(), cfg.DType, k, shape...)
+	require.NoError(t, err)
+	defer kt.Close()
+	vt, err := e.Upload(context.Background(), cfg.DType, v, shape...)
+	require.NoError(t, err)
+	defer vt.Close()
+	return c.AppendTensors(context.Background(), seq, kt, vt)
+}
+
+// decodeBits runs DecodeQuantized of q over k and v and returns o's bits.
+func decodeBits(t *testing.T, e *attention.Engine, q *memory.Tensor, k, v *attention.Quantized, splits int) []uint32 {
+	t.Helper()
+	res, err := e.DecodeQuantized(context.Background(), q, k, v, attention.QuantizedDecodeOptions{DecodeOptions: attention.DecodeOptions{Splits: splits}})
+	require.NoError(t, err)
+	defer res.Close()
+	o := download(t, res.O)
+	bits := make([]uint32, len(o))
+	for i, x := range o {
+		bits[i] = math.Float32bits(x)
+	}
+	return bits
+}
+
+// checkQuantizedSequence checks sequence seq of c against the float keys and values appended to
+// it: its views hold quant.Quantize's codes and scales of them, bit for bit, and DecodeQuantized
+// over the views equals, bit for bit, DecodeQuantized over Quantize of the dense K and V and over
+// UploadQuantized of quant.Quantize of them.
+func checkQuantizedSequence(t *testing.T, e *attention.Engine, c *attention.QuantizedKVCache, seq int, keys, vals []float32, q *memory.Tensor) {
+	t.Helper()
+	ctx := context.Background()
+	cfg, f := c.Config(), c.Format()
+	n := len(keys) / (cfg.Heads * cfg.HeadDim)
+	require.Equal(t, n, c.Len(seq))
+	kq, vq, err := c.View(ctx, seq)
+	require.NoError(t, err)
+	defer kq.Close()
+	defer vq.Close()
+	require.Equal(t, []int{1, n, cfg.Heads, cfg.HeadDim}, kq.Shape())
+	shape := []int{1, n, cfg.Heads, cfg.HeadDim}
+	var host [2]*quant.Tensor
+	for i, x := range [][]float32{keys, vals} {
+		h, err := quant.Quantize(f, x, n, cfg.Heads, cfg.HeadDim)
+		require.NoError(t, err)
+		host[i] = h
+	}
+	requireSameQuantized(t, host[0], kq)
+	requireSameQuantized(t, host[1], vq)
+	dk, err := e.Quantize(ctx, f, upload(t, e, cfg.DType, keys, shape...))
+	require.NoError(t, err)
+	defer dk.Close()
+	dv, err := e.Quantize(ctx, f, upload(t, e, cfg.DType, vals, shape...))
+	require.NoError(t, err)
+	defer dv.Close()
+	uk, uv := uploadQuantized(t, e, host[0], shape), uploadQuantized(t, e, host[1], shape)
+	for _, splits := range []int{1, 3} {
+		got := decodeBits(t, e, q, kq, vq, splits)
+		require.Equal(t, decodeBits(t, e, q, dk, dv, splits), got, "cache vs Quantize of the dense K/V, %d splits", splits)
+		require.Equal(t, decodeBits(t, e, q, uk, uv, splits), got, "cache vs UploadQuantized, %d splits", splits)
+	}
+}
+
+// TestQuantizedKVCache grows Int8 and Int4 quantized caches of f32 and f16 keys and values token
+// by token (appends of varying sizes, two sequences in turn), in the sparse and the paged layout
+// (small pages, scattered): the views hold quant.Quantize's codes and scales and decode bit for
+// bit as the dense K and V quantized whole do; Stats adds up; a released sequence's views close
+// (sparse) or stay (paged copies) and the sequence is reused. The shared engine finds no leaks.
+func TestQuantizedKVCache(t *testing.T) {
+	ctx := context.Background()
+	const hq, hk, d, n = 4, 2, 64, 41
+	for _, paged := range []bool{false, true} {
+		for _, f := range []quant.Format{quant.Int8, quant.Int4} {
+			for _, dt := range []memory.DType{memory.F32, memory.F16} {
+				t.Run(fmt.Sprintf("paged=%v/%v/%v", paged, f, dt), func(t *testing.T) {
+					e := quantizedCacheEngine(t, paged)
+					s := seed(t)
+					replay(t, s)
+					r := conformance.NewRand(s)
+					cfg := memory.KVCacheConfig{Sequences: 2, MaxLen: 96, Heads: hk, HeadDim: d, DType: dt, Headroom: 3, Paged: paged}
+					if paged {
+						cfg.PageTokens = 5
+					}
+					c := newQuantizedKVCache(t, e, cfg, f)
+					var keys, vals [2][]float32
+					for c.Len(1) < n {
+						m := min(n-c.Len(1), 1+r.IntN(7))
+						for _, p := range []struct{ seq, m int }{{1, m}, {0, 1}} {
+							k, v := conformance.Randn(r, dt, p.m*hk*d), conformance.Randn(r, dt, p.m*hk*d)
+							require.NoError(t, appendQuantized(t, e, c, p.seq, k, v))
+							keys[p.seq], vals[p.seq] = append(keys[p.seq], k...), append(vals[p.seq], v...)
+						}
+					}
+					q := upload(t, e, dt, conformance.Randn(r, dt, hq*d), 1, 1, hq, d)
+					for seq := range 2 {
+						checkQuantizedSequence(t, e, c, seq, keys[seq], vals[seq], q)
+					}
+
+					st := c.Stats()
+					tokens := c.Len(0) + c.Len(1)
+					wantNeeded := 2 * uint64(tokens) * hk * (d/uint64(f.PerWord())*4 + uint64(f.Groups(d))*2)
+					require.Equal(t, wantNeeded, st.NeededBytes)
+					require.Equal(t, st.Codes.NeededBytes+st.Scales.NeededBytes, st.NeededBytes)
+					require.Equal(t, st.Codes.CommittedBytes+st.Scales.CommittedBytes, st.CommittedBytes)
+					require.GreaterOrEqual(t, st.CommittedBytes, st.NeededBytes)
+					require.Equal(t, 2*uint64(tokens)*hk*d*uint64(dt.Size()), st.FloatBytes)
+					require.Less(t, st.NeededBytes, st.FloatBytes)
+
+					// Release and reuse.
+					kq, _, err := c.View(ctx, 1)
+					require.NoError(t, err)
+					defer kq.Close()
+					require.NoError(t, c.Release(1))
+					require.Equal(t, 0, c.Len(1))
+					require.Equal(t, !paged, kq.Codes.Closed(), "views of a released sequence close; gathered copies stay")
+					require.Equal(t, !paged, kq.Scales.Closed())
+					_, _, err = c.View(ctx, 1)
+					require.ErrorContains(t, err, "sequence 1 is empty")
+					st = c.Stats()
+					require.Zero(t, st.Codes.SeqPages[1]+st.Scales.SeqPages[1])
+					keys[1], vals[1] = nil, nil
+					for _, m := range []int{9, 2} {
+						k, v := conformance.Randn(r, dt, m*hk*d), conformance.Randn(r, dt, m*hk*d)
+						require.NoError(t, appendQuantized(t, e, c, 1, k, v))
+						keys[1], vals[1] = append(keys[1], k...), append(vals[1], v...)
+					}
+					checkQuantizedSequence(t, e, c, 1, keys[1], vals[1], q)
+					checkQuantizedSequence(t, e, c, 0, keys[0], vals[0], q)
+				})
+			}
+		}
+	}
+}
+
+// TestQuantizedKVCacheHalfAppend makes the second half of an append (the scales) fail, its pages
+// spent by another sequence (MaxPages): the append returns vk.ErrOutOfDeviceMemory and leaves
+// the sequence as it was in both caches, empty or not; once the pages are back it succeeds.
+func TestQuantizedKVCacheHalfAppend(t *testing.T) {
+	const hq, hk, d = 4, 2, 64
+	for _, paged := range []bool{false, true} {
+		t.Run(fmt.Sprintf("paged=%v", paged), func(t *testing.T) {
+			e := quantizedCacheEngine(t, paged)
+			r := rand.New(rand.NewPCG(seed(t), 11))
+			// MaxPages 4: two pages for K and two for V in each cache (both layouts).
+			cfg := memory.KVCacheConfig{Sequences: 3, MaxLen: 64, Heads: hk, HeadDim: d, DType: memory.F32, MaxPages: 4, Paged: paged}
+			if paged {
+				cfg.PageTokens = 4
+			}
+			c := newQuantizedKVCache(t, e, cfg, quant.Int8)
+			codes, scales := attention.QuantizedKVCacheParts(c)
+			var keys, vals []float32
+			grow := func(m int) error {
+				k, v := conformance.Randn(r, memory.F32, m*hk*d), conformance.Randn(r, memory.F32, m*hk*d)
+				err := appendQuantized(t, e, c, 0, k, v)
+				if err == nil {
+					keys, vals = append(keys, k...), append(vals, v...)
+				}
+				return err
+			}
+			fail := func(m int) {
+				t.Helper()
+				had := c.Len(0)
+				err := grow(m)
+				require.ErrorIs(t, err, vk.ErrOutOfDeviceMemory)
+				require.ErrorContains(t, err, "scales")
+				require.Equal(t, had, c.Len(0))
+				require.Equal(t, had, codes.Len(0), "the codes' append is undone")
+				require.Equal(t, had, scales.Len(0))
+				st := c.Stats()
+				require.Equal(t, st.Codes.SeqPages[0], st.Scales.SeqPages[0], "the codes' pages are given back")
+			}
+			// Sequences 1 and 2 take every page of the scales' cache; the codes' have theirs.
+			require.NoError(t, scales.Reserve(1, 1))
+			require.NoError(t, scales.Reserve(2, 1))
+			fail(2)    // an empty sequence
+			if paged { // the sparse pages hold far more than a few tokens
+				require.NoError(t, scales.Release(2))
+				require.NoError(t, grow(1))
+				fail(4) // past its page of 4 tokens: the codes get a page, the scales none
+			}
+			require.NoError(t, scales.Release(1))
+			require.NoError(t, scales.Release(2))
+			require.NoError(t, grow(5))
+			q := upload(t, e, memory.F32, normals(rand.New(rand.NewPCG(1, 2)), hq*d), 1, 1, hq, d)
+			checkQuantizedSequence(t, e, c, 0, keys, vals, q)
+		})
+	}
+}
+
+// TestQuantizedKVCacheBadInputs: NewQuantizedKVCache, AppendTensors, View and Release refuse
+// malformed calls with errors naming what is at fault, and change nothing.
+func TestQuantizedKVCacheBadInputs(t *testing.T) {
+	e := quantizedCacheEngine(t, true)
+	ctx := context.Background()
+	good := memory.KVCacheConfig{Sequences: 2, MaxLen: 16, Heads: 2, HeadDim: 64, DType: memory.F16, Paged: true}
+	for want, mod := range map[string]func(*memory.KVCacheConfig, *quant.Format){
+		"format e4m3":                           func(_ *memory.KVCacheConfig, f *quant.Format) { *f = quant.E4M3 },
+		"KVCacheConfig.DType must be":           func(c *memory.KVCacheConfig, _ *quant.Format) { c.DType = 9 },
+		"HeadDim: quant: int4 needs a head dim": func(c *memory.KVCacheConfig, f *quant.Format) { c.HeadDim, *f = 36, quant.Int4 },
+		"HeadDim: quant":                        func(c *memory.KVCacheConfig, _ *quant.Format) { c.HeadDim = 0 },
+		"Unpaired":                              func(c *memory.KVCacheConfig, _ *quant.Format) { c.Unpaired = true },
+		"codes: memory: KVCacheConfig.MaxLen":   func(c *memory.KVCacheConfig, _ *quant.Format) { c.MaxLen = 0 },
+	} {
+		cfg, f := good, quant.Int8
+		mod(&cfg, &f)
+		c, err := attention.NewQuantizedKVCache(e, cfg, f)
+		require.ErrorContains(t, err, want)
+		require.Nil(t, c)
+	}
+	_, err := attention.NewQuantizedKVCache(nil, good, quant.Int8)
+	require.ErrorIs(t, err, attention.ErrClosed)
+
+	c := newQuantizedKVCache(t, e, good, quant.Int8)
+	k := newTensor(t, e, memory.F16, 3, 2, 64)
+	k4 := newTensor(t, e, memory.F16, 1, 4, 2, 64)
+	k32 := newTensor(t, e, memory.F32, 3, 2, 64)
+	heads := newTensor(t, e, memory.F16, 3, 4, 64)
+	batch := newTensor(t, e, memory.F16, 2, 3, 2, 64)
+	for want, err := range map[string]error{
+		"sequence -1 out of range":       c.AppendTensors(ctx, -1, k, k),
+		"sequence 2 out of range":        c.AppendTensors(ctx, 2, k, k),
+		"k is nil":                       c.AppendTensors(ctx, 0, nil, k),
+		"v is nil":                       c.AppendTensors(ctx, 0, k, nil),
+		"k is f32 [3 2 64], want f16":    c.AppendTensors(ctx, 0, k32, k),
+		"v is f16 [3 4 64]":              c.AppendTensors(ctx, 0, k, heads),
+		"k is f16 [2 3 2 64]":            c.AppendTensors(ctx, 0, batch, batch),
+		"k has 3 tokens, v 4":            c.AppendTensors(ctx, 0, k, k4),
+		"sequence 5 out of range [0, 2)": c.Release(5),
+	} {
+		require.ErrorContains(t, err, want)
+	}
+	_, _, err = c.View(ctx, 0)
+	require.ErrorContains(t, err, "sequence 0 is empty")
+	_, _, err = c.View(ctx, 3)
+	require.ErrorContains(t, err, "sequence 3 out of range")
+	require.Equal(t, 0, c.Len(-1))
+	st := c.Stats()
+	require.Equal(t, []int{0, 0}, st.Codes.SeqTokens, "failed calls change nothing")
+	require.Equal(t, []int{0, 0}, st.Scales.SeqTokens)
+	require.Zero(t, st.CommittedBytes)
+	c.Close()
+	c.Close()
+	err = c.AppendTensors(ctx, 0, k, k)
+	require.True(t, errors.Is(err, memory.ErrClosed), "after Close: %v", err)
+}
