@@ -59,8 +59,8 @@ func (e *Engine) Quantize(ctx context.Context, f quant.Format, x *memory.Tensor)
 // QuantizeInto is Quantize into out, in out.Format: out.Codes an f32 tensor of x's shape with
 // D/PerWord words per row, out.Scales a bf16 tensor of x's shape with Groups(D) scales per row,
 // both contiguous, the scales starting at an even element (the kernel writes them in whole
-// 32-bit words: where their count is odd, it zeroes the 16 bits after the last one, which in a
-// tensor of NewTensor's are padding), neither overlapping x or the other.
+// 32-bit words; where their count is odd, it rewrites the word of the last one keeping the 16
+// bits after it, which may be another tensor's), neither overlapping x or the other.
 func (e *Engine) QuantizeInto(ctx context.Context, out *Quantized, x *memory.Tensor) error {
 	_, err := e.runBuilt(ctx, func() (*plan, error) { return e.planQuantize(out, x) })
 	return err
@@ -136,7 +136,7 @@ func (e *Engine) checkQuantizeOutput(out *Quantized, x *memory.Tensor) error {
 	if out.Scales.Offset%2 != 0 {
 		return fmt.Errorf("attention: QuantizeInto: out.Scales must start at an even element, got offset %d", out.Scales.Offset)
 	}
-	// The scales' extent in whole words: the kernel writes the half after an odd count.
+	// The scales' extent in whole words: the kernel rewrites the word of an odd count's last scale.
 	lo, hi := extent(out.Scales)
 	hi = (hi + 3) &^ 3
 	for _, r := range []arg{{"x", x}, {"out.Codes", out.Codes}} {
@@ -189,6 +189,7 @@ func (e *Engine) planQuantize(out *Quantized, x *memory.Tensor) (*plan, error) {
 	if err != nil {
 		return nil, fmt.Errorf("attention: Quantize: %w", err)
 	}
+	set.After(memory.BindPoints(x, out.Codes, out.Scales)...) // views of a KV cache whose pages may be binding
 	push := pushWords(uint32(groups), uint32(heads), uint32(x.Strides[rank-3]), uint32(x.Strides[rank-2]), uint32(x.Offset),
 		uint32(out.Codes.Offset), uint32(out.Scales.Offset/2))
 	return &plan{kernel: quantizeKernel, steps: []step{{set: set, push: push, grid: [3]uint32{max(n, 1), 1, 1}}}}, nil

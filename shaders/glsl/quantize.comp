@@ -17,8 +17,8 @@
 // h * headStride (push constants). Outputs, contiguous from words wordsOff and scalesOff: the
 // codes (quant.Tensor.Words) at binding 1, row r's word w at r * D / PER + w, channel c in bits
 // BITS * (c % PER) of word c / PER; the bf16 scales (quant.Tensor.Scales) at binding 2, group g
-// (of all rows, in order) in half g % 2 of word g / 2 (the low half first), a zero after the
-// last one where their count is odd.
+// (of all rows, in order) in half g % 2 of word g / 2 (the low half first); where their count is
+// odd, the high half of the last word is left as it was (it may be another tensor's).
 //
 // Two scales share a word, so invocation i owns scale word i: it quantizes groups 2i and
 // 2i + 1 and writes their scales and every word of their codes (a group's words are its own:
@@ -48,7 +48,7 @@ const uint GROUPS = D / GS;   // groups per row
 
 layout(std430, binding = 0) readonly buffer X { uint xData[]; };
 layout(std430, binding = 1) writeonly buffer Words { uint words[]; };
-layout(std430, binding = 2) writeonly buffer Scales { uint scales[]; };
+layout(std430, binding = 2) buffer Scales { uint scales[]; }; // read where a word is half ours
 
 layout(push_constant) uniform Params {
 	uint nGroups; // rows * GROUPS
@@ -58,7 +58,22 @@ layout(push_constant) uniform Params {
 	uint scalesOff; // first word of the scales
 } pc;
 
-DECLARE_LOAD(loadX, xData)
+// halfBitsToFloat is fp16 bits h as float32, exactly, decoded from the bits: subnormals survive
+// whatever the driver's unpackHalf2x16 does with them (Vulkan lets it flush them).
+float halfBitsToFloat(uint h) {
+	uint sign = (h & 0x8000u) << 16, e = (h >> 10) & 0x1fu, m = h & 0x3ffu;
+	if (e == 0u) return uintBitsToFloat(floatBitsToUint(float(m) * uintBitsToFloat(0x33800000u)) | sign); // m * 2^-24
+	if (e == 31u) return uintBitsToFloat(sign | 0x7f800000u | (m << 13));
+	return uintBitsToFloat(sign | ((e + 112u) << 23) | (m << 13));
+}
+
+// loadX is element e of x as float32, exactly.
+float loadX(uint e) {
+	if (DTYPE == DT_F32) return uintBitsToFloat(xData[e]);
+	uint w = xData[e >> 1] >> (16u * (e & 1u));
+	if (DTYPE == DT_F16) return halfBitsToFloat(w & 0xffffu);
+	return uintBitsToFloat(w << 16);
+}
 
 // Reciprocal constants (quant's inv127, inv8, inv448), MinScale 2^-100 and NaNScale.
 const float R_INT8 = uintBitsToFloat(0x3c010204u);
@@ -151,7 +166,10 @@ void main() {
 	uint stride = gl_NumWorkGroups.x * WG;
 	for (uint i = gl_WorkGroupID.x * WG + gl_LocalInvocationIndex; i < n; i += stride) {
 		uint lo = quantizeGroup(2u * i);
-		uint hi = 2u * i + 1u < pc.nGroups ? quantizeGroup(2u * i + 1u) : 0u;
-		scales[pc.scalesOff + i] = lo | (hi << 16);
+		if (2u * i + 1u < pc.nGroups) {
+			scales[pc.scalesOff + i] = lo | (quantizeGroup(2u * i + 1u) << 16);
+		} else { // the last of an odd count: the word's high half is not ours (one invocation owns the word)
+			scales[pc.scalesOff + i] = (scales[pc.scalesOff + i] & 0xffff0000u) | lo;
+		}
 	}
 }
