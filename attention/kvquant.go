@@ -289,7 +289,8 @@ type QuantizedKVCacheStats struct {
 	FloatBytes uint64
 }
 
-// Stats reports what the cache holds and commits.
+// Stats reports what the cache holds and commits. It reads the two caches without waiting for
+// appends in flight, so during one the codes may count tokens the scales do not yet.
 func (c *QuantizedKVCache) Stats() QuantizedKVCacheStats {
 	st := QuantizedKVCacheStats{Codes: c.codes.Stats(), Scales: c.scales.Stats()}
 	st.NeededBytes = st.Codes.NeededBytes + st.Scales.NeededBytes
@@ -298,6 +299,15 @@ func (c *QuantizedKVCache) Stats() QuantizedKVCacheStats {
 		st.FloatBytes += 2 * uint64(n) * uint64(c.cfg.Heads) * uint64(c.cfg.HeadDim) * uint64(c.cfg.DType.Size())
 	}
 	return st
+}
+
+// Trim frees the device memory the caches no longer use (memory.KVCache.Trim on both): pages
+// no sequence holds and, in the paged layout, the buffers the pages moved out of as the caches
+// grew, whose views report Closed from then on. Views this cache's View returned in the paged
+// layout are copies and stay valid. No append or View may be running.
+func (c *QuantizedKVCache) Trim() {
+	c.codes.Trim()
+	c.scales.Trim()
 }
 
 // Close releases both caches; their views report Closed (the paged layout's gathered copies are

@@ -174,6 +174,14 @@ func TestQuantizedKVCache(t *testing.T) {
 					}
 					checkQuantizedSequence(t, e, c, 1, keys[1], vals[1], q)
 					checkQuantizedSequence(t, e, c, 0, keys[0], vals[0], q)
+					// Trim frees memory no sequence needs (never more is held after); the
+					// sequences read the same.
+					held := func() uint64 { st := c.Stats(); return st.Codes.MemoryBytes + st.Scales.MemoryBytes }
+					before := held()
+					c.Trim()
+					require.LessOrEqual(t, held(), before)
+					checkQuantizedSequence(t, e, c, 1, keys[1], vals[1], q)
+					checkQuantizedSequence(t, e, c, 0, keys[0], vals[0], q)
 				})
 			}
 		}

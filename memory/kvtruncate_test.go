@@ -27,11 +27,12 @@ func TestKVCacheUnpairedTruncate(t *testing.T) {
 			_, err := NewKVCache(a, cfg)
 			require.ErrorContains(t, err, "HeadDim must be even for bf16")
 			cfg.Unpaired = true
-			c := newTestCache(t, a, cfg)
+			c := newTestCache(t, a, withPages(t, a, cfg, 4))
 			ctx := context.Background()
 			r := rand.New(rand.NewPCG(3, 4))
 			var k, v [2][]float32
-			for i, n := range []int{1, 3, 5, 2, 7, 1, 40, 9} {
+			big := 2 * int(c.page/c.tokenBytes) // two pages' worth, so that truncating unbinds pages
+			for i, n := range []int{1, 3, 5, 2, 7, 1, 40, 9, big} {
 				s := i % 2
 				nk, nv := randomValues(r, 3*n), randomValues(r, 3*n)
 				require.NoError(t, c.Append(ctx, s, nk, nv))
@@ -49,10 +50,12 @@ func TestKVCacheUnpairedTruncate(t *testing.T) {
 				require.ErrorContains(t, c.Truncate(0, bad), "truncate sequence 0")
 			}
 			require.ErrorContains(t, c.Truncate(2, 0), "sequence 2 out of range")
+			before := c.Stats().SeqPages[0]
 			require.NoError(t, c.Truncate(0, 4))
 			require.True(t, kv.Closed(), "views made before a truncation are closed")
 			require.Equal(t, 4, c.Len(0))
 			require.Equal(t, c.pagesFor(4)*2, c.Stats().SeqPages[0])
+			require.Greater(t, before, c.Stats().SeqPages[0], "pages unbound")
 			k[0], v[0] = k[0][:12], v[0][:12]
 			nk, nv := randomValues(r, 3*11), randomValues(r, 3*11)
 			require.NoError(t, c.Append(ctx, 0, nk, nv))
