@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 
 	"github.com/vkattn/vkattn/memory"
@@ -29,6 +30,11 @@ import (
 // settings (Headroom, ChunkPages, MaxPages, PageTokens) apply to each cache on its own: MaxPages
 // bounds the codes' pages and, apart, the scales'.
 //
+// With QuantizedKVCacheOptions.KeyScales (RoPE-aware key scaling), every append multiplies the
+// keys, not the values, by the key scales before quantizing them (QuantizeOptions.Scales): the
+// cache holds quant.Quantize(f, ks.ScaleKeys(k)). Decoding over it then needs the query side,
+// QuantizedDecodeOptions.QueryScales = quant.KeyScales.Q, for the scores to be q·k.
+//
 // Its methods are safe for concurrent use; calls on one sequence take turns (an append's two
 // halves are one step to View, Len and Release), while other sequences' go on. A sequence must
 // not be appended to or released while a kernel reads it. Close, or the engine's Close, releases
@@ -39,17 +45,35 @@ type QuantizedKVCache struct {
 	f      quant.Format
 	codes  *memory.KVCache
 	scales *memory.KVCache
-	seqs   []sync.Mutex // one per sequence
+	keyMul *memory.Tensor // QuantizedKVCacheOptions.KeyScales, or nil
+	seqs   []sync.Mutex   // one per sequence
+}
+
+// QuantizedKVCacheOptions are NewQuantizedKVCache's options.
+type QuantizedKVCacheOptions struct {
+	// KeyScales, if set, are the key side of RoPE-aware key scaling (quant.KeyScales.K): an f32
+	// tensor [Heads, HeadDim] of the engine, contiguous, by which every append multiplies the
+	// keys before quantizing them (QuantizeOptions.Scales); the values are not scaled. The cache
+	// reads it at every append and does not own it: it must stay open and unchanged while the
+	// cache is appended to. Decode with QuantizedDecodeOptions.QueryScales = quant.KeyScales.Q.
+	KeyScales *memory.Tensor
 }
 
 // NewQuantizedKVCache makes a quantized KV cache on e: cfg describes the float keys and values
 // appended (DType f32, f16 or bf16, HeadDim D) and the sequences as for memory.NewKVCache, f is
-// quant.Int8 or quant.Int4, whose packing D must suit (quant.Format.Check). It commits no memory.
-// Errors name what is at fault; memory's name the cache (codes or scales) whose configuration
-// failed.
-func NewQuantizedKVCache(e *Engine, cfg memory.KVCacheConfig, f quant.Format) (*QuantizedKVCache, error) {
+// quant.Int8 or quant.Int4, whose packing D must suit (quant.Format.Check); opts, at most one,
+// may give key scales (QuantizedKVCacheOptions). It commits no memory. Errors name what is at
+// fault; memory's name the cache (codes or scales) whose configuration failed.
+func NewQuantizedKVCache(e *Engine, cfg memory.KVCacheConfig, f quant.Format, opts ...QuantizedKVCacheOptions) (*QuantizedKVCache, error) {
 	if err := e.usable(); err != nil {
 		return nil, err
+	}
+	if len(opts) > 1 {
+		return nil, fmt.Errorf("attention: NewQuantizedKVCache: %d QuantizedKVCacheOptions, want at most one", len(opts))
+	}
+	var o QuantizedKVCacheOptions
+	if len(opts) == 1 {
+		o = opts[0]
 	}
 	if f != quant.Int8 && f != quant.Int4 {
 		return nil, fmt.Errorf("attention: NewQuantizedKVCache: format %v: keys and values are %v or %v", f, quant.Int8, quant.Int4)
@@ -62,6 +86,16 @@ func NewQuantizedKVCache(e *Engine, cfg memory.KVCacheConfig, f quant.Format) (*
 	}
 	if cfg.Unpaired {
 		return nil, fmt.Errorf("attention: NewQuantizedKVCache: KVCacheConfig.Unpaired is the cache's to set (its scales), not the caller's")
+	}
+	if ks := o.KeyScales; ks != nil {
+		const name = "QuantizedKVCacheOptions.KeyScales"
+		if err := e.owned(name, ks); err != nil {
+			return nil, &opError{op: "NewQuantizedKVCache", err: err}
+		}
+		if want := []int{cfg.Heads, cfg.HeadDim}; ks.DType != memory.F32 || !slices.Equal(ks.Shape, want) || !ks.Contiguous() {
+			return nil, fmt.Errorf("attention: NewQuantizedKVCache: %s must be a contiguous f32 tensor of shape %v (Heads, HeadDim), got %s %v strides %v",
+				name, want, ks.DType, ks.Shape, ks.Strides)
+		}
 	}
 	cc, sc := cfg, cfg
 	cc.DType, cc.HeadDim = memory.F32, cfg.HeadDim/f.PerWord()
@@ -80,8 +114,12 @@ func NewQuantizedKVCache(e *Engine, cfg memory.KVCacheConfig, f quant.Format) (*
 		scales.Close()
 		return nil, fmt.Errorf("attention: NewQuantizedKVCache: the codes' and scales' caches took different layouts")
 	}
-	return &QuantizedKVCache{e: e, cfg: cfg, f: f, codes: codes, scales: scales, seqs: make([]sync.Mutex, cfg.Sequences)}, nil
+	return &QuantizedKVCache{e: e, cfg: cfg, f: f, codes: codes, scales: scales, keyMul: o.KeyScales,
+		seqs: make([]sync.Mutex, cfg.Sequences)}, nil
 }
+
+// KeyScales is the key-scale tensor the cache was made with (QuantizedKVCacheOptions), or nil.
+func (c *QuantizedKVCache) KeyScales() *memory.Tensor { return c.keyMul }
 
 // Config is the configuration the cache was made with (the float keys' and values').
 func (c *QuantizedKVCache) Config() memory.KVCacheConfig { return c.cfg }
@@ -116,7 +154,8 @@ func (c *QuantizedKVCache) Len(seq int) int {
 // appended or, on error, neither (the sequence holds what it held; where the scales' append
 // failed after the codes', the codes were truncated back, which closes the sequence's views made
 // before, as memory.KVCache.Truncate does). The quantization runs on the device into tensors of
-// its own, freed after the copies.
+// its own, freed after the copies; with key scales, k is scaled as it is quantized (the error
+// names QuantizeOptions.Scales where the key-scale tensor was closed).
 func (c *QuantizedKVCache) AppendTensors(ctx context.Context, seq int, k, v *memory.Tensor) error {
 	if err := c.e.usable(); err != nil {
 		return err
@@ -150,7 +189,7 @@ func (c *QuantizedKVCache) AppendTensors(ctx context.Context, seq int, k, v *mem
 	if have := c.scales.Len(seq); have != had { // only a closed cache, whose lengths are 0
 		return fmt.Errorf("attention: quantized kv cache: sequence %d holds %d tokens of codes and %d of scales", seq, had, have)
 	}
-	qk, err := c.e.Quantize(ctx, c.f, k)
+	qk, err := c.e.QuantizeWith(ctx, c.f, k, QuantizeOptions{Scales: c.keyMul})
 	if err != nil {
 		return fmt.Errorf("attention: quantized kv cache: append to sequence %d: k: %w", seq, err)
 	}

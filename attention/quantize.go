@@ -32,11 +32,32 @@ const quantizeWG = 64
 // stride of L token strides. Errors name the argument; nothing is dispatched then, and nothing
 // is left allocated.
 func (e *Engine) Quantize(ctx context.Context, f quant.Format, x *memory.Tensor) (*Quantized, error) {
+	return e.QuantizeWith(ctx, f, x, QuantizeOptions{})
+}
+
+// QuantizeOptions are QuantizeWith's and QuantizeIntoWith's options.
+type QuantizeOptions struct {
+	// Scales, if set, are per-(head, channel) multipliers, as RoPE-aware key scaling applies
+	// them (quant.KeyScales.K): an f32 tensor [H, D], contiguous, with x's heads and head dim;
+	// the kernel multiplies channel c of every token's head h by Scales[h, c] (one float32
+	// multiplication, as quant.KeyScales.ScaleKeys does) before anything else, so the result is
+	// quant.Quantize(f, ks.ScaleKeys(x)), bit for bit. Queries attending to such keys are scaled
+	// by quant.KeyScales.Q: QuantizedDecodeOptions.QueryScales.
+	Scales *memory.Tensor
+}
+
+// QuantizeWith is Quantize with options: with opts.Scales, x is scaled before it is quantized.
+// A bad Scales (another engine's, closed, not f32, not [H, D] or not contiguous) is an error naming
+// QuantizeOptions.Scales.
+func (e *Engine) QuantizeWith(ctx context.Context, f quant.Format, x *memory.Tensor, opts QuantizeOptions) (*Quantized, error) {
 	if err := e.usable(); err != nil {
 		return nil, err
 	}
 	if err := e.checkQuantizeInput(f, x); err != nil {
 		return nil, err
+	}
+	if err := e.checkQuantizeScales(opts.Scales, x); err != nil {
+		return nil, inQuantize(err)
 	}
 	cs, ss := quantizedShapes(f, x.Shape)
 	codes, err := e.NewTensor(memory.F32, cs...)
@@ -49,7 +70,7 @@ func (e *Engine) Quantize(ctx context.Context, f quant.Format, x *memory.Tensor)
 		return nil, fmt.Errorf("attention: Quantize: scales: %w", err)
 	}
 	out := &Quantized{Format: f, Codes: codes, Scales: scales}
-	if err := e.QuantizeInto(ctx, out, x); err != nil {
+	if err := e.QuantizeIntoWith(ctx, out, x, opts); err != nil {
 		out.Close()
 		return nil, err
 	}
@@ -62,8 +83,32 @@ func (e *Engine) Quantize(ctx context.Context, f quant.Format, x *memory.Tensor)
 // 32-bit words; where their count is odd, it rewrites the word of the last one keeping the 16
 // bits after it, which may be another tensor's), neither overlapping x or the other.
 func (e *Engine) QuantizeInto(ctx context.Context, out *Quantized, x *memory.Tensor) error {
-	_, err := e.runBuilt(ctx, func() (*plan, error) { return e.planQuantize(out, x) })
+	return e.QuantizeIntoWith(ctx, out, x, QuantizeOptions{})
+}
+
+// QuantizeIntoWith is QuantizeInto with options (QuantizeWith); opts.Scales must not overlap
+// out's codes or scales.
+func (e *Engine) QuantizeIntoWith(ctx context.Context, out *Quantized, x *memory.Tensor, opts QuantizeOptions) error {
+	_, err := e.runBuilt(ctx, func() (*plan, error) { return e.planQuantize(out, x, opts) })
 	return err
+}
+
+// checkQuantizeScales checks QuantizeOptions.Scales (nil is none) against a valid x: a live
+// contiguous f32 tensor [H, D] of e, with x's heads and head dim.
+func (e *Engine) checkQuantizeScales(s, x *memory.Tensor) error {
+	if s == nil {
+		return nil
+	}
+	const name = "QuantizeOptions.Scales"
+	if err := e.owned(name, s); err != nil {
+		return err
+	}
+	n := len(x.Shape)
+	if want := []int{x.Shape[n-2], x.Shape[n-1]}; s.DType != memory.F32 || !slices.Equal(s.Shape, want) || !s.Contiguous() {
+		return fmt.Errorf("attention: %s must be a contiguous f32 tensor of shape %v (x's heads, head dim), got %s %v strides %v",
+			name, want, s.DType, s.Shape, s.Strides)
+	}
+	return nil
 }
 
 // quantizedShapes are the shapes of the codes and scales of a float tensor of shape x in format f.
@@ -151,7 +196,7 @@ func (e *Engine) checkQuantizeOutput(out *Quantized, x *memory.Tensor) error {
 }
 
 // planQuantize validates and plans QuantizeInto; e.mu is held.
-func (e *Engine) planQuantize(out *Quantized, x *memory.Tensor) (*plan, error) {
+func (e *Engine) planQuantize(out *Quantized, x *memory.Tensor, opts QuantizeOptions) (*plan, error) {
 	if err := e.usable(); err != nil {
 		return nil, err
 	}
@@ -165,6 +210,17 @@ func (e *Engine) planQuantize(out *Quantized, x *memory.Tensor) (*plan, error) {
 	if err := e.checkQuantizeOutput(out, x); err != nil {
 		return nil, err
 	}
+	ms := opts.Scales
+	if err := e.checkQuantizeScales(ms, x); err != nil {
+		return nil, &opError{op: "QuantizeInto", err: err}
+	}
+	if ms != nil {
+		for _, w := range []arg{{"out.Codes", out.Codes}, {"out.Scales", out.Scales}} {
+			if overlap(w.t, ms) {
+				return nil, fmt.Errorf("attention: QuantizeInto: %s overlaps QuantizeOptions.Scales in memory", w.name)
+			}
+		}
+	}
 	variant, err := shaders.ForTierOn(shaders.OpQuantize, devices.TierScalar, &e.profile)
 	if err != nil {
 		return nil, fmt.Errorf("attention: Quantize: %w", err)
@@ -176,7 +232,12 @@ func (e *Engine) planQuantize(out *Quantized, x *memory.Tensor) (*plan, error) {
 		rows *= n
 	}
 	wg := min(quantizeWG, pow2Floor(min(e.profile.MaxWorkgroupInvocations, e.profile.MaxWorkgroupSize[0])))
-	pipe, err := e.variantPipeline(variant, []uint32{dtypeCode(x.DType), uint32(d), wg, uint32(f), uint32(f.GroupSize(d))}, 0)
+	// Binding 3: the multipliers, or x's buffer, never read, where there are none.
+	scaled, mul, mulOff := uint32(0), vk.BufferRange{Buffer: x.Buffer().Buffer}, uint32(0)
+	if ms != nil {
+		scaled, mul, mulOff = 1, vk.BufferRange{Buffer: ms.Buffer().Buffer}, uint32(ms.Offset)
+	}
+	pipe, err := e.variantPipeline(variant, []uint32{dtypeCode(x.DType), uint32(d), wg, uint32(f), uint32(f.GroupSize(d)), scaled}, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -185,13 +246,13 @@ func (e *Engine) planQuantize(out *Quantized, x *memory.Tensor) (*plan, error) {
 	items := (groups + 1) / 2
 	n := uint32(min((items+uint64(wg)-1)/uint64(wg), uint64(e.profile.MaxWorkgroupCount[0])))
 	set, err := pipe.NewDescriptorSet(vk.BufferRange{Buffer: x.Buffer().Buffer},
-		vk.BufferRange{Buffer: out.Codes.Buffer().Buffer}, vk.BufferRange{Buffer: out.Scales.Buffer().Buffer})
+		vk.BufferRange{Buffer: out.Codes.Buffer().Buffer}, vk.BufferRange{Buffer: out.Scales.Buffer().Buffer}, mul)
 	if err != nil {
 		return nil, fmt.Errorf("attention: Quantize: %w", err)
 	}
-	set.After(memory.BindPoints(x, out.Codes, out.Scales)...) // views of a KV cache whose pages may be binding
+	set.After(memory.BindPoints(x, out.Codes, out.Scales, ms)...) // views of a KV cache whose pages may be binding
 	push := pushWords(uint32(groups), uint32(heads), uint32(x.Strides[rank-3]), uint32(x.Strides[rank-2]), uint32(x.Offset),
-		uint32(out.Codes.Offset), uint32(out.Scales.Offset/2))
+		uint32(out.Codes.Offset), uint32(out.Scales.Offset/2), mulOff)
 	return &plan{kernel: quantizeKernel, steps: []step{{set: set, push: push, grid: [3]uint32{max(n, 1), 1, 1}}}}, nil
 }
 

@@ -8,13 +8,13 @@ import (
 )
 
 // The quantizer is one scalar variant of plain compute that takes every input type, with its own
-// three bindings (input, codes, scales) and push constants.
+// four bindings (input, codes, scales, the key-scaling multipliers) and push constants.
 func TestQuantizeVariant(t *testing.T) {
 	v, err := ForTier(OpQuantize, devices.TierScalar)
 	require.NoError(t, err)
 	require.Equal(t, "quantize", v.Name)
 	require.Equal(t, []devices.Feature{devices.FeatureCompute}, v.Requires)
-	require.Equal(t, 3, v.Bindings)
+	require.Equal(t, 4, v.Bindings)
 	require.Equal(t, uint32(4*QuantizePushWords), v.PushSize)
 	require.Nil(t, v.Inputs)
 }

@@ -84,7 +84,7 @@ func (v *Variant) TargetEnv() string {
 const PushWords = 20
 
 // QuantizePushWords is the number of 32-bit push constants of quantize.comp.
-const QuantizePushWords = 7
+const QuantizePushWords = 8
 
 // Feature sets of the current kernels. scalarNeeds: flash_fwd.comp at TIER_SCALAR and naive.comp
 // use plain compute only (16-bit dtypes are unpacked from 32-bit words, io.glsl, so no 16-bit
@@ -155,8 +155,9 @@ var Variants = []Variant{
 	{Name: "merge", Op: OpMerge, Tier: devices.TierScalar, Bindings: 8, PushSize: 4 * PushWords,
 		Source: "merge.comp", Requires: scalarNeeds},
 	// quantize.comp: plain compute, every format and input type through specialization
-	// constants; its own bindings (x, codes, scales) and push constants (QuantizePushWords).
-	{Name: "quantize", Op: OpQuantize, Tier: devices.TierScalar, Bindings: 3, PushSize: 4 * QuantizePushWords,
+	// constants; its own bindings (x, codes, scales, and the multipliers of RoPE-aware key
+	// scaling) and push constants (QuantizePushWords).
+	{Name: "quantize", Op: OpQuantize, Tier: devices.TierScalar, Bindings: 4, PushSize: 4 * QuantizePushWords,
 		Source: "quantize.comp", Requires: scalarNeeds},
 }
 

@@ -20,6 +20,11 @@
 // (of all rows, in order) in half g % 2 of word g / 2 (the low half first); where their count is
 // odd, the high half of the last word is left as it was (it may be another tensor's).
 //
+// With SCALED, x is first multiplied, element by element, by the f32 multipliers at binding 3,
+// [heads][D] from word scaleOff (RoPE-aware key scaling: quant.KeyScales.K): channel c of head h
+// by word scaleOff + h * D + c, one float32 multiplication (precise: never fused), so the group
+// quantized is quant.KeyScales.ScaleKeys's, bit for bit. Without it binding 3 is never read.
+//
 // Two scales share a word, so invocation i owns scale word i: it quantizes groups 2i and
 // 2i + 1 and writes their scales and every word of their codes (a group's words are its own:
 // GS is a multiple of PER). No two invocations write the same word. Grid: x workgroups of WG
@@ -32,6 +37,7 @@ layout(constant_id = 1) const uint D = 128;   // channels per row, a multiple of
 layout(constant_id = 2) const uint WG = 64;   // invocations per workgroup
 layout(constant_id = 3) const uint FMT = 1;   // quant.Format: FMT_INT8, FMT_INT4 or FMT_E4M3
 layout(constant_id = 4) const uint GS = 128;  // channels per group, dividing D
+layout(constant_id = 5) const bool SCALED = false; // x multiplied by the multipliers at binding 3
 
 layout(local_size_x_id = 2) in;
 
@@ -49,6 +55,7 @@ const uint GROUPS = D / GS;   // groups per row
 layout(std430, binding = 0) readonly buffer X { uint xData[]; };
 layout(std430, binding = 1) writeonly buffer Words { uint words[]; };
 layout(std430, binding = 2) buffer Scales { uint scales[]; }; // read where a word is half ours
+layout(std430, binding = 3) readonly buffer Mul { float mul[]; }; // SCALED's multipliers
 
 layout(push_constant) uniform Params {
 	uint nGroups; // rows * GROUPS
@@ -56,6 +63,7 @@ layout(push_constant) uniform Params {
 	uint tokenStride, headStride, off; // x's, in elements
 	uint wordsOff;  // first word of the codes
 	uint scalesOff; // first word of the scales
+	uint scaleOff;  // first word of the multipliers (SCALED)
 } pc;
 
 // halfBitsToFloat is fp16 bits h as float32, exactly, decoded from the bits: subnormals survive
@@ -73,6 +81,14 @@ float loadX(uint e) {
 	uint w = xData[e >> 1] >> (16u * (e & 1u));
 	if (DTYPE == DT_F16) return halfBitsToFloat(w & 0xffffu);
 	return uintBitsToFloat(w << 16);
+}
+
+// loadGroup is element c of the group at element base of x, whose multipliers (SCALED) start at
+// word m: x's value, times the multiplier with SCALED (one float32 multiplication).
+float loadGroup(uint base, uint m, uint c) {
+	precise float v = loadX(base + c);
+	if (SCALED) v = v * mul[m + c];
+	return v;
 }
 
 // Reciprocal constants (quant's inv127, inv8, inv448), MinScale 2^-100 and NaNScale.
@@ -130,8 +146,9 @@ uint field(float x, float s) {
 uint quantizeGroup(uint g) {
 	uint row = g / GROUPS, first = (g % GROUPS) * GS;
 	uint base = pc.off + (row / pc.heads) * pc.tokenStride + (row % pc.heads) * pc.headStride + first;
+	uint m = pc.scaleOff + (row % pc.heads) * D + first; // the group's multipliers (SCALED)
 	uint top = 0u; // absmax's bits
-	for (uint c = 0u; c < GS; c++) top = max(top, floatBitsToUint(loadX(base + c)) & 0x7fffffffu);
+	for (uint c = 0u; c < GS; c++) top = max(top, floatBitsToUint(loadGroup(base, m, c)) & 0x7fffffffu);
 	uint sb;
 	if (top >= 0x7f800000u) {
 		sb = NAN_SCALE;
@@ -143,7 +160,7 @@ uint quantizeGroup(uint g) {
 	bool zero = sb == 0u || sb == NAN_SCALE;
 	if (FMT == FMT_INT4 && !zero) {
 		for (uint c = 0u; c < GS; c++) {
-			if (floatBitsToUint(loadX(base + c)) == top) { // +absmax
+			if (floatBitsToUint(loadGroup(base, m, c)) == top) { // +absmax
 				sb |= 0x8000u;
 				break;
 			}
@@ -154,7 +171,7 @@ uint quantizeGroup(uint g) {
 	for (uint w = 0u; w < GS / PER; w++) {
 		uint word = 0u;
 		if (!zero) {
-			for (uint i = 0u; i < PER; i++) word |= field(loadX(base + w * PER + i), s) << (BITS * i);
+			for (uint i = 0u; i < PER; i++) word |= field(loadGroup(base, m, w * PER + i), s) << (BITS * i);
 		}
 		words[w0 + w] = word;
 	}
