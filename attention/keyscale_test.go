@@ -81,14 +81,7 @@ func TestQuantizeScaledMatchesCPU(t *testing.T) {
 			const tokens, heads, dim, pad = 5, 3, 64, 8
 			ks, kt = calibratedKeyScales(t, e, r, heads, dim)
 			x = quantizeInput(r, f, memory.BF16, tokens*heads, dim)
-			base := make([]float32, pad+tokens*heads*(dim+pad))
-			for i := range base {
-				base[i] = float32(math.NaN())
-			}
-			for row := range tokens * heads {
-				copy(base[pad+row*(dim+pad):], x[row*dim:(row+1)*dim])
-			}
-			xv := view(t, upload(t, e, memory.BF16, base, len(base)), []int{tokens, heads, dim}, []int{heads * (dim + pad), dim + pad, 1}, pad)
+			xv := nanPadded(t, e, memory.BF16, x, tokens, heads, dim, pad)
 			scaled, err = ks.ScaleKeys(x)
 			require.NoError(t, err)
 			want, err = quant.Quantize(f, scaled, tokens, heads, dim)

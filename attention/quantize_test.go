@@ -227,15 +227,7 @@ func TestQuantizeLayouts(t *testing.T) {
 				// Strided: [5, 3, 64] in rows of 72 from element 8.
 				const tokens, heads, dim, pad = 5, 3, 64, 8
 				x = quantizeInput(r, f, dt, tokens*heads, dim)
-				base := make([]float32, pad+tokens*heads*(dim+pad))
-				for i := range base {
-					base[i] = float32(math.NaN())
-				}
-				for row := range tokens * heads {
-					copy(base[pad+row*(dim+pad):], x[row*dim:(row+1)*dim])
-				}
-				bt := upload(t, e, dt, base, len(base))
-				xv := view(t, bt, []int{tokens, heads, dim}, []int{heads * (dim + pad), dim + pad, 1}, pad)
+				xv := nanPadded(t, e, dt, x, tokens, heads, dim, pad)
 				want, err = quant.Quantize(f, x, tokens, heads, dim)
 				require.NoError(t, err)
 				got, err = e.Quantize(ctx, f, xv)
@@ -270,6 +262,20 @@ func TestQuantizeLayouts(t *testing.T) {
 	require.NoError(t, err)
 	t.Cleanup(got.Close)
 	requireSameQuantized(t, want, got)
+}
+
+// nanPadded uploads x, [tokens][heads][dim], as a strided view: rows of dim + pad elements from
+// element pad, every padding element NaN (a kernel that reads it fails the comparison).
+func nanPadded(t *testing.T, e *attention.Engine, dt memory.DType, x []float32, tokens, heads, dim, pad int) *memory.Tensor {
+	t.Helper()
+	base := make([]float32, pad+tokens*heads*(dim+pad))
+	for i := range base {
+		base[i] = float32(math.NaN())
+	}
+	for row := range tokens * heads {
+		copy(base[pad+row*(dim+pad):], x[row*dim:(row+1)*dim])
+	}
+	return view(t, upload(t, e, dt, base, len(base)), []int{tokens, heads, dim}, []int{heads * (dim + pad), dim + pad, 1}, pad)
 }
 
 // TestQuantizeThenDecodeQuantized: DecodeQuantized over K and V (and FP8 queries) that Quantize
