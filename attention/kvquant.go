@@ -317,6 +317,37 @@ func (c *QuantizedKVCache) Release(seq int) error {
 	return nil
 }
 
+// Reserve commits pages for tokens more tokens of sequence seq (plus Headroom) in both caches,
+// the codes' and the scales', without appending any (memory.KVCache.Reserve), so that appends up
+// to there bind nothing. Where the scales' reserve fails after the codes', the codes' pages stay
+// committed: reserved pages hold no tokens, and a later append or Release uses or frees them.
+func (c *QuantizedKVCache) Reserve(seq, tokens int) error {
+	if err := c.check(seq); err != nil {
+		return err
+	}
+	c.seqs[seq].Lock()
+	defer c.seqs[seq].Unlock()
+	if err := c.codes.Reserve(seq, tokens); err != nil {
+		return fmt.Errorf("attention: quantized kv cache: codes: %w", err)
+	}
+	if err := c.scales.Reserve(seq, tokens); err != nil {
+		return fmt.Errorf("attention: quantized kv cache: scales: %w", err)
+	}
+	return nil
+}
+
+// WaitBinds waits until every bind and unbind the two caches submitted so far is done
+// (memory.KVCache.WaitBinds); decodes need not, but a timing of the binds may.
+func (c *QuantizedKVCache) WaitBinds(ctx context.Context) error {
+	if err := c.codes.WaitBinds(ctx); err != nil {
+		return fmt.Errorf("attention: quantized kv cache: codes: %w", err)
+	}
+	if err := c.scales.WaitBinds(ctx); err != nil {
+		return fmt.Errorf("attention: quantized kv cache: scales: %w", err)
+	}
+	return nil
+}
+
 // QuantizedKVCacheStats describe a QuantizedKVCache's memory: each cache's stats, and the two
 // together.
 type QuantizedKVCacheStats struct {

@@ -299,3 +299,44 @@ func TestQuantizedKVCacheBadInputs(t *testing.T) {
 	err = c.AppendTensors(ctx, 0, k, k)
 	require.True(t, errors.Is(err, memory.ErrClosed), "after Close: %v", err)
 }
+
+// TestQuantizedKVCacheReserve reserves a sequence's tokens in both caches: pages are committed in
+// the codes' and the scales' caches with no tokens held, appends up to there commit no more, and
+// the sequence reads as appended.
+func TestQuantizedKVCacheReserve(t *testing.T) {
+	ctx := context.Background()
+	const hq, hk, d, n = 4, 2, 64, 23
+	for _, paged := range []bool{false, true} {
+		t.Run(fmt.Sprintf("paged=%v", paged), func(t *testing.T) {
+			e := quantizedCacheEngine(t, paged)
+			r := conformance.NewRand(seed(t))
+			cfg := memory.KVCacheConfig{Sequences: 2, MaxLen: 64, Heads: hk, HeadDim: d, DType: memory.F16, Paged: paged}
+			if paged {
+				cfg.PageTokens = 4
+			}
+			c := newQuantizedKVCache(t, e, cfg, quant.Int8)
+			require.ErrorContains(t, c.Reserve(2, 1), "sequence 2 out of range")
+			require.NoError(t, c.Reserve(1, n))
+			require.NoError(t, c.WaitBinds(ctx))
+			st := c.Stats()
+			require.Equal(t, 0, c.Len(1))
+			require.Positive(t, st.Codes.SeqPages[1])
+			require.Positive(t, st.Scales.SeqPages[1])
+			require.Zero(t, st.Codes.SeqPages[0]+st.Scales.SeqPages[0])
+			require.Zero(t, st.NeededBytes)
+			committed, batches := st.CommittedBytes, st.Codes.BindBatches+st.Scales.BindBatches
+			var keys, vals []float32
+			for c.Len(1) < n {
+				m := min(n-c.Len(1), 5)
+				k, v := conformance.Randn(r, memory.F16, m*hk*d), conformance.Randn(r, memory.F16, m*hk*d)
+				require.NoError(t, appendQuantized(t, e, c, 1, k, v))
+				keys, vals = append(keys, k...), append(vals, v...)
+			}
+			st = c.Stats()
+			require.Equal(t, committed, st.CommittedBytes, "appends within the reservation commit nothing")
+			require.Equal(t, batches, st.Codes.BindBatches+st.Scales.BindBatches)
+			q := upload(t, e, memory.F16, conformance.Randn(r, memory.F16, hq*d), 1, 1, hq, d)
+			checkQuantizedSequence(t, e, c, 1, keys, vals, q)
+		})
+	}
+}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/vkattn/vkattn/attention"
 	"github.com/vkattn/vkattn/memory"
+	"github.com/vkattn/vkattn/quant"
 	"github.com/vkattn/vkattn/vk"
 )
 
@@ -35,6 +36,9 @@ type cacheLoop struct {
 	P50BindMS      float64 `json:"p50_bind_steps_ms,omitempty"` // median of those steps
 	CommittedBytes uint64  `json:"committed_bytes"`             // K and V together, at the end
 	NeededBytes    uint64  `json:"needed_bytes"`
+	// FloatBytes, with quantized K and V (-kv int8 or int4), is what a float cache of the
+	// -dtype needs for the tokens held (QuantizedKVCache.Stats().FloatBytes).
+	FloatBytes uint64 `json:"float_bytes,omitempty"`
 }
 
 // cacheReport is what cache-bench -json writes.
@@ -49,6 +53,7 @@ type cacheReport struct {
 	Hk                int         `json:"hk"`
 	D                 int         `json:"d"`
 	DType             string      `json:"dtype"`
+	KV                string      `json:"kv"` // how the cache stores K and V: the dtype, int8 or int4
 	Headroom          int         `json:"headroom"`
 	PageBytes         uint64      `json:"page_bytes"`
 	BindQueue         string      `json:"bind_queue"`
@@ -68,7 +73,11 @@ func cmdCacheBench(ctx context.Context, args []string, stdout, stderr io.Writer)
 		"pages were all bound beforehand; then the cost of one page commit (one page of K and one of V): the time to\n"+
 		"submit it and the time until it is done. A step is one append of every sequence's tokens from\n"+
 		"device tensors (AppendTensorsBatch) and one decode of every sequence (DecodeCache); with\n"+
-		"-per-seq, an AppendTensors and a Decode on its views per sequence.\n"+
+		"-per-seq, an AppendTensors and a Decode on its views per sequence. With -kv int8 or int4 the\n"+
+		"cache is an attention.QuantizedKVCache, quantized on the device as it is appended, and each\n"+
+		"step is per sequence: an AppendTensors, then a View and a DecodeQuantizedInto; the table adds\n"+
+		"the bytes it commits against what a float cache needs for the same tokens (the page commit is\n"+
+		"timed on a memory.KVCache of the -dtype either way).\n"+
 		"On a GPU the defaults are 64 sequences to 32k tokens, 16 tokens a step; on a CPU device\n"+
 		"8 sequences to 512, 4 a step.", stderr)
 	seqs := fs.Int("seqs", gpuCacheSeqs, fmt.Sprintf("sequences (CPU device default %d)", cpuCacheSeqs))
@@ -77,7 +86,8 @@ func cmdCacheBench(ctx context.Context, args []string, stdout, stderr io.Writer)
 	hq := fs.Int("hq", 32, "query heads")
 	hk := fs.Int("hk", 8, "key/value heads (a divisor of -hq)")
 	d := fs.Int("d", 128, "head dim")
-	dtFlag := fs.String("dtype", "f16", "storage type of the cache and q (f32, f16 or bf16)")
+	dtFlag := fs.String("dtype", "f16", "storage type of the cache and q (f32, f16 or bf16); with -kv int8 or int4, of the keys and values appended")
+	kvFlag := fs.String("kv", "", "storage of K and V in the cache: the -dtype, int8 or int4 (a QuantizedKVCache); default the -dtype")
 	headroom := fs.Int("headroom", -1, "tokens bound ahead of need (-1 = four pages' worth, and at least four steps)")
 	commits := fs.Int("commits", 200, "page commits timed")
 	jsonFile := fs.String("json", "", "write the report as JSON to this file")
@@ -91,6 +101,14 @@ func cmdCacheBench(ctx context.Context, args []string, stdout, stderr io.Writer)
 	if err != nil {
 		return usageError{fmt.Errorf("cache-bench: -dtype: %w", err)}
 	}
+	kv, format, quantized := dt.String(), quant.Format(0), false
+	if f, ok := kvFormats[*kvFlag]; ok {
+		kv, format, quantized = *kvFlag, f, true
+	} else if *kvFlag != "" {
+		if t, err := memory.ParseDType(*kvFlag); err != nil || t != dt {
+			return usageError{fmt.Errorf("cache-bench: -kv: %q is neither int8, int4 nor the -dtype %s", *kvFlag, dt)}
+		}
+	}
 	switch {
 	case *seqs < 1 || *length < 1 || *step < 1 || *hq < 1 || *hk < 1 || *d < 1 || *commits < 1:
 		return usageError{errors.New("cache-bench: -seqs, -len, -step, -hq, -hk, -d and -commits must be positive")}
@@ -98,6 +116,11 @@ func cmdCacheBench(ctx context.Context, args []string, stdout, stderr io.Writer)
 		return usageError{fmt.Errorf("cache-bench: -hq %d is not a multiple of -hk %d", *hq, *hk)}
 	case *headroom < -1:
 		return usageError{errors.New("cache-bench: -headroom must be >= -1")}
+	}
+	if quantized {
+		if err := format.Check(*d); err != nil {
+			return usageError{fmt.Errorf("cache-bench: -d for -kv %s: %w", kv, err)}
+		}
 	}
 	e, err := dev.open(printMessages(stderr, vk.SeverityWarning))
 	if err != nil {
@@ -121,7 +144,8 @@ func cmdCacheBench(ctx context.Context, args []string, stdout, stderr io.Writer)
 	if err := devc.SparseResidency(); err != nil {
 		return fmt.Errorf("cache-bench: %w", err)
 	}
-	b := cacheBench{e: e, seqs: *seqs, length: *length, step: min(*step, *length), hq: *hq, hk: *hk, d: *d, dt: dt, perSeq: *perSeq}
+	b := cacheBench{e: e, seqs: *seqs, length: *length, step: min(*step, *length), hq: *hq, hk: *hk, d: *d, dt: dt, perSeq: *perSeq || quantized,
+		quantized: quantized, format: format}
 	probe, err := memory.NewKVCache(e.Allocator(), b.config(0))
 	if err != nil {
 		return fmt.Errorf("cache-bench: %w", err)
@@ -129,6 +153,9 @@ func cmdCacheBench(ctx context.Context, args []string, stdout, stderr io.Writer)
 	page := probe.PageSize()
 	probe.Close()
 	tokenBytes := uint64(*hk * *d * dt.Size())
+	if quantized { // the codes' pages, which fill first
+		tokenBytes = uint64(*hk * *d / format.PerWord() * 4)
+	}
 	b.headroom = *headroom
 	if b.headroom < 0 {
 		b.headroom = max(int(4*page/tokenBytes), 4*b.step)
@@ -139,9 +166,9 @@ func cmdCacheBench(ctx context.Context, args []string, stdout, stderr io.Writer)
 		where = fmt.Sprintf("queue family %d, a queue of its own", family)
 	}
 	rep := cacheReport{Device: p.Name, Driver: p.DriverName + " " + p.DriverInfo, Date: time.Now().UTC(), Seqs: b.seqs, Len: b.length,
-		Step: b.step, Hq: b.hq, Hk: b.hk, D: b.d, DType: dt.String(), Headroom: b.headroom, PageBytes: page, BindQueue: where, PerSeq: b.perSeq}
-	fmt.Fprintf(stderr, "cache-bench: %s: %d sequences to %d tokens, %d a step, Hq=%d Hk=%d d=%d %s; pages of %s, headroom %d tokens; binds on %s\n",
-		p.Summary(), b.seqs, b.length, b.step, b.hq, b.hk, b.d, dt, bytesString(page), b.headroom, where)
+		Step: b.step, Hq: b.hq, Hk: b.hk, D: b.d, DType: dt.String(), KV: kv, Headroom: b.headroom, PageBytes: page, BindQueue: where, PerSeq: b.perSeq}
+	fmt.Fprintf(stderr, "cache-bench: %s: %d sequences to %d tokens, %d a step, Hq=%d Hk=%d d=%d %s, K/V %s; pages of %s, headroom %d tokens; binds on %s\n",
+		p.Summary(), b.seqs, b.length, b.step, b.hq, b.hk, b.d, dt, kv, bytesString(page), b.headroom, where)
 
 	if err := b.open(ctx); err != nil {
 		return err
@@ -188,6 +215,8 @@ type cacheBench struct {
 	hq, hk, d, headroom int
 	dt                  memory.DType
 	perSeq              bool
+	quantized           bool           // a QuantizedKVCache of format rather than a memory.KVCache
+	format              quant.Format   // int8 or int4, where quantized
 	kSrc, vSrc, q, o    *memory.Tensor // [1, step, hk, d] each for the appends; [seqs, 1, hq, d]
 	q1, o1              *memory.Tensor // sequence 0's
 	all                 []int          // 0 .. seqs-1
@@ -246,8 +275,14 @@ func (b *cacheBench) warmup(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		if err = k.Fill(ctx, 0); err == nil {
+		if err = k.Fill(ctx, 0); err == nil && !b.quantized {
 			_, err = b.e.DecodeInto(ctx, b.o1, nil, b.q1, k, k, attention.DecodeOptions{})
+		} else if err == nil {
+			var kq *attention.Quantized
+			if kq, err = b.e.Quantize(ctx, b.format, k); err == nil {
+				_, err = b.e.DecodeQuantizedInto(ctx, b.o1, nil, b.q1, kq, kq, attention.QuantizedDecodeOptions{})
+				kq.Close()
+			}
 		}
 		k.Close()
 		if err != nil {
@@ -257,9 +292,58 @@ func (b *cacheBench) warmup(ctx context.Context) error {
 	return nil
 }
 
+// benchCache is what the loops need of a cache: a memory.KVCache (floatCache) or an
+// attention.QuantizedKVCache (quantCache).
+type benchCache interface {
+	Reserve(seq, tokens int) error
+	WaitBinds(ctx context.Context) error
+	Close()
+	// step appends kSrc and vSrc to every sequence, which hold n tokens, and decodes every
+	// sequence: the work of one step.
+	step(ctx context.Context, b *cacheBench, name string, n int, kSrc, vSrc *memory.Tensor) error
+	stats() benchStats
+}
+
+// benchStats are what the loops read of a cache's stats.
+type benchStats struct {
+	bindBatches                        int
+	committed, needed, floatEquivalent uint64 // floatEquivalent: 0 for a float cache
+}
+
+type floatCache struct{ *memory.KVCache }
+
+func (c floatCache) stats() benchStats {
+	st := c.Stats()
+	return benchStats{bindBatches: st.BindBatches, committed: st.CommittedBytes, needed: st.NeededBytes}
+}
+
+type quantCache struct{ *attention.QuantizedKVCache }
+
+func (c quantCache) stats() benchStats {
+	st := c.Stats()
+	return benchStats{bindBatches: st.Codes.BindBatches + st.Scales.BindBatches, committed: st.CommittedBytes,
+		needed: st.NeededBytes, floatEquivalent: st.FloatBytes}
+}
+
+// newCache makes one cache of the loops, float or quantized as -kv asks.
+func (b *cacheBench) newCache(headroom int) (benchCache, error) {
+	if b.quantized {
+		c, err := attention.NewQuantizedKVCache(b.e, b.config(headroom), b.format)
+		if err != nil {
+			return nil, err
+		}
+		return quantCache{c}, nil
+	}
+	c, err := memory.NewKVCache(b.e.Allocator(), b.config(headroom))
+	if err != nil {
+		return nil, err
+	}
+	return floatCache{c}, nil
+}
+
 // cacheRun is one cache of the loops and what its steps measured.
 type cacheRun struct {
-	c                *memory.KVCache
+	c                benchCache
 	times, bindTimes []time.Duration
 	batches          int
 	out              cacheLoop
@@ -276,7 +360,7 @@ func (b *cacheBench) loops(ctx context.Context, stderr io.Writer) ([]cacheLoop, 
 		if i == 1 {
 			headroom = 0
 		}
-		c, err := memory.NewKVCache(b.e.Allocator(), b.config(headroom))
+		c, err := b.newCache(headroom)
 		if err != nil {
 			return nil, fmt.Errorf("cache-bench: %w", err)
 		}
@@ -293,7 +377,7 @@ func (b *cacheBench) loops(ctx context.Context, stderr io.Writer) ([]cacheLoop, 
 		return nil, err
 	}
 	for _, r := range runs {
-		r.batches = r.c.Stats().BindBatches
+		r.batches = r.c.stats().bindBatches
 	}
 	start := time.Now()
 	for n, i := 0, 0; n < b.length; n, i = n+b.step, i+1 {
@@ -321,8 +405,8 @@ func (b *cacheBench) loops(ctx context.Context, stderr io.Writer) ([]cacheLoop, 
 	var out []cacheLoop
 	for _, r := range runs {
 		l := r.out
-		st := r.c.Stats()
-		l.Steps, l.CommittedBytes, l.NeededBytes = len(r.times), st.CommittedBytes, st.NeededBytes
+		st := r.c.stats()
+		l.Steps, l.CommittedBytes, l.NeededBytes, l.FloatBytes = len(r.times), st.committed, st.needed, st.floatEquivalent
 		l.P50MS, l.P99MS, l.MaxMS = ms(percentile(r.times, 50)), ms(percentile(r.times, 99)), ms(percentile(r.times, 100))
 		var total time.Duration
 		for _, t := range r.times {
@@ -342,25 +426,12 @@ func (b *cacheBench) loops(ctx context.Context, stderr io.Writer) ([]cacheLoop, 
 // every sequence: one timed step.
 func (b *cacheBench) step1(ctx context.Context, r *cacheRun, n int, kSrc, vSrc *memory.Tensor) error {
 	t0 := time.Now()
-	if b.perSeq {
-		if err := b.stepPerSeq(ctx, r, n, kSrc, vSrc); err != nil {
-			return err
-		}
-	} else {
-		appends := make([]memory.TensorAppend, b.seqs)
-		for s := range appends {
-			appends[s] = memory.TensorAppend{Seq: s, K: kSrc, V: vSrc}
-		}
-		if err := r.c.AppendTensorsBatch(ctx, appends); err != nil {
-			return fmt.Errorf("cache-bench: %s: append at %d tokens: %w", r.out.Name, n, err)
-		}
-		if _, err := b.e.DecodeCache(ctx, b.o, nil, b.q, r.c, b.all, attention.DecodeOptions{}); err != nil {
-			return fmt.Errorf("cache-bench: %s: decode at %d tokens: %w", r.out.Name, n+kSrc.Shape[1], err)
-		}
+	if err := r.c.step(ctx, b, r.out.Name, n, kSrc, vSrc); err != nil {
+		return err
 	}
 	dt := time.Since(t0)
 	r.times = append(r.times, dt)
-	if now := r.c.Stats().BindBatches; now > r.batches {
+	if now := r.c.stats().bindBatches; now > r.batches {
 		r.out.StepsWithBinds++
 		r.out.BindBatches += now - r.batches
 		r.batches = now
@@ -369,20 +440,61 @@ func (b *cacheBench) step1(ctx context.Context, r *cacheRun, n int, kSrc, vSrc *
 	return nil
 }
 
-// stepPerSeq is step1's work in calls per sequence: an append, a view and a decode each.
-func (b *cacheBench) stepPerSeq(ctx context.Context, r *cacheRun, n int, kSrc, vSrc *memory.Tensor) error {
+// step is one step on a float cache: one batched append and one decode of all sequences or,
+// with -per-seq, calls per sequence (stepPerSeq).
+func (c floatCache) step(ctx context.Context, b *cacheBench, name string, n int, kSrc, vSrc *memory.Tensor) error {
+	if b.perSeq {
+		appendTo := func(s int, k, v *memory.Tensor) error { return c.AppendTensors(ctx, s, k, v) }
+		return b.stepPerSeq(ctx, name, n, kSrc, vSrc, appendTo, func(s int) error {
+			k, v, err := c.View(s)
+			if err == nil {
+				_, err = b.e.DecodeInto(ctx, b.o1, nil, b.q1, k, v, attention.DecodeOptions{})
+			}
+			return err
+		})
+	}
+	appends := make([]memory.TensorAppend, b.seqs)
+	for s := range appends {
+		appends[s] = memory.TensorAppend{Seq: s, K: kSrc, V: vSrc}
+	}
+	if err := c.AppendTensorsBatch(ctx, appends); err != nil {
+		return fmt.Errorf("cache-bench: %s: append at %d tokens: %w", name, n, err)
+	}
+	if _, err := b.e.DecodeCache(ctx, b.o, nil, b.q, c.KVCache, b.all, attention.DecodeOptions{}); err != nil {
+		return fmt.Errorf("cache-bench: %s: decode at %d tokens: %w", name, n+kSrc.Shape[1], err)
+	}
+	return nil
+}
+
+// step is one step on a quantized cache, always per sequence (there is no batched quantized
+// decode): an append (quantized on the device), then a view and a DecodeQuantizedInto each.
+func (c quantCache) step(ctx context.Context, b *cacheBench, name string, n int, kSrc, vSrc *memory.Tensor) error {
+	return b.stepPerSeq(ctx, name, n, kSrc, vSrc, func(s int, k, v *memory.Tensor) error {
+		return c.AppendTensors(ctx, s, k, v)
+	}, func(s int) error {
+		k, v, err := c.View(ctx, s)
+		if err != nil {
+			return err
+		}
+		defer k.Close()
+		defer v.Close()
+		_, err = b.e.DecodeQuantizedInto(ctx, b.o1, nil, b.q1, k, v, attention.QuantizedDecodeOptions{})
+		return err
+	})
+}
+
+// stepPerSeq is a step in calls per sequence: appendTo appends kSrc and vSrc to every sequence,
+// which hold n tokens, then decode decodes each (over its view).
+func (b *cacheBench) stepPerSeq(ctx context.Context, name string, n int, kSrc, vSrc *memory.Tensor,
+	appendTo func(seq int, k, v *memory.Tensor) error, decode func(seq int) error) error {
 	for s := range b.seqs {
-		if err := r.c.AppendTensors(ctx, s, kSrc, vSrc); err != nil {
-			return fmt.Errorf("cache-bench: %s: append to sequence %d at %d tokens: %w", r.out.Name, s, n, err)
+		if err := appendTo(s, kSrc, vSrc); err != nil {
+			return fmt.Errorf("cache-bench: %s: append to sequence %d at %d tokens: %w", name, s, n, err)
 		}
 	}
 	for s := range b.seqs {
-		k, v, err := r.c.View(s)
-		if err == nil {
-			_, err = b.e.DecodeInto(ctx, b.o1, nil, b.q1, k, v, attention.DecodeOptions{})
-		}
-		if err != nil {
-			return fmt.Errorf("cache-bench: %s: decode of sequence %d at %d tokens: %w", r.out.Name, s, n+kSrc.Shape[1], err)
+		if err := decode(s); err != nil {
+			return fmt.Errorf("cache-bench: %s: decode of sequence %d at %d tokens: %w", name, s, n+kSrc.Shape[1], err)
 		}
 	}
 	return nil
@@ -449,10 +561,19 @@ func writeCacheTable(w io.Writer, rep *cacheReport) {
 	if rep.PerSeq {
 		calls = "an append and a decode per sequence"
 	}
-	fmt.Fprintf(w, "%d sequences grown to %d tokens, %d a step, each decoded (Hq=%d Hk=%d d=%d %s; %s); pages of %s, headroom %d tokens\n",
-		rep.Seqs, rep.Len, rep.Step, rep.Hq, rep.Hk, rep.D, rep.DType, calls, bytesString(rep.PageBytes), rep.Headroom)
+	quantized := rep.KV != "" && rep.KV != rep.DType
+	kv := ""
+	if quantized {
+		kv = ", K/V " + rep.KV
+	}
+	fmt.Fprintf(w, "%d sequences grown to %d tokens, %d a step, each decoded (Hq=%d Hk=%d d=%d %s%s; %s); pages of %s, headroom %d tokens\n",
+		rep.Seqs, rep.Len, rep.Step, rep.Hq, rep.Hk, rep.D, rep.DType, kv, calls, bytesString(rep.PageBytes), rep.Headroom)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "cache\tsteps\tp50 ms\tp99 ms\tmax ms\tmean ms\tbind batches\tsteps with binds\tp50 of those\tcommitted/needed\t")
+	head := "cache\tsteps\tp50 ms\tp99 ms\tmax ms\tmean ms\tbind batches\tsteps with binds\tp50 of those\tcommitted/needed\t"
+	if quantized {
+		head += "committed\t" + rep.DType + " cache needs\tcommitted/" + rep.DType + "\t"
+	}
+	fmt.Fprintln(tw, head)
 	for _, l := range rep.Loops {
 		ratio := "-"
 		if l.NeededBytes > 0 {
@@ -462,8 +583,16 @@ func writeCacheTable(w io.Writer, rep *cacheReport) {
 		if l.StepsWithBinds > 0 {
 			bind = fmt.Sprintf("%.3f", l.P50BindMS)
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%.3f\t%.3f\t%.3f\t%.3f\t%d\t%d\t%s\t%s\t\n", l.Name, l.Steps, l.P50MS, l.P99MS, l.MaxMS, l.MeanMS,
+		line := fmt.Sprintf("%s\t%d\t%.3f\t%.3f\t%.3f\t%.3f\t%d\t%d\t%s\t%s\t", l.Name, l.Steps, l.P50MS, l.P99MS, l.MaxMS, l.MeanMS,
 			l.BindBatches, l.StepsWithBinds, bind, ratio)
+		if quantized {
+			vs := "-"
+			if l.FloatBytes > 0 {
+				vs = fmt.Sprintf("%.4f", float64(l.CommittedBytes)/float64(l.FloatBytes))
+			}
+			line += fmt.Sprintf("%s\t%s\t%s\t", bytesString(l.CommittedBytes), bytesString(l.FloatBytes), vs)
+		}
+		fmt.Fprintln(tw, line)
 	}
 	tw.Flush()
 	fmt.Fprintf(w, "p99 step, grown / preallocated: %.3f (target: at most 1.10)\n", rep.P99Ratio)

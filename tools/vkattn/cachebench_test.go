@@ -45,12 +45,63 @@ func TestCacheBenchJSON(t *testing.T) {
 	}
 }
 
+// TestCacheBenchQuantized runs the loops over a QuantizedKVCache of each format: the same report,
+// per sequence, with the bytes a float cache would need for the tokens.
+func TestCacheBenchQuantized(t *testing.T) {
+	needDevice(t)
+	for _, kv := range []string{"int8", "int4"} {
+		t.Run(kv, func(t *testing.T) {
+			file := filepath.Join(t.TempDir(), "cache.json")
+			args := append([]string{"cache-bench", "-kv", kv, "-seqs", "3", "-len", "40", "-step", "3", "-hq", "4", "-hk", "2", "-d", "32",
+				"-headroom", "8", "-commits", "5", "-json", file}, deviceArgs()...)
+			out, stderr, err := cli(t, args...)
+			if err != nil {
+				t.Fatalf("cache-bench -kv %s: %v\n%s\n%s", kv, err, out, stderr)
+			}
+			for _, want := range []string{"preallocated", "page commit", "K/V " + kv, "f16 cache needs", "committed/f16", "a decode per sequence"} {
+				if !strings.Contains(out, want) {
+					t.Errorf("cache-bench -kv %s: no %q in the table:\n%s\n%s", kv, want, out, stderr)
+				}
+			}
+			var rep cacheReport
+			b, err := os.ReadFile(file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := json.Unmarshal(b, &rep); err != nil {
+				t.Fatalf("cache-bench JSON: %v\n%s", err, b)
+			}
+			if rep.KV != kv || rep.DType != "f16" || !rep.PerSeq || rep.Seqs != 3 || rep.Len != 40 || rep.Step != 3 || len(rep.Loops) != 2 {
+				t.Fatalf("cache-bench JSON: %+v", rep)
+			}
+			f := kvFormats[kv] // codes: d/PerWord 32-bit words per token and head; scales: Groups bf16
+			needed := uint64(2 * 3 * 40 * 2 * (32/f.PerWord()*4 + f.Groups(32)*2))
+			for _, l := range rep.Loops {
+				if l.Steps != 14 || l.P50MS <= 0 || l.P99MS < l.P50MS || l.MaxMS < l.P99MS || l.NeededBytes != needed ||
+					l.CommittedBytes < l.NeededBytes || l.FloatBytes != 2*3*40*2*32*2 {
+					t.Errorf("loop %+v (needed %d)", l, needed)
+				}
+			}
+			if g, p := rep.Loops[0], rep.Loops[1]; g.Name != "grown" || g.BindBatches == 0 || p.Name != "preallocated" || p.BindBatches != 0 {
+				t.Errorf("loops %+v", rep.Loops)
+			}
+			if rep.P99Ratio <= 0 || rep.CommitSubmitP50US <= 0 {
+				t.Errorf("report %+v", rep)
+			}
+		})
+	}
+}
+
 func TestCacheBenchUsage(t *testing.T) {
 	for _, args := range [][]string{
 		{"cache-bench", "-seqs", "0"},
 		{"cache-bench", "-hq", "6", "-hk", "4"},
 		{"cache-bench", "-headroom", "-2"},
 		{"cache-bench", "-dtype", "f8"},
+		{"cache-bench", "-kv", "int2"},
+		{"cache-bench", "-kv", "f32"}, // not the -dtype
+		{"cache-bench", "-kv", "int8,int4"},
+		{"cache-bench", "-kv", "int4", "-d", "12"},
 	} {
 		_, _, err := cli(t, args...)
 		var ue usageError
