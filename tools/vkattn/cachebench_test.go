@@ -21,14 +21,7 @@ func TestCacheBenchJSON(t *testing.T) {
 	if !strings.Contains(out, "preallocated") || !strings.Contains(out, "page commit") {
 		t.Errorf("cache-bench: no table:\n%s\n%s", out, stderr)
 	}
-	var rep cacheReport
-	b, err := os.ReadFile(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := json.Unmarshal(b, &rep); err != nil {
-		t.Fatalf("cache-bench JSON: %v\n%s", err, b)
-	}
+	rep := readCacheReport(t, file)
 	if rep.Device == "" || rep.Seqs != 3 || rep.Len != 40 || rep.Step != 3 || rep.Headroom != 8 || rep.PageBytes == 0 || len(rep.Loops) != 2 {
 		t.Fatalf("cache-bench JSON: %+v", rep)
 	}
@@ -63,14 +56,7 @@ func TestCacheBenchQuantized(t *testing.T) {
 					t.Errorf("cache-bench -kv %s: no %q in the table:\n%s\n%s", kv, want, out, stderr)
 				}
 			}
-			var rep cacheReport
-			b, err := os.ReadFile(file)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := json.Unmarshal(b, &rep); err != nil {
-				t.Fatalf("cache-bench JSON: %v\n%s", err, b)
-			}
+			rep := readCacheReport(t, file)
 			if rep.KV != kv || rep.DType != "f16" || !rep.PerSeq || rep.Seqs != 3 || rep.Len != 40 || rep.Step != 3 || len(rep.Loops) != 2 {
 				t.Fatalf("cache-bench JSON: %+v", rep)
 			}
@@ -109,4 +95,18 @@ func TestCacheBenchUsage(t *testing.T) {
 			t.Errorf("%v: %v, want a usage error", args, err)
 		}
 	}
+}
+
+// readCacheReport reads the JSON report cache-bench wrote to file.
+func readCacheReport(t *testing.T, file string) cacheReport {
+	t.Helper()
+	var rep cacheReport
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &rep); err != nil {
+		t.Fatalf("cache-bench JSON: %v\n%s", err, b)
+	}
+	return rep
 }
