@@ -281,16 +281,18 @@ func (e *Engine) scratch(p *plan, size uint64, what string) (*memory.Buffer, err
 // (the zero layout at the scalar tier).
 func selectDecode(p *devices.Profile, op shaders.Op, tier devices.Tier, dt memory.DType, d, rows int) (*shaders.Variant, tiles, streamLayout, error) {
 	bits := kvBits(op, dt)
-	layouts := make(map[devices.Tier]streamLayout, 2) // by tier tried
+	var chosen streamLayout // selectKernel takes the first tier whose tiles fit: the last that did
 	v, t, err := selectKernel(p, op, tier, dt, func(t devices.Tier) (tiles, error) {
 		tl, l, err := decodeTiles(t, p, d, rows, bits)
-		layouts[t] = l
+		if err == nil {
+			chosen = l
+		}
 		return tl, err
 	})
 	if err != nil {
 		return nil, tiles{}, streamLayout{}, err
 	}
-	return v, t, layouts[v.Tier], nil
+	return v, t, chosen, nil
 }
 
 // kvBits is the width of one K/V value that decode operation op reads, with queries of type dt.

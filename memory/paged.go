@@ -41,14 +41,7 @@ func (p *pagedPool) take(lo, hi int, wait func() error) ([]uint32, error) {
 			return nil, err
 		}
 	}
-	n := min(hi, len(p.free))
-	out := make([]uint32, n)
-	for i := range out {
-		last := len(p.free) - 1
-		out[i] = p.free[last]
-		p.free = p.free[:last]
-	}
-	return out, nil
+	return popFree(&p.free, min(hi, len(p.free))), nil
 }
 
 // grow replaces the buffers by larger ones with want more pages (fewer where the limits or

@@ -45,15 +45,22 @@ func (p *pagePool) take(lo, hi int) ([]pageRef, error) {
 			return nil, err
 		}
 	}
-	n := min(hi, len(p.free))
-	out := make([]pageRef, n)
+	out := popFree(&p.free, min(hi, len(p.free)))
 	for i := range out {
-		last := len(p.free) - 1
-		out[i] = p.free[last]
-		p.free = p.free[:last]
 		out[i].chunk.used++
 	}
 	return out, nil
+}
+
+// popFree takes n entries off the end of a free list, the last first.
+func popFree[T any](free *[]T, n int) []T {
+	out := make([]T, n)
+	for i := range out {
+		last := len(*free) - 1
+		out[i] = (*free)[last]
+		*free = (*free)[:last]
+	}
+	return out
 }
 
 // grow allocates one chunk of chunkPages pages, fewer where the budget leaves less room or, when
