@@ -580,7 +580,7 @@ func TestDecodeQuantizedBadInputs(t *testing.T) {
 			o.CuSeqlensQ, o.CuSeqlensK = []int{0, 3, 20}, []int{0, 40, 81}
 		}), "attention: CuSeqlensK[2] = 81 is past the 80 tokens of k", true},
 		{"splits negative", o, lse, q, k, v, opt(func(o *attention.QuantizedDecodeOptions) { o.Splits = -1 }), "attention: DecodeOptions.Splits must be >= 0, got -1", true},
-		{"tier coopmat", o, lse, q, k, v, opt(func(o *attention.QuantizedDecodeOptions) { o.Tier = devices.TierCoopMat }), "attention: tier coopmat", true},
+		{"tier coopmat", o, lse, q, k, v, opt(func(o *attention.QuantizedDecodeOptions) { o.Tier = devices.TierCoopMat }), "tier coopmat", true},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

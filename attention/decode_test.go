@@ -86,7 +86,7 @@ func TestDecodeBadInputs(t *testing.T) {
 			"attention: CuSeqlensQ[2] = 21 is past the 20 tokens of q", true},
 		{"splits negative", o, lse, q, k, v, attention.DecodeOptions{Splits: -1}, "attention: DecodeOptions.Splits must be >= 0, got -1", true},
 		{"splits over range", o, lse, q, k, v, attention.DecodeOptions{Splits: huge}, "exceed the device's maxStorageBufferRange", true},
-		{"tier coopmat", o, lse, q, k, v, attention.DecodeOptions{Options: attention.Options{Tier: devices.TierCoopMat}}, "attention: tier coopmat", true},
+		{"tier coopmat", o, lse, q, k, v, attention.DecodeOptions{Options: attention.Options{Tier: devices.TierCoopMat}}, "tier coopmat", true},
 		{"tier", o, lse, q, k, v, attention.DecodeOptions{Options: attention.Options{Tier: devices.Tier(99)}}, "attention: tier", true},
 	}
 	for _, c := range cases {

@@ -439,15 +439,16 @@ func (a *Allocator) checkTransfer(b *Buffer, off uint64, n int) error {
 
 // upload and download copy between a buffer and the host: directly when the buffer is
 // host-visible and coherent, else through the staging buffer, one chunk of at most its size at a
-// time. Neither the buffer nor the allocator can be closed meanwhile (a.busy).
-func (a *Allocator) upload(ctx context.Context, dst *Buffer, off uint64, data []byte) error {
+// time, each copy waiting on the device for the points after (a KV cache view's page binds,
+// BindPoints). Neither the buffer nor the allocator can be closed meanwhile (a.busy).
+func (a *Allocator) upload(ctx context.Context, dst *Buffer, off uint64, data []byte, after ...vk.TimelinePoint) error {
 	a.busy.RLock()
 	defer a.busy.RUnlock()
-	return a.uploadHeld(ctx, dst, off, data)
+	return a.uploadHeld(ctx, dst, off, data, after...)
 }
 
 // uploadHeld is upload for callers that hold a.busy (shared) already.
-func (a *Allocator) uploadHeld(ctx context.Context, dst *Buffer, off uint64, data []byte) error {
+func (a *Allocator) uploadHeld(ctx context.Context, dst *Buffer, off uint64, data []byte, after ...vk.TimelinePoint) error {
 	if err := a.checkTransfer(dst, off, len(data)); err != nil {
 		return err
 	}
@@ -469,6 +470,7 @@ func (a *Allocator) uploadHeld(ctx context.Context, dst *Buffer, off uint64, dat
 		n := min(chunk, uint64(len(data))-done)
 		copy(st.Bytes(), data[done:done+n])
 		err := a.dev.Run(ctx, func(c *vk.Commands) error {
+			c.After(after...)
 			c.Copy(st.Buffer, 0, dst.Buffer, off+done, n)
 			return nil
 		})
@@ -479,7 +481,7 @@ func (a *Allocator) uploadHeld(ctx context.Context, dst *Buffer, off uint64, dat
 	return nil
 }
 
-func (a *Allocator) download(ctx context.Context, src *Buffer, off uint64, out []byte) error {
+func (a *Allocator) download(ctx context.Context, src *Buffer, off uint64, out []byte, after ...vk.TimelinePoint) error {
 	a.busy.RLock()
 	defer a.busy.RUnlock()
 	if err := a.checkTransfer(src, off, len(out)); err != nil {
@@ -502,6 +504,7 @@ func (a *Allocator) download(ctx context.Context, src *Buffer, off uint64, out [
 	for done := uint64(0); done < uint64(len(out)); done += chunk {
 		n := min(chunk, uint64(len(out))-done)
 		err := a.dev.Run(ctx, func(c *vk.Commands) error {
+			c.After(after...)
 			c.Copy(src.Buffer, off+done, st.Buffer, 0, n)
 			c.HostBarrier()
 			return nil

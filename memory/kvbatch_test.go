@@ -16,8 +16,9 @@ import (
 func TestKVCacheAppendTensorsBatch(t *testing.T) {
 	a := newTestAllocator(t)
 	// Heads*HeadDim*4 = 192 bytes a token: regions start on a page and on a token. 40 pages hold
-	// 20 of K and V; a sequence holds 21.
-	c := newTestCache(t, a, withPages(t, a, KVCacheConfig{Sequences: 4, MaxLen: 1000, Heads: 3, HeadDim: 16, DType: F32, Headroom: 5, MaxPages: 40}, 21))
+	// 20 of K and V; a sequence holds 22, so that 21 pages more than it holds fit its MaxLen and
+	// only the budget refuses them.
+	c := newTestCache(t, a, withPages(t, a, KVCacheConfig{Sequences: 4, MaxLen: 1000, Heads: 3, HeadDim: 16, DType: F32, Headroom: 5, MaxPages: 40}, 22))
 	tokensPerPage := int(c.page / c.tokenBytes)
 	ctx := context.Background()
 	r := rand.New(rand.NewPCG(13, 14))

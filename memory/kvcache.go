@@ -250,7 +250,9 @@ func NewKVCache(a *Allocator, cfg KVCacheConfig) (*KVCache, error) {
 	return c.open()
 }
 
-// openPaged completes NewKVCache for the paged layout; limit is maxStorageBufferRange.
+// openPaged completes NewKVCache for the paged layout; limit is maxStorageBufferRange. The
+// pool's buffers are bound whole by kernels and each has one allocation of its own, so they stop
+// at the smaller of maxStorageBufferRange and maxMemoryAllocationSize.
 func (c *KVCache) openPaged(limit uint64) (*KVCache, error) {
 	pt := c.cfg.PageTokens
 	if pt == 0 {
@@ -258,8 +260,12 @@ func (c *KVCache) openPaged(limit uint64) (*KVCache, error) {
 	}
 	pt = min(pt, c.cfg.MaxLen)
 	c.page = uint64(pt) * c.tokenBytes
+	limitName := "maxStorageBufferRange"
+	if m := c.dev.Info().MaxMemoryAllocationSize; m > 0 && m < limit {
+		limit, limitName = m, "maxMemoryAllocationSize"
+	}
 	if c.page > limit {
-		return nil, fmt.Errorf("memory: kv cache: a page of %d tokens takes %d bytes, over the device's maxStorageBufferRange of %d", pt, c.page, limit)
+		return nil, fmt.Errorf("memory: kv cache: a page of %d tokens takes %d bytes, over the device's %s of %d", pt, c.page, limitName, limit)
 	}
 	c.cfg.PageTokens = pt
 	c.perBuffer = c.cfg.Sequences
@@ -267,7 +273,7 @@ func (c *KVCache) openPaged(limit uint64) (*KVCache, error) {
 	if chunk == 0 {
 		chunk = int(max(1, DefaultChunkBytes/c.page))
 	}
-	c.paged = &pagedPool{a: c.a, cache: c, page: c.page, chunkPages: chunk, maxPages: int(limit / c.page)}
+	c.paged = &pagedPool{a: c.a, cache: c, page: c.page, chunkPages: chunk, maxPages: int(limit / c.page), limitName: limitName}
 	if c.cfg.MaxPages > 0 && c.cfg.MaxPages/2 < c.paged.maxPages {
 		c.paged.maxPages, c.paged.budget = c.cfg.MaxPages/2, true
 	}

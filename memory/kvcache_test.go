@@ -310,9 +310,12 @@ func TestKVCacheOutOfMemory(t *testing.T) {
 	require.ErrorIs(t, c.Reserve(2, 10*tokensPerPage), vk.ErrOutOfDeviceMemory)
 	require.Zero(t, c.Stats().SeqPages[2])
 
+	// Sequence 1 holds a page or two of each tensor; the eight or fewer pages left take sequence
+	// 2's two pages and its headroom (20 tokens: a page where pages are large), then sequence 1's
+	// next page.
 	require.NoError(t, c.Release(0))
 	wantK[0], wantV[0] = nil, nil
-	require.NoError(t, appendN(2, 3*tokensPerPage))
+	require.NoError(t, appendN(2, 2*tokensPerPage))
 	require.NoError(t, appendN(1, tokensPerPage))
 	checkCommitted(t, c)
 	checkSequences(t, c, wantK, wantV)

@@ -132,12 +132,17 @@ func TestKVCachePagedMove(t *testing.T) {
 	require.Zero(t, st.BindBatches)
 }
 
-// TestKVCachePagedLimit: the pool's buffers, which kernels bind whole, stop at
-// maxStorageBufferRange; past it growing fails with vk.ErrOutOfDeviceMemory and the cache stays
+// TestKVCachePagedLimit: the pool's buffers, which kernels bind whole and which have an
+// allocation each, stop at the smaller of maxStorageBufferRange and maxMemoryAllocationSize;
+// past it growing fails with vk.ErrOutOfDeviceMemory naming that limit, and the cache stays
 // usable.
 func TestKVCachePagedLimit(t *testing.T) {
 	a := newTestAllocator(t)
-	limit := int(a.Device().Info().MaxStorageBufferRange)
+	info := a.Device().Info()
+	limit, limitName := int(info.MaxStorageBufferRange), "maxStorageBufferRange"
+	if m := int(info.MaxMemoryAllocationSize); m > 0 && m < limit {
+		limit, limitName = m, "maxMemoryAllocationSize"
+	}
 	tb := 64 * 128 * 4           // 32 KiB a token
 	maxLen := limit / tb / 2 * 2 // even: two pages of maxLen/2 tokens fit the range
 	c, err := NewKVCache(a, KVCacheConfig{Sequences: 2, MaxLen: maxLen, Heads: 64, HeadDim: 128, DType: F32, Paged: true, PageTokens: maxLen / 2})
@@ -146,7 +151,7 @@ func TestKVCachePagedLimit(t *testing.T) {
 	require.NoError(t, c.Reserve(0, maxLen))
 	err = c.Reserve(1, 1)
 	require.ErrorIs(t, err, vk.ErrOutOfDeviceMemory)
-	require.ErrorContains(t, err, "maxStorageBufferRange")
+	require.ErrorContains(t, err, limitName)
 	require.NoError(t, c.Release(0))
 	require.NoError(t, c.Reserve(1, 1))
 }

@@ -22,8 +22,9 @@ type pagedPool struct {
 	cache      *KVCache
 	page       uint64 // bytes of a page of one tensor
 	chunkPages int    // pages the buffers grow by, at least
-	maxPages   int    // pages per tensor at most: the budget and maxStorageBufferRange
+	maxPages   int    // pages per tensor at most: the budget, or the device's limit on one buffer
 	budget     bool   // maxPages comes from KVCacheConfig.MaxPages
+	limitName  string // the device limit that bounds a buffer: maxStorageBufferRange or maxMemoryAllocationSize
 
 	k, v    *Buffer // nil before the first page
 	cap     int     // pages in k and in v
@@ -57,7 +58,7 @@ func (p *pagedPool) grow(need, want int, wait func() error) error {
 		if p.budget {
 			return fmt.Errorf("the page budget of %d pages (%d bytes) is spent: %w", 2*p.maxPages, 2*uint64(p.maxPages)*p.page, vk.ErrOutOfDeviceMemory)
 		}
-		return fmt.Errorf("%d pages of %d bytes per tensor reach the device's maxStorageBufferRange: %w", p.cap+max(need, 1), p.page, vk.ErrOutOfDeviceMemory)
+		return fmt.Errorf("%d pages of %d bytes per tensor reach the device's %s: %w", p.cap+max(need, 1), p.page, p.limitName, vk.ErrOutOfDeviceMemory)
 	}
 	add := (want + p.chunkPages - 1) / p.chunkPages * p.chunkPages
 	add = min(max(add, p.cap/2), room)

@@ -196,12 +196,13 @@ func (t *Tensor) Close() {
 	}
 }
 
-// Upload writes float32 values, converted to the tensor's dtype, into a contiguous tensor.
+// Upload writes float32 values, converted to the tensor's dtype, into a contiguous tensor. On a
+// KV cache's view, the copy waits on the device for the binds of its pages (BindPoints).
 func (t *Tensor) Upload(ctx context.Context, data []float32) error {
 	if err := t.checkIO(len(data)); err != nil {
 		return err
 	}
-	return t.owner.upload(ctx, t.buf, uint64(t.Offset*t.DType.Size()), encode(t.DType, data))
+	return t.owner.upload(ctx, t.buf, uint64(t.Offset*t.DType.Size()), encode(t.DType, data), BindPoints(t)...)
 }
 
 // encode converts float32 values to dt's little-endian bytes.
@@ -224,13 +225,14 @@ func encode(dt DType, data []float32) []byte {
 	return raw
 }
 
-// Download reads a contiguous tensor as float32 values.
+// Download reads a contiguous tensor as float32 values, after the binds of its pages where it
+// is a KV cache's view (BindPoints).
 func (t *Tensor) Download(ctx context.Context) ([]float32, error) {
 	if err := t.checkIO(t.Len()); err != nil {
 		return nil, err
 	}
 	raw := make([]byte, t.Len()*t.DType.Size())
-	if err := t.owner.download(ctx, t.buf, uint64(t.Offset*t.DType.Size()), raw); err != nil {
+	if err := t.owner.download(ctx, t.buf, uint64(t.Offset*t.DType.Size()), raw, BindPoints(t)...); err != nil {
 		return nil, err
 	}
 	out := make([]float32, t.Len())
@@ -262,7 +264,7 @@ func (t *Tensor) Fill(ctx context.Context, pattern uint32) error {
 	for i := 0; i < len(raw); i += 4 {
 		binary.LittleEndian.PutUint32(raw[i:], pattern)
 	}
-	return t.owner.upload(ctx, t.buf, uint64(t.Offset*t.DType.Size()), raw[:n])
+	return t.owner.upload(ctx, t.buf, uint64(t.Offset*t.DType.Size()), raw[:n], BindPoints(t)...)
 }
 
 func (t *Tensor) checkIO(n int) error {
