@@ -84,16 +84,37 @@ const (
 )
 
 func (e *Engine) planDecodeQuantized(o, lse, q *memory.Tensor, k, v *Quantized, opts QuantizedDecodeOptions) (*plan, error) {
-	if err := e.usable(); err != nil {
+	c, kern, err := e.newQuantizedCall(o, lse, q, k, v, opts)
+	if err != nil {
 		return nil, err
+	}
+	return e.planDecodeCall(c, opts.Splits, kern)
+}
+
+// Words of a quantized decode's sequence table from the chunk size on (quant.glsl's SEQ_*), as
+// indices into decodeKernel.seq, which follows the chunk size.
+const (
+	seqKScale      = 0  // offset, token and head strides of K's scales
+	seqVScale      = 3  // ... of V's
+	seqQScale      = 6  // ... of the FP8 queries'
+	seqQKeyScale   = 9  // offset of the query scales
+	seqScaleStarts = 10 // where the sequences' first tokens of the scales are, or 0 (kvScaleLayout)
+	seqQuantWords  = 11
+)
+
+// newQuantizedCall validates a quantized decode call and returns it with its kernel.
+func (e *Engine) newQuantizedCall(o, lse, q *memory.Tensor, k, v *Quantized, opts QuantizedDecodeOptions) (*call, decodeKernel, error) {
+	var kern decodeKernel
+	if err := e.usable(); err != nil {
+		return nil, kern, err
 	}
 	qop, mode := floatOperand("q", q), uint32(qFloat)
 	if opts.FP8Queries != nil {
 		if q != nil {
-			return nil, fmt.Errorf("attention: q and QuantizedDecodeOptions.FP8Queries are both set: give the queries one way")
+			return nil, kern, fmt.Errorf("attention: q and QuantizedDecodeOptions.FP8Queries are both set: give the queries one way")
 		}
 		if opts.QueryScales != nil {
-			return nil, fmt.Errorf("attention: QuantizedDecodeOptions.QueryScales: FP8 queries are scaled before they are quantized (quant.KeyScales.ScaleQueries, then quant.Quantize), not in the kernel")
+			return nil, kern, fmt.Errorf("attention: QuantizedDecodeOptions.QueryScales: FP8 queries are scaled before they are quantized (quant.KeyScales.ScaleQueries, then quant.Quantize), not in the kernel")
 		}
 		qop, mode = quantizedOperand("FP8Queries", opts.FP8Queries, quant.E4M3), qFP8
 	}
@@ -101,10 +122,10 @@ func (e *Engine) planDecodeQuantized(o, lse, q *memory.Tensor, k, v *Quantized, 
 	vop := quantizedOperand("v", v, quant.Int8, quant.Int4)
 	c, err := e.newCallOf([]operand{qop, kop, vop, floatOperand("o", o)}, lse, opts.Options)
 	if err != nil {
-		return nil, err
+		return nil, kern, err
 	}
 	if v.Format != k.Format {
-		return nil, fmt.Errorf("attention: v is %v but k is %v: k and v must share a format", v.Format, k.Format)
+		return nil, kern, fmt.Errorf("attention: v is %v but k is %v: k and v must share a format", v.Format, k.Format)
 	}
 	// The scales are not the call's primary tensors: where they are views of a KV cache
 	// (QuantizedKVCache), the dispatch waits for their binds as for the codes'.
@@ -114,29 +135,31 @@ func (e *Engine) planDecodeQuantized(o, lse, q *memory.Tensor, k, v *Quantized, 
 	// read, where there is nothing.
 	none := vk.BufferRange{Buffer: o.Buffer().Buffer}
 	qScales, qKeyScales := none, none
-	seq := slices.Concat(scaleWords(k.Scales), scaleWords(v.Scales), []uint32{0, 0, 0, 0})
+	seq := make([]uint32, seqQuantWords)
+	copy(seq[seqKScale:], scaleWords(k.Scales))
+	copy(seq[seqVScale:], scaleWords(v.Scales))
 	if mode == qFP8 {
 		qScales = vk.BufferRange{Buffer: opts.FP8Queries.Scales.Buffer().Buffer}
-		copy(seq[6:9], scaleWords(opts.FP8Queries.Scales))
+		copy(seq[seqQScale:], scaleWords(opts.FP8Queries.Scales))
 	}
 	if qs := opts.QueryScales; qs != nil {
 		if err := e.checkQueryScales(qs, sh, o, lse); err != nil {
-			return nil, err
+			return nil, kern, err
 		}
-		mode, qKeyScales, seq[9] = qScaled, vk.BufferRange{Buffer: qs.Buffer().Buffer}, uint32(qs.Offset)
+		mode, qKeyScales, seq[seqQKeyScale] = qScaled, vk.BufferRange{Buffer: qs.Buffer().Buffer}, uint32(qs.Offset)
 	}
 	dt := o.DType
 	if q != nil {
 		dt = q.DType
 	}
-	return e.planDecodeCall(c, opts.Splits, decodeKernel{
+	return c, decodeKernel{
 		op:   decodeOps[k.Format],
 		dt:   dt,
 		spec: []uint32{mode, uint32(k.Format.GroupSize(sh.d))},
 		seq:  seq,
 		bindings: []vk.BufferRange{{Buffer: k.Scales.Buffer().Buffer}, {Buffer: v.Scales.Buffer().Buffer},
 			qScales, qKeyScales},
-	})
+	}, nil
 }
 
 // scaleWords are the sequence-table words that locate a tensor of scales [.., heads, groups]:

@@ -30,7 +30,8 @@ void loadTile(Block k, int k0) {
 // Quantized: an invocation reads a word of K and of V and their groups' scales, and stages the
 // PER values each holds.
 void loadTile(Block k, int k0) {
-	ScaleLayout ks = scaleLayout(SEQ_KSCALE), vs = scaleLayout(SEQ_VSCALE);
+	ScaleLayout ks = kvScaleLayout(SEQ_KSCALE, k.s, gl_WorkGroupID.z);
+	ScaleLayout vs = kvScaleLayout(SEQ_VSCALE, k.s, gl_WorkGroupID.z);
 	for (uint idx = gl_LocalInvocationIndex; idx < BC * WORDS; idx += WG) {
 		uint j = idx / WORDS, w = idx % WORDS, d0 = w * PER;
 		int key = k0 + int(j);

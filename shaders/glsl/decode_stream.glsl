@@ -108,7 +108,8 @@ void main() {
 	bool widthOK = gl_SubgroupSize == SG;
 	uint slot = lane / LPK, part = lane % LPK; // the lane's key of each KPS, its place in the key
 #ifdef KV_QUANT
-	ScaleLayout kScaleAt = scaleLayout(SEQ_KSCALE), vScaleAt = scaleLayout(SEQ_VSCALE);
+	ScaleLayout kScaleAt = kvScaleLayout(SEQ_KSCALE, k.s, gl_WorkGroupID.z);
+	ScaleLayout vScaleAt = kvScaleLayout(SEQ_VSCALE, k.s, gl_WorkGroupID.z);
 #endif
 
 	float q[BR][EL], o[BR][EL], m[BR], l[BR];

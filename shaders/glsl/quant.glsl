@@ -10,6 +10,9 @@
 // (V), group g of row (t, h) at element off + t * tokenStride + h * headStride + g, each tensor's
 // (off, tokenStride, headStride) in the sequence table after the chunk size (SEQ_*); group g
 // covers channels [g * GS, (g + 1) * GS), GS (quant.Format.GroupSize) a specialization constant.
+// A sequence's keys have their scales at the tokens of their codes (t), unless the table gives
+// each sequence's first token of the scales (SEQ_SCALESTART, kvScaleLayout): the sequences of a
+// quantized KV cache, whose codes and scales lie in two caches' regions, at different tokens.
 //
 // Queries (QMODE): as DTYPE (Q_FLOAT); as DTYPE times the RoPE-aware query scales of their KV
 // head, fp32 [hk][D] at binding 11 from the table's SEQ_QKEYSCALE (Q_SCALED: quant.KeyScales.Q,
@@ -38,11 +41,13 @@ layout(std430, binding = 9) readonly buffer VScales { uint vScales[]; };
 layout(std430, binding = 10) readonly buffer QScales { uint qScales[]; };
 layout(std430, binding = 11) readonly buffer QKeyScales { float qKeyScales[]; };
 
-// Words of the sequence table after the chunk size (attention's quantSeqWords).
+// Words of the sequence table from the chunk size's on (attention's seqKScale, ... count from
+// the word after it).
 const uint SEQ_KSCALE = 1u;    // off, tokenStride, headStride of K's scales
 const uint SEQ_VSCALE = 4u;    // ... of V's
 const uint SEQ_QSCALE = 7u;    // ... of the FP8 queries'
 const uint SEQ_QKEYSCALE = 10u; // offset of the query scales
+const uint SEQ_SCALESTART = 11u; // the word of the sequences' first tokens of K's and V's scales, or 0
 
 uint seqWord(uint i) { return cuSeqlens[2u * (pc.nSeq + 1u) + i]; }
 
@@ -55,6 +60,18 @@ struct ScaleLayout {
 };
 
 ScaleLayout scaleLayout(uint at) { return ScaleLayout(seqWord(at), seqWord(at + 1u), seqWord(at + 2u)); }
+
+// kvScaleLayout is the layout of K's (at = SEQ_KSCALE) or V's (SEQ_VSCALE) scales as sequence b
+// of the dispatch, whose keys are tokens s.kStart.. of the codes, reads them by the codes' tokens:
+// where word SEQ_SCALESTART is not 0, key i has its scales at token start + i of the scales, start
+// being word b of the table from that word on (K's and V's alike), so the offset moves by
+// start - s.kStart tokens (in uint arithmetic, which wraps: the index comes out exact).
+ScaleLayout kvScaleLayout(uint at, Seq s, uint b) {
+	ScaleLayout l = scaleLayout(at);
+	uint starts = seqWord(SEQ_SCALESTART);
+	if (starts != 0u) l.off += (cuSeqlens[starts + b] - s.kStart) * l.ts;
+	return l;
+}
 
 uint scaleIndex(ScaleLayout l, uint t, uint h, uint g) { return l.off + t * l.ts + h * l.hs + g; }
 
