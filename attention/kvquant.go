@@ -47,6 +47,10 @@ type QuantizedKVCache struct {
 	scales *memory.KVCache
 	keyMul *memory.Tensor // QuantizedKVCacheOptions.KeyScales, or nil
 	seqs   []sync.Mutex   // one per sequence
+
+	scratchMu sync.Mutex
+	scratch   []*appendScratch // free for appends
+	closed    bool             // Close has freed the scratch; appends free theirs
 }
 
 // QuantizedKVCacheOptions are NewQuantizedKVCache's options.
@@ -153,18 +157,111 @@ func (c *QuantizedKVCache) Len(seq int) int {
 // Quantize takes them), and appends their codes and scales to sequence seq: either both are
 // appended or, on error, neither (the sequence holds what it held; where the scales' append
 // failed after the codes', the codes were truncated back, which closes the sequence's views made
-// before, as memory.KVCache.Truncate does). The quantization runs on the device into tensors of
-// its own, freed after the copies; with key scales, k is scaled as it is quantized (the error
-// names QuantizeOptions.Scales where the key-scale tensor was closed).
+// before, as memory.KVCache.Truncate does). It is AppendTensorsBatch of one sequence.
 func (c *QuantizedKVCache) AppendTensors(ctx context.Context, seq int, k, v *memory.Tensor) error {
+	return c.AppendTensorsBatch(ctx, []memory.TensorAppend{{Seq: seq, K: k, V: v}})
+}
+
+// AppendTensorsBatch is AppendTensors to several distinct sequences at once: every sequence's K
+// and V are quantized in one submission (with key scales, K scaled as it is quantized; the error
+// names QuantizeOptions.Scales where the key-scale tensor was closed), into scratch memory the
+// cache keeps for its appends (grown as they need, freed by Close), then the codes of all of them
+// are appended in one submission (memory.KVCache.AppendTensorsBatch) and their scales in
+// another. Either every sequence gets its tokens or, on error, none does: where the scales'
+// append failed after the codes', every sequence's codes were truncated back, closing its views
+// made before. The sources may be the same tensors for several sequences. Errors name the
+// sequence and the tensor at fault, or the cache (codes or scales) whose append failed; a
+// sequence listed twice is an error, and an empty list does nothing.
+func (c *QuantizedKVCache) AppendTensorsBatch(ctx context.Context, appends []memory.TensorAppend) error {
 	if err := c.e.usable(); err != nil {
 		return err
 	}
+	seqs := make([]int, len(appends))
+	for i, ap := range appends {
+		if err := c.checkAppend(ap); err != nil {
+			return err
+		}
+		if slices.Contains(seqs[:i], ap.Seq) {
+			return fmt.Errorf("attention: quantized kv cache: sequence %d is appended to twice in one batch", ap.Seq)
+		}
+		seqs[i] = ap.Seq
+	}
+	if len(appends) == 0 {
+		return nil
+	}
+	defer c.lockSeqs(seqs)()
+	had := make([]int, len(seqs))
+	for i, seq := range seqs {
+		had[i] = c.codes.Len(seq)
+		if have := c.scales.Len(seq); have != had[i] { // only a closed cache, whose lengths are 0
+			return fmt.Errorf("attention: quantized kv cache: sequence %d holds %d tokens of codes and %d of scales", seq, had[i], have)
+		}
+		if n := appends[i].K.Shape[len(appends[i].K.Shape)-3]; n > c.cfg.MaxLen-had[i] { // before quantizing for nothing
+			return fmt.Errorf("attention: quantized kv cache: sequence %d holds %d tokens; %d more exceed MaxLen %d", seq, had[i], n, c.cfg.MaxLen)
+		}
+	}
+	sc := c.takeScratch()
+	defer c.putScratch(sc)
+	jobs := make([]quantizeJob, 0, 2*len(appends))
+	codes := make([]memory.TensorAppend, len(appends))
+	scales := make([]memory.TensorAppend, len(appends))
+	for i, ap := range appends {
+		var q [2]*Quantized
+		for j, x := range []*memory.Tensor{ap.K, ap.V} {
+			var err error
+			if q[j], err = sc.quantized(c.e, c.f, x.Shape); err != nil {
+				return fmt.Errorf("attention: quantized kv cache: append to sequence %d: scratch: %w", ap.Seq, err)
+			}
+		}
+		jobs = append(jobs, quantizeJob{out: q[0], x: ap.K, opts: QuantizeOptions{Scales: c.keyMul}}, quantizeJob{out: q[1], x: ap.V})
+		codes[i] = memory.TensorAppend{Seq: ap.Seq, K: q[0].Codes, V: q[1].Codes}
+		scales[i] = memory.TensorAppend{Seq: ap.Seq, K: q[0].Scales, V: q[1].Scales}
+	}
+	err := c.e.quantizeBatch(ctx, jobs, func(i int, err error) error {
+		return fmt.Errorf("attention: quantized kv cache: append to sequence %d: %s: %w", appends[i/2].Seq, []string{"k", "v"}[i%2], err)
+	})
+	if err != nil {
+		return err
+	}
+	if err := c.codes.AppendTensorsBatch(ctx, codes); err != nil {
+		return fmt.Errorf("attention: quantized kv cache: codes: %w", err)
+	}
+	if err := c.scales.AppendTensorsBatch(ctx, scales); err != nil {
+		errs := []error{fmt.Errorf("attention: quantized kv cache: scales: %w", err)}
+		// Truncate drops the codes' tokens even where it reports an unbind failing.
+		for i, seq := range seqs {
+			if terr := c.codes.Truncate(seq, had[i]); terr != nil {
+				errs = append(errs, fmt.Errorf("attention: quantized kv cache: undoing the codes' append to sequence %d: %w", seq, terr))
+			}
+		}
+		return errors.Join(errs...)
+	}
+	return nil
+}
+
+// lockSeqs takes the locks of sequences seqs (distinct, in range), in increasing order, and
+// returns the function that releases them.
+func (c *QuantizedKVCache) lockSeqs(seqs []int) func() {
+	sorted := slices.Sorted(slices.Values(seqs))
+	for _, s := range sorted {
+		c.seqs[s].Lock()
+	}
+	return func() {
+		for _, s := range sorted {
+			c.seqs[s].Unlock()
+		}
+	}
+}
+
+// checkAppend checks one sequence's part of an append: the sequence, and float K and V of the
+// configuration's dtype, heads and head dim, with as many tokens. Quantize checks the rest.
+func (c *QuantizedKVCache) checkAppend(ap memory.TensorAppend) error {
+	seq := ap.Seq
 	if err := c.check(seq); err != nil {
 		return err
 	}
 	n := 0
-	for _, a := range []arg{{"k", k}, {"v", v}} {
+	for _, a := range []arg{{"k", ap.K}, {"v", ap.V}} {
 		if a.t == nil {
 			return fmt.Errorf("attention: quantized kv cache: append to sequence %d: %s is nil", seq, a.name)
 		}
@@ -183,34 +280,113 @@ func (c *QuantizedKVCache) AppendTensors(ctx context.Context, seq int, k, v *mem
 			return fmt.Errorf("attention: quantized kv cache: append to sequence %d: k has %d tokens, v %d", seq, n, tokens)
 		}
 	}
-	c.seqs[seq].Lock()
-	defer c.seqs[seq].Unlock()
-	had := c.codes.Len(seq)
-	if have := c.scales.Len(seq); have != had { // only a closed cache, whose lengths are 0
-		return fmt.Errorf("attention: quantized kv cache: sequence %d holds %d tokens of codes and %d of scales", seq, had, have)
-	}
-	qk, err := c.e.QuantizeWith(ctx, c.f, k, QuantizeOptions{Scales: c.keyMul})
-	if err != nil {
-		return fmt.Errorf("attention: quantized kv cache: append to sequence %d: k: %w", seq, err)
-	}
-	defer qk.Close()
-	qv, err := c.e.Quantize(ctx, c.f, v)
-	if err != nil {
-		return fmt.Errorf("attention: quantized kv cache: append to sequence %d: v: %w", seq, err)
-	}
-	defer qv.Close()
-	if err := c.codes.AppendTensors(ctx, seq, qk.Codes, qv.Codes); err != nil {
-		return fmt.Errorf("attention: quantized kv cache: codes: %w", err)
-	}
-	if err := c.scales.AppendTensors(ctx, seq, qk.Scales, qv.Scales); err != nil {
-		err = fmt.Errorf("attention: quantized kv cache: scales: %w", err)
-		// Truncate drops the codes' tokens even where it reports an unbind failing.
-		if terr := c.codes.Truncate(seq, had); terr != nil {
-			return errors.Join(err, fmt.Errorf("attention: quantized kv cache: undoing the codes' append: %w", terr))
-		}
-		return err
-	}
 	return nil
+}
+
+// appendScratch is the device memory an append quantizes its keys and values into before they
+// are copied into the caches: codes (f32 words) and scales (bf16), every sequence's K and V one
+// after another. The cache keeps it between appends, on a free list (so that appends to other
+// sequences running at once each have their own), and an append needing more than it holds
+// grows it.
+type appendScratch struct {
+	codes, scales scratchArena
+}
+
+// quantized returns codes and scales in the scratch for a float tensor of shape x in format f.
+func (s *appendScratch) quantized(e *Engine, f quant.Format, x []int) (*Quantized, error) {
+	cs, ss := quantizedShapes(f, x)
+	codes, err := s.codes.take(e, memory.F32, cs)
+	if err != nil {
+		return nil, err
+	}
+	scales, err := s.scales.take(e, memory.BF16, ss)
+	if err != nil {
+		return nil, err
+	}
+	return &Quantized{Format: f, Codes: codes, Scales: scales}, nil
+}
+
+// reset makes the whole scratch free again; close frees it.
+func (s *appendScratch) reset() { s.codes.reset(); s.scales.reset() }
+func (s *appendScratch) close() { s.codes.close(); s.scales.close() }
+
+// scratchArena hands out contiguous runs of elements of one dtype, each starting at an even
+// element (the quantizer writes scales in whole 32-bit words), from tensors it keeps: from the
+// start of each in turn, a new one allocated where none has room, at least as large as all
+// before it together (within maxStorageBufferRange).
+type scratchArena struct {
+	ts      []*memory.Tensor // 1-D
+	i, used int              // the tensor runs are taken from, and its elements taken
+}
+
+// minScratchElems is the least a scratch arena allocates.
+const minScratchElems = 1 << 12
+
+// take returns a contiguous view of shape shape (dtype dt) that no other view taken since the
+// last reset overlaps.
+func (a *scratchArena) take(e *Engine, dt memory.DType, shape []int) (*memory.Tensor, error) {
+	n := 1
+	for _, x := range shape {
+		n *= x
+	}
+	for ; a.i < len(a.ts); a.i, a.used = a.i+1, 0 {
+		if t := a.ts[a.i]; t.Shape[0]-a.used >= n {
+			run, err := t.View([]int{n}, []int{1}, a.used)
+			if err != nil {
+				return nil, err
+			}
+			a.used += (n + 1) &^ 1
+			return run.Reshape(shape...)
+		}
+	}
+	total := 0
+	for _, t := range a.ts {
+		total += t.Shape[0]
+	}
+	limit := int(e.profile.MaxStorageBufferRange) / dt.Size() &^ 1
+	size := max(n, min(max(total, minScratchElems), limit))
+	t, err := e.NewTensor(dt, size)
+	if err != nil {
+		return nil, err
+	}
+	a.ts = append(a.ts, t)
+	a.i, a.used = len(a.ts)-1, 0
+	return a.take(e, dt, shape)
+}
+
+func (a *scratchArena) reset() { a.i, a.used = 0, 0 }
+
+func (a *scratchArena) close() {
+	for _, t := range a.ts {
+		t.Close()
+	}
+	a.ts = nil
+	a.reset()
+}
+
+// takeScratch returns scratch for an append: one free, or a new one.
+func (c *QuantizedKVCache) takeScratch() *appendScratch {
+	c.scratchMu.Lock()
+	defer c.scratchMu.Unlock()
+	if n := len(c.scratch); n > 0 {
+		s := c.scratch[n-1]
+		c.scratch = c.scratch[:n-1]
+		return s
+	}
+	return &appendScratch{}
+}
+
+// putScratch gives an append's scratch back for the next one, or frees it once the cache is
+// closed.
+func (c *QuantizedKVCache) putScratch(s *appendScratch) {
+	c.scratchMu.Lock()
+	defer c.scratchMu.Unlock()
+	if c.closed {
+		s.close()
+		return
+	}
+	s.reset()
+	c.scratch = append(c.scratch, s)
 }
 
 // View returns sequence seq's keys and values as Quantized tensors [1, Len(seq), Heads,
@@ -268,22 +444,33 @@ func (c *QuantizedKVCache) gather(ctx context.Context, views []*memory.Tensor) (
 		return nil, err
 	}
 	for _, t := range views {
-		if t.Closed() {
-			return fail(memory.ErrClosed)
-		}
 		g, err := e.alloc.NewTensor(t.DType, t.Shape...)
 		if err != nil {
 			return fail(err)
 		}
 		out = append(out, g)
 	}
-	err := e.alloc.Device().Run(ctx, func(cmd *vk.Commands) error {
+	if err := e.copyPages(ctx, views, out); err != nil {
+		return fail(err)
+	}
+	return out, nil
+}
+
+// copyPages copies the tokens of paged views [1, n, H, W] (memory.Tensor.Pages) into contiguous
+// tensors dsts of their dtypes with at least as many tokens, in one submission; e.mu is held.
+func (e *Engine) copyPages(ctx context.Context, views, dsts []*memory.Tensor) error {
+	for _, t := range views {
+		if t.Closed() {
+			return memory.ErrClosed
+		}
+	}
+	return e.alloc.Device().Run(ctx, func(cmd *vk.Commands) error {
 		cmd.After(memory.BindPoints(views...)...)
 		for i, t := range views {
 			pt, pages := t.Pages()
 			n := t.Shape[1]
 			row := uint64(t.Shape[2]*t.Shape[3]) * uint64(t.DType.Size()) // one token's bytes
-			dst := out[i]
+			dst := dsts[i]
 			base := uint64(dst.Offset) * uint64(t.DType.Size())
 			for tok := 0; tok < n; {
 				m := min(pt-tok%pt, n-tok)
@@ -295,10 +482,6 @@ func (c *QuantizedKVCache) gather(ctx context.Context, views []*memory.Tensor) (
 		cmd.Barrier()
 		return nil
 	})
-	if err != nil {
-		return fail(err)
-	}
-	return out, nil
 }
 
 // Release ends sequence seq in both caches: its pages are unbound and kept for reuse, and it
@@ -388,4 +571,11 @@ func (c *QuantizedKVCache) Close() {
 	}
 	c.codes.Close()
 	c.scales.Close()
+	c.scratchMu.Lock()
+	defer c.scratchMu.Unlock()
+	c.closed = true
+	for _, s := range c.scratch {
+		s.close()
+	}
+	c.scratch = nil
 }

@@ -93,6 +93,35 @@ func (e *Engine) QuantizeIntoWith(ctx context.Context, out *Quantized, x *memory
 	return err
 }
 
+// quantizeJob is one quantization of a batch (quantizeBatch): x into out, with opts.
+type quantizeJob struct {
+	out  *Quantized
+	x    *memory.Tensor
+	opts QuantizeOptions
+}
+
+// quantizeBatch runs QuantizeIntoWith for every job in one submission, their dispatches side by
+// side, without barriers between them: no job's output may overlap another's, nor any job's
+// input. Where a job does not validate, nothing is dispatched and its error is wrap(i, err).
+func (e *Engine) quantizeBatch(ctx context.Context, jobs []quantizeJob, wrap func(i int, err error) error) error {
+	_, err := e.runBuilt(ctx, func() (*plan, error) {
+		p := &plan{kernel: quantizeKernel}
+		for i, j := range jobs {
+			jp, err := e.planQuantize(j.out, j.x, j.opts) // steps only: no scratch
+			if err != nil {
+				p.close()
+				return nil, wrap(i, err)
+			}
+			for _, s := range jp.steps {
+				s.join = len(p.steps) > 0
+				p.steps = append(p.steps, s)
+			}
+		}
+		return p, nil
+	})
+	return err
+}
+
 // checkQuantizeScales checks QuantizeOptions.Scales (nil is none) against a valid x: a live
 // contiguous f32 tensor [H, D] of e, with x's heads and head dim.
 func (e *Engine) checkQuantizeScales(s, x *memory.Tensor) error {
