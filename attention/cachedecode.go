@@ -32,43 +32,35 @@ func (e *Engine) planDecodeCache(o, lse, q *memory.Tensor, cache *memory.KVCache
 	if err := e.usable(); err != nil {
 		return nil, err
 	}
-	switch {
-	case cache == nil:
+	if cache == nil {
 		return nil, fmt.Errorf("attention: cache is nil")
-	case opts.CuSeqlensK != nil:
-		return nil, fmt.Errorf("attention: DecodeCache takes the keys' lengths from the cache: Options.CuSeqlensK must be nil")
-	case opts.CuSeqlensQ != nil && len(opts.CuSeqlensQ) != len(seqs)+1:
-		return nil, fmt.Errorf("attention: CuSeqlensQ has %d entries for %d sequences, want %d", len(opts.CuSeqlensQ), len(seqs), len(seqs)+1)
+	}
+	if err := checkCacheOptions("DecodeCache", opts.Options, len(seqs)); err != nil {
+		return nil, err
 	}
 	groups, err := cache.Batch(seqs)
 	if err != nil {
 		return nil, fmt.Errorf("attention: cache: %w", err)
 	}
 	if opts.CuSeqlensQ == nil {
-		if q, o, lse, err = packDense(q, o, lse, len(seqs)); err != nil {
+		var ts []*memory.Tensor
+		if ts, lse, err = packDense(len(seqs), lse, arg{"q", q}, arg{"o", o}); err != nil {
 			return nil, err
 		}
+		q, o = ts[0], ts[1]
 		opts.CuSeqlensQ = uniform(len(seqs), q.Shape[0]/len(seqs))
 	}
 	// The checks see the group reaching furthest as k and v, holding every sequence's keys
 	// between its first and its last token: windows at least as long as any sequence are
 	// unbounded for all of them.
-	stand, lens := 0, make([]int, len(seqs))
+	stand := 0
 	for i, g := range groups {
 		if g.K.Shape[0] > groups[stand].K.Shape[0] {
 			stand = i
 		}
-		for j, b := range g.Index {
-			lens[b] = g.Lens[j]
-		}
 	}
 	k, v := groups[stand].K, groups[stand].V
-	checked := opts.Options
-	checked.CuSeqlensK = make([]int, len(seqs)+1)
-	for i := range seqs {
-		checked.CuSeqlensK[i+1] = k.Shape[0]
-	}
-	c, err := e.newCall(o, lse, q, k, v, checked)
+	c, err := e.newCall(o, lse, q, k, v, cacheChecked(opts.Options, len(seqs), k.Shape[0]))
 	if err != nil {
 		return nil, err
 	}
@@ -79,57 +71,95 @@ func (e *Engine) planDecodeCache(o, lse, q *memory.Tensor, cache *memory.KVCache
 	if err := checkOutputs(o, lse, inputs); err != nil {
 		return nil, err
 	}
-	c.sh.cuK = make([]int, len(seqs)+1)
-	for i, n := range lens {
-		c.sh.cuK[i+1] = c.sh.cuK[i] + n
-	}
-	c.sh.totalK = c.sh.cuK[len(seqs)]
-	c.opts.CuSeqlensK = c.sh.cuK
-	c.groups = groups
+	c.useGroups(groups, groupLens(groups, len(seqs)))
 	return e.planDecodeCall(c, opts.Splits, decodeKernel{op: shaders.OpDecode, dt: q.DType})
 }
 
-// packDense views dense q and o [b, Lq, Hq, D] (and lse [b, Lq, Hq]) as packed [b*Lq, ...]
-// tensors; b must be the number of sequences.
-func packDense(q, o, lse *memory.Tensor, b int) (pq, po, plse *memory.Tensor, err error) {
-	for _, a := range []arg{{"q", q}, {"o", o}} {
+// checkCacheOptions checks the options of op, a decode over n KV cache sequences.
+func checkCacheOptions(op string, opts Options, n int) error {
+	switch {
+	case opts.CuSeqlensK != nil:
+		return fmt.Errorf("attention: %s takes the keys' lengths from the cache: Options.CuSeqlensK must be nil", op)
+	case opts.CuSeqlensQ != nil && len(opts.CuSeqlensQ) != n+1:
+		return fmt.Errorf("attention: CuSeqlensQ has %d entries for %d sequences, want %d", len(opts.CuSeqlensQ), n, n+1)
+	}
+	return nil
+}
+
+// cacheChecked is the options with which a decode over n KV cache sequences is checked, a
+// stand-in of tokens tokens as k and v: every sequence's keys are all of them.
+func cacheChecked(opts Options, n, tokens int) Options {
+	opts.CuSeqlensK = make([]int, n+1)
+	for i := range n {
+		opts.CuSeqlensK[i+1] = tokens
+	}
+	return opts
+}
+
+// groupLens are the lengths of the n sequences of groups, in the order of the batch.
+func groupLens(groups []memory.KVGroup, n int) []int {
+	lens := make([]int, n)
+	for _, g := range groups {
+		for j, b := range g.Index {
+			lens[b] = g.Lens[j]
+		}
+	}
+	return lens
+}
+
+// useGroups makes c, checked with a stand-in for the keys (cacheChecked), a call over KV cache
+// groups whose sequences hold lens keys: one dispatch each (dispatches).
+func (c *call) useGroups(groups []memory.KVGroup, lens []int) {
+	c.sh.cuK = make([]int, len(lens)+1)
+	for i, n := range lens {
+		c.sh.cuK[i+1] = c.sh.cuK[i] + n
+	}
+	c.sh.totalK = c.sh.cuK[len(lens)]
+	c.opts.CuSeqlensK = c.sh.cuK
+	c.groups = groups
+}
+
+// packDense views dense tensors ts [b, Lq, ...] (the queries and o, last) as packed [b*Lq, ...]
+// ones, and lse [b, Lq, Hq] as [b*Lq, Hq]; b must be the number of sequences.
+func packDense(b int, lse *memory.Tensor, ts ...arg) ([]*memory.Tensor, *memory.Tensor, error) {
+	for _, a := range ts {
 		switch {
 		case a.t == nil:
-			return nil, nil, nil, fmt.Errorf("attention: %s is nil", a.name)
+			return nil, nil, fmt.Errorf("attention: %s is nil", a.name)
 		case len(a.t.Shape) != 4:
-			return nil, nil, nil, fmt.Errorf("attention: %s has shape %v, want [sequences, seq, heads, head_dim] (or Options.CuSeqlensQ with [tokens, heads, head_dim])", a.name, a.t.Shape)
+			return nil, nil, fmt.Errorf("attention: %s has shape %v, want [sequences, seq, heads, head_dim] (or Options.CuSeqlensQ with [tokens, heads, head_dim])", a.name, a.t.Shape)
 		case a.t.Shape[0] != b:
-			return nil, nil, nil, fmt.Errorf("attention: %s has batch %d for %d cache sequences", a.name, a.t.Shape[0], b)
+			return nil, nil, fmt.Errorf("attention: %s has batch %d for %d cache sequences", a.name, a.t.Shape[0], b)
 		}
 		if err := checkBatchStride(a); err != nil {
-			return nil, nil, nil, err
+			return nil, nil, err
 		}
 	}
-	pack := func(name string, t *memory.Tensor) (*memory.Tensor, error) {
-		sh, st := t.Shape, t.Strides
-		p, err := t.View(append([]int{sh[0] * sh[1]}, sh[2:]...), st[1:], t.Offset)
+	out := make([]*memory.Tensor, len(ts))
+	for i, a := range ts {
+		sh, st := a.t.Shape, a.t.Strides
+		p, err := a.t.View(append([]int{sh[0] * sh[1]}, sh[2:]...), st[1:], a.t.Offset)
 		if err != nil {
-			return nil, fmt.Errorf("attention: %s: %w", name, err)
+			return nil, nil, fmt.Errorf("attention: %s: %w", a.name, err)
 		}
-		return p, nil
+		out[i] = p
 	}
-	if pq, err = pack("q", q); err == nil {
-		po, err = pack("o", o)
+	if lse == nil {
+		return out, nil, nil
 	}
-	if err == nil && lse != nil {
-		if len(lse.Shape) != 3 || !lse.Contiguous() {
-			return nil, nil, nil, fmt.Errorf("attention: lse must be a contiguous f32 tensor of shape %v, got %s %v", o.Shape[:3], lse.DType, lse.Shape)
-		}
-		plse, err = lse.Reshape(lse.Shape[0]*lse.Shape[1], lse.Shape[2])
+	if len(lse.Shape) != 3 || !lse.Contiguous() {
+		return nil, nil, fmt.Errorf("attention: lse must be a contiguous f32 tensor of shape %v, got %s %v", ts[len(ts)-1].t.Shape[:3], lse.DType, lse.Shape)
 	}
-	return pq, po, plse, err
+	plse, err := lse.Reshape(lse.Shape[0]*lse.Shape[1], lse.Shape[2])
+	return out, plse, err
 }
 
 // dispatches plans the dispatches of pipe over a call's sequences: push and grid are the
 // kernel's (grid's z counts sequences), extra the kernel's words after the sequence table's
 // lengths, bindings those after bindings 0-5. A call over KV cache sequences (groups) is one
 // dispatch per group, side by side, each with an explicit table of its sequences
-// (FLAG_SEQ_TABLE, groupTable) and waiting for the binds of their pages; any other call one.
+// (FLAG_SEQ_TABLE, groupTable) and waiting for the binds of their pages (over a
+// QuantizedKVCache's, with its own scales too: scaleGroups); any other call one.
 func (e *Engine) dispatches(c *call, pipe *vk.Pipeline, push []byte, grid [3]uint32, extra []uint32, bindings ...vk.BufferRange) ([]step, error) {
 	if c.groups == nil {
 		push, words := paged(c.k, push, c.seqWords(extra...))
@@ -146,7 +176,11 @@ func (e *Engine) dispatches(c *call, pipe *vk.Pipeline, push []byte, grid [3]uin
 	tables := make([][]uint32, len(c.groups))
 	pushes := make([][]byte, len(c.groups))
 	for i, g := range c.groups {
-		pushes[i], tables[i] = paged(g.K, push, c.groupTable(g, extra))
+		words := c.groupTable(g, extra)
+		if c.scaleGroups != nil {
+			words = c.scaleGroups[i].table(words, len(g.Index))
+		}
+		pushes[i], tables[i] = paged(g.K, push, words)
 	}
 	buf, offs, err := e.seqTables(tables)
 	if err != nil {
@@ -155,7 +189,11 @@ func (e *Engine) dispatches(c *call, pipe *vk.Pipeline, push []byte, grid [3]uin
 	steps := make([]step, 0, len(c.groups))
 	for i, g := range c.groups {
 		seq := vk.BufferRange{Buffer: buf.Buffer, Offset: offs[i], Size: uint64(4 * len(tables[i]))}
-		set, err := c.bindKV(pipe, g.K.Buffer(), g.V.Buffer(), seq, append(memory.BindPoints(c.q, c.o), g.After...), bindings...)
+		bs := bindings
+		if c.scaleGroups != nil {
+			bs = c.scaleGroups[i].bind(bindings)
+		}
+		set, err := c.bindKV(pipe, g.K.Buffer(), g.V.Buffer(), seq, append(memory.BindPoints(c.q, c.o), g.After...), bs...)
 		if err != nil {
 			for _, s := range steps {
 				s.set.Close()

@@ -25,6 +25,9 @@ type call struct {
 	// groups, for a call over KV cache sequences (DecodeCache), are where their keys and values
 	// lie: one dispatch each (dispatches); k and v are then one of them, standing in for checks.
 	groups []memory.KVGroup
+	// scaleGroups, for a call over a QuantizedKVCache's sequences (DecodeQuantizedCache), are
+	// where the scales of each group's sequences lie, groups holding their codes.
+	scaleGroups []scaleGroup
 	// after are binds to wait for besides those of q, k, v and o (memory.BindPoints of the
 	// primary tensors): a quantized K's and V's scales, which may be views of a KV cache too
 	// (QuantizedKVCache).
