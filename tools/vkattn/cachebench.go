@@ -74,10 +74,11 @@ func cmdCacheBench(ctx context.Context, args []string, stdout, stderr io.Writer)
 		"submit it and the time until it is done. A step is one append of every sequence's tokens from\n"+
 		"device tensors (AppendTensorsBatch) and one decode of every sequence (DecodeCache); with\n"+
 		"-per-seq, an AppendTensors and a Decode on its views per sequence. With -kv int8 or int4 the\n"+
-		"cache is an attention.QuantizedKVCache, quantized on the device as it is appended, and each\n"+
-		"step is per sequence: an AppendTensors, then a View and a DecodeQuantizedInto; the table adds\n"+
-		"the bytes it commits against what a float cache needs for the same tokens (the page commit is\n"+
-		"timed on a memory.KVCache of the -dtype either way).\n"+
+		"cache is an attention.QuantizedKVCache, quantized on the device as it is appended: a step is\n"+
+		"its AppendTensorsBatch and one DecodeQuantizedCache (with -per-seq, an AppendTensors, then a\n"+
+		"View and a DecodeQuantizedInto per sequence); the table adds the bytes it commits against what\n"+
+		"a float cache needs for the same tokens (the page commit is timed on a memory.KVCache of the\n"+
+		"-dtype either way).\n"+
 		"On a GPU the defaults are 64 sequences to 32k tokens, 16 tokens a step; on a CPU device\n"+
 		"8 sequences to 512, 4 a step.", stderr)
 	seqs := fs.Int("seqs", gpuCacheSeqs, fmt.Sprintf("sequences (CPU device default %d)", cpuCacheSeqs))
@@ -144,7 +145,7 @@ func cmdCacheBench(ctx context.Context, args []string, stdout, stderr io.Writer)
 	if err := devc.SparseResidency(); err != nil {
 		return fmt.Errorf("cache-bench: %w", err)
 	}
-	b := cacheBench{e: e, seqs: *seqs, length: *length, step: min(*step, *length), hq: *hq, hk: *hk, d: *d, dt: dt, perSeq: *perSeq || quantized,
+	b := cacheBench{e: e, seqs: *seqs, length: *length, step: min(*step, *length), hq: *hq, hk: *hk, d: *d, dt: dt, perSeq: *perSeq,
 		quantized: quantized, format: format}
 	probe, err := memory.NewKVCache(e.Allocator(), b.config(0))
 	if err != nil {
@@ -453,34 +454,55 @@ func (c floatCache) step(ctx context.Context, b *cacheBench, name string, n int,
 			return err
 		})
 	}
+	return b.stepBatched(name, n, kSrc, vSrc, func(appends []memory.TensorAppend) error {
+		return c.AppendTensorsBatch(ctx, appends)
+	}, func() error {
+		_, err := b.e.DecodeCache(ctx, b.o, nil, b.q, c.KVCache, b.all, attention.DecodeOptions{})
+		return err
+	})
+}
+
+// step is one step on a quantized cache: one batched append (quantized on the device) and one
+// DecodeQuantizedCache of all sequences or, with -per-seq, an append, then a view and a
+// DecodeQuantizedInto, per sequence.
+func (c quantCache) step(ctx context.Context, b *cacheBench, name string, n int, kSrc, vSrc *memory.Tensor) error {
+	if b.perSeq {
+		return b.stepPerSeq(ctx, name, n, kSrc, vSrc, func(s int, k, v *memory.Tensor) error {
+			return c.AppendTensors(ctx, s, k, v)
+		}, func(s int) error {
+			k, v, err := c.View(ctx, s)
+			if err != nil {
+				return err
+			}
+			defer k.Close()
+			defer v.Close()
+			_, err = b.e.DecodeQuantizedInto(ctx, b.o1, nil, b.q1, k, v, attention.QuantizedDecodeOptions{})
+			return err
+		})
+	}
+	return b.stepBatched(name, n, kSrc, vSrc, func(appends []memory.TensorAppend) error {
+		return c.AppendTensorsBatch(ctx, appends)
+	}, func() error {
+		_, err := b.e.DecodeQuantizedCache(ctx, b.o, nil, b.q, c.QuantizedKVCache, b.all, attention.QuantizedDecodeOptions{})
+		return err
+	})
+}
+
+// stepBatched is a step in two calls: appendAll appends kSrc and vSrc to every sequence, which
+// hold n tokens, then decodeAll decodes all of them.
+func (b *cacheBench) stepBatched(name string, n int, kSrc, vSrc *memory.Tensor,
+	appendAll func([]memory.TensorAppend) error, decodeAll func() error) error {
 	appends := make([]memory.TensorAppend, b.seqs)
 	for s := range appends {
 		appends[s] = memory.TensorAppend{Seq: s, K: kSrc, V: vSrc}
 	}
-	if err := c.AppendTensorsBatch(ctx, appends); err != nil {
+	if err := appendAll(appends); err != nil {
 		return fmt.Errorf("cache-bench: %s: append at %d tokens: %w", name, n, err)
 	}
-	if _, err := b.e.DecodeCache(ctx, b.o, nil, b.q, c.KVCache, b.all, attention.DecodeOptions{}); err != nil {
+	if err := decodeAll(); err != nil {
 		return fmt.Errorf("cache-bench: %s: decode at %d tokens: %w", name, n+kSrc.Shape[1], err)
 	}
 	return nil
-}
-
-// step is one step on a quantized cache, always per sequence (there is no batched quantized
-// decode): an append (quantized on the device), then a view and a DecodeQuantizedInto each.
-func (c quantCache) step(ctx context.Context, b *cacheBench, name string, n int, kSrc, vSrc *memory.Tensor) error {
-	return b.stepPerSeq(ctx, name, n, kSrc, vSrc, func(s int, k, v *memory.Tensor) error {
-		return c.AppendTensors(ctx, s, k, v)
-	}, func(s int) error {
-		k, v, err := c.View(ctx, s)
-		if err != nil {
-			return err
-		}
-		defer k.Close()
-		defer v.Close()
-		_, err = b.e.DecodeQuantizedInto(ctx, b.o1, nil, b.q1, k, v, attention.QuantizedDecodeOptions{})
-		return err
-	})
 }
 
 // stepPerSeq is a step in calls per sequence: appendTo appends kSrc and vSrc to every sequence,

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -38,26 +39,35 @@ func TestCacheBenchJSON(t *testing.T) {
 	}
 }
 
-// TestCacheBenchQuantized runs the loops over a QuantizedKVCache of each format: the same report,
-// per sequence, with the bytes a float cache would need for the tokens.
+// TestCacheBenchQuantized runs the loops over a QuantizedKVCache of each format, in batched calls
+// (and, for int8, with -per-seq, in calls per sequence): the same report, with the bytes a float
+// cache would need for the tokens.
 func TestCacheBenchQuantized(t *testing.T) {
 	needDevice(t)
-	for _, kv := range []string{"int8", "int4"} {
-		t.Run(kv, func(t *testing.T) {
+	for _, c := range []struct {
+		kv     string
+		perSeq bool
+	}{{"int8", false}, {"int4", false}, {"int8", true}} {
+		kv := c.kv
+		t.Run(fmt.Sprintf("%s/per-seq=%v", kv, c.perSeq), func(t *testing.T) {
 			file := filepath.Join(t.TempDir(), "cache.json")
 			args := append([]string{"cache-bench", "-kv", kv, "-seqs", "3", "-len", "40", "-step", "3", "-hq", "4", "-hk", "2", "-d", "32",
 				"-headroom", "8", "-commits", "5", "-json", file}, deviceArgs()...)
+			calls := "one append and one decode of all sequences a step"
+			if c.perSeq {
+				args, calls = append(args, "-per-seq"), "an append and a decode per sequence"
+			}
 			out, stderr, err := cli(t, args...)
 			if err != nil {
 				t.Fatalf("cache-bench -kv %s: %v\n%s\n%s", kv, err, out, stderr)
 			}
-			for _, want := range []string{"preallocated", "page commit", "K/V " + kv, "f16 cache needs", "committed/f16", "a decode per sequence"} {
+			for _, want := range []string{"preallocated", "page commit", "K/V " + kv, "f16 cache needs", "committed/f16", calls} {
 				if !strings.Contains(out, want) {
 					t.Errorf("cache-bench -kv %s: no %q in the table:\n%s\n%s", kv, want, out, stderr)
 				}
 			}
 			rep := readCacheReport(t, file)
-			if rep.KV != kv || rep.DType != "f16" || !rep.PerSeq || rep.Seqs != 3 || rep.Len != 40 || rep.Step != 3 || len(rep.Loops) != 2 {
+			if rep.KV != kv || rep.DType != "f16" || rep.PerSeq != c.perSeq || rep.Seqs != 3 || rep.Len != 40 || rep.Step != 3 || len(rep.Loops) != 2 {
 				t.Fatalf("cache-bench JSON: %+v", rep)
 			}
 			f := kvFormats[kv] // codes: d/PerWord 32-bit words per token and head; scales: Groups bf16
