@@ -371,12 +371,12 @@ func newStreamLayout(d, bits, sg uint32) streamLayout {
 // Subgroup-tier decode sizes: keys each lane reads per step (so several loads are in flight),
 // and the values of q and of o one lane keeps per row, at most, over the rows of a workgroup.
 const (
-	decodeStreamUnroll = 4
+	decodeStreamUnroll = 2
 	decodeStreamValues = 64
 )
 
 // DecodeUnrollEnv overrides, for tuning on a new device, the keys each lane of the subgroup
-// decode kernel reads per step (a positive integer; default 4).
+// decode kernel reads per step (a positive integer; default 2).
 const DecodeUnrollEnv = "VKATTN_DECODE_UNROLL"
 
 // decodeUnroll is the keys per lane per step: $VKATTN_DECODE_UNROLL, else decodeStreamUnroll.

@@ -9,9 +9,18 @@
 // least power of two >= VPR, at most SG), each lane reading VPL of its vectors, so the subgroup
 // reads KPS = SG / LPK keys at once and a step reads BC keys (U = BC / KPS per lane). A lane
 // keeps q of its dims for the block's BR rows; the dot products of a key are summed across its
-// LPK lanes with shuffles; each lane group keeps its own running max, sum and output per row
-// (no subgroup operation per step), merged across groups at the end as merge.comp merges
-// partials.
+// LPK lanes; each lane group keeps its own running max, sum and output per row, merged across
+// groups at the end as merge.comp merges partials.
+//
+// Scores of a step: a lane holds partial dot products of the step's NP = U * BR pairs (its key
+// u, row r), pair u * BR + r. They are summed across the key's LPK lanes by a transposing
+// reduction: at each level a lane keeps half of its list and adds the other half of its
+// partner's, so after log2(LPK) levels it holds the complete sums of NOWN pairs (a power of two)
+// instead of every lane holding all of them; the first lane of each NOWN pairs scores them,
+// takes the row maxima across the lanes of the same rows and exponentiates once, and the
+// probabilities are then read back by every lane of the key for P.V. Against summing every
+// pair's dot product on every lane, that is about PP - 1 shuffles instead of NP * log2(LPK), and
+// NOWN exponentials a lane instead of NP.
 //
 // FLAG_VEC: K's and V's rows start on multiples of LW = min(VW, 4) words and ROWW is one too, so
 // a vector is read with uvec4 / uvec2 loads (the host checks the offsets and strides); otherwise
@@ -45,6 +54,37 @@ const uint VPL = (VPR + LPK - 1u) / LPK;          // vectors per lane
 const uint KPS = SG / LPK;                        // keys the subgroup reads at once
 const uint U = (BC + KPS - 1u) / KPS;             // keys per lane per step
 const uint EL = VPL * EPV;                        // values per lane and row
+
+// The transposing reduction of the scores (above): pairs padded to PP, a power of two; T levels
+// transpose (log2 of the lesser of LPK and PP), the other log2(LPK) - T sum whole lists; a lane
+// then owns NOWN pairs.
+const uint NP = U * BR;
+const uint PP = NP <= 1u ? 1u : NP <= 2u ? 2u : NP <= 4u ? 4u : NP <= 8u ? 8u : NP <= 16u ? 16u : NP <= 32u ? 32u :
+	NP <= 64u ? 64u : NP <= 128u ? 128u : NP <= 256u ? 256u : NP <= 512u ? 512u : NP <= 1024u ? 1024u : 2048u;
+const uint LOG_LPK = LPK <= 1u ? 0u : LPK <= 2u ? 1u : LPK <= 4u ? 2u : LPK <= 8u ? 3u : LPK <= 16u ? 4u : LPK <= 32u ? 5u : 6u;
+const uint LOG_PP = PP <= 1u ? 0u : PP <= 2u ? 1u : PP <= 4u ? 2u : PP <= 8u ? 3u : PP <= 16u ? 4u : PP <= 32u ? 5u :
+	PP <= 64u ? 6u : PP <= 128u ? 7u : PP <= 256u ? 8u : PP <= 512u ? 9u : PP <= 1024u ? 10u : 11u;
+const uint T = LOG_LPK < LOG_PP ? LOG_LPK : LOG_PP;
+const uint NOWN = PP >> T;                         // pairs a lane owns
+const uint ROWS_SPLIT = NOWN < BR ? 1u : 0u;       // a lane owns part of one key's rows (else whole keys)
+
+// ownerPart is the place in its key of the lane that owns pair i (and i's NOWN-aligned block):
+// bit LPK >> (l + 1) of it says which half the lane kept at level l. Among lanes that own the
+// same pairs (levels past T), the first.
+uint ownerPart(uint i) {
+	uint part = 0u;
+	[[unroll]] for (uint l = 0u; l < T; l++)
+		if ((i & (PP >> (l + 1u))) != 0u) part |= LPK >> (l + 1u);
+	return part;
+}
+
+// ownedBase is the first pair that the lane at place part of its key owns.
+uint ownedBase(uint part) {
+	uint base = 0u;
+	[[unroll]] for (uint l = 0u; l < T; l++)
+		if ((part & (LPK >> (l + 1u))) != 0u) base |= PP >> (l + 1u);
+	return base;
+}
 
 // Vec is one vector of a key row as it was read: its VW words, w[0..3] in lo, w[4..7] in hi.
 struct Vec {
@@ -156,40 +196,81 @@ void main() {
 #endif
 			}
 		}
-		// Scores: each lane's share of the dot product, summed over the key's lanes.
-		float s[U][BR];
-		[[unroll]] for (uint u = 0u; u < U; u++) {
-			int key = k0 + int(u * KPS + slot);
-			[[unroll]] for (uint r = 0u; r < BR; r++) {
-				float acc = 0.0;
-				[[unroll]] for (uint i = 0u; i < VPL; i++)
-					[[unroll]] for (uint e = 0u; e < EPV; e++) acc += q[r][i * EPV + e] * value(kv[u][i], e, ks[u][i]);
-				[[unroll]] for (uint off = LPK / 2u; off > 0u; off /= 2u) acc += subgroupShuffleXor(acc, off);
-				bool sees = key >= keys[r].x && key < keys[r].y && u * KPS + slot < BC;
-				s[u][r] = sees ? score(acc) : NEG_INF;
+		// Scores: each lane's share of every pair's dot product, then the transposing reduction.
+		float acc[PP];
+		[[unroll]] for (uint i = 0u; i < PP; i++) {
+			acc[i] = 0.0;
+			if (i < NP) {
+				uint u = i / BR, r = i % BR;
+				[[unroll]] for (uint vi = 0u; vi < VPL; vi++)
+					[[unroll]] for (uint e = 0u; e < EPV; e++) acc[i] += q[r][vi * EPV + e] * value(kv[u][vi], e, ks[u][vi]);
 			}
 		}
-		// Online softmax of each lane group over its keys: no subgroup operation per step.
-		[[unroll]] for (uint r = 0u; r < BR; r++) {
-			float mx = NEG_INF;
-			bool nan = false;
-			[[unroll]] for (uint u = 0u; u < U; u++) {
-				mx = max(mx, s[u][r]);
-				nan = nan || isnan(s[u][r]);
+		[[unroll]] for (uint lv = 0u; lv < T; lv++) {
+			uint off = LPK >> (lv + 1u), h = PP >> (lv + 1u);
+			bool upper = (part & off) != 0u;
+			[[unroll]] for (uint i = 0u; i < h; i++) {
+				float keep = upper ? acc[h + i] : acc[i], give = upper ? acc[i] : acc[h + i];
+				acc[i] = keep + subgroupShuffleXor(give, off);
 			}
-			float alpha = raiseMax(m[r], mx, nan);
+		}
+		[[unroll]] for (uint off = LPK >> (T + 1u); off > 0u; off /= 2u) acc[0] += subgroupShuffleXor(acc[0], off);
+
+		// The owned pairs' scores and their rows' maxima over the step's keys of the lane group.
+		uint base = ownedBase(part);
+		float sOwn[NOWN], mOwn[NOWN];
+		[[unroll]] for (uint j = 0u; j < NOWN; j++) {
+			uint i = base + j, u = i / BR, r = i % BR;
+			int key = k0 + int(u * KPS + slot);
+			ivec2 seen = ivec2(0);
+			[[unroll]] for (uint rr = 0u; rr < BR; rr++)
+				if (rr == r) seen = keys[rr];
+			bool sees = i < NP && key >= seen.x && key < seen.y && u * KPS + slot < BC;
+			sOwn[j] = sees ? score(acc[j]) : NEG_INF;
+			mOwn[j] = sOwn[j];
+		}
+		float mx[BR];
+		if (ROWS_SPLIT != 0u) {
+			// Pair i's row is its low bits and its key the high ones: the lanes owning the other
+			// keys of a row differ in the bits of the first log2(PP / BR) levels.
+			[[unroll]] for (uint lv = 0u; (PP >> (lv + 1u)) >= BR && lv < T; lv++)
+				[[unroll]] for (uint j = 0u; j < NOWN; j++) mOwn[j] = maxNaN(mOwn[j], subgroupShuffleXor(mOwn[j], LPK >> (lv + 1u)));
+			[[unroll]] for (uint r = 0u; r < BR; r++)
+				mx[r] = subgroupShuffle(mOwn[r % NOWN], slot * LPK + ownerPart(r - r % NOWN));
+		} else {
+			// A lane owns whole keys (every row of NOWN / BR keys): a row's maximum is over its
+			// own pairs, then across the key's lanes.
+			[[unroll]] for (uint r = 0u; r < BR; r++) {
+				mx[r] = NEG_INF;
+				[[unroll]] for (uint j = r; j < NOWN; j += BR) mx[r] = maxNaN(mx[r], sOwn[j]);
+				[[unroll]] for (uint off = LPK / 2u; off > 0u; off /= 2u) mx[r] = maxNaN(mx[r], subgroupShuffleXor(mx[r], off));
+			}
+		}
+		float alpha[BR];
+		[[unroll]] for (uint r = 0u; r < BR; r++) alpha[r] = raiseMax(m[r], mx[r], isnan(mx[r]));
+		// Exponentials of the owned pairs, read back by every lane of the key.
+		float pOwn[NOWN];
+		[[unroll]] for (uint j = 0u; j < NOWN; j++) {
+			uint r = (base + j) % BR;
+			float mr = 0.0;
+			[[unroll]] for (uint rr = 0u; rr < BR; rr++)
+				if (rr == r) mr = m[rr];
+			pOwn[j] = prob(sOwn[j], mr);
+		}
+		[[unroll]] for (uint r = 0u; r < BR; r++) {
+			[[unroll]] for (uint j = 0u; j < EL; j++) o[r][j] *= alpha[r];
 			float sum = 0.0;
-			[[unroll]] for (uint j = 0u; j < EL; j++) o[r][j] *= alpha;
 			[[unroll]] for (uint u = 0u; u < U; u++) {
-				float p = prob(s[u][r], m[r]);
+				uint i = u * BR + r;
+				float p = subgroupShuffle(pOwn[i % NOWN], slot * LPK + ownerPart(i - i % NOWN));
 				sum += p;
 				// A key the row does not see (p is 0) adds nothing, even a NaN or Inf value.
 				if (p != 0.0) {
-					[[unroll]] for (uint i = 0u; i < VPL; i++)
-						[[unroll]] for (uint e = 0u; e < EPV; e++) o[r][i * EPV + e] += p * value(vv[u][i], e, vs[u][i]);
+					[[unroll]] for (uint vi = 0u; vi < VPL; vi++)
+						[[unroll]] for (uint e = 0u; e < EPV; e++) o[r][vi * EPV + e] += p * value(vv[u][vi], e, vs[u][vi]);
 				}
 			}
-			l[r] = l[r] * alpha + sum;
+			l[r] = l[r] * alpha[r] + sum;
 		}
 	}
 
