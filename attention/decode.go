@@ -369,10 +369,13 @@ func newStreamLayout(d, bits, sg uint32) streamLayout {
 }
 
 // Subgroup-tier decode sizes: keys each lane reads per step (so several loads are in flight),
-// and the values of q and of o one lane keeps per row, at most, over the rows of a workgroup.
+// and the values of q and of o one lane keeps per row, at most, over the rows of a workgroup:
+// 32, 4 rows where a lane reads one vector of a key. With 8 rows (64 values) the H100 ran a
+// workgroup 7-8x slower than with 4, so reading K and V once per 4 rows is 3.7x faster there
+// (docs/PERF.md).
 const (
 	decodeStreamUnroll = 2
-	decodeStreamValues = 64
+	decodeStreamValues = 32
 )
 
 // DecodeUnrollEnv overrides, for tuning on a new device, the keys each lane of the subgroup
@@ -397,7 +400,7 @@ func decodeUnroll() (uint32, error) {
 // workgroup as the tier allows (powers of two, so that few pipelines are built), so that each
 // K/V byte is read once. The scalar tier is bounded by the workgroup size and shared memory (at
 // most 64 rows), the subgroup tier by registers: a lane keeps 8 · vpl values of q and of o per
-// row, decodeStreamValues at most (8 rows where one lane reads one vector of a key). At the
+// row, decodeStreamValues at most (4 rows where one lane reads one vector of a key). At the
 // subgroup tier it also returns the lane layout the tiles are sized for; at the scalar tier the
 // zero layout.
 func decodeTiles(tier devices.Tier, p *devices.Profile, d, rows int, bits uint32) (tiles, streamLayout, error) {
