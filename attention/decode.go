@@ -41,11 +41,12 @@ type DecodeOptions struct {
 //
 // It is split-KV ("flash-decoding"): the keys of each sequence are split into chunks, one
 // workgroup per (chunk, KV head) computes a partial output and logsumexp for every query head
-// of that KV head and every new token, so each K/V byte is read once, into fp32 scratch memory;
-// a second dispatch merges the partials (the kernel Merge runs). With one chunk the first
-// dispatch writes the result and there is no second. Vulkan does not report a GPU's compute
-// units, so the automatic number of chunks aims at a number of workgroups per device type
-// (twice the CPU threads on a CPU device; a few per compute unit of the largest GPUs), chunks of at least 256 keys, at most 128 chunks, and partials that fit the
+// of that KV head and every new token (where they fit: see decodeTiles), so each K/V byte is
+// read once, into fp32 scratch memory; a second dispatch merges the partials (the kernel Merge
+// runs). With one chunk the first dispatch writes the result and there is no second. Vulkan
+// does not report a GPU's compute units, so the automatic number of chunks aims at a number of
+// workgroups per device type (twice the CPU threads on a CPU device; a few per compute unit of
+// the largest GPUs), chunks of at least 128 keys, at most 128 chunks, and partials that fit the
 // device's maxStorageBufferRange; DecodeOptions.Splits overrides it.
 func (e *Engine) Decode(ctx context.Context, q, k, v *memory.Tensor, opts DecodeOptions) (*Result, error) {
 	if err := e.usable(); err != nil {

@@ -139,10 +139,11 @@ func TestDecodeTilesFitSimulatedDevices(t *testing.T) {
 
 // The common decode shapes (one new token, 4 or 8 query heads per kv head) fit one workgroup's
 // rows on every simulated device with 32 KiB of shared memory or more at the scalar tier for head
-// dims up to 128, and at the subgroup tier wherever a lane reads one vector of each fp16 key
-// (lanes keep q and o of 8 dims per row in registers), so each K/V byte of a chunk is read once
-// there; elsewhere fewer rows per workgroup (logged). The documented caps on rows per workgroup
-// hold: 64 at the scalar tier, 8 at the subgroup tier.
+// dims up to 128, and at the subgroup tier 4 rows do wherever a lane reads one vector of each
+// fp16 key (lanes keep q and o of 8 dims per row in registers; 8 rows take two workgroups, as
+// decodeStreamValues says), so each K/V byte of a chunk is read once there; elsewhere fewer rows
+// per workgroup (logged). The documented caps on rows per workgroup hold: 64 at the scalar tier,
+// 4 at the subgroup tier.
 func TestDecodeRowsOneWorkgroup(t *testing.T) {
 	forSimulatedDecodeTiers(t, func(name string, p *devices.Profile, tier devices.Tier) {
 		sg := p.SubgroupSize
@@ -156,7 +157,7 @@ func TestDecodeRowsOneWorkgroup(t *testing.T) {
 					if tier == devices.TierScalar {
 						require.True(t, d > 128 || p.MaxSharedMemory < 32<<10, "%s sg %d %s d %d: %d rows in %v", name, sg, tier, d, rows, tl)
 					} else {
-						require.Greater(t, l.vpl, uint32(1), "%s sg %d %s d %d: %d rows in %v", name, sg, tier, d, rows, tl)
+						require.True(t, l.vpl > 1 || rows > 4, "%s sg %d %s d %d: %d rows in %v", name, sg, tier, d, rows, tl)
 					}
 					t.Logf("%s sg %d %s d %d: %d rows, %d per workgroup", name, sg, tier, d, rows, tl.BR)
 				}
@@ -167,7 +168,7 @@ func TestDecodeRowsOneWorkgroup(t *testing.T) {
 		if tier == devices.TierScalar {
 			require.LessOrEqual(t, tl.BR, uint32(64), name)
 		} else {
-			require.LessOrEqual(t, tl.BR, uint32(8), name)
+			require.LessOrEqual(t, tl.BR, uint32(4), name)
 		}
 	})
 }
