@@ -113,7 +113,8 @@ func (b *Buffer) HostVisible() bool {
 }
 
 // NewBuffer returns a buffer of size bytes. Requests of at least half the block size get a
-// dedicated allocation; smaller ones share blocks.
+// dedicated allocation; smaller ones share blocks. (The allocator's staging buffer always has
+// its own.)
 func (a *Allocator) NewBuffer(size uint64, usage Usage) (*Buffer, error) {
 	return a.newBuffer(size, usage, false)
 }
@@ -138,7 +139,8 @@ func (a *Allocator) newBuffer(size uint64, usage Usage, internal bool) (*Buffer,
 		return nil, err
 	}
 	b := &Buffer{Buffer: vb, alloc: a, size: reqSize, internal: internal}
-	if reqSize >= a.blockSize/2 {
+	// The staging buffer (internal) has memory of its own, so that block usage is the callers'.
+	if internal || reqSize >= a.blockSize/2 {
 		b.mem, err = a.dev.Allocate(reqSize, typ)
 		b.dedicated = true
 	} else {
