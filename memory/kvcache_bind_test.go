@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"testing"
 	"time"
 
@@ -98,6 +99,21 @@ func TestKVCacheBindsDoNotBlock(t *testing.T) {
 	require.Len(t, points, 1)
 	require.Equal(t, gate+1, points[0].Value)
 
+	// A view's Download waits for its pages' binds on the device too (where binds have a queue of
+	// their own: on a device with one queue, as lavapipe, all later work waits for them anyway).
+	downloaded := make(chan error, 1)
+	go func() {
+		got, err := kt.Download(ctx)
+		if err == nil && !slices.Equal(got, k0) {
+			err = errors.New("the view's download does not read sequence 0's keys")
+		}
+		downloaded <- err
+	}()
+	select {
+	case err := <-downloaded:
+		t.Fatalf("the view's download finished before its pages' binds: %v", err)
+	case <-time.After(300 * time.Millisecond):
+	}
 	host, err := a.NewBuffer(uint64(20*per*4), Staging)
 	require.NoError(t, err)
 	defer host.Close()
@@ -121,7 +137,7 @@ func TestKVCacheBindsDoNotBlock(t *testing.T) {
 	case <-time.After(300 * time.Millisecond):
 	}
 	require.NoError(t, c.tl.Signal(gate))
-	for _, ch := range []chan error{copied, appended} {
+	for _, ch := range []chan error{copied, downloaded, appended} {
 		select {
 		case err := <-ch:
 			require.NoError(t, err)
