@@ -13,6 +13,11 @@
 // A sequence's keys have their scales at the tokens of their codes (t), unless the table gives
 // each sequence's first token of the scales (SEQ_SCALESTART, kvScaleLayout): the sequences of a
 // quantized KV cache, whose codes and scales lie in two caches' regions, at different tokens.
+// Paged (FLAG_PAGED: a paged quantized KV cache's views), the codes are found through their block
+// table as paged float K and V are (kRow, vRow), and the scales through their own (their cache's
+// pages are not the codes'): K's and V's scales share it, at the word SEQ_SCALEPAGES names, with
+// SEQ_SCALEPAGES + 1 tokens per page, and scale token t is row tableRow(table, P, t) of the
+// scales' buffers (their offsets 0, their strides the rows'), t counted as above.
 //
 // Queries (QMODE): as DTYPE (Q_FLOAT); as DTYPE times the RoPE-aware query scales of their KV
 // head, fp32 [hk][D] at binding 11 from the table's SEQ_QKEYSCALE (Q_SCALED: quant.KeyScales.Q,
@@ -48,32 +53,49 @@ const uint SEQ_VSCALE = 4u;    // ... of V's
 const uint SEQ_QSCALE = 7u;    // ... of the FP8 queries'
 const uint SEQ_QKEYSCALE = 10u; // offset of the query scales
 const uint SEQ_SCALESTART = 11u; // the word of the sequences' first tokens of K's and V's scales, or 0
+const uint SEQ_SCALEPAGES = 12u; // paged: the word of the scales' block table; then its tokens per page
 
 uint seqWord(uint i) { return cuSeqlens[2u * (pc.nSeq + 1u) + i]; }
 
 // bf16Half is the bf16 at element e of a buffer of bf16 pairs, as float32 (exact).
 float bf16Half(uint word, uint e) { return uintBitsToFloat(((word >> (16u * (e & 1u))) & 0xffffu) << 16); }
 
-// ScaleLayout is where a tensor's scales are: element off + t * ts + h * hs + g.
+// ScaleLayout is where a tensor's scales are: element off + t * ts + h * hs + g; paged (pt not 0),
+// element off + tableRow(table, pt, t + shift) * ts + h * hs + g.
 struct ScaleLayout {
 	uint off, ts, hs;
+	uint table, pt, shift;
 };
 
-ScaleLayout scaleLayout(uint at) { return ScaleLayout(seqWord(at), seqWord(at + 1u), seqWord(at + 2u)); }
+ScaleLayout scaleLayout(uint at) { return ScaleLayout(seqWord(at), seqWord(at + 1u), seqWord(at + 2u), 0u, 0u, 0u); }
 
 // kvScaleLayout is the layout of K's (at = SEQ_KSCALE) or V's (SEQ_VSCALE) scales as sequence b
 // of the dispatch, whose keys are tokens s.kStart.. of the codes, reads them by the codes' tokens:
 // where word SEQ_SCALESTART is not 0, key i has its scales at token start + i of the scales, start
 // being word b of the table from that word on (K's and V's alike), so the offset moves by
-// start - s.kStart tokens (in uint arithmetic, which wraps: the index comes out exact).
+// start - s.kStart tokens, or paged the token does (in uint arithmetic, which wraps: the index
+// comes out exact). Paged, the scales' block table is SEQ_SCALEPAGES's.
 ScaleLayout kvScaleLayout(uint at, Seq s, uint b) {
 	ScaleLayout l = scaleLayout(at);
+	if (paged()) {
+		l.table = seqWord(SEQ_SCALEPAGES);
+		l.pt = seqWord(SEQ_SCALEPAGES + 1u);
+	}
 	uint starts = seqWord(SEQ_SCALESTART);
-	if (starts != 0u) l.off += (cuSeqlens[starts + b] - s.kStart) * l.ts;
+	if (starts != 0u) {
+		uint shift = cuSeqlens[starts + b] - s.kStart;
+		if (l.pt != 0u)
+			l.shift = shift;
+		else
+			l.off += shift * l.ts;
+	}
 	return l;
 }
 
-uint scaleIndex(ScaleLayout l, uint t, uint h, uint g) { return l.off + t * l.ts + h * l.hs + g; }
+uint scaleIndex(ScaleLayout l, uint t, uint h, uint g) {
+	if (l.pt != 0u) return l.off + tableRow(l.table, l.pt, t + l.shift) * l.ts + h * l.hs + g;
+	return l.off + t * l.ts + h * l.hs + g;
+}
 
 float kScale(ScaleLayout l, uint t, uint h, uint g) {
 	uint e = scaleIndex(l, t, h, g);

@@ -29,8 +29,12 @@ DECLARE_LOAD(loadV, vData)
 
 bool paged() { return (pc.flags & FLAG_PAGED) != 0u; }
 
+// tableRow is the row of a paged buffer that holds token t, through the block table at word
+// table of the sequence table (binding 5), P = pt tokens per page: table[t / P] * P + t % P.
+uint tableRow(uint table, uint pt, uint t) { return cuSeqlens[table + t / pt] * pt + t % pt; }
+
 // pagedRow is the row of the buffers that holds token t of paged K and V.
-uint pagedRow(uint t) { return cuSeqlens[pc.kOff + t / pc.vOff] * pc.vOff + t % pc.vOff; }
+uint pagedRow(uint t) { return tableRow(pc.kOff, pc.vOff, t); }
 
 // kRow and vRow are the index of the first element of row (token t, head h) of K and V.
 uint kRow(uint t, uint h) {
