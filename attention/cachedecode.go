@@ -159,10 +159,13 @@ func packDense(b int, lse *memory.Tensor, ts ...arg) ([]*memory.Tensor, *memory.
 // lengths, bindings those after bindings 0-5. A call over KV cache sequences (groups) is one
 // dispatch per group, side by side, each with an explicit table of its sequences
 // (FLAG_SEQ_TABLE, groupTable) and waiting for the binds of their pages (over a
-// QuantizedKVCache's, with its own scales too: scaleGroups); any other call one.
+// QuantizedKVCache's, with its own scales too: scaleGroups); any other call one. Where K and V
+// are paged, the tables carry their block tables (paged), and a quantized call's scales' too
+// (scalePages).
 func (e *Engine) dispatches(c *call, pipe *vk.Pipeline, push []byte, grid [3]uint32, extra []uint32, bindings ...vk.BufferRange) ([]step, error) {
 	if c.groups == nil {
 		push, words := paged(c.k, push, c.seqWords(extra...))
+		words = scalePages(c.scales, words, c.sh.batch)
 		seq, err := e.seqLens(words)
 		if err != nil {
 			return nil, err

@@ -21,14 +21,13 @@ import (
 // Splits 1 (at the subgroup tier, with any given Splits) those of DecodeQuantizedInto over each
 // sequence's View.
 //
-// In the sparse layout it reads the caches in place, waiting for the binds of the codes' and
+// It reads the caches in place. In the sparse layout it waits for the binds of the codes' and
 // the scales' pages: the sequences whose codes lie in one buffer of the codes' cache and whose
 // scales lie in one of the scales' are one decode dispatch (usually all of them), each sequence
 // finding its scales at their own tokens; dispatches of several such pairs of buffers run side
-// by side, merged by one dispatch. The decode kernels do not follow block tables for scales, so
-// in the paged layout, as View does, it first gathers every sequence's codes and scales into
-// packed contiguous tensors of its own (one more submission, of copies; freed when it returns)
-// and decodes them with CuSeqlensK. As with views, the sequences must not be appended to or
+// by side, merged by one dispatch. In the paged layout all of them are one dispatch, which finds
+// their codes through the codes' block tables and their scales through the scales' (each cache
+// has its own pages), nothing copied. As with views, the sequences must not be appended to or
 // released while it runs.
 func (e *Engine) DecodeQuantizedCache(ctx context.Context, o, lse, q *memory.Tensor, cache *QuantizedKVCache, seqs []int, opts QuantizedDecodeOptions) (string, error) {
 	if err := e.usable(); err != nil {
@@ -47,10 +46,10 @@ func (e *Engine) DecodeQuantizedCache(ctx context.Context, o, lse, q *memory.Ten
 	if err != nil {
 		return "", err
 	}
-	return e.runBuilt(ctx, func() (*plan, error) { return e.planDecodeQuantizedCache(ctx, o, lse, q, cache, b, opts) })
+	return e.runBuilt(ctx, func() (*plan, error) { return e.planDecodeQuantizedCache(o, lse, q, cache, b, opts) })
 }
 
-func (e *Engine) planDecodeQuantizedCache(ctx context.Context, o, lse, q *memory.Tensor, cache *QuantizedKVCache, b *quantBatch, opts QuantizedDecodeOptions) (*plan, error) {
+func (e *Engine) planDecodeQuantizedCache(o, lse, q *memory.Tensor, cache *QuantizedKVCache, b *quantBatch, opts QuantizedDecodeOptions) (*plan, error) {
 	if err := e.usable(); err != nil {
 		return nil, err
 	}
@@ -62,30 +61,28 @@ func (e *Engine) planDecodeQuantizedCache(ctx context.Context, o, lse, q *memory
 		}
 		opts.CuSeqlensQ = uniform(n, o.Shape[0]/n)
 	}
-	if b.views != nil {
-		return e.planGatheredDecode(ctx, o, lse, q, cache, b, opts)
-	}
 	// The checks see views of the longest sequence's tokens from the buffers' start as k and v
-	// (windows at least as long as every sequence are then unbounded for all of them).
-	f, longest := cache.f, slices.Max(b.lens)
-	stand := func(name string, t *memory.Tensor) (*memory.Tensor, error) {
-		s, err := t.View([]int{longest, t.Shape[1], t.Shape[2]}, t.Strides, 0)
-		if err != nil {
-			return nil, fmt.Errorf("attention: cache %s: %w", name, err)
-		}
-		return s, nil
-	}
+	// (windows at least as long as every sequence are then unbounded for all of them). Paged
+	// tensors take no views: there the checks see the group's own, which hold the tokens of
+	// every sequence's pages, as DecodeCache's do (the two caches' pages hold as many tokens, so
+	// the codes' and the scales' agree).
+	f, tokens := cache.f, slices.Max(b.lens)
 	at := b.longest
-	var parts [4]*memory.Tensor
-	for i, t := range []*memory.Tensor{b.groups[at].K, b.scales[at].k, b.groups[at].V, b.scales[at].v} {
-		var err error
-		if parts[i], err = stand([]string{"k.Codes", "k.Scales", "v.Codes", "v.Scales"}[i], t); err != nil {
-			return nil, err
+	parts := [4]*memory.Tensor{b.groups[at].K, b.scales[at].k, b.groups[at].V, b.scales[at].v}
+	if _, pages := parts[0].Pages(); pages != nil {
+		tokens = parts[0].Shape[0]
+	} else {
+		for i, t := range parts {
+			s, err := t.View([]int{tokens, t.Shape[1], t.Shape[2]}, t.Strides, 0)
+			if err != nil {
+				return nil, fmt.Errorf("attention: cache %s: %w", []string{"k.Codes", "k.Scales", "v.Codes", "v.Scales"}[i], err)
+			}
+			parts[i] = s
 		}
 	}
 	k, v := &Quantized{Format: f, Codes: parts[0], Scales: parts[1]}, &Quantized{Format: f, Codes: parts[2], Scales: parts[3]}
 	checked := opts
-	checked.Options = cacheChecked(opts.Options, n, longest)
+	checked.Options = cacheChecked(opts.Options, n, tokens)
 	c, kern, err := e.newQuantizedCall(o, lse, q, k, v, checked)
 	if err != nil {
 		return nil, err
@@ -123,71 +120,13 @@ func packDenseQueries(n int, q, o, lse *memory.Tensor, fp8 *Quantized) (_, _, _ 
 	return ts[0], ts[1], lse, fp8, nil
 }
 
-// planGatheredDecode plans DecodeQuantizedCache in the paged layout: the sequences' codes and
-// scales (b.views) are gathered into packed tensors, freed with the plan, and decoded as varlen
-// K and V. The copies are a submission of their own, made here, after the checks.
-func (e *Engine) planGatheredDecode(ctx context.Context, o, lse, q *memory.Tensor, cache *QuantizedKVCache, b *quantBatch, opts QuantizedDecodeOptions) (_ *plan, err error) {
-	cu := make([]int, len(b.lens)+1)
-	for i, n := range b.lens {
-		cu[i+1] = cu[i] + n
-	}
-	total := cu[len(b.lens)]
-	var packed []*memory.Tensor // k's codes and scales, v's
-	defer func() {
-		if err != nil {
-			for _, t := range packed {
-				t.Close()
-			}
-		}
-	}()
-	for _, view := range b.views[0] {
-		t, err := e.alloc.NewTensor(view.DType, total, view.Shape[2], view.Shape[3])
-		if err != nil {
-			return nil, fmt.Errorf("attention: gathering the cache's sequences: %w", err)
-		}
-		packed = append(packed, t)
-	}
-	f := cache.f
-	k, v := &Quantized{Format: f, Codes: packed[0], Scales: packed[1]}, &Quantized{Format: f, Codes: packed[2], Scales: packed[3]}
-	opts.CuSeqlensK = cu
-	c, kern, err := e.newQuantizedCall(o, lse, q, k, v, opts)
-	if err != nil {
-		return nil, err
-	}
-	var views, dsts []*memory.Tensor
-	for i, seq := range b.views {
-		for j, view := range seq {
-			t := packed[j]
-			row := t.Strides[0]
-			dst, err := t.View([]int{b.lens[i], t.Shape[1], t.Shape[2]}, t.Strides, cu[i]*row)
-			if err != nil {
-				return nil, err
-			}
-			views, dsts = append(views, view), append(dsts, dst)
-		}
-	}
-	if err := e.copyPages(ctx, views, dsts); err != nil {
-		return nil, fmt.Errorf("attention: gathering the cache's sequences: %w", err)
-	}
-	p, err := e.planDecodeCall(c, opts.Splits, kern)
-	if err != nil {
-		return nil, err
-	}
-	for _, t := range packed {
-		p.scratch = append(p.scratch, t.Buffer())
-	}
-	return p, nil
-}
-
-// quantBatch is where the sequences of a DecodeQuantizedCache call lie, in the order given: in
-// the sparse layout, the codes' groups (memory.KVCache.Batch) split by the scales' buffers, with
-// the scales of each (pairGroups); in the paged layout, each sequence's paged views (codes and
-// scales of k, then of v) to gather.
+// quantBatch is where the sequences of a DecodeQuantizedCache call lie, in the order given: the
+// codes' groups (memory.KVCache.Batch) split by the scales' buffers, with the scales of each
+// (pairGroups; in the paged layout one group of each, with their block tables).
 type quantBatch struct {
 	groups  []memory.KVGroup
 	scales  []scaleGroup
 	longest int // the group holding the longest sequence
-	views   [][4]*memory.Tensor
 	lens    []int
 }
 
@@ -207,24 +146,6 @@ func (c *QuantizedKVCache) batch(seqs []int) (*quantBatch, error) {
 	}
 	defer c.lockSeqs(seqs)()
 	b := &quantBatch{lens: make([]int, len(seqs))}
-	if c.Paged() {
-		for i, seq := range seqs {
-			kc, vc, err := c.codes.View(seq)
-			if err != nil {
-				return nil, fmt.Errorf("attention: quantized kv cache: %w", err)
-			}
-			ks, vs, err := c.scales.View(seq)
-			if err != nil {
-				return nil, fmt.Errorf("attention: quantized kv cache: %w", err)
-			}
-			if kc.Shape[1] != ks.Shape[1] {
-				return nil, fmt.Errorf("attention: quantized kv cache: sequence %d holds %d tokens of codes and %d of scales", seq, kc.Shape[1], ks.Shape[1])
-			}
-			b.views = append(b.views, [4]*memory.Tensor{kc, ks, vc, vs})
-			b.lens[i] = kc.Shape[1]
-		}
-		return b, nil
-	}
 	codes, err := c.codes.Batch(seqs)
 	if err != nil {
 		return nil, fmt.Errorf("attention: quantized kv cache: codes: %w", err)
@@ -250,7 +171,8 @@ func (c *QuantizedKVCache) batch(seqs []int) (*quantBatch, error) {
 
 // scaleGroup is where the scales of a dispatch's sequences lie (DecodeQuantizedCache): K's and
 // V's in views [tokens, Heads, Groups] of the scales' cache's buffers from their start, sequence
-// i of the group from token starts[i] (its codes' first token is elsewhere, in another cache).
+// i of the group from token starts[i] (its codes' first token is elsewhere, in another cache);
+// in the paged layout, tokens of the views' block table (memory.Tensor.Pages), the scales' own.
 type scaleGroup struct {
 	k, v   *memory.Tensor
 	starts []int
@@ -304,13 +226,14 @@ const (
 // table appends the sequences' first tokens of the scales to the sequence table words of a
 // dispatch over the group's m sequences (groupTable, whose kernel words are the chunk size and
 // decodeKernel.seq), and gives their place at seqScaleStarts, so that the kernel finds each
-// sequence's scales there (quant.glsl's kvScaleLayout).
+// sequence's scales there (quant.glsl's kvScaleLayout); in the paged layout the scales' block
+// table too (scalePages).
 func (s scaleGroup) table(words []uint32, m int) []uint32 {
 	words[2*(m+1)+1+seqScaleStarts] = uint32(len(words))
 	for _, x := range s.starts {
 		words = append(words, uint32(x))
 	}
-	return words
+	return scalePages(s.k, words, m)
 }
 
 // bind returns the bindings after bindings 0-5 of a dispatch over the group: bindings, with K's

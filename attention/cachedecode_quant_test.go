@@ -20,12 +20,13 @@ var decodeCacheTiers = []devices.Tier{devices.TierScalar, devices.TierSubgroup}
 
 // TestDecodeQuantizedCache decodes sequences of Int8 and Int4 caches (Int4 with key scales,
 // decoded with QueryScales), sparse (the codes in two buffers where maxStorageBufferRange is
-// lavapipe's, the scales in one) and paged (gathered), at the scalar and subgroup tiers, in one
-// call, out of order, with varlen lengths and new tokens (a sequence with none): outputs and
-// logsumexps equal, bit for bit, DecodeQuantizedInto's over packed copies of the same codes and
-// scales (the same splits); with one new token each and one split (three too at the subgroup
-// tier), DecodeQuantized's over each sequence's View, for float queries and (Int8) for FP8
-// queries.
+// lavapipe's, the scales in one) and paged (read through block tables: sequences of many pages
+// of 16 tokens, most with a partial last one, the scales' pages other than the codes'), at the
+// scalar and subgroup tiers, in one call, out of order, with varlen lengths and new tokens (a
+// sequence with none): outputs and logsumexps equal, bit for bit, DecodeQuantizedInto's over
+// packed copies of the same codes and scales (the same splits); with one new token each and one
+// split (three too at the subgroup tier), DecodeQuantized's over each sequence's View (paged
+// views in the paged layout), for float queries and (Int8) for FP8 queries.
 func TestDecodeQuantizedCache(t *testing.T) {
 	ctx := context.Background()
 	const hq, hk, d = 8, 2, 32
@@ -49,6 +50,10 @@ func TestDecodeQuantizedCache(t *testing.T) {
 				require.NoError(t, err)
 				t.Cleanup(c.Close)
 				host := newQuantizedHost(c, ks)
+				if paged { // the scales' pages go to the sequences in another order than the codes'
+					_, scales := attention.QuantizedKVCacheParts(c)
+					require.NoError(t, scales.Reserve(cfg.Sequences-1, 20)) // the last to take pages in each batch
+				}
 				lens := make([]int, cfg.Sequences)
 				for i := range lens {
 					lens[i] = 1 + r.IntN(150)
@@ -139,6 +144,12 @@ func TestDecodeQuantizedCache(t *testing.T) {
 						for i, seq := range seqs {
 							kv, vv, err := c.View(ctx, seq)
 							require.NoError(t, err)
+							_, codes := kv.Codes.Pages()
+							_, scales := kv.Scales.Pages()
+							require.Equal(t, paged, codes != nil && scales != nil, "paged views")
+							if paged {
+								require.NotEqual(t, codes, scales, "the codes' and the scales' block tables differ")
+							}
 							one := func(x *memory.Tensor, last int) *memory.Tensor {
 								return view(t, x, []int{1, 1, hq, last}, x.Strides, i*hq*last)
 							}

@@ -33,12 +33,15 @@ type QuantizedDecodeOptions struct {
 // and gives the same numerics over the dequantized values (fp32 accumulation): K and V are
 // dequantized as each tile is staged, so each byte of their codes and scales is read once per
 // (chunk, KV head). The queries are q (f32, f16 or bf16; o has q's type), optionally scaled by
-// opts.QueryScales, or opts.FP8Queries with q nil (o is then f32).
+// opts.QueryScales, or opts.FP8Queries with q nil (o is then f32). K and V may be the views of a
+// paged QuantizedKVCache (View), whose codes and scales the kernels read through their block
+// tables (memory.Tensor.Pages), as Decode reads a paged memory.KVCache's views.
 //
 // Errors are Decode's, naming the argument (k.Codes, v.Scales, FP8Queries, ...), and those of
 // the quantized inputs: a format K and V do not share or that is not theirs, codes or scales
-// missing or of the wrong type or shape, query scales with FP8 queries. Nothing is dispatched
-// then.
+// missing or of the wrong type or shape, query scales with FP8 queries, paged codes with unpaged
+// scales or the reverse, K's and V's codes or scales of different sequences. Nothing is
+// dispatched then.
 func (e *Engine) DecodeQuantized(ctx context.Context, q *memory.Tensor, k, v *Quantized, opts QuantizedDecodeOptions) (*Result, error) {
 	if err := e.usable(); err != nil {
 		return nil, err
@@ -99,7 +102,8 @@ const (
 	seqQScale      = 6  // ... of the FP8 queries'
 	seqQKeyScale   = 9  // offset of the query scales
 	seqScaleStarts = 10 // where the sequences' first tokens of the scales are, or 0 (kvScaleLayout)
-	seqQuantWords  = 11
+	seqScalePages  = 11 // paged: where the scales' block table is; then its tokens per page
+	seqQuantWords  = 13
 )
 
 // newQuantizedCall validates a quantized decode call and returns it with its kernel.
@@ -127,9 +131,14 @@ func (e *Engine) newQuantizedCall(o, lse, q *memory.Tensor, k, v *Quantized, opt
 	if v.Format != k.Format {
 		return nil, kern, fmt.Errorf("attention: v is %v but k is %v: k and v must share a format", v.Format, k.Format)
 	}
+	if err := checkPagedScales(k, v); err != nil {
+		return nil, kern, err
+	}
 	// The scales are not the call's primary tensors: where they are views of a KV cache
-	// (QuantizedKVCache), the dispatch waits for their binds as for the codes'.
+	// (QuantizedKVCache), the dispatch waits for their binds as for the codes'; where they are
+	// paged, the kernel reads their block table (scalePages).
 	c.after = memory.BindPoints(k.Scales, v.Scales)
+	c.scales = k.Scales
 	sh := c.sh
 	// Bindings 8-11: the scales of K, V and the FP8 queries, the query scales; o's buffer, never
 	// read, where there is nothing.
@@ -160,6 +169,52 @@ func (e *Engine) newQuantizedCall(o, lse, q *memory.Tensor, k, v *Quantized, opt
 		bindings: []vk.BufferRange{{Buffer: k.Scales.Buffer().Buffer}, {Buffer: v.Scales.Buffer().Buffer},
 			qScales, qKeyScales},
 	}, nil
+}
+
+// checkPagedScales checks the paging of quantized k and v, whose codes checkPaged has checked:
+// paged codes need paged scales and unpaged codes unpaged ones (a paged QuantizedKVCache's views,
+// codes and scales of one sequence), K's and V's scales with one block table, which covers their
+// tokens (the kernels read scales through it as they read the codes through theirs).
+func checkPagedScales(k, v *Quantized) error {
+	_, codes := k.Codes.Pages()
+	kt, kp := k.Scales.Pages()
+	vt, vp := v.Scales.Pages()
+	for _, x := range []struct {
+		name  string
+		pages []uint32
+	}{{"k.Scales", kp}, {"v.Scales", vp}} {
+		if (x.pages == nil) != (codes == nil) {
+			if codes != nil {
+				return fmt.Errorf("attention: k.Codes and v.Codes are paged (a paged KV cache's views) but %s is not: paged codes need their scales paged too, as a paged QuantizedKVCache's View gives them", x.name)
+			}
+			return fmt.Errorf("attention: %s is paged (a paged KV cache's view) but k.Codes and v.Codes are not: codes and scales must both be a paged QuantizedKVCache's views, or neither paged", x.name)
+		}
+	}
+	if kp == nil {
+		return nil
+	}
+	if kt != vt || !slices.Equal(kp, vp) {
+		return fmt.Errorf("attention: k.Scales and v.Scales must be views of the same paged KV cache sequences (one block table)")
+	}
+	s := k.Scales.Shape
+	if tokens := s[len(s)-3]; len(kp)*kt < tokens {
+		return fmt.Errorf("attention: k.Scales and v.Scales: their block table holds %d tokens, fewer than their %d", len(kp)*kt, tokens)
+	}
+	return nil
+}
+
+// scalePages appends, where s (a quantized call's K scales, whose block table V's share) is
+// paged, its block table to the sequence table words of a dispatch over m sequences, and gives
+// its place and tokens per page at the kernel's words seqScalePages and after (quant.glsl's
+// SEQ_SCALEPAGES); otherwise it returns words.
+func scalePages(s *memory.Tensor, words []uint32, m int) []uint32 {
+	pt, pages := s.Pages()
+	if pages == nil {
+		return words
+	}
+	at := 2*(m+1) + 1 + seqScalePages // the kernel's words follow the chunk size
+	words[at], words[at+1] = uint32(len(words)), uint32(pt)
+	return append(words, pages...)
 }
 
 // scaleWords are the sequence-table words that locate a tensor of scales [.., heads, groups]:

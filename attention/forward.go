@@ -505,11 +505,15 @@ func (e *Engine) owned(name string, t *memory.Tensor) error {
 	if t.Closed() {
 		return fmt.Errorf("attention: %s: %w", name, memory.ErrClosed)
 	}
-	if _, pages := t.Pages(); pages != nil && name != "k" && name != "v" {
-		return fmt.Errorf("attention: %s is a paged KV cache's view; only float k and v may be", name)
+	if _, pages := t.Pages(); pages != nil && !slices.Contains(pagedNames, name) {
+		return fmt.Errorf("attention: %s is a paged KV cache's view; only float k and v, and quantized k's and v's codes and scales, may be", name)
 	}
 	return nil
 }
+
+// pagedNames are the arguments that may be paged KV cache views: float K and V, and quantized
+// K's and V's codes and scales (a paged QuantizedKVCache's views).
+var pagedNames = []string{"k", "v", "k.Codes", "k.Scales", "v.Codes", "v.Scales"}
 
 // checkCumulative checks the cumulative sequence offsets cu (named name) of a varlen tensor
 // (named tensor) of total tokens and returns the longest sequence.

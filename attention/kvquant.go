@@ -9,7 +9,6 @@ import (
 
 	"github.com/vkattn/vkattn/memory"
 	"github.com/vkattn/vkattn/quant"
-	"github.com/vkattn/vkattn/vk"
 )
 
 // QuantizedKVCache is a KV cache whose sequences' keys and values are kept quantized, as
@@ -391,15 +390,17 @@ func (c *QuantizedKVCache) putScratch(s *appendScratch) {
 
 // View returns sequence seq's keys and values as Quantized tensors [1, Len(seq), Heads,
 // HeadDim] (codes [1, Len, Heads, HeadDim/PerWord], scales [1, Len, Heads, Groups]), for
-// DecodeQuantized (which waits for the binds of the codes' and the scales' pages alike). Close
-// them when done, in either layout.
+// DecodeQuantized (which waits for the binds of the codes' and the scales' pages alike).
 //
-// In the sparse layout they are the two caches' views (memory.KVCache.View): nothing is copied,
-// Close does nothing, and they report Closed once the sequence is released or the cache closed.
-// The quantized decode kernels do not follow block tables (they address scales by element), so
-// in the paged layout View gathers the sequence's pages into new contiguous tensors, one
-// submission of copies on the device (ctx is for it), which Close frees: a copy of the sequence,
-// unaffected by later appends and releases.
+// They are the two caches' views (memory.KVCache.View), in either layout: nothing is copied
+// (ctx is unused) and Close does nothing. They stay valid while the sequence grows, covering
+// the tokens it held when made, and report Closed once the sequence is released or the cache
+// closed (the codes, too, once a failed append's undo truncates them), so that using them then
+// fails with memory.ErrClosed rather than reading pages given to another sequence. In the paged
+// layout the codes and the scales are paged views (memory.Tensor.Pages), each with its cache's
+// block table, which the quantized decode kernels follow as the float ones follow paged K and
+// V's; as the float cache's paged views, those made before the caches' page buffers grew read
+// the buffers the pages moved out of until Trim, and report Closed after it.
 func (c *QuantizedKVCache) View(ctx context.Context, seq int) (k, v *Quantized, err error) {
 	if err := c.e.usable(); err != nil {
 		return nil, nil, err
@@ -417,76 +418,11 @@ func (c *QuantizedKVCache) View(ctx context.Context, seq int) (k, v *Quantized, 
 	if err != nil {
 		return nil, nil, fmt.Errorf("attention: quantized kv cache: %w", err)
 	}
-	views := []*memory.Tensor{kc, ks, vc, vs}
-	if c.Paged() {
-		if views, err = c.gather(ctx, views); err != nil {
-			return nil, nil, fmt.Errorf("attention: quantized kv cache: gathering sequence %d: %w", seq, err)
-		}
-	}
-	return &Quantized{Format: c.f, Codes: views[0], Scales: views[1]}, &Quantized{Format: c.f, Codes: views[2], Scales: views[3]}, nil
-}
-
-// gather copies paged views (memory.Tensor.Pages) into new contiguous tensors of their dtypes
-// and shapes, in one submission, under the engine's lock (so that the engine, and with it the
-// allocator, is not closed meanwhile).
-func (c *QuantizedKVCache) gather(ctx context.Context, views []*memory.Tensor) ([]*memory.Tensor, error) {
-	e := c.e
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if err := e.usable(); err != nil {
-		return nil, err
-	}
-	out := make([]*memory.Tensor, 0, len(views))
-	fail := func(err error) ([]*memory.Tensor, error) {
-		for _, t := range out {
-			t.Close()
-		}
-		return nil, err
-	}
-	for _, t := range views {
-		g, err := e.alloc.NewTensor(t.DType, t.Shape...)
-		if err != nil {
-			return fail(err)
-		}
-		out = append(out, g)
-	}
-	if err := e.copyPages(ctx, views, out); err != nil {
-		return fail(err)
-	}
-	return out, nil
-}
-
-// copyPages copies the tokens of paged views [1, n, H, W] (memory.Tensor.Pages) into contiguous
-// tensors dsts of their dtypes with at least as many tokens, in one submission; e.mu is held.
-func (e *Engine) copyPages(ctx context.Context, views, dsts []*memory.Tensor) error {
-	for _, t := range views {
-		if t.Closed() {
-			return memory.ErrClosed
-		}
-	}
-	return e.alloc.Device().Run(ctx, func(cmd *vk.Commands) error {
-		cmd.After(memory.BindPoints(views...)...)
-		for i, t := range views {
-			pt, pages := t.Pages()
-			n := t.Shape[1]
-			row := uint64(t.Shape[2]*t.Shape[3]) * uint64(t.DType.Size()) // one token's bytes
-			dst := dsts[i]
-			base := uint64(dst.Offset) * uint64(t.DType.Size())
-			for tok := 0; tok < n; {
-				m := min(pt-tok%pt, n-tok)
-				src := (uint64(pages[tok/pt])*uint64(pt) + uint64(tok%pt)) * row
-				cmd.Copy(t.Buffer().Buffer, src, dst.Buffer().Buffer, base+uint64(tok)*row, uint64(m)*row)
-				tok += m
-			}
-		}
-		cmd.Barrier()
-		return nil
-	})
+	return &Quantized{Format: c.f, Codes: kc, Scales: ks}, &Quantized{Format: c.f, Codes: vc, Scales: vs}, nil
 }
 
 // Release ends sequence seq in both caches: its pages are unbound and kept for reuse, and it
-// holds no tokens; the views made before report Closed (the paged layout's gathered copies stay
-// valid). No kernel may be reading it.
+// holds no tokens; the views made before report Closed. No kernel may be reading it.
 func (c *QuantizedKVCache) Release(seq int) error {
 	if err := c.check(seq); err != nil {
 		return err
@@ -556,15 +492,13 @@ func (c *QuantizedKVCache) Stats() QuantizedKVCacheStats {
 
 // Trim frees the device memory the caches no longer use (memory.KVCache.Trim on both): pages
 // no sequence holds and, in the paged layout, the buffers the pages moved out of as the caches
-// grew, whose views report Closed from then on. Views this cache's View returned in the paged
-// layout are copies and stay valid. No append or View may be running.
+// grew, whose views report Closed from then on. No append or View may be running.
 func (c *QuantizedKVCache) Trim() {
 	c.codes.Trim()
 	c.scales.Trim()
 }
 
-// Close releases both caches; their views report Closed (the paged layout's gathered copies are
-// the caller's, and the engine's). Idempotent.
+// Close releases both caches; their views report Closed. Idempotent.
 func (c *QuantizedKVCache) Close() {
 	if c == nil {
 		return

@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/vkattn/vkattn/attention"
 	"github.com/vkattn/vkattn/attention/conformance"
+	"github.com/vkattn/vkattn/devices"
 	"github.com/vkattn/vkattn/internal/testenv"
 	"github.com/vkattn/vkattn/memory"
 	"github.com/vkattn/vkattn/quant"
@@ -57,10 +58,11 @@ func appendQuantized(t *testing.T, e *attention.Engine, c *attention.QuantizedKV
 	return c.AppendTensors(context.Background(), seq, kt, vt)
 }
 
-// decodeBits runs DecodeQuantized of q over k and v and returns o's bits.
-func decodeBits(t *testing.T, e *attention.Engine, q *memory.Tensor, k, v *attention.Quantized, splits int) []uint32 {
+// decodeBits runs DecodeQuantized of q over k and v at tier and returns o's bits.
+func decodeBits(t *testing.T, e *attention.Engine, q *memory.Tensor, k, v *attention.Quantized, tier devices.Tier, splits int) []uint32 {
 	t.Helper()
-	res, err := e.DecodeQuantized(context.Background(), q, k, v, attention.QuantizedDecodeOptions{DecodeOptions: attention.DecodeOptions{Splits: splits}})
+	res, err := e.DecodeQuantized(context.Background(), q, k, v, attention.QuantizedDecodeOptions{DecodeOptions: attention.DecodeOptions{
+		Options: attention.Options{Tier: tier}, Splits: splits}})
 	require.NoError(t, err)
 	defer res.Close()
 	o := download(t, res.O)
@@ -74,7 +76,9 @@ func decodeBits(t *testing.T, e *attention.Engine, q *memory.Tensor, k, v *atten
 // checkQuantizedSequence checks sequence seq of c against the float keys and values appended to
 // it: its views hold quant.Quantize's codes and scales of them, bit for bit, and DecodeQuantized
 // over the views equals, bit for bit, DecodeQuantized over Quantize of the dense K and V and over
-// UploadQuantized of quant.Quantize of them.
+// UploadQuantized of quant.Quantize of them, at the scalar and subgroup tiers. In the paged
+// layout the views are paged, codes and scales alike (the kernels read them through their block
+// tables); the test gathers them into contiguous tensors to decode them as dense K and V too.
 func checkQuantizedSequence(t *testing.T, e *attention.Engine, c *attention.QuantizedKVCache, seq int, keys, vals []float32, q *memory.Tensor) {
 	t.Helper()
 	ctx := context.Background()
@@ -87,6 +91,19 @@ func checkQuantizedSequence(t *testing.T, e *attention.Engine, c *attention.Quan
 	defer vq.Close()
 	require.Equal(t, []int{1, n, cfg.Heads, cfg.HeadDim}, kq.Shape())
 	shape := []int{1, n, cfg.Heads, cfg.HeadDim}
+	dense := [2]*attention.Quantized{kq, vq} // the views, gathered where paged
+	for i, x := range dense {
+		_, cp := x.Codes.Pages()
+		_, sp := x.Scales.Pages()
+		require.Equal(t, c.Paged(), cp != nil, "paged codes")
+		require.Equal(t, c.Paged(), sp != nil, "paged scales")
+		if c.Paged() {
+			g, err := attention.GatherQuantized(ctx, x)
+			require.NoError(t, err)
+			defer g.Close()
+			dense[i] = g
+		}
+	}
 	var host [2]*quant.Tensor
 	for i, x := range [][]float32{keys, vals} {
 		h, err := quant.Quantize(f, x, n, cfg.Heads, cfg.HeadDim)
@@ -102,18 +119,24 @@ func checkQuantizedSequence(t *testing.T, e *attention.Engine, c *attention.Quan
 	require.NoError(t, err)
 	defer dv.Close()
 	uk, uv := uploadQuantized(t, e, host[0], shape), uploadQuantized(t, e, host[1], shape)
-	for _, splits := range []int{1, 3} {
-		got := decodeBits(t, e, q, kq, vq, splits)
-		require.Equal(t, decodeBits(t, e, q, dk, dv, splits), got, "cache vs Quantize of the dense K/V, %d splits", splits)
-		require.Equal(t, decodeBits(t, e, q, uk, uv, splits), got, "cache vs UploadQuantized, %d splits", splits)
+	for _, tier := range decodeCacheTiers {
+		for _, splits := range []int{1, 3} {
+			got := decodeBits(t, e, q, kq, vq, tier, splits)
+			if c.Paged() {
+				require.Equal(t, decodeBits(t, e, q, dense[0], dense[1], tier, splits), got, "%v: paged views vs gathered copies, %d splits", tier, splits)
+			}
+			require.Equal(t, decodeBits(t, e, q, dk, dv, tier, splits), got, "%v: cache vs Quantize of the dense K/V, %d splits", tier, splits)
+			require.Equal(t, decodeBits(t, e, q, uk, uv, tier, splits), got, "%v: cache vs UploadQuantized, %d splits", tier, splits)
+		}
 	}
 }
 
 // TestQuantizedKVCache grows Int8 and Int4 quantized caches of f32 and f16 keys and values token
 // by token (appends of varying sizes, two sequences in turn), in the sparse and the paged layout
-// (small pages, scattered): the views hold quant.Quantize's codes and scales and decode bit for
-// bit as the dense K and V quantized whole do; Stats adds up; a released sequence's views close
-// (sparse) or stay (paged copies) and the sequence is reused. The shared engine finds no leaks.
+// (pages of 5 tokens, scattered, the last one partial, and the scales' pages other than the
+// codes'): the views hold quant.Quantize's codes and scales and decode bit for bit as the dense
+// K and V quantized whole do (checkQuantizedSequence); Stats adds up; a released sequence's views
+// close and the sequence is reused. The shared engine finds no leaks.
 func TestQuantizedKVCache(t *testing.T) {
 	ctx := context.Background()
 	const hq, hk, d, n = 4, 2, 64, 41
@@ -130,6 +153,10 @@ func TestQuantizedKVCache(t *testing.T) {
 						cfg.PageTokens = 5
 					}
 					c := newQuantizedKVCache(t, e, cfg, f)
+					if paged { // the scales' pages go to the sequences in another order than the codes'
+						_, scales := attention.QuantizedKVCacheParts(c)
+						require.NoError(t, scales.Reserve(0, 4))
+					}
 					var keys, vals [2][]float32
 					for c.Len(1) < n {
 						m := min(n-c.Len(1), 1+r.IntN(7))
@@ -142,6 +169,15 @@ func TestQuantizedKVCache(t *testing.T) {
 					q := upload(t, e, dt, conformance.Randn(r, dt, hq*d), 1, 1, hq, d)
 					for seq := range 2 {
 						checkQuantizedSequence(t, e, c, seq, keys[seq], vals[seq], q)
+					}
+					if paged {
+						kq, _, err := c.View(ctx, 1)
+						require.NoError(t, err)
+						pt, codes := kq.Codes.Pages()
+						_, scales := kq.Scales.Pages()
+						require.Equal(t, cfg.PageTokens, pt)
+						require.Len(t, codes, (n+pt-1)/pt, "several pages, the last one partial")
+						require.NotEqual(t, codes, scales, "the codes' and the scales' block tables differ")
 					}
 
 					st := c.Stats()
@@ -160,8 +196,8 @@ func TestQuantizedKVCache(t *testing.T) {
 					defer kq.Close()
 					require.NoError(t, c.Release(1))
 					require.Equal(t, 0, c.Len(1))
-					require.Equal(t, !paged, kq.Codes.Closed(), "views of a released sequence close; gathered copies stay")
-					require.Equal(t, !paged, kq.Scales.Closed())
+					require.True(t, kq.Codes.Closed(), "views of a released sequence close")
+					require.True(t, kq.Scales.Closed())
 					_, _, err = c.View(ctx, 1)
 					require.ErrorContains(t, err, "sequence 1 is empty")
 					st = c.Stats()
@@ -244,7 +280,9 @@ func TestQuantizedKVCacheHalfAppend(t *testing.T) {
 }
 
 // TestQuantizedKVCacheBadInputs: NewQuantizedKVCache, AppendTensors, View and Release refuse
-// malformed calls with errors naming what is at fault, and change nothing.
+// malformed calls with errors naming what is at fault, and change nothing; DecodeQuantized
+// refuses the paged layout's views mixed with unpaged tensors or with another sequence's, as
+// anything but K and V, and once their sequence is released.
 func TestQuantizedKVCacheBadInputs(t *testing.T) {
 	e := quantizedCacheEngine(t, true)
 	ctx := context.Background()
@@ -294,6 +332,52 @@ func TestQuantizedKVCacheBadInputs(t *testing.T) {
 	require.Equal(t, []int{0, 0}, st.Codes.SeqTokens, "failed calls change nothing")
 	require.Equal(t, []int{0, 0}, st.Scales.SeqTokens)
 	require.Zero(t, st.CommittedBytes)
+
+	r := conformance.NewRand(seed(t))
+	for seq := range 2 {
+		require.NoError(t, appendQuantized(t, e, c, seq, conformance.Randn(r, memory.F16, 3*2*64), conformance.Randn(r, memory.F16, 3*2*64)))
+	}
+	k0, v0, err := c.View(ctx, 0)
+	require.NoError(t, err)
+	k1, v1, err := c.View(ctx, 1)
+	require.NoError(t, err)
+	g0, err := attention.GatherQuantized(ctx, k0)
+	require.NoError(t, err)
+	defer g0.Close()
+	q := newTensor(t, e, memory.F16, 1, 1, 4, 64)
+	mix := func(codes, scales *attention.Quantized) *attention.Quantized {
+		return &attention.Quantized{Format: quant.Int8, Codes: codes.Codes, Scales: scales.Scales}
+	}
+	for _, bad := range []struct {
+		name string
+		k, v *attention.Quantized
+		opts attention.QuantizedDecodeOptions
+		want string
+	}{
+		{"paged codes, unpaged scales", mix(k0, g0), v0, attention.QuantizedDecodeOptions{},
+			"k.Codes and v.Codes are paged (a paged KV cache's views) but k.Scales is not"},
+		{"unpaged codes, paged scales", mix(g0, k0), mix(g0, v0), attention.QuantizedDecodeOptions{},
+			"k.Scales is paged (a paged KV cache's view) but k.Codes and v.Codes are not"},
+		{"one k unpaged", g0, v0, attention.QuantizedDecodeOptions{}, "k and v must both be views of the same paged KV cache sequences"},
+		{"codes of two sequences", k0, v1, attention.QuantizedDecodeOptions{}, "k and v must both be views of the same paged KV cache sequences"},
+		{"scales of two sequences", k0, mix(v0, v1), attention.QuantizedDecodeOptions{},
+			"k.Scales and v.Scales must be views of the same paged KV cache sequences"},
+		{"paged queries", k0, v0, attention.QuantizedDecodeOptions{FP8Queries: &attention.Quantized{Format: quant.E4M3, Codes: k0.Codes, Scales: k0.Scales}},
+			"FP8Queries.Codes is a paged KV cache's view"},
+	} {
+		qq := q
+		if bad.opts.FP8Queries != nil {
+			qq = nil
+		}
+		_, err := e.DecodeQuantized(ctx, qq, bad.k, bad.v, bad.opts)
+		require.ErrorContains(t, err, bad.want, bad.name)
+	}
+	res, err := e.DecodeQuantized(ctx, q, k1, v1, attention.QuantizedDecodeOptions{})
+	require.NoError(t, err, "sequence 1's own views")
+	res.Close()
+	require.NoError(t, c.Release(1))
+	_, err = e.DecodeQuantized(ctx, q, k1, v1, attention.QuantizedDecodeOptions{})
+	require.ErrorIs(t, err, memory.ErrClosed, "views of a released sequence")
 	c.Close()
 	c.Close()
 	err = c.AppendTensors(ctx, 0, k, k)

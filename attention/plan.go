@@ -32,6 +32,9 @@ type call struct {
 	// primary tensors): a quantized K's and V's scales, which may be views of a KV cache too
 	// (QuantizedKVCache).
 	after []vk.TimelinePoint
+	// scales, for a quantized call, are K's scales, whose block table (V's scales share it) the
+	// dispatch's sequence table carries where they are paged (scalePages); nil otherwise.
+	scales *memory.Tensor
 }
 
 // newCall validates the tensors and options of a forward-shaped call.
@@ -111,7 +114,8 @@ func paged(k *memory.Tensor, push []byte, words []uint32) ([]byte, []uint32) {
 }
 
 // checkPaged checks that k and v are both paged or neither, with one block table (the kernels
-// read both through it); Engine.owned refuses paged tensors as anything but float k and v.
+// read both through it); Engine.owned refuses paged tensors as anything but k and v (float, or
+// a quantized one's codes and scales, checkPagedScales).
 func checkPaged(k, v *memory.Tensor) error {
 	kt, kp := k.Pages()
 	vt, vp := v.Pages()

@@ -111,9 +111,16 @@ func midpoints(r *rand.Rand, f quant.Format, dt memory.DType, xs []float32) {
 }
 
 // rawQuantized returns x's codes and scales as quant.Tensor's WordBytes and ScaleBytes lay them
-// out, the scales with the half word after an odd count.
+// out, the scales with the half word after an odd count; a paged QuantizedKVCache's views are
+// gathered first (attention.GatherQuantized).
 func rawQuantized(t *testing.T, x *attention.Quantized) (words, scales []byte) {
 	t.Helper()
+	if _, pages := x.Codes.Pages(); pages != nil {
+		g, err := attention.GatherQuantized(context.Background(), x)
+		require.NoError(t, err)
+		defer g.Close()
+		x = g
+	}
 	for _, p := range []struct {
 		t   *memory.Tensor
 		out *[]byte
