@@ -355,6 +355,15 @@ func (a *scratchArena) take(e *Engine, dt memory.DType, shape []int) (*memory.Te
 
 func (a *scratchArena) reset() { a.i, a.used = 0, 0 }
 
+// bytes is the device memory of the arena's tensors.
+func (a *scratchArena) bytes() uint64 {
+	n := uint64(0)
+	for _, t := range a.ts {
+		n += uint64(t.Len() * t.DType.Size())
+	}
+	return n
+}
+
 func (a *scratchArena) close() {
 	for _, t := range a.ts {
 		t.Close()
@@ -476,6 +485,10 @@ type QuantizedKVCacheStats struct {
 	// FloatBytes is what a float cache of the configuration's DType would need for the tokens
 	// held: 2 (K and V) * tokens * Heads * HeadDim * dtype size.
 	FloatBytes uint64
+	// ScratchBytes is the device memory kept between appends for their quantized keys and
+	// values (as large as the largest append; one set per append running at once), which Trim
+	// frees.
+	ScratchBytes uint64
 }
 
 // Stats reports what the cache holds and commits. It reads the two caches without waiting for
@@ -487,15 +500,27 @@ func (c *QuantizedKVCache) Stats() QuantizedKVCacheStats {
 	for _, n := range st.Codes.SeqTokens {
 		st.FloatBytes += 2 * uint64(n) * uint64(c.cfg.Heads) * uint64(c.cfg.HeadDim) * uint64(c.cfg.DType.Size())
 	}
+	c.scratchMu.Lock()
+	for _, sc := range c.scratch {
+		st.ScratchBytes += sc.codes.bytes() + sc.scales.bytes()
+	}
+	c.scratchMu.Unlock()
 	return st
 }
 
 // Trim frees the device memory the caches no longer use (memory.KVCache.Trim on both): pages
 // no sequence holds and, in the paged layout, the buffers the pages moved out of as the caches
-// grew, whose views report Closed from then on. No append or View may be running.
+// grew, whose views report Closed from then on; and the appends' scratch (ScratchBytes). No
+// append or View may be running.
 func (c *QuantizedKVCache) Trim() {
 	c.codes.Trim()
 	c.scales.Trim()
+	c.scratchMu.Lock()
+	defer c.scratchMu.Unlock()
+	for _, sc := range c.scratch {
+		sc.close()
+	}
+	c.scratch = nil
 }
 
 // Close releases both caches; their views report Closed. Idempotent.

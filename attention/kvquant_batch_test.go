@@ -102,8 +102,9 @@ func (h *quantizedHost) check(t *testing.T, c *attention.QuantizedKVCache) {
 // sequences and sizes (sequences left out of some, one batch whose sequences share their source
 // tensors, [n, Hk, D] and [1, n, Hk, D] sources), and the same tokens to a second cache one
 // AppendTensors at a time: both hold quant.Quantize's codes and scales of them (of
-// ks.ScaleKeys(k) for the keys), bit for bit. The scratch the appends reuse is freed with the
-// caches: nothing is left allocated.
+// ks.ScaleKeys(k) for the keys), bit for bit. The scratch the appends reuse is reported by Stats
+// and freed by Trim (appends then work as before) and with the caches: nothing is left
+// allocated.
 func TestQuantizedKVCacheAppendBatch(t *testing.T) {
 	ctx := context.Background()
 	const hk, d = 2, 32
@@ -167,7 +168,19 @@ func TestQuantizedKVCacheAppendBatch(t *testing.T) {
 						}
 						for _, c := range caches {
 							host.check(t, c)
+							require.Positive(t, c.Stats().ScratchBytes)
+							c.Trim()
+							require.Zero(t, c.Stats().ScratchBytes)
 						}
+						m := 1 + r.IntN(9)
+						k, v := conformance.Randn(r, dt, m*hk*d), conformance.Randn(r, dt, m*hk*d)
+						last := host.tensors(t, e, 1, k, v)
+						host.add(1, k, v)
+						for _, c := range caches {
+							require.NoError(t, c.AppendTensors(ctx, 1, last.K, last.V), "after Trim")
+							host.check(t, c)
+						}
+						closeAppends([]memory.TensorAppend{last})
 						require.NoError(t, caches[0].AppendTensorsBatch(ctx, nil), "an empty batch")
 						for _, c := range caches {
 							c.Close()
