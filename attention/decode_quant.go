@@ -164,11 +164,20 @@ func (e *Engine) newQuantizedCall(o, lse, q *memory.Tensor, k, v *Quantized, opt
 	return c, decodeKernel{
 		op:   decodeOps[k.Format],
 		dt:   dt,
-		spec: []uint32{mode, uint32(k.Format.GroupSize(sh.d))},
+		spec: []uint32{mode, uint32(k.Format.GroupSize(sh.d)), kvPaged(k)},
 		seq:  seq,
 		bindings: []vk.BufferRange{{Buffer: k.Scales.Buffer().Buffer}, {Buffer: v.Scales.Buffer().Buffer},
 			qScales, qKeyScales},
 	}, nil
+}
+
+// kvPaged is quant.glsl's KV_PAGED for quantized k: 1 where its codes (and, checkPagedScales
+// says, its scales) are paged.
+func kvPaged(k *Quantized) uint32 {
+	if _, pages := k.Codes.Pages(); pages != nil {
+		return 1
+	}
+	return 0
 }
 
 // checkPagedScales checks the paging of quantized k and v, whose codes checkPaged has checked:

@@ -13,11 +13,12 @@
 // A sequence's keys have their scales at the tokens of their codes (t), unless the table gives
 // each sequence's first token of the scales (SEQ_SCALESTART, kvScaleLayout): the sequences of a
 // quantized KV cache, whose codes and scales lie in two caches' regions, at different tokens.
-// Paged (FLAG_PAGED: a paged quantized KV cache's views), the codes are found through their block
-// table as paged float K and V are (kRow, vRow), and the scales through their own (their cache's
-// pages are not the codes'): K's and V's scales share it, at the word SEQ_SCALEPAGES names, with
-// SEQ_SCALEPAGES + 1 tokens per page, and scale token t is row tableRow(table, P, t) of the
-// scales' buffers (their offsets 0, their strides the rows'), t counted as above.
+// Paged (FLAG_PAGED and KV_PAGED: a paged quantized KV cache's views), the codes are found
+// through their block table as paged float K and V are (kRow, vRow), and the scales through
+// their own (their cache's pages are not the codes'): K's and V's scales share it, at the word
+// SEQ_SCALEPAGES names, with SEQ_SCALEPAGES + 1 tokens per page, and scale token t is row
+// tableRow(table, P, t) of the scales' buffers (their offsets 0, their strides the rows'), t
+// counted as above.
 //
 // Queries (QMODE): as DTYPE (Q_FLOAT); as DTYPE times the RoPE-aware query scales of their KV
 // head, fp32 [hk][D] at binding 11 from the table's SEQ_QKEYSCALE (Q_SCALED: quant.KeyScales.Q,
@@ -28,6 +29,10 @@
 
 layout(constant_id = 6) const uint QMODE = 0;
 layout(constant_id = 7) const uint GS = 128; // channels per scale group
+// KV_PAGED: the codes and scales are a paged cache's (FLAG_PAGED), scales through their own block
+// table. A constant, so that the other pipelines carry none of the paged scale lookup (which
+// cost the H100's INT8 kernel 10% in registers and time even where not taken).
+layout(constant_id = 8) const uint KV_PAGED = 0;
 
 const uint Q_FLOAT = 0u;
 const uint Q_SCALED = 1u;
@@ -77,14 +82,14 @@ ScaleLayout scaleLayout(uint at) { return ScaleLayout(seqWord(at), seqWord(at + 
 // comes out exact). Paged, the scales' block table is SEQ_SCALEPAGES's.
 ScaleLayout kvScaleLayout(uint at, Seq s, uint b) {
 	ScaleLayout l = scaleLayout(at);
-	if (paged()) {
+	if (KV_PAGED != 0u) {
 		l.table = seqWord(SEQ_SCALEPAGES);
 		l.pt = seqWord(SEQ_SCALEPAGES + 1u);
 	}
 	uint starts = seqWord(SEQ_SCALESTART);
 	if (starts != 0u) {
 		uint shift = cuSeqlens[starts + b] - s.kStart;
-		if (l.pt != 0u)
+		if (KV_PAGED != 0u)
 			l.shift = shift;
 		else
 			l.off += shift * l.ts;
@@ -93,7 +98,7 @@ ScaleLayout kvScaleLayout(uint at, Seq s, uint b) {
 }
 
 uint scaleIndex(ScaleLayout l, uint t, uint h, uint g) {
-	if (l.pt != 0u) return l.off + tableRow(l.table, l.pt, t + l.shift) * l.ts + h * l.hs + g;
+	if (KV_PAGED != 0u && l.pt != 0u) return l.off + tableRow(l.table, l.pt, t + l.shift) * l.ts + h * l.hs + g;
 	return l.off + t * l.ts + h * l.hs + g;
 }
 
