@@ -181,9 +181,10 @@ func kvPaged(k *Quantized) uint32 {
 }
 
 // checkPagedScales checks the paging of quantized k and v, whose codes checkPaged has checked:
-// paged codes need paged scales and unpaged codes unpaged ones (a paged QuantizedKVCache's views,
-// codes and scales of one sequence), K's and V's scales with one block table, which covers their
-// tokens (the kernels read scales through it as they read the codes through theirs).
+// paged codes need paged scales and unpaged codes unpaged ones, K's and V's scales with one block
+// table, which covers their tokens (the kernels read scales through it as they read the codes
+// through theirs). That the codes and scales are one sequence's it cannot check: pass the pairs
+// a paged QuantizedKVCache's View gives.
 func checkPagedScales(k, v *Quantized) error {
 	_, codes := k.Codes.Pages()
 	kt, kp := k.Scales.Pages()

@@ -34,10 +34,10 @@ import (
 // cache holds quant.Quantize(f, ks.ScaleKeys(k)). Decoding over it then needs the query side,
 // QuantizedDecodeOptions.QueryScales = quant.KeyScales.Q, for the scores to be q·k.
 //
-// Its methods are safe for concurrent use; calls on one sequence take turns (an append's two
-// halves are one step to View, Len and Release), while other sequences' go on. A sequence must
-// not be appended to or released while a kernel reads it. Close, or the engine's Close, releases
-// everything.
+// Its methods are safe for concurrent use (except Trim: see there); calls on one sequence take
+// turns (an append's two halves are one step to View, Len and Release), while other sequences'
+// go on. A sequence must not be appended to or released while a kernel reads it. Close, or the
+// engine's Close, releases everything.
 type QuantizedKVCache struct {
 	e      *Engine
 	cfg    memory.KVCacheConfig // as given: DType is the float type appended
@@ -164,9 +164,9 @@ func (c *QuantizedKVCache) AppendTensors(ctx context.Context, seq int, k, v *mem
 // AppendTensorsBatch is AppendTensors to several distinct sequences at once: every sequence's K
 // and V are quantized in one submission (with key scales, K scaled as it is quantized; the error
 // names QuantizeOptions.Scales where the key-scale tensor was closed), into scratch memory the
-// cache keeps for its appends (grown as they need, freed by Close), then the codes of all of them
-// are appended in one submission (memory.KVCache.AppendTensorsBatch) and their scales in
-// another. Either every sequence gets its tokens or, on error, none does: where the scales'
+// cache keeps for its appends (grown as they need, freed by Trim and Close), then the codes of
+// all of them are appended in one submission (memory.KVCache.AppendTensorsBatch) and their
+// scales in another. Either every sequence gets its tokens or, on error, none does: where the scales'
 // append failed after the codes', every sequence's codes were truncated back, closing its views
 // made before. The sources may be the same tensors for several sequences. Errors name the
 // sequence and the tensor at fault, or the cache (codes or scales) whose append failed; a
@@ -486,8 +486,8 @@ type QuantizedKVCacheStats struct {
 	// held: 2 (K and V) * tokens * Heads * HeadDim * dtype size.
 	FloatBytes uint64
 	// ScratchBytes is the device memory kept between appends for their quantized keys and
-	// values (as large as the largest append; one set per append running at once), which Trim
-	// frees.
+	// values (as large as the largest append; one set for each append that ran at once; not that
+	// of appends running), which Trim frees.
 	ScratchBytes uint64
 }
 
@@ -511,7 +511,8 @@ func (c *QuantizedKVCache) Stats() QuantizedKVCacheStats {
 // Trim frees the device memory the caches no longer use (memory.KVCache.Trim on both): pages
 // no sequence holds and, in the paged layout, the buffers the pages moved out of as the caches
 // grew, whose views report Closed from then on; and the appends' scratch (ScratchBytes). No
-// append or View may be running.
+// append or View may be running, nor a kernel reading views made before the caches' pages last
+// moved.
 func (c *QuantizedKVCache) Trim() {
 	c.codes.Trim()
 	c.scales.Trim()

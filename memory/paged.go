@@ -104,8 +104,11 @@ func (p *pagedPool) buffers(pages int) (k, v *Buffer, err error) {
 	return out[0], out[1], nil
 }
 
+// buffer allocates one of the pool's buffers, of size bytes rounded up to whole 32-bit words:
+// kernels read 16-bit values two to a word, so a last page of an odd count of them is read
+// through a whole word.
 func (p *pagedPool) buffer(size uint64) (*Buffer, error) {
-	vb, err := p.a.dev.NewBuffer(size)
+	vb, err := p.a.dev.NewBuffer((size + 3) &^ 3)
 	if err != nil {
 		return nil, err
 	}

@@ -16,7 +16,7 @@
 // Paged (FLAG_PAGED and KV_PAGED: a paged quantized KV cache's views), the codes are found
 // through their block table as paged float K and V are (kRow, vRow), and the scales through
 // their own (their cache's pages are not the codes'): K's and V's scales share it, at the word
-// SEQ_SCALEPAGES names, with SEQ_SCALEPAGES + 1 tokens per page, and scale token t is row
+// SEQ_SCALEPAGES names, its tokens per page at word SEQ_SCALEPAGES + 1, and scale token t is row
 // tableRow(table, P, t) of the scales' buffers (their offsets 0, their strides the rows'), t
 // counted as above.
 //
