@@ -229,7 +229,7 @@ const (
 // sequence's scales there (quant.glsl's kvScaleLayout); in the paged layout the scales' block
 // table too (scalePages).
 func (s scaleGroup) table(words []uint32, m int) []uint32 {
-	words[2*(m+1)+1+seqScaleStarts] = uint32(len(words))
+	words[kernelWord(m, seqScaleStarts)] = uint32(len(words))
 	for _, x := range s.starts {
 		words = append(words, uint32(x))
 	}

@@ -106,6 +106,10 @@ const (
 	seqQuantWords  = 13
 )
 
+// kernelWord is the index of decodeKernel.seq's word i in the sequence table of a dispatch over
+// m sequences: after the cumulative lengths (2(m+1) words) and the chunk size.
+func kernelWord(m, i int) int { return 2*(m+1) + 1 + i }
+
 // newQuantizedCall validates a quantized decode call and returns it with its kernel.
 func (e *Engine) newQuantizedCall(o, lse, q *memory.Tensor, k, v *Quantized, opts QuantizedDecodeOptions) (*call, decodeKernel, error) {
 	var kern decodeKernel
@@ -222,7 +226,7 @@ func scalePages(s *memory.Tensor, words []uint32, m int) []uint32 {
 	if pages == nil {
 		return words
 	}
-	at := 2*(m+1) + 1 + seqScalePages // the kernel's words follow the chunk size
+	at := kernelWord(m, seqScalePages)
 	words[at], words[at+1] = uint32(len(words)), uint32(pt)
 	return append(words, pages...)
 }

@@ -217,6 +217,14 @@ func replay(t *testing.T, s uint64) {
 	})
 }
 
+// replayedRand is a generator of stream stream from a fresh seed, which a failing test logs
+// (seed, replay).
+func replayedRand(t *testing.T, stream uint64) *rand.Rand {
+	s := seed(t)
+	replay(t, s)
+	return rand.New(rand.NewPCG(s, stream))
+}
+
 // quantDecodeCases are the quantized decode matrix for K/V format kv at tier: GQA, MQA and
 // plain heads, 1 to 16 new tokens, causal, varlen with empty sequences, several splits, each
 // head dim, the query types, FP8 queries, RoPE-aware scaling, masks and non-finite groups.

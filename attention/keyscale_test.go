@@ -31,9 +31,7 @@ func calibratedKeyScales(t *testing.T, e *attention.Engine, r *rand.Rand, heads,
 func TestQuantizeScaledMatchesCPU(t *testing.T) {
 	e := engine(t)
 	ctx := context.Background()
-	s := seed(t)
-	replay(t, s)
-	r := rand.New(rand.NewPCG(s, 0x9a21))
+	r := replayedRand(t, 0x9a21)
 	shapes := [][3]int{{7, 3, 64}, {5, 2, 80}, {9, 2, 128}, {3, 2, 256}}
 	for _, f := range quantizeFormats {
 		for _, dt := range []memory.DType{memory.F32, memory.F16, memory.BF16} {

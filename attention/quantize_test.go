@@ -188,9 +188,7 @@ func poisonedQuantized(t *testing.T, e *attention.Engine, f quant.Format, tokens
 func TestQuantizeMatchesCPU(t *testing.T) {
 	e := engine(t)
 	ctx := context.Background()
-	s := seed(t)
-	replay(t, s)
-	r := rand.New(rand.NewPCG(s, 0x9a11))
+	r := replayedRand(t, 0x9a11)
 	shapes := [][3]int{{1, 1, 64}, {7, 3, 64}, {5, 2, 80}, {3, 3, 128}, {9, 2, 128}, {3, 1, 256}, {4, 3, 256}}
 	for _, f := range quantizeFormats {
 		for _, dt := range []memory.DType{memory.F32, memory.F16, memory.BF16} {
@@ -215,9 +213,7 @@ func TestQuantizeMatchesCPU(t *testing.T) {
 func TestQuantizeLayouts(t *testing.T) {
 	e := engine(t)
 	ctx := context.Background()
-	s := seed(t)
-	replay(t, s)
-	r := rand.New(rand.NewPCG(s, 0x9a12))
+	r := replayedRand(t, 0x9a12)
 	for _, f := range quantizeFormats {
 		for _, dt := range []memory.DType{memory.F32, memory.BF16} {
 			t.Run(fmt.Sprintf("%v/%v", f, dt), func(t *testing.T) {
@@ -290,9 +286,7 @@ func nanPadded(t *testing.T, e *attention.Engine, dt memory.DType, x []float32, 
 func TestQuantizeThenDecodeQuantized(t *testing.T) {
 	e := engine(t)
 	ctx := context.Background()
-	s := seed(t)
-	replay(t, s)
-	r := rand.New(rand.NewPCG(s, 0x9a13))
+	r := replayedRand(t, 0x9a13)
 	const lk, hq, hk = 37, 4, 2
 	for _, kv := range []quant.Format{quant.Int8, quant.Int4} {
 		for _, d := range []int{64, 256} {
