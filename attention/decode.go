@@ -12,6 +12,7 @@ import (
 
 	"github.com/vkattn/vkattn/devices"
 	"github.com/vkattn/vkattn/memory"
+	"github.com/vkattn/vkattn/quant"
 	"github.com/vkattn/vkattn/shaders"
 	"github.com/vkattn/vkattn/vk"
 )
@@ -74,28 +75,77 @@ func (e *Engine) TimeDecode(ctx context.Context, o, lse, q, k, v *memory.Tensor,
 }
 
 // DecodeTiers lists, slowest first, the tiers at which Decode runs on the engine's device; each
-// can be forced with Options.Tier. DecodeQuantized runs at the same tiers (its kernels are the
-// same source and need the same features). See DecodeTiersOn.
+// can be forced with Options.Tier. See DecodeTiersOn, DecodeTierInputs and
+// QuantizedDecodeTiers.
 func (e *Engine) DecodeTiers() []devices.Tier { return DecodeTiersOn(&e.profile) }
 
 // DecodeTiersOn lists, slowest first, the tiers at which Decode runs on a device with profile p:
-// the device has every feature the tier's decode kernel requires and its tiles fit every head
-// dim of HeadDims. The decode kernels take every input type.
+// for every head dim of HeadDims the device runs the tier's decode kernel for some input type
+// (its features and tiles fit). The scalar and subgroup kernels take every input type, the
+// coopmat kernels fp16 or bf16 (DecodeTierInputsOn).
 func DecodeTiersOn(p *devices.Profile) []devices.Tier {
+	return decodeTiersOf(p, shaders.OpDecode)
+}
+
+// QuantizedDecodeTiers lists, slowest first, the tiers at which DecodeQuantized and
+// DecodeQuantizedCache run on the engine's device (both INT8 and INT4 K/V): the scalar and
+// subgroup tiers, where the device runs them.
+func (e *Engine) QuantizedDecodeTiers() []devices.Tier {
 	var out []devices.Tier
-	for _, t := range devices.Tiers {
-		runs := true
-		for _, d := range HeadDims {
-			if _, _, _, err := selectDecode(p, shaders.OpDecode, t, memory.F32, d, 1); err != nil {
-				runs = false
-				break
-			}
-		}
-		if runs {
+	int4 := decodeTiersOf(&e.profile, shaders.OpDecodeInt4)
+	for _, t := range decodeTiersOf(&e.profile, shaders.OpDecodeInt8) {
+		if slices.Contains(int4, t) {
 			out = append(out, t)
 		}
 	}
 	return out
+}
+
+// DecodeTierInputs lists the storage types of q, k and v that Decode takes at tier t on the
+// engine's device: at every head dim of HeadDims; empty where the tier does not run.
+func (e *Engine) DecodeTierInputs(t devices.Tier) []memory.DType {
+	return DecodeTierInputsOn(&e.profile, t)
+}
+
+// DecodeTierInputsOn is DecodeTierInputs on a device with profile p.
+func DecodeTierInputsOn(p *devices.Profile, t devices.Tier) []memory.DType {
+	var out []memory.DType
+	for _, dt := range ForwardDTypes {
+		if decodeRuns(p, shaders.OpDecode, t, dt) {
+			out = append(out, dt)
+		}
+	}
+	return out
+}
+
+// DecodeOpTiersOn lists, slowest first, the tiers at which decode operation op (shaders.OpDecode,
+// OpDecodeInt8 or OpDecodeInt4) runs on a device with profile p, for some input type at every
+// head dim: the features, matrix shapes and tiles its kernels need (DecodeTiersOn for OpDecode).
+func DecodeOpTiersOn(p *devices.Profile, op shaders.Op) []devices.Tier { return decodeTiersOf(p, op) }
+
+// decodeTiersOf lists the tiers at which decode operation op runs on the device for some input
+// type at every head dim.
+func decodeTiersOf(p *devices.Profile, op shaders.Op) []devices.Tier {
+	var out []devices.Tier
+	for _, t := range devices.Tiers {
+		for _, dt := range ForwardDTypes {
+			if decodeRuns(p, op, t, dt) {
+				out = append(out, t)
+				break
+			}
+		}
+	}
+	return out
+}
+
+// decodeRuns reports whether op runs at tier t for queries of type dt at every head dim.
+func decodeRuns(p *devices.Profile, op shaders.Op, t devices.Tier, dt memory.DType) bool {
+	for _, d := range HeadDims {
+		if _, _, _, err := selectDecode(p, op, t, dt, d, 1); err != nil {
+			return false
+		}
+	}
+	return true
 }
 
 // The decode kernel's flags: write partials (binding 6 and 7) instead of o and lse; read K and V
@@ -278,6 +328,11 @@ func (e *Engine) scratch(p *plan, size uint64, what string) (*memory.Buffer, err
 	return b, nil
 }
 
+// decodeAutoTiers is the order the automatic choice tries the decode tiers in, fastest first as
+// measured (docs/PERF.md). The coopmat tier runs where forced (Options.Tier, $VKATTN_TIER) until
+// it is measured faster than the subgroup tier.
+var decodeAutoTiers = []devices.Tier{devices.TierSubgroup, devices.TierScalar}
+
 // selectDecode picks the decode kernel of op (OpDecode or a quantized one) and its tiles for
 // inputs of type dt, head dim d and rows per (sequence, kv head) at a forced tier, or the fastest
 // that runs them, with the lane layout in which the kernel streams K and V at the subgroup tier
@@ -285,8 +340,8 @@ func (e *Engine) scratch(p *plan, size uint64, what string) (*memory.Buffer, err
 func selectDecode(p *devices.Profile, op shaders.Op, tier devices.Tier, dt memory.DType, d, rows int) (*shaders.Variant, tiles, streamLayout, error) {
 	bits := kvBits(op, dt)
 	var chosen streamLayout // selectKernel takes the first tier whose tiles fit: the last that did
-	v, t, err := selectKernel(p, op, tier, dt, func(t devices.Tier) (tiles, error) {
-		tl, l, err := decodeTiles(t, p, d, rows, bits)
+	v, t, err := selectKernelIn(p, op, tier, dt, decodeAutoTiers, func(t devices.Tier) (tiles, error) {
+		tl, l, err := decodeTiles(t, p, d, rows, bits, dt)
 		if err == nil {
 			chosen = l
 		}
@@ -344,12 +399,32 @@ func streamAligned(l streamLayout, at kvPlacement, unit uint32) bool {
 }
 
 // decodeShared is the shared memory decode.comp declares for these tiles: the scalar tier's K
-// and V tiles (attend_tile.glsl); the subgroup tier keeps everything in registers.
+// and V tiles (attend_tile.glsl); the subgroup tier keeps everything in registers; the coopmat
+// tier has the forward's (attend_coopmat.glsl).
 func decodeShared(tier devices.Tier, t tiles, d uint32) uint32 {
-	if tier == devices.TierSubgroup {
+	switch tier {
+	case devices.TierSubgroup:
 		return 0
+	case devices.TierCoopMat:
+		return decodeCoopMatShared(t, d, 16)
 	}
 	return 4 * (t.BC*(d+1) + t.BC*d) // K (padded rows) and V tiles
+}
+
+// decodeCoopMatShared is the shared memory of the coopmat decode kernel for K/V values of bits
+// bits: the forward's arrays, with the scores and probabilities once per scale group of quantized
+// K and V, and their K and V scales (attend_coopmat.glsl).
+func decodeCoopMatShared(t tiles, d, bits uint32) uint32 {
+	fwd := t.sharedBytes(devices.TierCoopMat, d)
+	if bits > 8 {
+		return fwd
+	}
+	groups := uint32(quant.Int8.Groups(int(d)))
+	if bits == 4 {
+		groups = uint32(quant.Int4.Groups(int(d)))
+	}
+	perGroup := (t.WG / t.SG) * coopTM * (4*(t.BC+4) + 2*(t.BC+8))
+	return fwd + (groups-1)*perGroup + 2*4*t.BC*groups
 }
 
 // streamLayout is decode_stream.glsl's lane layout: a key row of roww 32-bit words read in vectors
@@ -398,15 +473,16 @@ func decodeUnroll() (uint32, error) {
 	return uint32(u), nil
 }
 
-// decodeTiles sizes the decode kernel for head dim d, K/V values of bits bits and rows per
-// (sequence, kv head) — new tokens times query heads per kv head: as many of them in one
-// workgroup as the tier allows (powers of two, so that few pipelines are built), so that each
-// K/V byte is read once. The scalar tier is bounded by the workgroup size and shared memory (at
-// most 64 rows), the subgroup tier by registers: a lane keeps 8 · vpl values of q and of o per
-// row, decodeStreamValues at most (4 rows where one lane reads one vector of a key). At the
-// subgroup tier it also returns the lane layout the tiles are sized for; at the scalar tier the
-// zero layout.
-func decodeTiles(tier devices.Tier, p *devices.Profile, d, rows int, bits uint32) (tiles, streamLayout, error) {
+// decodeTiles sizes the decode kernel for head dim d, K/V values of bits bits (of type dt, for
+// the coopmat tier) and rows per (sequence, kv head) — new tokens times query heads per kv head:
+// as many of them in one workgroup as the tier allows (powers of two, so that few pipelines are
+// built), so that each K/V byte is read once. The scalar tier is bounded by the workgroup size
+// and shared memory (at most 64 rows), the subgroup tier by registers: a lane keeps 8 · vpl
+// values of q and of o per row, decodeStreamValues at most (4 rows where one lane reads one
+// vector of a key); the coopmat tier takes a subgroup per 16 rows, up to the forward's
+// subgroups (decodeCoopMatTiles; quantized K/V staged as dt). At the subgroup tier it also returns the lane layout the tiles
+// are sized for; at the others the zero layout.
+func decodeTiles(tier devices.Tier, p *devices.Profile, d, rows int, bits uint32, dt memory.DType) (tiles, streamLayout, error) {
 	dd := uint32(d)
 	maxShared, maxWG := p.MaxSharedMemory, min(p.MaxWorkgroupInvocations, p.MaxWorkgroupSize[0])
 	want := pow2Ceil(uint32(max(rows, 1)))
@@ -432,8 +508,34 @@ func decodeTiles(tier devices.Tier, p *devices.Profile, d, rows int, bits uint32
 		l := newStreamLayout(dd, bits, sg)
 		br := min(want, pow2Floor(max(1, decodeStreamValues/(8*l.vpl))))
 		return tiles{SG: sg, WG: sg, BR: br, BC: l.kps * u, PinSubgroup: p.MinSubgroupSize != p.MaxSubgroupSize}, l, nil
+	case devices.TierCoopMat:
+		t, err := decodeCoopMatTiles(p, dd, rows, dt, bits)
+		return t, streamLayout{}, err
 	}
 	return tiles{}, streamLayout{}, fmt.Errorf("attention: head dim %d does not fit %d bytes of shared memory at tier %s", d, maxShared, tier)
+}
+
+// decodeCoopMatTiles sizes the coopmat decode kernel (attend_coopmat.glsl): a subgroup per 16 of
+// the rows, as many as the forward's tiles have at most (coopMatTiles), so that a call of few rows
+// (one new token, a few query heads per kv head) takes one subgroup; tiles of 16 keys per subgroup
+// of the workgroup (each scores all of them for its rows), so that each invocation stages D / 16
+// 16-byte words of K and of V per tile (8 at d = 128, one tile ahead in registers), fewer keys
+// where shared memory runs out.
+func decodeCoopMatTiles(p *devices.Profile, d uint32, rows int, dt memory.DType, bits uint32) (tiles, error) {
+	tier := devices.TierCoopMat
+	f, err := coopMatTiles(p, d, dt)
+	if err != nil {
+		return tiles{}, err
+	}
+	nsg := min(f.WG/f.SG, pow2Ceil(uint32(ceilDiv(max(rows, 1), coopTM))))
+	t := tiles{SG: f.SG, WG: nsg * f.SG, BR: coopTM * nsg, BC: coopTM * nsg, PinSubgroup: f.PinSubgroup}
+	for t.BC > coopTM && decodeCoopMatShared(t, d, bits) > p.MaxSharedMemory {
+		t.BC -= coopTM
+	}
+	if decodeCoopMatShared(t, d, bits) > p.MaxSharedMemory {
+		return tiles{}, fmt.Errorf("attention: head dim %d does not fit %d bytes of shared memory at tier %s", d, p.MaxSharedMemory, tier)
+	}
+	return t, nil
 }
 
 func ceilDiv(a, b int) int { return (a + b - 1) / b }

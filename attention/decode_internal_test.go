@@ -79,8 +79,8 @@ func TestStreamLayout(t *testing.T) {
 }
 
 // forSimulatedDecodeTiers calls f for each simulated device at each subgroup width it may run
-// (p.SubgroupSize set to it) and each decode tier, scalar and subgroup, that it supports. It
-// fails the test if there is none.
+// (p.SubgroupSize set to it) and each decode tier, scalar, subgroup and coopmat (where its fp16
+// kernel's tiles fit), that it supports. It fails the test if there is none.
 func forSimulatedDecodeTiers(t *testing.T, f func(name string, p *devices.Profile, tier devices.Tier)) {
 	t.Helper()
 	runs := 0
@@ -92,7 +92,12 @@ func forSimulatedDecodeTiers(t *testing.T, f func(name string, p *devices.Profil
 				continue
 			}
 			p.SubgroupSize = sg
-			for _, tier := range []devices.Tier{devices.TierScalar, devices.TierSubgroup} {
+			for _, tier := range []devices.Tier{devices.TierScalar, devices.TierSubgroup, devices.TierCoopMat} {
+				if tier == devices.TierCoopMat {
+					if _, err := coopMatTiles(&p, 128, memory.F16); err != nil {
+						continue
+					}
+				}
 				if p.Supports(tier) {
 					f(name, &p, tier)
 					runs++
@@ -110,16 +115,27 @@ func TestDecodeTilesFitSimulatedDevices(t *testing.T) {
 	forSimulatedDecodeTiers(t, func(name string, p *devices.Profile, tier devices.Tier) {
 		for _, d := range HeadDims {
 			for _, rows := range []int{1, 3, 4, 8, 20, 32, 64, 128, 512} {
-				tl, l, err := decodeTiles(tier, p, d, rows, 16)
+				tl, l, err := decodeTiles(tier, p, d, rows, 16, memory.F16)
 				what := []any{name, p.SubgroupSize, tier, d, rows, tl}
 				require.NoError(t, err, what...)
 				require.LessOrEqual(t, decodeShared(tier, tl, uint32(d)), p.MaxSharedMemory, what...)
 				require.LessOrEqual(t, tl.WG, min(p.MaxWorkgroupInvocations, p.MaxWorkgroupSize[0]), what...)
 				require.Positive(t, tl.BC, what...)
-				require.LessOrEqual(t, tl.BR, pow2Ceil(uint32(rows)), "no workgroup larger than the rows need: %v", what)
+				need := pow2Ceil(uint32(rows))
+				if tier == devices.TierCoopMat {
+					need = max(need, coopTM) // a subgroup's 16 rows
+				}
+				require.LessOrEqual(t, tl.BR, need, "no workgroup larger than the rows need: %v", what)
 				if tier == devices.TierScalar {
 					require.Equal(t, tl.BR, tl.WG, what...)
 					require.Zero(t, l, what...)
+					continue
+				}
+				if tier == devices.TierCoopMat {
+					require.Zero(t, l, what...)
+					require.Equal(t, coopTM*tl.WG/tl.SG, tl.BR, "16 rows a subgroup: %v", what)
+					require.Zero(t, tl.BC%coopTM, what...)
+					require.GreaterOrEqual(t, tl.BR, min(uint32(rows), coopTM), what...)
 					continue
 				}
 				require.Zero(t, tl.WG%tl.SG, what...)
@@ -132,7 +148,7 @@ func TestDecodeTilesFitSimulatedDevices(t *testing.T) {
 	p, err := devices.Simulated("nvidia-h100")
 	require.NoError(t, err)
 	p.SubgroupSize = 32
-	tl, _, err := decodeTiles(devices.TierSubgroup, &p, 128, 4, 16)
+	tl, _, err := decodeTiles(devices.TierSubgroup, &p, 128, 4, 16, memory.F16)
 	require.NoError(t, err)
 	require.GreaterOrEqual(t, tl.BR, uint32(4))
 }
@@ -142,32 +158,36 @@ func TestDecodeTilesFitSimulatedDevices(t *testing.T) {
 // dims up to 128, and at the subgroup tier 4 rows do wherever a lane reads one vector of each
 // fp16 key (lanes keep q and o of 8 dims per row in registers; 8 rows take two workgroups, as
 // decodeStreamValues says), so each K/V byte of a chunk is read once there; elsewhere fewer rows
-// per workgroup (logged). The documented caps on rows per workgroup hold: 64 at the scalar tier,
-// 4 at the subgroup tier.
+// per workgroup (logged); at the coopmat tier 16 rows always do. The documented caps on rows per
+// workgroup hold: 64 at the scalar and coopmat tiers, 4 at the subgroup tier.
 func TestDecodeRowsOneWorkgroup(t *testing.T) {
 	forSimulatedDecodeTiers(t, func(name string, p *devices.Profile, tier devices.Tier) {
 		sg := p.SubgroupSize
 		for _, d := range HeadDims {
 			for _, rows := range []int{4, 8} {
-				tl, l, err := decodeTiles(tier, p, d, rows, 16)
+				tl, l, err := decodeTiles(tier, p, d, rows, 16, memory.F16)
 				require.NoError(t, err)
 				if int(tl.BR) < rows {
 					// Shared memory can leave fewer rows at large head dims: K and V
 					// are then read once per row block.
-					if tier == devices.TierScalar {
+					switch tier {
+					case devices.TierScalar:
 						require.True(t, d > 128 || p.MaxSharedMemory < 32<<10, "%s sg %d %s d %d: %d rows in %v", name, sg, tier, d, rows, tl)
-					} else {
+					case devices.TierCoopMat:
+						t.Fatalf("%s sg %d %s d %d: %d rows in %v", name, sg, tier, d, rows, tl)
+					default:
 						require.True(t, l.vpl > 1 || rows > 4, "%s sg %d %s d %d: %d rows in %v", name, sg, tier, d, rows, tl)
 					}
 					t.Logf("%s sg %d %s d %d: %d rows, %d per workgroup", name, sg, tier, d, rows, tl.BR)
 				}
 			}
 		}
-		tl, _, err := decodeTiles(tier, p, 64, 512, 16)
+		tl, _, err := decodeTiles(tier, p, 64, 512, 16, memory.F16)
 		require.NoError(t, err)
-		if tier == devices.TierScalar {
+		switch tier {
+		case devices.TierScalar, devices.TierCoopMat:
 			require.LessOrEqual(t, tl.BR, uint32(64), name)
-		} else {
+		default:
 			require.LessOrEqual(t, tl.BR, uint32(4), name)
 		}
 	})

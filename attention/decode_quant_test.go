@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 
@@ -228,10 +229,17 @@ func replayedRand(t *testing.T, stream uint64) *rand.Rand {
 // quantDecodeCases are the quantized decode matrix for K/V format kv at tier: GQA, MQA and
 // plain heads, 1 to 16 new tokens, causal, varlen with empty sequences, several splits, each
 // head dim, the query types, FP8 queries, RoPE-aware scaling, masks and non-finite groups.
+// quantDType is the type of the queries and outputs the quantized tests use at a tier: fp32, or
+// the first the tier takes (the coopmat tier's fp16).
+func quantDType(tier devices.Tier) memory.DType { return attention.QuantizedDecodeInputs(tier)[0] }
+
 func quantDecodeCases(kv quant.Format, tier devices.Tier) []quantCase {
 	var cs []quantCase
 	add := func(c conformance.Case, f func(*quantCase)) {
 		c.Tier, c.Decode = tier, true
+		if !slices.Contains(attention.QuantizedDecodeInputs(tier), c.DType) {
+			c.DType = quantDType(tier)
+		}
 		qc := quantCase{Case: c, kv: kv}
 		if f != nil {
 			f(&qc)
@@ -276,7 +284,7 @@ func quantDecodeCases(kv quant.Format, tier devices.Tier) []quantCase {
 func TestDecodeQuantized(t *testing.T) {
 	e := engine(t)
 	for _, kv := range []quant.Format{quant.Int8, quant.Int4} {
-		for _, tier := range e.DecodeTiers() {
+		for _, tier := range e.QuantizedDecodeTiers() {
 			t.Run(kv.String()+"/"+tier.String(), func(t *testing.T) {
 				for _, c := range quantDecodeCases(kv, tier) {
 					t.Run(c.String(), func(t *testing.T) {
@@ -341,14 +349,18 @@ func randomQuantized(t *testing.T, r *rand.Rand, f quant.Format, tokens, heads, 
 // TestDecodeQuantizedEqualsFloatDecode: quantized decode equals Decode over the dequantized
 // values (quant's Dequantize, uploaded as f32) bit for bit, outputs and logsumexps, at each tier:
 // the kernels stage the same float tiles, so this holds the dequantization in the kernel to
-// quant's arithmetic exactly, for every code (random fields, Int8's -128, FP8's NaN codes, zero
+// quant's arithmetic exactly (at the scalar and subgroup tiers; the coopmat tier multiplies fp16
+// codes and applies the scales to scores and probabilities, TestDecodeQuantized checks it), for every code (random fields, Int8's -128, FP8's NaN codes, zero
 // and NaN scales, negative scales) and for FP8 queries and in-kernel query scaling, whose float
 // counterparts are quant's dequantized queries and the queries scaled on the host.
 func TestDecodeQuantizedEqualsFloatDecode(t *testing.T) {
 	e := engine(t)
 	ctx := context.Background()
 	for _, kv := range []quant.Format{quant.Int8, quant.Int4} {
-		for _, tier := range e.DecodeTiers() {
+		for _, tier := range e.QuantizedDecodeTiers() {
+			if tier == devices.TierCoopMat {
+				continue // fp16 matrices, scales applied to scores and probabilities: TestDecodeQuantized
+			}
 			for _, mode := range []string{"float", "scaled", "fp8"} {
 				for _, c := range []conformance.Case{
 					{D: 128, Hq: 8, Hk: 2, Lq: []int{5}, Lk: []int{140}, Batch: 2, Causal: true, Splits: 3},
@@ -447,8 +459,8 @@ func TestDecodeQuantizedAccuracy(t *testing.T) {
 		{quant.Int4, false, 0.985, 0.17},
 		{quant.Int4, true, 0.985, 0.17},
 	} {
-		for _, tier := range e.DecodeTiers() {
-			c := quantCase{kv: g.kv, fp8: g.fp8, Case: conformance.Case{DType: memory.F32, D: 128, Hq: 8, Hk: 2, Varlen: true,
+		for _, tier := range e.QuantizedDecodeTiers() {
+			c := quantCase{kv: g.kv, fp8: g.fp8, Case: conformance.Case{DType: quantDType(tier), D: 128, Hq: 8, Hk: 2, Varlen: true,
 				Causal: true, Lq: []int{1, 16, 4}, Lk: []int{1500, 623, 1024}, Tier: tier, Decode: true}}
 			t.Run(c.String(), func(t *testing.T) {
 				engine(t)
@@ -678,8 +690,8 @@ func TestUploadQuantized(t *testing.T) {
 func TestDecodeQuantizedRoPEAwareScaling(t *testing.T) {
 	e := engine(t)
 	ctx := context.Background()
-	for _, tier := range e.DecodeTiers() {
-		c := quantCase{kv: quant.Int4, scaled: true, Case: conformance.Case{DType: memory.F32, D: 128, Hq: 8, Hk: 2, Varlen: true,
+	for _, tier := range e.QuantizedDecodeTiers() {
+		c := quantCase{kv: quant.Int4, scaled: true, Case: conformance.Case{DType: quantDType(tier), D: 128, Hq: 8, Hk: 2, Varlen: true,
 			Causal: true, Lq: []int{4, 1}, Lk: []int{1200, 800}, Tier: tier, Decode: true}}
 		t.Run(c.String(), func(t *testing.T) {
 			engine(t)

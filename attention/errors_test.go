@@ -469,7 +469,7 @@ func nonFiniteKernels(e *attention.Engine) []nonFiniteKernel {
 	kernels = append(kernels, nonFiniteKernel{conformance.NaiveTier, conformance.Inputs(devices.TierScalar), e.NaiveForwardInto})
 	for _, tier := range e.DecodeTiers() {
 		for _, splits := range []int{1, 3} {
-			kernels = append(kernels, nonFiniteKernel{fmt.Sprintf("decode-%s/splits%d", tier, splits), conformance.Inputs(devices.TierScalar),
+			kernels = append(kernels, nonFiniteKernel{fmt.Sprintf("decode-%s/splits%d", tier, splits), e.DecodeTierInputs(tier),
 				func(ctx context.Context, o, lse, q, k, v *memory.Tensor, opts attention.Options) (string, error) {
 					opts.Tier = tier
 					return e.DecodeInto(ctx, o, lse, q, k, v, attention.DecodeOptions{Options: opts, Splits: splits})

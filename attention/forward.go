@@ -205,6 +205,12 @@ func selectForward(p *devices.Profile, tier devices.Tier, dt memory.DType, d int
 // selectKernel picks the kernel of op for inputs of type dt at a forced tier or, for TierAuto,
 // the fastest tier whose kernel runs on the device, takes dt and has tiles (tilesAt) that fit.
 func selectKernel(p *devices.Profile, op shaders.Op, tier devices.Tier, dt memory.DType, tilesAt func(devices.Tier) (tiles, error)) (*shaders.Variant, tiles, error) {
+	return selectKernelIn(p, op, tier, dt, autoTiers, tilesAt)
+}
+
+// selectKernelIn is selectKernel with the automatic choice trying the tiers of order, fastest
+// first.
+func selectKernelIn(p *devices.Profile, op shaders.Op, tier devices.Tier, dt memory.DType, order []devices.Tier, tilesAt func(devices.Tier) (tiles, error)) (*shaders.Variant, tiles, error) {
 	try := func(t devices.Tier) (*shaders.Variant, tiles, error) {
 		if !p.Supports(t) {
 			return nil, tiles{}, fmt.Errorf("attention: tier %s is not supported by %s", t, p.Name)
@@ -225,7 +231,7 @@ func selectKernel(p *devices.Profile, op shaders.Op, tier devices.Tier, dt memor
 		}
 		return try(tier)
 	}
-	for _, t := range autoTiers {
+	for _, t := range order {
 		if v, tl, err := try(t); err == nil {
 			return v, tl, nil
 		}

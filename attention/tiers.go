@@ -1,6 +1,8 @@
 package attention
 
 import (
+	"slices"
+
 	"github.com/vkattn/vkattn/devices"
 	"github.com/vkattn/vkattn/memory"
 	"github.com/vkattn/vkattn/shaders"
@@ -84,12 +86,32 @@ func AutoForward(p *devices.Profile, dt memory.DType, d int) (devices.Tier, stri
 // them all; the automatic choice runs other types at a slower tier. A device may run a tier for
 // some of these types only (the matrix tiers have a kernel per type): see ForwardSupport and
 // Engine.TierInputs.
-func ForwardInputs(t devices.Tier) []memory.DType {
+func ForwardInputs(t devices.Tier) []memory.DType { return opInputs(shaders.OpForward, t) }
+
+// DecodeInputs is ForwardInputs for Decode's kernels: every type at the scalar and subgroup
+// tiers, fp16 and bf16 at the coopmat tier. See Engine.DecodeTierInputs for a device's.
+func DecodeInputs(t devices.Tier) []memory.DType { return opInputs(shaders.OpDecode, t) }
+
+// QuantizedDecodeInputs is DecodeInputs for DecodeQuantized's kernels, the type of their queries
+// and outputs: every type at the scalar and subgroup tiers, fp16 at the coopmat tier.
+func QuantizedDecodeInputs(t devices.Tier) []memory.DType {
+	var out []memory.DType
+	int4 := opInputs(shaders.OpDecodeInt4, t)
+	for _, dt := range opInputs(shaders.OpDecodeInt8, t) {
+		if slices.Contains(int4, dt) {
+			out = append(out, dt)
+		}
+	}
+	return out
+}
+
+// opInputs lists the types of ForwardDTypes that some kernel of op at tier t takes.
+func opInputs(op shaders.Op, t devices.Tier) []memory.DType {
 	var out []memory.DType
 	for _, dt := range ForwardDTypes {
 		for i := range shaders.Variants {
 			v := &shaders.Variants[i]
-			if v.Op == shaders.OpForward && v.Tier == t && v.Reads(dt) {
+			if v.Op == op && v.Tier == t && v.Reads(dt) {
 				out = append(out, dt)
 				break
 			}

@@ -23,7 +23,7 @@ func (t tiles) sharedBytes(tier devices.Tier, d uint32) uint32 {
 	}
 	if tier == devices.TierCoopMat {
 		// 16-bit K and V tiles (rows padded by 8); per subgroup fp32 scores and 16-bit probabilities in padded rows
-		// (flash_fwd_coopmat.glsl: SS = BC + 4, PS = BC + 8); 16 bytes of flags.
+		// (attend_coopmat.glsl: SS = BC + 4, PS = BC + 8); 16 bytes of flags.
 		return 2*2*t.BC*(d+8) + (t.WG/t.SG)*coopTM*(4*(t.BC+4)+2*(t.BC+8)) + 16
 	}
 	floats := t.BC*(d+1) + t.BC*d // K (padded rows) and V tiles
@@ -90,7 +90,7 @@ func shrinkSubgroupTiles(t tiles, nsg, per, maxShared uint32, d int, tier device
 	return t, nil
 }
 
-// coopTM is the side of the cooperative-matrix kernel's blocks (flash_fwd_coopmat.glsl).
+// coopTM is the side of the cooperative-matrix kernel's blocks (attend_coopmat.glsl).
 const coopTM = 16
 
 // matrixElement is the cooperative-matrix component type the matrix tiers' kernel for inputs of

@@ -91,7 +91,7 @@ const QuantizePushWords = 8
 // storage or arithmetic feature). subgroupNeeds: attend_subgroup.glsl uses gl_SubgroupID,
 // gl_SubgroupInvocationID, subgroupBarrier (basic), subgroupMax and subgroupAdd (arithmetic) and
 // subgroupAny (vote), and sizes its tiles for one subgroup width SG, which must be the device's
-// fixed width or pinned through subgroup size control. coopMatNeeds: flash_fwd_coopmat.glsl adds
+// fixed width or pinned through subgroup size control. coopMatNeeds: attend_coopmat.glsl adds
 // cooperative matrices (with the Vulkan memory model glslang emits for them), 16-bit values in
 // shared memory, subgroupShuffleXor, and LocalSizeId (Vulkan 1.3 environment). coopMat2Needs:
 // flash_fwd_coopmat2.glsl adds workgroup-scope matrices of flexible size with reductions,
@@ -142,6 +142,13 @@ var Variants = []Variant{
 		Source: "decode.comp", Defines: []string{"TIER_SCALAR"}, Requires: scalarNeeds},
 	{Name: "decode_subgroup", Op: OpDecode, Tier: devices.TierSubgroup, Bindings: 8, PushSize: 4 * PushWords,
 		Source: "decode.comp", Defines: []string{"TIER_SUBGROUP"}, Requires: decodeSubgroupNeeds},
+	// The matrix tier of decode.comp reads K and V as its matrices' type, as the forward's does.
+	{Name: "decode_coopmat", Op: OpDecode, Tier: devices.TierCoopMat, Bindings: 8, PushSize: 4 * PushWords,
+		Source: "decode.comp", Defines: []string{"TIER_COOPMAT"}, Env: "vulkan1.3", Inputs: []memory.DType{memory.F16},
+		Requires: coopMatNeeds},
+	{Name: "decode_coopmat_bf16", Op: OpDecode, Tier: devices.TierCoopMat, Bindings: 8, PushSize: 4 * PushWords,
+		Source: "decode.comp", Defines: []string{"TIER_COOPMAT", "ELEM_BF16"}, Env: "vulkan1.3", Inputs: []memory.DType{memory.BF16},
+		Requires: coopMatBF16Needs},
 	// decode.comp over quantized K and V (quant.glsl): four more bindings, the scales of K, V and
 	// FP8 queries and the queries' RoPE-aware scales.
 	{Name: "decode_int8_scalar", Op: OpDecodeInt8, Tier: devices.TierScalar, Bindings: 12, PushSize: 4 * PushWords,
@@ -152,6 +159,14 @@ var Variants = []Variant{
 		Source: "decode.comp", Defines: []string{"TIER_SCALAR", "KV_INT4"}, Requires: scalarNeeds},
 	{Name: "decode_int4_subgroup", Op: OpDecodeInt4, Tier: devices.TierSubgroup, Bindings: 12, PushSize: 4 * PushWords,
 		Source: "decode.comp", Defines: []string{"TIER_SUBGROUP", "KV_INT4"}, Requires: decodeSubgroupNeeds},
+	// The coopmat tier's quantized kernels stage the codes as fp16 matrix values and take fp16
+	// queries (as the float kernel, q's type is the matrices').
+	{Name: "decode_int8_coopmat", Op: OpDecodeInt8, Tier: devices.TierCoopMat, Bindings: 12, PushSize: 4 * PushWords,
+		Source: "decode.comp", Defines: []string{"TIER_COOPMAT", "KV_INT8"}, Env: "vulkan1.3", Inputs: []memory.DType{memory.F16},
+		Requires: coopMatNeeds},
+	{Name: "decode_int4_coopmat", Op: OpDecodeInt4, Tier: devices.TierCoopMat, Bindings: 12, PushSize: 4 * PushWords,
+		Source: "decode.comp", Defines: []string{"TIER_COOPMAT", "KV_INT4"}, Env: "vulkan1.3", Inputs: []memory.DType{memory.F16},
+		Requires: coopMatNeeds},
 	{Name: "merge", Op: OpMerge, Tier: devices.TierScalar, Bindings: 8, PushSize: 4 * PushWords,
 		Source: "merge.comp", Requires: scalarNeeds},
 	// quantize.comp: plain compute, every format and input type through specialization

@@ -237,12 +237,21 @@ func NaiveCases() []Case {
 // the forward's): every dtype with GQA ratios 1, 4 and 8 and 1, 5 and 16 new tokens, causal and
 // not; every head dim; odd key lengths from 1; varlen batches with an empty sequence and one
 // without keys; masks, soft cap and scale; no logsumexp; and chunks (DecodeOptions.Splits) of
-// every kind: automatic, one, several, more than the key tiles, more than the keys.
+// every kind: automatic, one, several, more than the key tiles, more than the keys. A tier whose
+// kernels do not take a case's type (the coopmat tier takes fp16 and bf16) runs it in the first
+// type it takes.
 func DecodeCases(tier devices.Tier) []Case {
 	var cs []Case
+	dtypes := attention.DecodeInputs(tier)
+	if len(dtypes) == 0 {
+		return nil
+	}
 	splits := []int{0, 1, 3, 40}
 	add := func(c Case) {
 		c.Tier, c.Decode = tier, true
+		if !slices.Contains(dtypes, c.DType) {
+			c.DType = dtypes[0] // the coopmat tier's fp16 for fp32
+		}
 		cs = append(cs, c)
 	}
 	n := 0

@@ -89,7 +89,12 @@ func (sel Selection) Cases(e *attention.Engine) (tiers []string, cases []Case) {
 		for _, t := range ts {
 			if slices.Contains(decode, t) {
 				tiers = append(tiers, DecodeTierName(t))
-				add(DecodeCases(t))
+				takes := e.DecodeTierInputs(t) // a device may lack a matrix type
+				for _, c := range DecodeCases(t) {
+					if slices.Contains(takes, c.DType) {
+						add([]Case{c})
+					}
+				}
 			}
 		}
 	}

@@ -12,9 +12,9 @@
 //
 // Grid: (chunks, hk * row blocks, sequences). At the scalar tier chunk c of a sequence holds its
 // keys [c * CHUNK, (c + 1) * CHUNK), CHUNK being the word after the cumulative lengths in the
-// seqlens buffer (index 2 * (nSeq + 1)); at the subgroup tier chunk c of n holds the tiles of BC
-// keys t == c (mod n), so the chunks of a sequence read neighbouring memory at once; either way a
-// sequence shorter than others has chunks without keys. With
+// seqlens buffer (index 2 * (nSeq + 1)); at the other tiers chunk c of n holds the tiles of BC
+// keys t == c (mod n) (firstTile), so the chunks of a sequence read neighbouring memory at once;
+// either way a sequence shorter than others has chunks without keys. With
 // FLAG_PARTIAL, chunk c's partials go to binding 6 ([chunks][totalQ][hq][D] fp32) and binding 7
 // ([chunks][totalQ][hq]): every row writes its logsumexp, -inf where the chunk holds no key it
 // sees, and then no output (merge.comp does not read it). Without it (one chunk), results go
@@ -26,6 +26,9 @@
 //   TIER_SUBGROUP  one subgroup per workgroup (WG == SG) streams K and V into registers,
 //                  lanes splitting each key's dims (decode_stream.glsl); BC is the keys a step
 //                  reads.
+//   TIER_COOPMAT   subgroups of 16 rows, Q.K^T and P.V on cooperative matrices, K/V tiles
+//                  staged in shared memory (attend_coopmat.glsl, as flash_fwd's coopmat tier);
+//                  K and V of the matrices' type ELEM (elem.glsl), fp16 or bf16.
 // K and V (one define at most):
 //   (none)         stored as DTYPE, as q.
 //   KV_INT8        quantized, package quant's Int8 (quant.glsl: codes, scales at bindings 8 and
@@ -40,13 +43,22 @@
 #extension GL_KHR_shader_subgroup_shuffle : require
 #extension GL_EXT_control_flow_attributes : require
 #endif
+#ifdef TIER_COOPMAT
+#extension GL_KHR_shader_subgroup_basic : require
+#extension GL_KHR_shader_subgroup_vote : require
+#extension GL_KHR_shader_subgroup_shuffle : require
+#extension GL_KHR_cooperative_matrix : require
+#extension GL_KHR_memory_scope_semantics : require
+#extension GL_EXT_shader_explicit_arithmetic_types_float16 : require
+#include "elem.glsl"
+#endif
 
 layout(constant_id = 0) const uint DTYPE = 0;
 layout(constant_id = 1) const uint D = 128;   // head dim
 layout(constant_id = 2) const uint BR = 32;   // rows per workgroup
 layout(constant_id = 3) const uint BC = 32;   // keys per tile
 layout(constant_id = 4) const uint WG = 32;   // invocations per workgroup
-#ifdef TIER_SUBGROUP
+#if defined(TIER_SUBGROUP) || defined(TIER_COOPMAT)
 layout(constant_id = 5) const uint SG = 32;   // subgroup size the tile sizes were chosen for
 #endif
 
@@ -85,8 +97,8 @@ Block block() {
 	k.r0 = gl_WorkGroupID.y / pc.hk * BR;
 	k.rows = k.s.lq * k.g;
 	int lq = int(k.s.lq), lk = int(k.s.lk);
-#ifdef TIER_SUBGROUP
-	k.c0 = 0; // splits interleave tiles of the sequence's keys (decode_stream.glsl)
+#ifndef TIER_SCALAR
+	k.c0 = 0; // chunks interleave tiles of the sequence's keys (firstTile)
 	k.c1 = lk;
 #else
 	int chunk = int(cuSeqlens[2u * (pc.nSeq + 1u)]);
@@ -155,10 +167,22 @@ void storeRowLSE(Block k, uint r, float m, float l) {
 	storeOutLSE(k.split, rowToken(k, r), rowHead(k, k.r0 + r), m, l);
 }
 
+// firstTile is the first key of the chunk's first tile: chunk c of n takes the tiles of BC keys t
+// == c (mod n) of those the block sees; tileStride is the keys from one of its tiles to the next.
+int firstTile(Block k) {
+	int n = int(gl_NumWorkGroups.x), bc = int(BC);
+	int t0 = k.keys.x / bc;
+	return (t0 + (int(k.split) - t0 % n + n) % n) * bc;
+}
+int tileStride() { return int(gl_NumWorkGroups.x * BC); }
+
 #ifdef TIER_SCALAR
 #include "attend_tile.glsl"
 #include "attend_scalar.glsl"
 #endif
 #ifdef TIER_SUBGROUP
 #include "decode_stream.glsl"
+#endif
+#ifdef TIER_COOPMAT
+#include "attend_coopmat.glsl"
 #endif

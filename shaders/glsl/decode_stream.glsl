@@ -168,11 +168,7 @@ void main() {
 		l[r] = 0.0;
 	}
 
-	// Chunk split of n takes the tiles t == split (mod n) of the keys the block sees.
-	int n = int(gl_NumWorkGroups.x), bc = int(BC);
-	int t0 = k.keys.x / bc;
-	t0 += (int(k.split) - t0 % n + n) % n;
-	for (int k0 = t0 * bc; k0 < k.keys.y; k0 += n * bc) {
+	for (int k0 = firstTile(k), stride = tileStride(); k0 < k.keys.y; k0 += stride) {
 		// Issue every load of the step before using any.
 		Vec kv[U][VPL], vv[U][VPL];
 		float ks[U][VPL], vs[U][VPL];

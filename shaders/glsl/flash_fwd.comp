@@ -36,14 +36,7 @@
 #extension GL_EXT_shader_16bit_storage : require
 #endif
 #if defined(TIER_COOPMAT) || defined(TIER_COOPMAT2)
-#ifdef ELEM_BF16
-#extension GL_EXT_bfloat16 : require
-#define ELEM bfloat16_t
-#define ELEM_DTYPE DT_BF16
-#else
-#define ELEM float16_t
-#define ELEM_DTYPE DT_F16
-#endif
+#include "elem.glsl"
 #endif
 
 layout(constant_id = 0) const uint DTYPE = 0;
@@ -60,9 +53,9 @@ layout(local_size_x_id = 4) in;
 #include "tensors.glsl"
 #include "mask.glsl"
 
-#if defined(TIER_SCALAR) || defined(TIER_SUBGROUP)
-// Rows of the block for attend_scalar.glsl and attend_subgroup.glsl: row r of the block is query
-// token row0 + r of head h, which sees keys [keyLo, keyHi) of its sequence.
+#if defined(TIER_SCALAR) || defined(TIER_SUBGROUP) || defined(TIER_COOPMAT)
+// Rows of the block for attend_scalar.glsl, attend_subgroup.glsl and attend_coopmat.glsl: row r of
+// the block is query token row0 + r of head h, which sees keys [keyLo, keyHi) of its sequence.
 struct Block {
 	Seq s;
 	uint h, kvh;  // query head, kv head
@@ -99,6 +92,11 @@ bool rowWritesO(Block k, float l) { return true; }
 void storeRow(Block k, uint r, uint d, float a, float b) { storeO(rowToken(k, r), k.h, d, a, b); }
 void storeRowLSE(Block k, uint r, float m, float l) { storeLSE(rowToken(k, r), k.h, m, l); }
 
+// The block reads its keys in order, a tile of BC keys after another (attend_coopmat.glsl).
+int firstTile(Block k) { return k.keys.x; }
+int tileStride() { return int(BC); }
+#endif
+#if defined(TIER_SCALAR) || defined(TIER_SUBGROUP)
 #include "attend_tile.glsl"
 #endif
 
@@ -108,23 +106,9 @@ void storeRowLSE(Block k, uint r, float m, float l) { storeLSE(rowToken(k, r), k
 #ifdef TIER_SUBGROUP
 #include "attend_subgroup.glsl"
 #endif
-#if defined(TIER_COOPMAT) || defined(TIER_COOPMAT2)
-// elemRound rounds x to the nearest ELEM value, ties to even, and returns it as a float, so that
-// converting it to ELEM is exact whatever rounding the driver's conversion uses. The bf16 kernels
-// round through it the probabilities that enter P.V (the row sums, for the logsumexp, add the
-// unrounded fp32 values) and, at coopmat2, the output (the coopmat tier's storeO rounds already);
-// fp16 conversions are left to the driver.
-float elemRound(float x) {
-#ifdef ELEM_BF16
-	return uintBitsToFloat(packBF16(x) << 16);
-#else
-	return x;
-#endif
-}
-#endif
 
 #ifdef TIER_COOPMAT
-#include "flash_fwd_coopmat.glsl"
+#include "attend_coopmat.glsl"
 #endif
 #ifdef TIER_COOPMAT2
 #include "flash_fwd_coopmat2.glsl"

@@ -34,4 +34,19 @@ uint pack2(float a, float b) {
 	return packBF16(a) | (packBF16(b) << 16);
 }
 
+#ifdef ELEM_DTYPE
+// elemRound rounds x to the nearest ELEM value (elem.glsl), ties to even, and returns it as a
+// float, so that converting it to ELEM is exact whatever rounding the driver's conversion uses.
+// The bf16 kernels round through it the probabilities that enter P.V (the row sums, for the
+// logsumexp, add the unrounded fp32 values) and, at coopmat2, the output (the coopmat tier's
+// storeO rounds already); fp16 conversions are left to the driver.
+float elemRound(float x) {
+#ifdef ELEM_BF16
+	return uintBitsToFloat(packBF16(x) << 16);
+#else
+	return x;
+#endif
+}
+#endif
+
 #endif
