@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -47,8 +48,9 @@ type decodeRow struct {
 	GBps     float64 `json:"gbps,omitempty"`
 	TokensPS float64 `json:"tokens_per_s,omitempty"`
 	Error    string  `json:"error,omitempty"`
-	// VsFloat is TokensPS over that of the row of the same shape and tier with K and V stored
-	// as DType (where -kv lists it): the speedup of quantized K and V.
+	// VsFloat is TokensPS over that of the fastest row of the same shape with K and V stored as
+	// DType, at any tier (where -kv lists it): the speedup of quantized K and V over the best
+	// float decode.
 	VsFloat *float64 `json:"vs_float,omitempty"`
 	// PyTorch SDPA on the same shape (with -torch): GB/s per backend, null where it failed.
 	Torch       map[string]*float64 `json:"torch_gbps,omitempty"`
@@ -98,7 +100,7 @@ func cmdDecodeBench(ctx context.Context, args []string, stdout, stderr io.Writer
 	kvFlag := fs.String("kv", "", "storage of K and V (list of the -dtype, int8, int4: quantized K and V, dequantized in the kernel; default the -dtype)")
 	causal := fs.Bool("causal", false, "causal mask among the new tokens (bottom-right aligned)")
 	splits := fs.Int("splits", 0, "key chunks per sequence (0 = automatic)")
-	tiersFlag := fs.String("tiers", "all", "tiers (list of scalar, subgroup, auto; all = every tier the device runs Decode at)")
+	tiersFlag := fs.String("tiers", "all", "tiers (list of scalar, subgroup, coopmat, auto; all = every tier the device runs Decode at; quantized K/V rows run at those of them that have their kernels)")
 	iters := fs.Int("iters", 0, fmt.Sprintf("timed runs per row (0 = about %v of runs, at least 3 unless a run is slow)", benchTarget))
 	warmup := fs.Int("warmup", -1, "untimed runs before the timed ones (-1 = automatic: about 1 s of runs, at most 5000; none for a slow run)")
 	jsonFile := fs.String("json", "", "write every row (and the device) as JSON to this file")
@@ -176,20 +178,24 @@ func cmdDecodeBench(ctx context.Context, args []string, stdout, stderr io.Writer
 			break
 		}
 		var rows []decodeRow
-		floatTPS := map[string]float64{} // tokens/s of the float K/V row, by tier
 		for _, kv := range kvs {
 			row := decodeRow{DType: dt.String(), KV: kv, B: *b, Hq: *hq, Hk: *hk, Lq: *lq, Lk: lk, D: *d, Causal: *causal, Splits: *splits}
-			rows = append(rows, decodeRows(ctx, e, row, tiers, *warmup, *iters, stderr)...)
+			ts := tiers
+			if _, quantized := kvFormats[kv]; quantized {
+				ts = quantizedTiers(tiers, e.QuantizedDecodeTiers())
+			}
+			rows = append(rows, decodeRows(ctx, e, row, ts, *warmup, *iters, stderr)...)
 		}
+		var floatTPS *float64 // tokens/s of the fastest float K/V row
 		for _, r := range rows {
-			if r.KV == r.DType && r.Error == "" {
-				floatTPS[r.Tier] = r.TokensPS
+			if r.KV == r.DType && r.Error == "" && (floatTPS == nil || r.TokensPS > *floatTPS) {
+				floatTPS = &r.TokensPS
 			}
 		}
 		for j := range rows {
 			r := &rows[j]
-			if ft, ok := floatTPS[r.Tier]; ok && r.KV != r.DType {
-				r.VsFloat = ratio(r.TokensPS, &ft)
+			if floatTPS != nil && r.KV != r.DType {
+				r.VsFloat = ratio(r.TokensPS, floatTPS)
 			}
 			if tr, ok := torchRows[i]; ok && r.KV == r.DType {
 				r.Torch, r.TorchErrors = tr.GBps, tr.Errors
@@ -269,6 +275,18 @@ func quantizedKV(ctx context.Context, e *attention.Engine, f quant.Format, seed 
 		copy(full.Scales[i:], x.Scales)
 	}
 	return e.UploadQuantized(ctx, full, b, lk, hk, d)
+}
+
+// quantizedTiers is the tiers of the list at which quantized K and V decode (auto always; a
+// matrix tier has no quantized kernel), the float rows running at all of them.
+func quantizedTiers(tiers, quantized []devices.Tier) []devices.Tier {
+	var out []devices.Tier
+	for _, t := range tiers {
+		if t == devices.TierAuto || slices.Contains(quantized, t) {
+			out = append(out, t)
+		}
+	}
+	return out
 }
 
 // decodeRows times one shape (shape's fields) at every tier; failures are rows with an error.

@@ -4,8 +4,11 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+
+	"github.com/vkattn/vkattn/devices"
 )
 
 func TestDecodeBenchJSON(t *testing.T) {
@@ -136,5 +139,17 @@ func TestDecodeBenchQuantizedKV(t *testing.T) {
 	_, _, err = cli(t, append([]string{"decode-bench", "-kv", "f32"}, deviceArgs()...)...)
 	if err == nil || !strings.Contains(err.Error(), `-kv: "f32" is neither int8, int4 nor the -dtype f16`) {
 		t.Errorf("-kv f32 with -dtype f16: %v", err)
+	}
+}
+
+// Quantized K/V rows run at the listed tiers that have quantized kernels, and always at auto.
+func TestQuantizedTiers(t *testing.T) {
+	all := []devices.Tier{devices.TierScalar, devices.TierSubgroup, devices.TierCoopMat, devices.TierAuto}
+	got := quantizedTiers(all, []devices.Tier{devices.TierScalar, devices.TierSubgroup})
+	if !slices.Equal(got, []devices.Tier{devices.TierScalar, devices.TierSubgroup, devices.TierAuto}) {
+		t.Errorf("quantizedTiers: %v", got)
+	}
+	if got := quantizedTiers([]devices.Tier{devices.TierCoopMat}, nil); len(got) != 0 {
+		t.Errorf("quantizedTiers of coopmat alone: %v", got)
 	}
 }

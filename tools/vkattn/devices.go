@@ -170,22 +170,58 @@ func describeDevices(profiles []devices.Profile, def int) []deviceInfo {
 				d.Ops[string(op)] = forwardInfo(p)
 				continue
 			}
-			var info opInfo
-			if v, err := shaders.Best(op, p, devices.TierCoopMat2); err != nil {
-				info.Error = err.Error()
+			if decodeOps[op] {
+				d.Ops[string(op)] = decodeInfo(p, op)
 			} else {
-				info.Tier, info.Kernel = v.Tier.String(), v.Name
+				d.Ops[string(op)] = kernelInfo(p, op)
 			}
-			for _, t := range devices.Tiers {
-				if _, err := shaders.ForTierOn(op, t, p); err == nil && p.Supports(t) {
-					info.Tiers = append(info.Tiers, t.String())
-				}
-			}
-			d.Ops[string(op)] = info
 		}
 		out[i] = d
 	}
 	return out
+}
+
+// kernelInfo is where op runs on the device by its kernels' features: the tiers it can be forced
+// to and the fastest.
+func kernelInfo(p *devices.Profile, op shaders.Op) opInfo {
+	var info opInfo
+	if v, err := shaders.Best(op, p, devices.TierCoopMat2); err != nil {
+		info.Error = err.Error()
+	} else {
+		info.Tier, info.Kernel = v.Tier.String(), v.Name
+	}
+	for _, t := range devices.Tiers {
+		if _, err := shaders.ForTierOn(op, t, p); err == nil && p.Supports(t) {
+			info.Tiers = append(info.Tiers, t.String())
+		}
+	}
+	return info
+}
+
+// decodeOps are the operations whose tiers the attention package decides (their kernels' tiles
+// and matrix shapes, not only their features).
+var decodeOps = map[shaders.Op]bool{shaders.OpDecode: true, shaders.OpDecodeInt8: true, shaders.OpDecodeInt4: true}
+
+// decodeInfo is where decode operation op runs on the device: the tiers it can be forced to, and
+// the fastest of them with its kernel (of the first input type it takes there).
+func decodeInfo(p *devices.Profile, op shaders.Op) opInfo {
+	var info opInfo
+	ts := attention.DecodeOpTiersOn(p, op)
+	for _, t := range ts {
+		info.Tiers = append(info.Tiers, t.String())
+	}
+	if len(ts) == 0 {
+		info.Error = fmt.Sprintf("no %s kernel runs on %s", op, p.Name)
+		return info
+	}
+	best := ts[len(ts)-1]
+	v, err := shaders.ForTierOn(op, best, p)
+	if err != nil {
+		info.Error = err.Error()
+		return info
+	}
+	info.Tier, info.Kernel = best.String(), v.Name
+	return info
 }
 
 // forwardInfo is what the attention package's Forward accepts on the device: the tiers it can be
