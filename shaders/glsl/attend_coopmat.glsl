@@ -178,12 +178,26 @@ void fetch(Block k, int k0, bool wide) {
 	}
 }
 
-// elemWord is tile word w (values 8w to 8w + 7) of a unit of codes, as ELEM values.
+#ifdef ELEM_BF16
+#error "quantized K/V are staged as fp16"
+#endif
+// codePair is fields i and i+1 (i even) of a code word as two fp16 values in one word, exactly:
+// each field with its sign bit flipped (the integer plus 2^(BITS-1)) as the low mantissa bits of
+// fp16 1024, both at once, less 1024 + 2^(BITS-1) in one fp16 pair subtraction (quant.glsl's
+// kvValue does the same in fp32, a value at a time).
+uint codePair(uint word, uint i) {
+	const uint BIAS = 1u << (BITS - 1u), MASK = (1u << BITS) - 1u;
+	uint lo = ((word >> (BITS * i)) & MASK) ^ BIAS, hi = ((word >> (BITS * (i + 1u))) & MASK) ^ BIAS;
+	f16vec2 x = unpackFloat2x16(lo | (hi << 16) | 0x64006400u) - f16vec2(float16_t(1024u + BIAS));
+	return packFloat2x16(x);
+}
+
+// elemWord is tile word w (values 8w to 8w + 7) of a unit of codes, as fp16 values.
 uvec4 elemWord(uvec4 codes, uint w) {
 	uvec4 x;
 	for (uint e = 0; e < 4; e++) {
 		uint v = 8 * w + 2 * e;
-		x[e] = pack2(kvValue(codes[v / PER], v % PER), kvValue(codes[v / PER], v % PER + 1));
+		x[e] = codePair(codes[v / PER], v % PER);
 	}
 	return x;
 }
