@@ -88,8 +88,9 @@ func DecodeTiersOn(p *devices.Profile) []devices.Tier {
 }
 
 // QuantizedDecodeTiers lists, slowest first, the tiers at which DecodeQuantized and
-// DecodeQuantizedCache run on the engine's device (both INT8 and INT4 K/V): the scalar and
-// subgroup tiers, where the device runs them.
+// DecodeQuantizedCache run on the engine's device (both INT8 and INT4 K/V): the scalar,
+// subgroup and coopmat tiers, where the device runs them (the coopmat tier for fp16 queries,
+// QuantizedDecodeInputs).
 func (e *Engine) QuantizedDecodeTiers() []devices.Tier {
 	var out []devices.Tier
 	int4 := decodeTiersOf(&e.profile, shaders.OpDecodeInt4)

@@ -26,6 +26,7 @@ type quantCase struct {
 	fp8       bool // FP8 E4M3 queries
 	scaled    bool // RoPE-aware key scaling: keys with outlier channels scaled, queries inversely
 	nonFinite bool // a few K and V inputs NaN or Inf: their groups dequantize to NaN
+	spread    bool // V rows of magnitudes 2^-20 to 2^20, so V scales differ that much between keys
 }
 
 func (c quantCase) String() string {
@@ -38,6 +39,9 @@ func (c quantCase) String() string {
 	}
 	if c.nonFinite {
 		s += "/nonfinite"
+	}
+	if c.spread {
+		s += "/spread"
 	}
 	return s
 }
@@ -80,6 +84,14 @@ func (c quantCase) draw(t *testing.T, r *rand.Rand) *quantInputs {
 		// Keys beyond the calibration draw's maxima are fine: each group's scale is its own absmax's.
 		k, err = in.keys.ScaleKeys(k)
 		require.NoError(t, err)
+	}
+	if c.spread {
+		for row := 0; row < nk/c.D; row++ {
+			m := float32(math.Ldexp(1, r.IntN(41)-20))
+			for i := row * c.D; i < (row+1)*c.D; i++ {
+				v[i] *= m
+			}
+		}
 	}
 	if c.nonFinite && nk > 3*c.D {
 		k[nk/3] = float32(math.NaN())
@@ -273,6 +285,10 @@ func quantDecodeCases(kv quant.Format, tier devices.Tier) []quantCase {
 	// the rows that see that key.
 	add(conformance.Case{DType: f32, D: 64, Hq: 4, Hk: 2, Varlen: true, Causal: true, Splits: 3,
 		Lq: []int{4, 3, 1}, Lk: []int{60, 30, 50}}, func(c *quantCase) { c.nonFinite = true })
+	// V scales 2^40 apart between keys (the coopmat tier's probabilities are relative to a
+	// tile's largest V scale).
+	add(conformance.Case{DType: f32, D: 128, Hq: 8, Hk: 2, Lq: []int{2}, Lk: []int{100}, Causal: true, Splits: 2},
+		func(c *quantCase) { c.spread = true })
 	return cs
 }
 

@@ -17,9 +17,11 @@
 // (exact: at most 8 bits), and the scales of the tile's keys are staged beside them. Scores are
 // the sum over a row's QG scale groups of each group's Q.K^T block times the key's K scale. For
 // P.V, the probabilities of group g enter the matrices as p * (V scale / ref), ref being the
-// largest V scale magnitude of the tile's keys in that group (so they stay within e^SLACK), and
-// the tile's product is added to O times ref. A tile with a V scale that is NaN or infinite
-// takes the element-wise path, on the dequantized values.
+// largest V scale magnitude in that group of the tile's keys that the subgroup's rows see (so
+// they stay within e^SLACK), and the tile's product is added to O times ref. A tile with a V
+// scale that is NaN or infinite, or (per subgroup) whose seen V scales span more than 2^12,
+// takes the element-wise path, on the dequantized values. Queries (queryAt: FP8 or scaled ones
+// too) enter the matrices as fp16, as the float kernel's do.
 
 const uint TM = 16;            // rows, columns and depth of every matrix block
 const uint NSG = WG / SG;
@@ -71,11 +73,12 @@ bool nonFinite8(uvec4 w) {
 
 // vTileAt is value d of key j of the V tile (dequantized: the code times its scale).
 float vTileAt(uint j, uint d) {
-	float x = unpack2(vTile[j * DW + d / 8][(d % 8) / 2])[d & 1u];
+	uint w = vTile[j * DW + d / 8][(d % 8) / 2];
 #ifdef KV_QUANT
-	x *= vsTile[j * QG + d / GS];
+	return unpackHalf2x16(w)[d & 1u] * vsTile[j * QG + d / GS]; // fp16 codes, whatever DTYPE
+#else
+	return unpack2(w)[d & 1u];
 #endif
-	return x;
 }
 
 #ifndef KV_QUANT
@@ -141,8 +144,9 @@ bool wideLoads() {
 const uint UNITS = (WORDS + 3u) / 4u;              // units of a row
 const uint NLOAD = (BC * UNITS + WG - 1) / WG;     // of K (and of V) per invocation
 const uint TPU = 4u * PER / 8u;                    // tile words (8 values) of a unit
+const uint NSCALE = (BC * QG + WG - 1) / WG;     // scales of K (and of V) per invocation
 uvec4 kNext[NLOAD], vNext[NLOAD];
-float ksNext, vsNext; // invocation i < BC * QG: group i % QG of key i / QG
+float ksNext[NSCALE], vsNext[NSCALE]; // scale i · WG + invocation: group % QG of key / QG
 ScaleLayout kScaleAt, vScaleAt;
 
 void fetch(Block k, int k0, bool wide) {
@@ -168,13 +172,15 @@ void fetch(Block k, int k0, bool wide) {
 			}
 		}
 	}
-	uint idx = gl_LocalInvocationIndex;
-	int key = k0 + int(idx / QG);
-	ksNext = vsNext = 0.0;
-	if (idx < BC * QG && key < k.kEnd) {
-		uint t = k.s.kStart + uint(key);
-		ksNext = kScale(kScaleAt, t, k.kvh, idx % QG);
-		vsNext = vScale(vScaleAt, t, k.kvh, idx % QG);
+	for (uint i = 0; i < NSCALE; i++) {
+		uint idx = gl_LocalInvocationIndex + i * WG;
+		int key = k0 + int(idx / QG);
+		ksNext[i] = vsNext[i] = 0.0;
+		if (idx < BC * QG && key < k.kEnd) {
+			uint t = k.s.kStart + uint(key);
+			ksNext[i] = kScale(kScaleAt, t, k.kvh, idx % QG);
+			vsNext[i] = vScale(vScaleAt, t, k.kvh, idx % QG);
+		}
 	}
 }
 
@@ -218,10 +224,13 @@ void stash(uint slot) {
 		}
 	}
 	bool bad = false;
-	if (gl_LocalInvocationIndex < BC * QG) {
-		ksTile[gl_LocalInvocationIndex] = ksNext;
-		vsTile[gl_LocalInvocationIndex] = vsNext;
-		bad = isnan(vsNext) || isinf(vsNext);
+	for (uint i = 0; i < NSCALE; i++) {
+		uint idx = gl_LocalInvocationIndex + i * WG;
+		if (idx < BC * QG) {
+			ksTile[idx] = ksNext[i];
+			vsTile[idx] = vsNext[i];
+			bad = bad || isnan(vsNext[i]) || isinf(vsNext[i]);
+		}
 	}
 	if (subgroupAny(bad) && subgroupElect()) atomicOr(nonFinite[slot], 1u);
 }
@@ -329,13 +338,25 @@ void main() {
 		float alpha = raiseMaxLazily(m, mx, nan != 0u); // NaN stays in its row
 		bool elementWise = nonFinite[slot] != 0u;
 #ifdef KV_QUANT
-		// ref: the largest V scale magnitude of the tile's keys, per group (every row spans them).
+		// ref: per group, the largest V scale magnitude of the keys some row of the subgroup
+		// sees. Where the smallest nonzero one is below ref / 2^12, their probabilities relative
+		// to ref would lose bits in fp16: the subgroup takes the element-wise path.
 		float ref[QG];
+		bool spread = false;
 		for (uint qg = 0; qg < QG; qg++) {
-			ref[qg] = 0.0;
-			for (uint i = 0; i < KPL; i++) ref[qg] = max(ref[qg], abs(vsTile[(i * LPR + part) * QG + qg]));
-			for (uint off = 1; off < LPR; off <<= 1) ref[qg] = max(ref[qg], subgroupShuffleXor(ref[qg], off));
+			float hi = 0.0, lo = uintBitsToFloat(0x7f800000u);
+			for (uint i = 0; i < KPL; i++) {
+				int key = k0 + int(i * LPR + part);
+				float a = abs(vsTile[(i * LPR + part) * QG + qg]);
+				if (key >= mine.x && key < mine.y) {
+					hi = max(hi, a);
+					if (a != 0.0) lo = min(lo, a);
+				}
+			}
+			ref[qg] = subgroupMax(hi);
+			spread = spread || subgroupMin(lo) < ref[qg] * uintBitsToFloat(0x39800000u); // 2^-12
 		}
+		elementWise = elementWise || spread;
 #endif
 		float sum = 0.0;
 		for (uint i = 0; i < KPL; i++) {
