@@ -124,6 +124,19 @@ func DecodeTierInputsOn(p *devices.Profile, t devices.Tier) []memory.DType {
 // head dim: the features, matrix shapes and tiles its kernels need (DecodeTiersOn for OpDecode).
 func DecodeOpTiersOn(p *devices.Profile, op shaders.Op) []devices.Tier { return decodeTiersOf(p, op) }
 
+// AutoDecode returns the tier and kernel that decode operation op (shaders.OpDecode,
+// OpDecodeInt8 or OpDecodeInt4) chooses automatically on a device with profile p for queries of
+// type dt (float ones, not FP8 or scaled), head dim d and rows rows per (sequence, kv head): new
+// tokens times query heads per kv head.
+func AutoDecode(p *devices.Profile, op shaders.Op, dt memory.DType, d, rows int) (devices.Tier, string, error) {
+	kern := decodeKernel{op: op, dt: dt}
+	v, _, _, err := selectDecode(p, op, devices.TierAuto, decodeOrder(kern, rows), dt, d, rows)
+	if err != nil {
+		return devices.TierAuto, "", err
+	}
+	return v.Tier, v.Name, nil
+}
+
 // decodeTiersOf lists the tiers at which decode operation op runs on the device for some input
 // type at every head dim.
 func decodeTiersOf(p *devices.Profile, op shaders.Op) []devices.Tier {
@@ -142,7 +155,7 @@ func decodeTiersOf(p *devices.Profile, op shaders.Op) []devices.Tier {
 // decodeRuns reports whether op runs at tier t for queries of type dt at every head dim.
 func decodeRuns(p *devices.Profile, op shaders.Op, t devices.Tier, dt memory.DType) bool {
 	for _, d := range HeadDims {
-		if _, _, _, err := selectDecode(p, op, t, dt, d, 1); err != nil {
+		if _, _, _, err := selectDecode(p, op, t, nil, dt, d, 1); err != nil {
 			return false
 		}
 	}
@@ -210,11 +223,14 @@ func (e *Engine) planDecode(o, lse, q, k, v *memory.Tensor, opts DecodeOptions) 
 // variant must read, and what it takes beyond decode.comp's six specialization constants, its
 // sequence table (the chunk size) and its eight bindings.
 type decodeKernel struct {
-	op       shaders.Op
-	dt       memory.DType
-	spec     []uint32
-	seq      []uint32
-	bindings []vk.BufferRange
+	op shaders.Op
+	dt memory.DType
+	// wideQueries: the queries are FP8 or scaled (QueryScales), values the coopmat tier's fp16
+	// matrices do not hold exactly, so that tier is refused.
+	wideQueries bool
+	spec        []uint32
+	seq         []uint32
+	bindings    []vk.BufferRange
 }
 
 // planDecodeCall plans a validated decode call (Decode's or DecodeQuantized's): the split, the
@@ -236,8 +252,11 @@ func (e *Engine) planDecodeCall(c *call, splits int, kern decodeKernel) (_ *plan
 	if err != nil {
 		return nil, err
 	}
+	if kern.wideQueries && tier == devices.TierCoopMat {
+		return nil, fmt.Errorf("attention: tier %s multiplies the queries as fp16, which FP8 and scaled queries (QuantizedDecodeOptions.QueryScales) do not fit exactly; the subgroup and scalar tiers take them", tier)
+	}
 	rows := sh.maxLq * (sh.hq / sh.hk)
-	variant, t, stream, err := selectDecode(&e.profile, kern.op, tier, kern.dt, sh.d, rows)
+	variant, t, stream, err := selectDecode(&e.profile, kern.op, tier, decodeOrder(kern, rows), kern.dt, sh.d, rows)
 	if err != nil {
 		return nil, err
 	}
@@ -329,19 +348,39 @@ func (e *Engine) scratch(p *plan, size uint64, what string) (*memory.Buffer, err
 	return b, nil
 }
 
-// decodeAutoTiers is the order the automatic choice tries the decode tiers in, fastest first as
-// measured (docs/PERF.md). The coopmat tier runs where forced (Options.Tier, $VKATTN_TIER) until
-// it is measured faster than the subgroup tier.
-var decodeAutoTiers = []devices.Tier{devices.TierSubgroup, devices.TierScalar}
+// The automatic choice of a decode tier (docs/PERF.md, H100, 32k keys, 4 query heads per KV
+// head): with one new token (4 rows per (sequence, kv head)) the subgroup tier ran fp16 K/V 4x
+// and INT8 1.2x faster than the coopmat tier; with 4 new tokens (16 rows), which the subgroup
+// tier reads K and V for 4 times, fp16 still 1.26x faster but INT8 2.6x slower; with 16 (64
+// rows) 2.2x (fp16) and 5.2x (INT8) slower. So the coopmat tier comes first for more rows than
+// decodeMatrixRows (float K/V) or decodeMatrixRowsQuantized, and never for FP8 or scaled
+// queries, which it refuses (decodeKernel.wideQueries).
+const (
+	decodeMatrixRows          = 16
+	decodeMatrixRowsQuantized = 4
+)
+
+// decodeOrder is the order in which the automatic choice tries the decode tiers, fastest first,
+// for a call of kernel kern with rows rows per (sequence, kv head).
+func decodeOrder(kern decodeKernel, rows int) []devices.Tier {
+	least := decodeMatrixRows
+	if kern.op != shaders.OpDecode {
+		least = decodeMatrixRowsQuantized
+	}
+	if rows > least && !kern.wideQueries {
+		return []devices.Tier{devices.TierCoopMat, devices.TierSubgroup, devices.TierScalar}
+	}
+	return []devices.Tier{devices.TierSubgroup, devices.TierScalar}
+}
 
 // selectDecode picks the decode kernel of op (OpDecode or a quantized one) and its tiles for
-// inputs of type dt, head dim d and rows per (sequence, kv head) at a forced tier, or the fastest
-// that runs them, with the lane layout in which the kernel streams K and V at the subgroup tier
-// (the zero layout at the scalar tier).
-func selectDecode(p *devices.Profile, op shaders.Op, tier devices.Tier, dt memory.DType, d, rows int) (*shaders.Variant, tiles, streamLayout, error) {
+// inputs of type dt, head dim d and rows per (sequence, kv head) at a forced tier, or the first
+// of order that runs them, with the lane layout in which the kernel streams K and V at the
+// subgroup tier (the zero layout at the others).
+func selectDecode(p *devices.Profile, op shaders.Op, tier devices.Tier, order []devices.Tier, dt memory.DType, d, rows int) (*shaders.Variant, tiles, streamLayout, error) {
 	bits := kvBits(op, dt)
 	var chosen streamLayout // selectKernel takes the first tier whose tiles fit: the last that did
-	v, t, err := selectKernelIn(p, op, tier, dt, decodeAutoTiers, func(t devices.Tier) (tiles, error) {
+	v, t, err := selectKernelIn(p, op, tier, dt, order, func(t devices.Tier) (tiles, error) {
 		tl, l, err := decodeTiles(t, p, d, rows, bits, dt)
 		if err == nil {
 			chosen = l

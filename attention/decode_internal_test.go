@@ -7,6 +7,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/vkattn/vkattn/devices"
 	"github.com/vkattn/vkattn/memory"
+	"github.com/vkattn/vkattn/shaders"
 	"github.com/vkattn/vkattn/vk"
 )
 
@@ -222,4 +223,37 @@ func TestPlacementOf(t *testing.T) {
 	k := &memory.Tensor{Shape: []int{2, 5, 3, 8}, Strides: []int{1000, 40, 8, 1}, Offset: 16}
 	v := &memory.Tensor{Shape: []int{10, 3, 8}, Strides: []int{48, 16, 1}, Offset: 24}
 	require.Equal(t, kvPlacement{kTokenStride: 40, kHeadStride: 8, vTokenStride: 48, vHeadStride: 16, kOff: 16, vOff: 24}, placementOf(k, v))
+}
+
+// The automatic order puts the coopmat tier first only for calls of more rows than the subgroup
+// tier was measured faster at (float and quantized K/V), and never for FP8 or scaled queries.
+func TestDecodeOrder(t *testing.T) {
+	stream := []devices.Tier{devices.TierSubgroup, devices.TierScalar}
+	matrix := append([]devices.Tier{devices.TierCoopMat}, stream...)
+	f16 := decodeKernel{op: shaders.OpDecode, dt: memory.F16}
+	int8 := decodeKernel{op: shaders.OpDecodeInt8, dt: memory.F16}
+	require.Equal(t, stream, decodeOrder(f16, 4))
+	require.Equal(t, stream, decodeOrder(f16, 16))
+	require.Equal(t, matrix, decodeOrder(f16, 17))
+	require.Equal(t, stream, decodeOrder(int8, 4))
+	require.Equal(t, matrix, decodeOrder(int8, 8))
+	int8.wideQueries = true
+	require.Equal(t, stream, decodeOrder(int8, 64))
+}
+
+// With the coopmat tier first, a device without it (or an input type it does not take) gets the
+// subgroup tier; one with it gets the coopmat kernel for fp16 and the subgroup kernel for fp32.
+func TestDecodeOrderFallsBack(t *testing.T) {
+	matrix := decodeOrder(decodeKernel{op: shaders.OpDecode, dt: memory.F16}, 64)
+	for _, c := range []struct {
+		device string
+		dt     memory.DType
+		tier   devices.Tier
+	}{{"nvidia-h100", memory.F16, devices.TierCoopMat}, {"nvidia-h100", memory.F32, devices.TierSubgroup}, {"lavapipe", memory.F16, devices.TierSubgroup}} {
+		p, err := devices.Simulated(c.device)
+		require.NoError(t, err)
+		v, _, _, err := selectDecode(&p, shaders.OpDecode, devices.TierAuto, matrix, c.dt, 128, 64)
+		require.NoError(t, err, c.device)
+		require.Equal(t, c.tier, v.Tier, "%s %s", c.device, c.dt)
+	}
 }

@@ -166,10 +166,11 @@ func (e *Engine) newQuantizedCall(o, lse, q *memory.Tensor, k, v *Quantized, opt
 		dt = q.DType
 	}
 	return c, decodeKernel{
-		op:   decodeOps[k.Format],
-		dt:   dt,
-		spec: []uint32{mode, uint32(k.Format.GroupSize(sh.d)), kvPaged(k)},
-		seq:  seq,
+		op:          decodeOps[k.Format],
+		dt:          dt,
+		wideQueries: mode != qFloat,
+		spec:        []uint32{mode, uint32(k.Format.GroupSize(sh.d)), kvPaged(k)},
+		seq:         seq,
 		bindings: []vk.BufferRange{{Buffer: k.Scales.Buffer().Buffer}, {Buffer: v.Scales.Buffer().Buffer},
 			qScales, qKeyScales},
 	}, nil

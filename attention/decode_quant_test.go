@@ -26,7 +26,7 @@ type quantCase struct {
 	fp8       bool // FP8 E4M3 queries
 	scaled    bool // RoPE-aware key scaling: keys with outlier channels scaled, queries inversely
 	nonFinite bool // a few K and V inputs NaN or Inf: their groups dequantize to NaN
-	spread    bool // V rows of magnitudes 2^-20 to 2^20, so V scales differ that much between keys
+	spread    bool // V rows of magnitudes 2^-20 to 2^20 (f16 outputs: 2^-10 to 2^5), so V scales differ that much between keys
 }
 
 func (c quantCase) String() string {
@@ -86,8 +86,12 @@ func (c quantCase) draw(t *testing.T, r *rand.Rand) *quantInputs {
 		require.NoError(t, err)
 	}
 	if c.spread {
+		lo, n := -20, 41 // 2^-20 to 2^20
+		if c.DType == memory.F16 {
+			lo, n = -10, 16 // 2^-10 to 2^5: outputs within fp16's range
+		}
 		for row := 0; row < nk/c.D; row++ {
-			m := float32(math.Ldexp(1, r.IntN(41)-20))
+			m := float32(math.Ldexp(1, r.IntN(n)+lo))
 			for i := row * c.D; i < (row+1)*c.D; i++ {
 				v[i] *= m
 			}
@@ -256,6 +260,9 @@ func quantDecodeCases(kv quant.Format, tier devices.Tier) []quantCase {
 		if f != nil {
 			f(&qc)
 		}
+		if tier == devices.TierCoopMat && (qc.fp8 || qc.scaled) {
+			return // fp16 matrices: refused (TestDecodeQuantizedCoopMatRefusesWideQueries)
+		}
 		cs = append(cs, qc)
 	}
 	const f32, f16, bf16 = memory.F32, memory.F16, memory.BF16
@@ -285,8 +292,8 @@ func quantDecodeCases(kv quant.Format, tier devices.Tier) []quantCase {
 	// the rows that see that key.
 	add(conformance.Case{DType: f32, D: 64, Hq: 4, Hk: 2, Varlen: true, Causal: true, Splits: 3,
 		Lq: []int{4, 3, 1}, Lk: []int{60, 30, 50}}, func(c *quantCase) { c.nonFinite = true })
-	// V scales 2^40 apart between keys (the coopmat tier's probabilities are relative to a
-	// tile's largest V scale).
+	// V scales far apart between keys (the coopmat tier's probabilities are relative to a
+	// tile's largest V scale, and go element-wise beyond 2^12).
 	add(conformance.Case{DType: f32, D: 128, Hq: 8, Hk: 2, Lq: []int{2}, Lk: []int{100}, Causal: true, Splits: 2},
 		func(c *quantCase) { c.spread = true })
 	return cs
@@ -476,6 +483,9 @@ func TestDecodeQuantizedAccuracy(t *testing.T) {
 		{quant.Int4, true, 0.985, 0.17},
 	} {
 		for _, tier := range e.QuantizedDecodeTiers() {
+			if g.fp8 && tier == devices.TierCoopMat {
+				continue // refused: fp16 matrices
+			}
 			c := quantCase{kv: g.kv, fp8: g.fp8, Case: conformance.Case{DType: quantDType(tier), D: 128, Hq: 8, Hk: 2, Varlen: true,
 				Causal: true, Lq: []int{1, 16, 4}, Lk: []int{1500, 623, 1024}, Tier: tier, Decode: true}}
 			t.Run(c.String(), func(t *testing.T) {
@@ -707,6 +717,9 @@ func TestDecodeQuantizedRoPEAwareScaling(t *testing.T) {
 	e := engine(t)
 	ctx := context.Background()
 	for _, tier := range e.QuantizedDecodeTiers() {
+		if tier == devices.TierCoopMat {
+			continue // scaled queries are refused there (fp16 matrices)
+		}
 		c := quantCase{kv: quant.Int4, scaled: true, Case: conformance.Case{DType: quantDType(tier), D: 128, Hq: 8, Hk: 2, Varlen: true,
 			Causal: true, Lq: []int{4, 1}, Lk: []int{1200, 800}, Tier: tier, Decode: true}}
 		t.Run(c.String(), func(t *testing.T) {
@@ -760,6 +773,29 @@ func TestDecodeQuantizedResult(t *testing.T) {
 			require.Equal(t, in.qShape[:3], res.LSE.Shape)
 			require.Equal(t, download(t, d.o), download(t, res.O))
 			require.Equal(t, download(t, d.lse), download(t, res.LSE))
+		})
+	}
+}
+
+// TestDecodeQuantizedCoopMatRefusesWideQueries: the coopmat tier multiplies queries as fp16,
+// which FP8 and scaled queries do not fit exactly, so forcing it for them is an error that says
+// so, and the poisoned outputs stay untouched (on any device: the check comes first).
+func TestDecodeQuantizedCoopMatRefusesWideQueries(t *testing.T) {
+	e := engine(t)
+	for _, f := range []func(*quantCase){
+		func(c *quantCase) { c.fp8 = true },
+		func(c *quantCase) { c.scaled = true },
+	} {
+		c := quantCase{kv: quant.Int8, Case: conformance.Case{DType: memory.F16, D: 64, Hq: 4, Hk: 2, Lq: []int{2}, Lk: []int{40},
+			Tier: devices.TierCoopMat, Decode: true}}
+		f(&c)
+		t.Run(c.String(), func(t *testing.T) {
+			d := c.draw(t, conformance.NewRand(1)).upload(t, e, c)
+			_, err := e.DecodeQuantizedInto(context.Background(), d.o, d.lse, d.q, d.k, d.v, d.opts)
+			require.ErrorContains(t, err, "tier coopmat multiplies the queries as fp16")
+			for _, x := range download(t, d.o) {
+				require.True(t, math.IsNaN(float64(x)), "o was written: %v", x) // the poison is NaN in every type
+			}
 		})
 	}
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/vkattn/vkattn/attention"
 	"github.com/vkattn/vkattn/devices"
+	"github.com/vkattn/vkattn/memory"
 	"github.com/vkattn/vkattn/shaders"
 	"github.com/vkattn/vkattn/vk"
 )
@@ -203,24 +204,19 @@ func kernelInfo(p *devices.Profile, op shaders.Op) opInfo {
 var decodeOps = map[shaders.Op]bool{shaders.OpDecode: true, shaders.OpDecodeInt8: true, shaders.OpDecodeInt4: true}
 
 // decodeInfo is where decode operation op runs on the device: the tiers it can be forced to, and
-// the fastest of them with its kernel (of the first input type it takes there).
+// the automatic choice for one new token of fp16 queries at d = 128 and 4 query heads per kv
+// head (more rows may take another tier, attention.AutoDecode).
 func decodeInfo(p *devices.Profile, op shaders.Op) opInfo {
 	var info opInfo
-	ts := attention.DecodeOpTiersOn(p, op)
-	for _, t := range ts {
+	for _, t := range attention.DecodeOpTiersOn(p, op) {
 		info.Tiers = append(info.Tiers, t.String())
 	}
-	if len(ts) == 0 {
-		info.Error = fmt.Sprintf("no %s kernel runs on %s", op, p.Name)
-		return info
-	}
-	best := ts[len(ts)-1]
-	v, err := shaders.ForTierOn(op, best, p)
+	tier, kernel, err := attention.AutoDecode(p, op, memory.F16, 128, 4)
 	if err != nil {
 		info.Error = err.Error()
 		return info
 	}
-	info.Tier, info.Kernel = best.String(), v.Name
+	info.Tier, info.Kernel = tier.String(), kernel
 	return info
 }
 
