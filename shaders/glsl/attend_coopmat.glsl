@@ -81,21 +81,57 @@ float vTileAt(uint j, uint d) {
 #endif
 }
 
+// K and V rows are read in units of 16 bytes, UNITS a row: wideLoads says whether every row starts
+// on a unit (then loadUnit reads one at once), else loadUnit reads it element by element.
 #ifndef KV_QUANT
-// wideLoads: K and V whose rows start on 16-byte boundaries load 8 values per read; others
-// element by element. Either way they are of the matrices' type: the kernel takes no other.
-// Paged K and V (tensors.glsl) start their rows at multiples of their strides.
+// Float K and V are of the matrices' type: the kernel takes no other. Paged K and V (tensors.glsl)
+// start their rows at multiples of their strides.
 bool wideLoads() {
 	uint offs = paged() ? 0u : pc.kOff | pc.vOff;
 	return DTYPE == ELEM_DTYPE && ((offs | pc.kTokenStride | pc.kHeadStride | pc.vTokenStride | pc.vHeadStride) & 7u) == 0u;
 }
 
-const uint UNITS = D / 8;                          // 16-byte words of a row
-const uint NLOAD = (BC * UNITS + WG - 1) / WG;     // of K (and of V) per invocation
+const uint UNITS = D / 8; // 8 values a unit
+
+// loadUnit is unit c of the row of K (which 0) or V (1) that starts at element row.
+uvec4 loadUnit(uint which, uint row, uint c, bool wide) {
+	if (wide) return which == 0u ? kData8[row / 8 + c] : vData8[row / 8 + c];
+	uvec4 w;
+	for (uint e = 0; e < 4; e++) { // the input type is ELEM's, so packing is exact
+		uint d = row + 8 * c + 2 * e;
+		w[e] = which == 0u ? pack2(loadK(d), loadK(d + 1)) : pack2(loadV(d), loadV(d + 1));
+	}
+	return w;
+}
+#else
+// Quantized K and V: units of 4 code words (WORDS a row, quant.glsl), offsets and strides in
+// words.
+bool wideLoads() {
+	uint offs = paged() ? 0u : pc.kOff | pc.vOff;
+	return WORDS % 4u == 0u && ((offs | pc.kTokenStride | pc.kHeadStride | pc.vTokenStride | pc.vHeadStride) & 3u) == 0u;
+}
+
+const uint UNITS = (WORDS + 3u) / 4u;
+const uint TPU = 4u * PER / 8u;                // tile words (8 values) of a unit
+const uint NSCALE = (BC * QG + WG - 1) / WG;   // scales of K (and of V) per invocation
+float ksNext[NSCALE], vsNext[NSCALE]; // scale i · WG + invocation: group % QG of key / QG
+ScaleLayout kScaleAt, vScaleAt;
+
+uvec4 loadUnit(uint which, uint row, uint c, bool wide) {
+	if (wide) return which == 0u ? kData8[row / 4 + c] : vData8[row / 4 + c];
+	uvec4 w = uvec4(0);
+	for (uint e = 0; e < 4; e++)
+		if (4 * c + e < WORDS) w[e] = which == 0u ? kData[row + 4 * c + e] : vData[row + 4 * c + e];
+	return w;
+}
+#endif
+
+const uint NLOAD = (BC * UNITS + WG - 1) / WG; // units of K (and of V) per invocation
 uvec4 kNext[NLOAD], vNext[NLOAD];
 
-// fetch reads the tile of keys [k0, k0+BC) of the block's kv head into kNext and vNext, one tile
-// ahead of the math (stash puts it into shared memory), zero from k.kEnd.
+// fetch reads the tile of keys [k0, k0+BC) of the block's kv head into kNext and vNext (and, of
+// quantized K and V, their scales), one tile ahead of the math (stash puts it into shared
+// memory), zero from k.kEnd.
 void fetch(Block k, int k0, bool wide) {
 	for (uint i = 0; i < NLOAD; i++) {
 		uint idx = gl_LocalInvocationIndex + i * WG;
@@ -105,20 +141,25 @@ void fetch(Block k, int k0, bool wide) {
 		vNext[i] = uvec4(0);
 		if (idx < BC * UNITS && key < k.kEnd) {
 			uint t = k.s.kStart + uint(key);
-			if (wide) {
-				kNext[i] = kData8[kRow(t, k.kvh) / 8 + c];
-				vNext[i] = vData8[vRow(t, k.kvh) / 8 + c];
-				continue;
-			}
-			for (uint e = 0; e < 4; e++) { // the input type is ELEM's, so packing is exact
-				uint d = 8 * c + 2 * e;
-				kNext[i][e] = pack2(kAt(t, k.kvh, d), kAt(t, k.kvh, d + 1));
-				vNext[i][e] = pack2(vAt(t, k.kvh, d), vAt(t, k.kvh, d + 1));
-			}
+			kNext[i] = loadUnit(0u, kRow(t, k.kvh), c, wide);
+			vNext[i] = loadUnit(1u, vRow(t, k.kvh), c, wide);
 		}
 	}
+#ifdef KV_QUANT
+	for (uint i = 0; i < NSCALE; i++) {
+		uint idx = gl_LocalInvocationIndex + i * WG;
+		int key = k0 + int(idx / QG);
+		ksNext[i] = vsNext[i] = 0.0;
+		if (idx < BC * QG && key < k.kEnd) {
+			uint t = k.s.kStart + uint(key);
+			ksNext[i] = kScale(kScaleAt, t, k.kvh, idx % QG);
+			vsNext[i] = vScale(vScaleAt, t, k.kvh, idx % QG);
+		}
+	}
+#endif
 }
 
+#ifndef KV_QUANT
 // stash writes what fetch read into the K and V tiles and flags a V tile that is not all finite.
 void stash(uint slot) {
 	bool bad = false;
@@ -134,56 +175,6 @@ void stash(uint slot) {
 	if (subgroupAny(bad) && subgroupElect()) atomicOr(nonFinite[slot], 1u);
 }
 #else
-// Quantized K and V are read in units of 4 code words (WORDS per row, quant.glsl): 16-byte loads
-// where every row starts on a unit (offsets and strides in words), else word by word.
-bool wideLoads() {
-	uint offs = paged() ? 0u : pc.kOff | pc.vOff;
-	return WORDS % 4u == 0u && ((offs | pc.kTokenStride | pc.kHeadStride | pc.vTokenStride | pc.vHeadStride) & 3u) == 0u;
-}
-
-const uint UNITS = (WORDS + 3u) / 4u;              // units of a row
-const uint NLOAD = (BC * UNITS + WG - 1) / WG;     // of K (and of V) per invocation
-const uint TPU = 4u * PER / 8u;                    // tile words (8 values) of a unit
-const uint NSCALE = (BC * QG + WG - 1) / WG;     // scales of K (and of V) per invocation
-uvec4 kNext[NLOAD], vNext[NLOAD];
-float ksNext[NSCALE], vsNext[NSCALE]; // scale i · WG + invocation: group % QG of key / QG
-ScaleLayout kScaleAt, vScaleAt;
-
-void fetch(Block k, int k0, bool wide) {
-	for (uint i = 0; i < NLOAD; i++) {
-		uint idx = gl_LocalInvocationIndex + i * WG;
-		uint j = idx / UNITS, c = idx % UNITS;
-		int key = k0 + int(j);
-		kNext[i] = uvec4(0);
-		vNext[i] = uvec4(0);
-		if (idx < BC * UNITS && key < k.kEnd) {
-			uint t = k.s.kStart + uint(key);
-			uint kw = kRow(t, k.kvh), vw = vRow(t, k.kvh);
-			if (wide) {
-				kNext[i] = kData8[kw / 4 + c];
-				vNext[i] = vData8[vw / 4 + c];
-				continue;
-			}
-			for (uint e = 0; e < 4; e++) {
-				if (4 * c + e < WORDS) {
-					kNext[i][e] = kData[kw + 4 * c + e];
-					vNext[i][e] = vData[vw + 4 * c + e];
-				}
-			}
-		}
-	}
-	for (uint i = 0; i < NSCALE; i++) {
-		uint idx = gl_LocalInvocationIndex + i * WG;
-		int key = k0 + int(idx / QG);
-		ksNext[i] = vsNext[i] = 0.0;
-		if (idx < BC * QG && key < k.kEnd) {
-			uint t = k.s.kStart + uint(key);
-			ksNext[i] = kScale(kScaleAt, t, k.kvh, idx % QG);
-			vsNext[i] = vScale(vScaleAt, t, k.kvh, idx % QG);
-		}
-	}
-}
-
 #ifdef ELEM_BF16
 #error "quantized K/V are staged as fp16"
 #endif
