@@ -350,9 +350,9 @@ func (e *Engine) scratch(p *plan, size uint64, what string) (*memory.Buffer, err
 
 // The automatic choice of a decode tier (docs/PERF.md, H100, 32k keys, 4 query heads per KV
 // head): with one new token (4 rows per (sequence, kv head)) the subgroup tier ran fp16 K/V 4x
-// and INT8 1.2x faster than the coopmat tier; with 4 new tokens (16 rows), which the subgroup
+// and INT8 1.2-2x faster than the coopmat tier; with 4 new tokens (16 rows), which the subgroup
 // tier reads K and V for 4 times, fp16 still 1.26x faster but INT8 2.6x slower; with 16 (64
-// rows) 2.2x (fp16) and 5.2x (INT8) slower. So the coopmat tier comes first for more rows than
+// rows) 3.6x (fp16) and 3.8x (INT8) slower. So the coopmat tier comes first for more rows than
 // decodeMatrixRows (float K/V) or decodeMatrixRowsQuantized, and never for FP8 or scaled
 // queries, which it refuses (decodeKernel.wideQueries).
 const (
