@@ -26,8 +26,8 @@ type DecodeOptions struct {
 	Options
 	// Splits, if positive, is the number of chunks each sequence's keys are split into: ranges
 	// of ceil(longest/Splits) keys at the scalar tier, interleaved tiles of keys at the subgroup
-	// tier, so a shorter sequence's chunks may hold none; 0 chooses it from the device and the
-	// lengths (see Decode).
+	// and coopmat tiers, so a shorter sequence's chunks may hold none; 0 chooses it from the
+	// device and the lengths (see Decode).
 	Splits int
 }
 
@@ -108,7 +108,8 @@ func (e *Engine) DecodeTierInputs(t devices.Tier) []memory.DType {
 	return DecodeTierInputsOn(&e.profile, t)
 }
 
-// DecodeTierInputsOn is DecodeTierInputs on a device with profile p.
+// DecodeTierInputsOn is DecodeTierInputs on a device with profile p; t is a tier of
+// devices.Tiers (for TierAuto it is empty: the automatic choice takes every type somewhere).
 func DecodeTierInputsOn(p *devices.Profile, t devices.Tier) []memory.DType {
 	var out []memory.DType
 	for _, dt := range ForwardDTypes {
@@ -122,15 +123,31 @@ func DecodeTierInputsOn(p *devices.Profile, t devices.Tier) []memory.DType {
 // DecodeOpTiersOn lists, slowest first, the tiers at which decode operation op (shaders.OpDecode,
 // OpDecodeInt8 or OpDecodeInt4) runs on a device with profile p, for some input type at every
 // head dim: the features, matrix shapes and tiles its kernels need (DecodeTiersOn for OpDecode).
-func DecodeOpTiersOn(p *devices.Profile, op shaders.Op) []devices.Tier { return decodeTiersOf(p, op) }
+func DecodeOpTiersOn(p *devices.Profile, op shaders.Op) []devices.Tier {
+	if !isDecodeOp(op) {
+		return nil
+	}
+	return decodeTiersOf(p, op)
+}
+
+// isDecodeOp reports whether op is a decode operation (float or quantized K/V).
+func isDecodeOp(op shaders.Op) bool {
+	return op == shaders.OpDecode || op == shaders.OpDecodeInt8 || op == shaders.OpDecodeInt4
+}
 
 // AutoDecode returns the tier and kernel that decode operation op (shaders.OpDecode,
 // OpDecodeInt8 or OpDecodeInt4) chooses automatically on a device with profile p for queries of
 // type dt (float ones, not FP8 or scaled), head dim d and rows rows per (sequence, kv head): new
 // tokens times query heads per kv head.
 func AutoDecode(p *devices.Profile, op shaders.Op, dt memory.DType, d, rows int) (devices.Tier, string, error) {
+	if !isDecodeOp(op) {
+		return devices.TierAuto, "", fmt.Errorf("attention: %s is not a decode operation", op)
+	}
+	if !slices.Contains(HeadDims, d) {
+		return devices.TierAuto, "", fmt.Errorf("attention: head dim %d is not one of %v", d, HeadDims)
+	}
 	kern := decodeKernel{op: op, dt: dt}
-	v, _, _, err := selectDecode(p, op, devices.TierAuto, decodeOrder(kern, rows), dt, d, rows)
+	v, _, _, err := selectDecode(p, op, devices.TierAuto, decodeOrder(kern, rows, false), dt, d, rows)
 	if err != nil {
 		return devices.TierAuto, "", err
 	}
@@ -225,9 +242,10 @@ func (e *Engine) planDecode(o, lse, q, k, v *memory.Tensor, opts DecodeOptions) 
 type decodeKernel struct {
 	op shaders.Op
 	dt memory.DType
-	// wideQueries: the queries are FP8 or scaled (QueryScales), values the coopmat tier's fp16
-	// matrices do not hold exactly, so that tier is refused.
-	wideQueries bool
+	// wideQueries, if not empty, names the option that makes the queries FP8 or scaled
+	// (FP8Queries, QueryScales): values the coopmat tier's fp16 matrices do not hold exactly, so
+	// that tier is refused.
+	wideQueries string
 	spec        []uint32
 	seq         []uint32
 	bindings    []vk.BufferRange
@@ -252,11 +270,12 @@ func (e *Engine) planDecodeCall(c *call, splits int, kern decodeKernel) (_ *plan
 	if err != nil {
 		return nil, err
 	}
-	if kern.wideQueries && tier == devices.TierCoopMat {
-		return nil, fmt.Errorf("attention: tier %s multiplies the queries as fp16, which FP8 and scaled queries (QuantizedDecodeOptions.QueryScales) do not fit exactly; the subgroup and scalar tiers take them", tier)
+	if kern.wideQueries != "" && tier == devices.TierCoopMat {
+		return nil, fmt.Errorf("attention: %s: tier %s multiplies the queries as fp16, which FP8 and scaled queries do not fit exactly; the subgroup and scalar tiers take them", kern.wideQueries, tier)
 	}
 	rows := sh.maxLq * (sh.hq / sh.hk)
-	variant, t, stream, err := selectDecode(&e.profile, kern.op, tier, decodeOrder(kern, rows), kern.dt, sh.d, rows)
+	_, pages := c.k.Pages()
+	variant, t, stream, err := selectDecode(&e.profile, kern.op, tier, decodeOrder(kern, rows, pages != nil), kern.dt, sh.d, rows)
 	if err != nil {
 		return nil, err
 	}
@@ -351,8 +370,9 @@ func (e *Engine) scratch(p *plan, size uint64, what string) (*memory.Buffer, err
 // The automatic choice of a decode tier (docs/PERF.md, H100, 32k keys, 4 query heads per KV
 // head): with one new token (4 rows per (sequence, kv head)) the subgroup tier ran fp16 K/V 4x
 // and INT8 1.2-2x faster than the coopmat tier; with 4 new tokens (16 rows), which the subgroup
-// tier reads K and V for 4 times, fp16 still 1.26x faster but INT8 2.6x slower; with 16 (64
-// rows) 3.6x (fp16) and 3.8x (INT8) slower. So the coopmat tier comes first for more rows than
+// tier reads K and V for 4 times, fp16 still 1.26x faster but INT8 2.6x slower (measured before
+// the coopmat fetch loops were merged, which moved INT8 by 1.4-1.7x); with 16 (64 rows) 3.6x
+// (fp16) and 3.8x (INT8) slower. So the coopmat tier comes first for more rows than
 // decodeMatrixRows (float K/V) or decodeMatrixRowsQuantized, and never for FP8 or scaled
 // queries, which it refuses (decodeKernel.wideQueries).
 const (
@@ -361,13 +381,15 @@ const (
 )
 
 // decodeOrder is the order in which the automatic choice tries the decode tiers, fastest first,
-// for a call of kernel kern with rows rows per (sequence, kv head).
-func decodeOrder(kern decodeKernel, rows int) []devices.Tier {
+// for a call of kernel kern with rows rows per (sequence, kv head), over paged K and V or not.
+// Paged K and V (a paged KV cache's views) do not take the coopmat tier automatically: its
+// reads through block tables have not run on a GPU yet (forcing it runs them).
+func decodeOrder(kern decodeKernel, rows int, paged bool) []devices.Tier {
 	least := decodeMatrixRows
 	if kern.op != shaders.OpDecode {
 		least = decodeMatrixRowsQuantized
 	}
-	if rows > least && !kern.wideQueries {
+	if rows > least && kern.wideQueries == "" && !paged {
 		return []devices.Tier{devices.TierCoopMat, devices.TierSubgroup, devices.TierScalar}
 	}
 	return []devices.Tier{devices.TierSubgroup, devices.TierScalar}

@@ -96,6 +96,7 @@ func forSimulatedDecodeTiers(t *testing.T, f func(name string, p *devices.Profil
 			for _, tier := range []devices.Tier{devices.TierScalar, devices.TierSubgroup, devices.TierCoopMat} {
 				if tier == devices.TierCoopMat {
 					if _, err := coopMatTiles(&p, 128, memory.F16); err != nil {
+						require.NotEqual(t, "nvidia-h100", name, "the H100 runs the coopmat decode tier: %v", err)
 						continue
 					}
 				}
@@ -137,6 +138,11 @@ func TestDecodeTilesFitSimulatedDevices(t *testing.T) {
 					require.Equal(t, coopTM*tl.WG/tl.SG, tl.BR, "16 rows a subgroup: %v", what)
 					require.Zero(t, tl.BC%coopTM, what...)
 					require.GreaterOrEqual(t, tl.BR, min(uint32(rows), coopTM), what...)
+					for _, bits := range []uint32{8, 4} { // quantized K/V: scores and probabilities per scale group, scales
+						tq, _, err := decodeTiles(tier, p, d, rows, bits, memory.F16)
+						require.NoError(t, err, what...)
+						require.LessOrEqual(t, decodeCoopMatShared(tq, uint32(d), bits), p.MaxSharedMemory, what...)
+					}
 					continue
 				}
 				require.Zero(t, tl.WG%tl.SG, what...)
@@ -226,25 +232,27 @@ func TestPlacementOf(t *testing.T) {
 }
 
 // The automatic order puts the coopmat tier first only for calls of more rows than the subgroup
-// tier was measured faster at (float and quantized K/V), and never for FP8 or scaled queries.
+// tier was measured faster at (float and quantized K/V), and never for FP8 or scaled queries or
+// paged K and V.
 func TestDecodeOrder(t *testing.T) {
 	stream := []devices.Tier{devices.TierSubgroup, devices.TierScalar}
 	matrix := append([]devices.Tier{devices.TierCoopMat}, stream...)
 	f16 := decodeKernel{op: shaders.OpDecode, dt: memory.F16}
 	int8 := decodeKernel{op: shaders.OpDecodeInt8, dt: memory.F16}
-	require.Equal(t, stream, decodeOrder(f16, 4))
-	require.Equal(t, stream, decodeOrder(f16, 16))
-	require.Equal(t, matrix, decodeOrder(f16, 17))
-	require.Equal(t, stream, decodeOrder(int8, 4))
-	require.Equal(t, matrix, decodeOrder(int8, 8))
-	int8.wideQueries = true
-	require.Equal(t, stream, decodeOrder(int8, 64))
+	require.Equal(t, stream, decodeOrder(f16, 4, false))
+	require.Equal(t, stream, decodeOrder(f16, 16, false))
+	require.Equal(t, matrix, decodeOrder(f16, 17, false))
+	require.Equal(t, stream, decodeOrder(f16, 64, true), "paged")
+	require.Equal(t, stream, decodeOrder(int8, 4, false))
+	require.Equal(t, matrix, decodeOrder(int8, 8, false))
+	int8.wideQueries = "FP8Queries"
+	require.Equal(t, stream, decodeOrder(int8, 64, false))
 }
 
 // With the coopmat tier first, a device without it (or an input type it does not take) gets the
 // subgroup tier; one with it gets the coopmat kernel for fp16 and the subgroup kernel for fp32.
 func TestDecodeOrderFallsBack(t *testing.T) {
-	matrix := decodeOrder(decodeKernel{op: shaders.OpDecode, dt: memory.F16}, 64)
+	matrix := decodeOrder(decodeKernel{op: shaders.OpDecode, dt: memory.F16}, 64, false)
 	for _, c := range []struct {
 		device string
 		dt     memory.DType

@@ -33,7 +33,10 @@ type QuantizedDecodeOptions struct {
 // and gives the same numerics over the dequantized values (fp32 accumulation): K and V are
 // dequantized as each tile is staged, so each byte of their codes and scales is read once per
 // (chunk, KV head). The queries are q (f32, f16 or bf16; o has q's type), optionally scaled by
-// opts.QueryScales, or opts.FP8Queries with q nil (o is then f32). K and V may be the views of a
+// opts.QueryScales, or opts.FP8Queries with q nil (o is then f32). At the coopmat tier the
+// codes are staged as fp16 matrices and the scales applied to scores and probabilities: it takes
+// fp16 q only, and neither QueryScales nor FP8Queries (a forced coopmat tier is then an error
+// naming the option). K and V may be the views of a
 // paged QuantizedKVCache (View), whose codes and scales the kernels read through their block
 // tables (memory.Tensor.Pages), as Decode reads a paged memory.KVCache's views.
 //
@@ -168,12 +171,23 @@ func (e *Engine) newQuantizedCall(o, lse, q *memory.Tensor, k, v *Quantized, opt
 	return c, decodeKernel{
 		op:          decodeOps[k.Format],
 		dt:          dt,
-		wideQueries: mode != qFloat,
+		wideQueries: wideQueries(opts),
 		spec:        []uint32{mode, uint32(k.Format.GroupSize(sh.d)), kvPaged(k)},
 		seq:         seq,
 		bindings: []vk.BufferRange{{Buffer: k.Scales.Buffer().Buffer}, {Buffer: v.Scales.Buffer().Buffer},
 			qScales, qKeyScales},
 	}, nil
+}
+
+// wideQueries names the option of opts that makes the queries FP8 or scaled, or is empty.
+func wideQueries(opts QuantizedDecodeOptions) string {
+	switch {
+	case opts.FP8Queries != nil:
+		return "FP8Queries"
+	case opts.QueryScales != nil:
+		return "QueryScales"
+	}
+	return ""
 }
 
 // kvPaged is quant.glsl's KV_PAGED for quantized k: 1 where its codes (and, checkPagedScales

@@ -242,13 +242,13 @@ func replayedRand(t *testing.T, stream uint64) *rand.Rand {
 	return rand.New(rand.NewPCG(s, stream))
 }
 
-// quantDecodeCases are the quantized decode matrix for K/V format kv at tier: GQA, MQA and
-// plain heads, 1 to 16 new tokens, causal, varlen with empty sequences, several splits, each
-// head dim, the query types, FP8 queries, RoPE-aware scaling, masks and non-finite groups.
 // quantDType is the type of the queries and outputs the quantized tests use at a tier: fp32, or
 // the first the tier takes (the coopmat tier's fp16).
 func quantDType(tier devices.Tier) memory.DType { return attention.QuantizedDecodeInputs(tier)[0] }
 
+// quantDecodeCases are the quantized decode matrix for K/V format kv at tier: GQA, MQA and
+// plain heads, 1 to 16 new tokens, causal, varlen with empty sequences, several splits, each
+// head dim, the query types, FP8 queries, RoPE-aware scaling, masks and non-finite groups.
 func quantDecodeCases(kv quant.Format, tier devices.Tier) []quantCase {
 	var cs []quantCase
 	add := func(c conformance.Case, f func(*quantCase)) {
@@ -782,9 +782,9 @@ func TestDecodeQuantizedResult(t *testing.T) {
 // so, and the poisoned outputs stay untouched (on any device: the check comes first).
 func TestDecodeQuantizedCoopMatRefusesWideQueries(t *testing.T) {
 	e := engine(t)
-	for _, f := range []func(*quantCase){
-		func(c *quantCase) { c.fp8 = true },
-		func(c *quantCase) { c.scaled = true },
+	for option, f := range map[string]func(*quantCase){
+		"FP8Queries":  func(c *quantCase) { c.fp8 = true },
+		"QueryScales": func(c *quantCase) { c.scaled = true },
 	} {
 		c := quantCase{kv: quant.Int8, Case: conformance.Case{DType: memory.F16, D: 64, Hq: 4, Hk: 2, Lq: []int{2}, Lk: []int{40},
 			Tier: devices.TierCoopMat, Decode: true}}
@@ -792,7 +792,7 @@ func TestDecodeQuantizedCoopMatRefusesWideQueries(t *testing.T) {
 		t.Run(c.String(), func(t *testing.T) {
 			d := c.draw(t, conformance.NewRand(1)).upload(t, e, c)
 			_, err := e.DecodeQuantizedInto(context.Background(), d.o, d.lse, d.q, d.k, d.v, d.opts)
-			require.ErrorContains(t, err, "tier coopmat multiplies the queries as fp16")
+			require.ErrorContains(t, err, "attention: "+option+": tier coopmat multiplies the queries as fp16")
 			for _, x := range download(t, d.o) {
 				require.True(t, math.IsNaN(float64(x)), "o was written: %v", x) // the poison is NaN in every type
 			}

@@ -6,6 +6,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"github.com/vkattn/vkattn/devices"
+	"github.com/vkattn/vkattn/memory"
 )
 
 // The decode kernels require what the forward kernel requires at the same tier, and at the
@@ -41,6 +42,36 @@ func TestDecodeAndMergeVariants(t *testing.T) {
 	require.Equal(t, OpMerge, m.Op)
 	require.Equal(t, []devices.Feature{devices.FeatureCompute}, m.Requires)
 	require.Equal(t, 8, m.Bindings)
-	_, err = ForTier(OpDecode, devices.TierCoopMat)
-	require.Error(t, err)
+	_, err = ForTier(OpDecode, devices.TierCoopMat2)
+	require.Error(t, err, "no coopmat2 decode kernel")
+}
+
+// The coopmat decode kernels are decode.comp on the forward's coopmat loop: each requires what
+// the forward kernel of its matrix type requires, in the same environment, and takes that type
+// only; the quantized ones take fp16 queries and four more bindings.
+func TestCoopMatDecodeVariants(t *testing.T) {
+	for _, c := range []struct {
+		decode, forward string
+		op              Op
+		bindings        int
+		inputs          []memory.DType
+	}{
+		{"decode_coopmat", "flash_fwd_coopmat", OpDecode, 8, []memory.DType{memory.F16}},
+		{"decode_coopmat_bf16", "flash_fwd_coopmat_bf16", OpDecode, 8, []memory.DType{memory.BF16}},
+		{"decode_int8_coopmat", "flash_fwd_coopmat", OpDecodeInt8, 12, []memory.DType{memory.F16}},
+		{"decode_int4_coopmat", "flash_fwd_coopmat", OpDecodeInt4, 12, []memory.DType{memory.F16}},
+	} {
+		dec, err := Lookup(c.decode)
+		require.NoError(t, err)
+		fwd, err := Lookup(c.forward)
+		require.NoError(t, err)
+		require.Equal(t, c.op, dec.Op, c.decode)
+		require.Equal(t, devices.TierCoopMat, dec.Tier, c.decode)
+		require.ElementsMatch(t, fwd.Requires, dec.Requires, c.decode)
+		require.Equal(t, fwd.Env, dec.Env, c.decode)
+		require.Equal(t, c.bindings, dec.Bindings, c.decode)
+		require.Equal(t, c.inputs, dec.Inputs, c.decode)
+		require.Equal(t, "decode.comp", dec.Source, c.decode)
+		require.Contains(t, dec.Defines, "TIER_COOPMAT", c.decode)
+	}
 }

@@ -186,6 +186,11 @@ func TestForInput(t *testing.T) {
 	v, err := ForInput(OpForward, devices.TierCoopMat, memory.F16, &noBF16)
 	require.NoError(t, err, "the fp16 variant needs no bf16 feature")
 	require.Equal(t, "flash_fwd_coopmat", v.Name)
-	_, err = ForInput(OpDecode, devices.TierCoopMat, memory.F16, &h100)
-	require.ErrorContains(t, err, "no decode kernel at tier coopmat")
+	v, err = ForInput(OpDecode, devices.TierCoopMat, memory.F16, &h100)
+	require.NoError(t, err)
+	require.Equal(t, "decode_coopmat", v.Name)
+	_, err = ForInput(OpDecodeInt8, devices.TierCoopMat, memory.BF16, &h100)
+	require.EqualError(t, err, "shaders: tier coopmat does not take bf16 inputs (it takes f16)")
+	_, err = ForInput(OpDecode, devices.TierCoopMat2, memory.F16, &h100)
+	require.ErrorContains(t, err, "no decode kernel at tier coopmat2")
 }

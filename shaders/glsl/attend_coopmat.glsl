@@ -20,8 +20,9 @@
 // largest V scale magnitude in that group of the tile's keys that the subgroup's rows see (so
 // they stay within e^SLACK), and the tile's product is added to O times ref. A tile with a V
 // scale that is NaN or infinite, or (per subgroup) whose seen V scales span more than 2^12,
-// takes the element-wise path, on the dequantized values. Queries (queryAt: FP8 or scaled ones
-// too) enter the matrices as fp16, as the float kernel's do.
+// takes the element-wise path, on the dequantized values. Queries enter the matrices as fp16, as
+// the float kernel's do; FP8 and scaled ones, which fp16 does not hold exactly, are refused by
+// the host (attention's decodeKernel.wideQueries).
 
 const uint TM = 16;            // rows, columns and depth of every matrix block
 const uint NSG = WG / SG;

@@ -277,8 +277,9 @@ func quantizedKV(ctx context.Context, e *attention.Engine, f quant.Format, seed 
 	return e.UploadQuantized(ctx, full, b, lk, hk, d)
 }
 
-// quantizedTiers is the tiers of the list at which quantized K and V decode (auto always; a
-// matrix tier has no quantized kernel), the float rows running at all of them.
+// quantizedTiers is the tiers of the list at which quantized K and V decode on the device
+// (quantized, attention's QuantizedDecodeTiers; auto always), the float rows running at all of
+// them.
 func quantizedTiers(tiers, quantized []devices.Tier) []devices.Tier {
 	var out []devices.Tier
 	for _, t := range tiers {
