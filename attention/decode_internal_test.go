@@ -265,3 +265,26 @@ func TestDecodeOrderFallsBack(t *testing.T) {
 		require.Equal(t, c.tier, v.Tier, "%s %s", c.device, c.dt)
 	}
 }
+
+// Decode's input types per tier on the simulated H100: every type at the scalar and subgroup
+// tiers, fp16 and bf16 at the coopmat tier (fp16 only for quantized K/V); none at coopmat2.
+func TestDecodeTierInputsH100(t *testing.T) {
+	p, err := devices.Simulated("nvidia-h100")
+	require.NoError(t, err)
+	all := []memory.DType{memory.F32, memory.F16, memory.BF16}
+	require.Equal(t, all, DecodeTierInputsOn(&p, devices.TierScalar))
+	require.Equal(t, all, DecodeTierInputsOn(&p, devices.TierSubgroup))
+	require.Equal(t, []memory.DType{memory.F16, memory.BF16}, DecodeTierInputsOn(&p, devices.TierCoopMat))
+	require.Empty(t, DecodeTierInputsOn(&p, devices.TierCoopMat2))
+	require.Equal(t, []memory.DType{memory.F16}, QuantizedDecodeInputs(devices.TierCoopMat))
+	require.Equal(t, []devices.Tier{devices.TierScalar, devices.TierSubgroup, devices.TierCoopMat}, DecodeTiersOn(&p))
+	require.Equal(t, []devices.Tier{devices.TierScalar, devices.TierSubgroup, devices.TierCoopMat}, DecodeOpTiersOn(&p, shaders.OpDecodeInt4))
+	require.Nil(t, DecodeOpTiersOn(&p, shaders.OpForward))
+	_, _, err = AutoDecode(&p, shaders.OpMerge, memory.F16, 128, 4)
+	require.ErrorContains(t, err, "merge is not a decode operation")
+	_, _, err = AutoDecode(&p, shaders.OpDecode, memory.F16, 300, 4)
+	require.ErrorContains(t, err, "head dim 300")
+	tier, kernel, err := AutoDecode(&p, shaders.OpDecodeInt8, memory.F16, 128, 64)
+	require.NoError(t, err)
+	require.Equal(t, [2]string{"coopmat", "decode_int8_coopmat"}, [2]string{tier.String(), kernel})
+}
