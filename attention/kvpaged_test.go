@@ -9,7 +9,6 @@ import (
 	"github.com/vkattn/vkattn/attention"
 	"github.com/vkattn/vkattn/attention/conformance"
 	"github.com/vkattn/vkattn/attention/reference"
-	"github.com/vkattn/vkattn/devices"
 	"github.com/vkattn/vkattn/memory"
 	"github.com/vkattn/vkattn/vk"
 )
@@ -38,8 +37,8 @@ func TestKVCachePaged(t *testing.T) {
 }
 
 // TestKVCachePagedDecodeOracle decodes a paged sequence whose pages are scattered (small pages,
-// two sequences grown in turn) at every tier the device runs, against the float64 oracle; and
-// runs the naive baseline on its views.
+// two sequences grown in turn) at every decode tier the device runs (and the forward at the
+// same tiers), against the float64 oracle; and runs the naive baseline on its views.
 func TestKVCachePagedDecodeOracle(t *testing.T) {
 	e := engine(t)
 	ctx := context.Background()
@@ -73,10 +72,10 @@ func TestKVCachePagedDecodeOracle(t *testing.T) {
 		require.NoError(t, err, what)
 		require.NoError(t, conformance.CompareLSE(download(t, res.LSE), wantLSE), what)
 	}
-	for _, tier := range []devices.Tier{devices.TierScalar, devices.TierSubgroup} {
-		if !e.Profile().Supports(tier) {
-			continue
-		}
+	tiers := e.DecodeTiers() // fp16: every decode tier, the coopmat tier too where it runs
+	require.NotEmpty(t, tiers)
+	for _, tier := range tiers {
+		require.Contains(t, e.DecodeTierInputs(tier), memory.F16, "tier %s", tier)
 		for _, splits := range []int{1, 4} {
 			res, err := e.Decode(ctx, q, k, v, attention.DecodeOptions{Options: attention.Options{Causal: true, LSE: true, Tier: tier}, Splits: splits})
 			require.NoError(t, err, "tier %s", tier)
