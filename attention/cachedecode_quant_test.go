@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -15,17 +16,28 @@ import (
 	"github.com/vkattn/vkattn/quant"
 )
 
-// decodeCacheTiers are the tiers the quantized cache decode tests force (both read scales).
-var decodeCacheTiers = []devices.Tier{devices.TierScalar, devices.TierSubgroup}
+// decodeCacheTiers are the tiers the quantized cache decode tests force for queries of type dt:
+// those the device runs quantized decode at that take dt (all read scales; the coopmat tier on
+// GPUs with it, fp16 queries).
+func decodeCacheTiers(e *attention.Engine, dt memory.DType) []devices.Tier {
+	var out []devices.Tier
+	for _, tier := range e.QuantizedDecodeTiers() {
+		if slices.Contains(attention.QuantizedDecodeInputs(tier), dt) {
+			out = append(out, tier)
+		}
+	}
+	return out
+}
 
 // TestDecodeQuantizedCache decodes sequences of Int8 and Int4 caches (Int4 with key scales,
 // decoded with QueryScales), sparse (the codes in two buffers where maxStorageBufferRange is
 // lavapipe's, the scales in one) and paged (read through block tables: sequences of many pages
-// of 16 tokens, most with a partial last one, the scales' pages other than the codes'), at the
-// scalar and subgroup tiers, in one call, out of order, with varlen lengths and new tokens (a
+// of 16 tokens, most with a partial last one, the scales' pages other than the codes'), at every
+// tier the device decodes quantized K/V at (the coopmat tier without the scaled and FP8
+// queries it refuses), in one call, out of order, with varlen lengths and new tokens (a
 // sequence with none): outputs and logsumexps equal, bit for bit, DecodeQuantizedInto's over
 // packed copies of the same codes and scales (the same splits); with one new token each and one
-// split (three too at the subgroup tier), DecodeQuantized's over each sequence's View (paged
+// split (three too where chunks interleave tiles), DecodeQuantized's over each sequence's View (paged
 // views in the paged layout), for float queries and (Int8) for FP8 queries.
 func TestDecodeQuantizedCache(t *testing.T) {
 	ctx := context.Background()
@@ -98,7 +110,10 @@ func TestDecodeQuantizedCache(t *testing.T) {
 				lq[0] = max(lq[0], 1)
 				cuQ := reference.Cumulative(lq)
 				q := upload(t, e, cfg.DType, conformance.Randn(r, cfg.DType, cuQ[len(seqs)]*hq*d), cuQ[len(seqs)], hq, d)
-				for _, tier := range decodeCacheTiers {
+				for _, tier := range decodeCacheTiers(e, cfg.DType) {
+					if scaled && tier == devices.TierCoopMat {
+						continue // scaled queries are refused there
+					}
 					for _, causal := range []bool{false, true} {
 						for _, splits := range []int{0, 3} {
 							what := fmt.Sprintf("%v, causal %v, splits %d", tier, causal, splits)
@@ -116,10 +131,11 @@ func TestDecodeQuantizedCache(t *testing.T) {
 							requireSameResult(t, what, got, want)
 						}
 					}
-					// One new token each, one split (at the subgroup tier, three too, its chunks
-					// interleaving tiles whatever the lengths): DecodeQuantized on each sequence's views.
+					// One new token each, one split (at the subgroup and coopmat tiers three too, their
+					// chunks interleaving tiles whatever the lengths): DecodeQuantized on each
+					// sequence's views.
 					perSeqSplits := []int{1}
-					if tier == devices.TierSubgroup {
+					if tier != devices.TierScalar {
 						perSeqSplits = append(perSeqSplits, 3)
 					}
 					for _, splits := range perSeqSplits {
@@ -131,7 +147,7 @@ func TestDecodeQuantizedCache(t *testing.T) {
 						require.NoError(t, err)
 						var fp8 *attention.Quantized
 						var gotFP8 *attention.Result
-						if !scaled {
+						if !scaled && tier != devices.TierCoopMat { // FP8 queries are refused there
 							qq, err := quant.Quantize(quant.E4M3, conformance.Randn(r, memory.F32, len(seqs)*hq*d), len(seqs), hq, d)
 							require.NoError(t, err)
 							fp8 = uploadQuantized(t, e, qq, []int{len(seqs), 1, hq, d})

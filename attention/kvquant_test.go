@@ -119,7 +119,7 @@ func checkQuantizedSequence(t *testing.T, e *attention.Engine, c *attention.Quan
 	require.NoError(t, err)
 	defer dv.Close()
 	uk, uv := uploadQuantized(t, e, host[0], shape), uploadQuantized(t, e, host[1], shape)
-	for _, tier := range decodeCacheTiers {
+	for _, tier := range decodeCacheTiers(e, q.DType) {
 		for _, splits := range []int{1, 3} {
 			got := decodeBits(t, e, q, kq, vq, tier, splits)
 			if c.Paged() {
