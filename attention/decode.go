@@ -92,11 +92,15 @@ func DecodeTiersOn(p *devices.Profile) []devices.Tier {
 // subgroup and coopmat tiers, where the device runs them (the coopmat tier for fp16 queries,
 // QuantizedDecodeInputs).
 func (e *Engine) QuantizedDecodeTiers() []devices.Tier {
-	var out []devices.Tier
-	int4 := decodeTiersOf(&e.profile, shaders.OpDecodeInt4)
-	for _, t := range decodeTiersOf(&e.profile, shaders.OpDecodeInt8) {
-		if slices.Contains(int4, t) {
-			out = append(out, t)
+	return common(decodeTiersOf(&e.profile, shaders.OpDecodeInt8), decodeTiersOf(&e.profile, shaders.OpDecodeInt4))
+}
+
+// common is the elements of a that b holds too, in a's order.
+func common[T comparable](a, b []T) []T {
+	var out []T
+	for _, x := range a {
+		if slices.Contains(b, x) {
+			out = append(out, x)
 		}
 	}
 	return out
@@ -124,14 +128,15 @@ func DecodeTierInputsOn(p *devices.Profile, t devices.Tier) []memory.DType {
 // OpDecodeInt8 or OpDecodeInt4) runs on a device with profile p, for some input type at every
 // head dim: the features, matrix shapes and tiles its kernels need (DecodeTiersOn for OpDecode).
 func DecodeOpTiersOn(p *devices.Profile, op shaders.Op) []devices.Tier {
-	if !isDecodeOp(op) {
+	if !IsDecodeOp(op) {
 		return nil
 	}
 	return decodeTiersOf(p, op)
 }
 
-// isDecodeOp reports whether op is a decode operation (float or quantized K/V).
-func isDecodeOp(op shaders.Op) bool {
+// IsDecodeOp reports whether op is a decode operation (float or quantized K/V), whose tiers the
+// attention package decides from its kernels' tiles and matrix shapes, not features alone.
+func IsDecodeOp(op shaders.Op) bool {
 	return op == shaders.OpDecode || op == shaders.OpDecodeInt8 || op == shaders.OpDecodeInt4
 }
 
@@ -140,7 +145,7 @@ func isDecodeOp(op shaders.Op) bool {
 // type dt (float ones, not FP8 or scaled), head dim d and rows rows per (sequence, kv head): new
 // tokens times query heads per kv head.
 func AutoDecode(p *devices.Profile, op shaders.Op, dt memory.DType, d, rows int) (devices.Tier, string, error) {
-	if !isDecodeOp(op) {
+	if !IsDecodeOp(op) {
 		return devices.TierAuto, "", fmt.Errorf("attention: %s is not a decode operation", op)
 	}
 	if !slices.Contains(HeadDims, d) {
@@ -390,10 +395,16 @@ func decodeOrder(kern decodeKernel, rows int, paged bool) []devices.Tier {
 		least = decodeMatrixRowsQuantized
 	}
 	if rows > least && kern.wideQueries == "" && !paged {
-		return []devices.Tier{devices.TierCoopMat, devices.TierSubgroup, devices.TierScalar}
+		return decodeMatrixOrder
 	}
-	return []devices.Tier{devices.TierSubgroup, devices.TierScalar}
+	return decodeStreamOrder
 }
+
+// The automatic orders of decodeOrder: the coopmat tier first, or not at all.
+var (
+	decodeMatrixOrder = []devices.Tier{devices.TierCoopMat, devices.TierSubgroup, devices.TierScalar}
+	decodeStreamOrder = []devices.Tier{devices.TierSubgroup, devices.TierScalar}
+)
 
 // selectDecode picks the decode kernel of op (OpDecode or a quantized one) and its tiles for
 // inputs of type dt, head dim d and rows per (sequence, kv head) at a forced tier, or the first
@@ -481,12 +492,12 @@ func decodeCoopMatShared(t tiles, d, bits uint32) uint32 {
 	if bits > 8 {
 		return fwd
 	}
-	groups := uint32(quant.Int8.Groups(int(d)))
+	f := quant.Int8
 	if bits == 4 {
-		groups = uint32(quant.Int4.Groups(int(d)))
+		f = quant.Int4
 	}
-	perGroup := (t.WG / t.SG) * coopTM * (4*(t.BC+4) + 2*(t.BC+8))
-	return fwd + (groups-1)*perGroup + 2*4*t.BC*groups
+	groups := uint32(f.Groups(int(d)))
+	return fwd + (groups-1)*t.coopMatScoreBytes() + 2*4*t.BC*groups
 }
 
 // streamLayout is decode_stream.glsl's lane layout: a key row of roww 32-bit words read in vectors

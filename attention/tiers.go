@@ -1,8 +1,6 @@
 package attention
 
 import (
-	"slices"
-
 	"github.com/vkattn/vkattn/devices"
 	"github.com/vkattn/vkattn/memory"
 	"github.com/vkattn/vkattn/shaders"
@@ -95,14 +93,7 @@ func DecodeInputs(t devices.Tier) []memory.DType { return opInputs(shaders.OpDec
 // QuantizedDecodeInputs is DecodeInputs for DecodeQuantized's kernels, the type of their queries
 // and outputs: every type at the scalar and subgroup tiers, fp16 at the coopmat tier.
 func QuantizedDecodeInputs(t devices.Tier) []memory.DType {
-	var out []memory.DType
-	int4 := opInputs(shaders.OpDecodeInt4, t)
-	for _, dt := range opInputs(shaders.OpDecodeInt8, t) {
-		if slices.Contains(int4, dt) {
-			out = append(out, dt)
-		}
-	}
-	return out
+	return common(opInputs(shaders.OpDecodeInt8, t), opInputs(shaders.OpDecodeInt4, t))
 }
 
 // opInputs lists the types of ForwardDTypes that some kernel of op at tier t takes.

@@ -24,13 +24,19 @@ func (t tiles) sharedBytes(tier devices.Tier, d uint32) uint32 {
 	if tier == devices.TierCoopMat {
 		// 16-bit K and V tiles (rows padded by 8); per subgroup fp32 scores and 16-bit probabilities in padded rows
 		// (attend_coopmat.glsl: SS = BC + 4, PS = BC + 8); 16 bytes of flags.
-		return 2*2*t.BC*(d+8) + (t.WG/t.SG)*coopTM*(4*(t.BC+4)+2*(t.BC+8)) + 16
+		return 2*2*t.BC*(d+8) + t.coopMatScoreBytes() + 16
 	}
 	floats := t.BC*(d+1) + t.BC*d // K (padded rows) and V tiles
 	if tier == devices.TierSubgroup {
 		floats += t.BR*d + t.BR*t.BC // Q and P tiles
 	}
 	return 4 * floats
+}
+
+// coopMatScoreBytes is the shared memory of the coopmat kernel's per-subgroup scores and
+// probabilities (attend_coopmat.glsl's sTile and pTile, one scale group's worth).
+func (t tiles) coopMatScoreBytes() uint32 {
+	return (t.WG / t.SG) * coopTM * (4*(t.BC+4) + 2*(t.BC+8))
 }
 
 // forwardTiles chooses tile sizes for head dim d and inputs of type dt that fit the profile's

@@ -171,7 +171,7 @@ func describeDevices(profiles []devices.Profile, def int) []deviceInfo {
 				d.Ops[string(op)] = forwardInfo(p)
 				continue
 			}
-			if decodeOps[op] {
+			if attention.IsDecodeOp(op) {
 				d.Ops[string(op)] = decodeInfo(p, op)
 			} else {
 				d.Ops[string(op)] = kernelInfo(p, op)
@@ -198,10 +198,6 @@ func kernelInfo(p *devices.Profile, op shaders.Op) opInfo {
 	}
 	return info
 }
-
-// decodeOps are the operations whose tiers the attention package decides (their kernels' tiles
-// and matrix shapes, not only their features).
-var decodeOps = map[shaders.Op]bool{shaders.OpDecode: true, shaders.OpDecodeInt8: true, shaders.OpDecodeInt4: true}
 
 // decodeInfo is where decode operation op runs on the device: the tiers it can be forced to, and
 // the automatic choice for one new token of fp16 queries at d = 128 and 4 query heads per kv
