@@ -26,8 +26,10 @@ import (
 //
 // Both caches take the layout memory.KVCache takes on the device (sparse residency, or paged with
 // KVCacheConfig.Paged or where the device lacks it), the same for both. KVCacheConfig's page
-// settings (Headroom, ChunkPages, MaxPages, PageTokens) apply to each cache on its own: MaxPages
-// bounds the codes' pages and, apart, the scales'.
+// settings (ChunkPages, MaxPages, PageTokens) apply to each cache on its own: MaxPages bounds
+// the codes' pages and, apart, the scales'. Headroom is the codes': each sequence's scales are
+// committed as far as its codes are, by the appends (and Reserve) that commit the codes, so the
+// two caches bind pages in the same steps.
 //
 // With QuantizedKVCacheOptions.KeyScales (RoPE-aware key scaling), every append multiplies the
 // keys, not the values, by the key scales before quantizing them (QuantizeOptions.Scales): the
@@ -103,6 +105,7 @@ func NewQuantizedKVCache(e *Engine, cfg memory.KVCacheConfig, f quant.Format, op
 	cc, sc := cfg, cfg
 	cc.DType, cc.HeadDim = memory.F32, cfg.HeadDim/f.PerWord()
 	sc.DType, sc.HeadDim, sc.Unpaired = memory.BF16, f.Groups(cfg.HeadDim), true
+	sc.Headroom = 0 // the scales follow the codes' commits (scalesAhead)
 	codes, err := memory.NewKVCache(e.Allocator(), cc)
 	if err != nil {
 		return nil, fmt.Errorf("attention: NewQuantizedKVCache: codes: %w", err)
@@ -166,7 +169,8 @@ func (c *QuantizedKVCache) AppendTensors(ctx context.Context, seq int, k, v *mem
 // names QuantizeOptions.Scales where the key-scale tensor was closed), into scratch memory the
 // cache keeps for its appends (grown as they need, freed by Trim and Close), then the codes of
 // all of them are appended in one submission (memory.KVCache.AppendTensorsBatch) and their
-// scales in another. Either every sequence gets its tokens or, on error, none does: where the scales'
+// scales in another, their pages committed first as far as the codes' (see QuantizedKVCache on
+// Headroom). Either every sequence gets its tokens or, on error, none does: where the scales'
 // append failed after the codes', every sequence's codes were truncated back, closing its views
 // made before. The sources may be the same tensors for several sequences. Errors name the
 // sequence and the tensor at fault, or the cache (codes or scales) whose append failed; a
@@ -225,7 +229,11 @@ func (c *QuantizedKVCache) AppendTensorsBatch(ctx context.Context, appends []mem
 	if err := c.codes.AppendTensorsBatch(ctx, codes); err != nil {
 		return fmt.Errorf("attention: quantized kv cache: codes: %w", err)
 	}
-	if err := c.scales.AppendTensorsBatch(ctx, scales); err != nil {
+	err = c.scalesAhead(seqs)
+	if err == nil {
+		err = c.scales.AppendTensorsBatch(ctx, scales)
+	}
+	if err != nil {
 		errs := []error{fmt.Errorf("attention: quantized kv cache: scales: %w", err)}
 		// Truncate drops the codes' tokens even where it reports an unbind failing.
 		for i, seq := range seqs {
@@ -458,10 +466,30 @@ func (c *QuantizedKVCache) Reserve(seq, tokens int) error {
 	if err := c.codes.Reserve(seq, tokens); err != nil {
 		return fmt.Errorf("attention: quantized kv cache: codes: %w", err)
 	}
-	if err := c.scales.Reserve(seq, tokens); err != nil {
+	err := c.scales.Reserve(seq, tokens)
+	if err == nil {
+		err = c.scalesAhead([]int{seq})
+	}
+	if err != nil {
 		return fmt.Errorf("attention: quantized kv cache: scales: %w", err)
 	}
 	return nil
+}
+
+// scalesAhead commits the scales of sequences seqs (locked) as far ahead as their codes are
+// committed, where the cache has Headroom: the scales' cache has none of its own, so that it
+// binds pages in the appends that bind the codes' and in no others. A step that binds costs far
+// more than one that does not, and the scales' pages hold many more tokens than the codes'
+// (64 times as many for Int8), so with headroom of their own they would bind in other steps.
+func (c *QuantizedKVCache) scalesAhead(seqs []int) error {
+	if c.cfg.Headroom == 0 {
+		return nil
+	}
+	rs := make([]memory.Reservation, len(seqs))
+	for i, seq := range seqs {
+		rs[i] = memory.Reservation{Seq: seq, Tokens: max(0, min(c.codes.Backed(seq), c.cfg.MaxLen)-c.scales.Len(seq))}
+	}
+	return c.scales.ReserveBatch(rs)
 }
 
 // WaitBinds waits until every bind and unbind the two caches submitted so far is done

@@ -424,3 +424,38 @@ func TestQuantizedKVCacheReserve(t *testing.T) {
 		})
 	}
 }
+
+// TestQuantizedKVCacheScalesBindWithCodes grows a sequence of a sparse quantized cache with
+// headroom, a step at a time: the scales' pages, which hold 32 times the codes' tokens here,
+// are bound only in steps that bind the codes' (so steps that bind are as few as the codes
+// make them), every step's tokens are backed in both caches, and the scales bind more than once.
+func TestQuantizedKVCacheScalesBindWithCodes(t *testing.T) {
+	e := quantizedCacheEngine(t, false)
+	const hk, d = 8, 256
+	cfg := memory.KVCacheConfig{Sequences: 1, MaxLen: 1 << 14, Heads: hk, HeadDim: d, DType: memory.F16}
+	probe := newQuantizedKVCache(t, e, cfg, quant.Int4)
+	scalePage := int(probe.Stats().Scales.PageSize) / (hk * quant.Int4.Groups(d) * 2)
+	probe.Close()
+	step := max(1, scalePage/4)
+	cfg.Headroom, cfg.MaxLen = 2*scalePage, 8*scalePage
+	c := newQuantizedKVCache(t, e, cfg, quant.Int4)
+	r := conformance.NewRand(seed(t))
+	k := conformance.Randn(r, memory.F16, step*hk*d)
+	codeBinds, scaleBinds := 0, 0
+	for c.Len(0)+step <= 6*scalePage {
+		before := c.Stats()
+		require.NoError(t, appendQuantized(t, e, c, 0, k, k))
+		st := c.Stats()
+		codes, scales := st.Codes.BindBatches-before.Codes.BindBatches, st.Scales.BindBatches-before.Scales.BindBatches
+		if scales > 0 {
+			require.Positive(t, codes, "at %d tokens the scales bound pages in a step the codes did not", c.Len(0))
+			scaleBinds++
+		}
+		if codes > 0 {
+			codeBinds++
+		}
+		require.GreaterOrEqual(t, st.Scales.CommittedBytes, st.Scales.NeededBytes)
+	}
+	require.Greater(t, scaleBinds, 2, "the scales grew page by page")
+	t.Logf("%d steps of %d tokens (scale pages of %d): %d bound codes, %d of them scales too", c.Len(0)/step, step, scalePage, codeBinds, scaleBinds)
+}

@@ -701,35 +701,66 @@ func (c *KVCache) idle(seq int) error {
 // Reserve commits pages for tokens more tokens of sequence seq (plus Headroom) without appending
 // any, so that appends up to there bind nothing: for a prefill, or ahead of a decode step.
 func (c *KVCache) Reserve(seq, tokens int) error {
+	return c.ReserveBatch([]Reservation{{Seq: seq, Tokens: tokens}})
+}
+
+// Reservation is one sequence's part of ReserveBatch: Tokens more tokens of sequence Seq.
+type Reservation struct {
+	Seq, Tokens int
+}
+
+// ReserveBatch is Reserve for several distinct sequences at once, their binds in one batch.
+// Either every sequence gets its pages or, on error, none is bound (pages bound by earlier calls
+// stay).
+func (c *KVCache) ReserveBatch(rs []Reservation) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if err := c.idle(seq); err != nil {
+	items := make([]appendItem, len(rs))
+	for i, r := range rs {
+		if err := c.check(r.Seq); err != nil {
+			return err
+		}
+		if slices.ContainsFunc(rs[:i], func(o Reservation) bool { return o.Seq == r.Seq }) {
+			return fmt.Errorf("memory: kv cache: sequence %d is reserved for twice in one batch", r.Seq)
+		}
+		if r.Tokens < 0 {
+			return fmt.Errorf("memory: kv cache: reserve for sequence %d: tokens must be >= 0, got %d", r.Seq, r.Tokens)
+		}
+		items[i] = appendItem{seq: r.Seq, n: r.Tokens}
+	}
+	if err := c.idleAll(items); err != nil {
 		return err
 	}
-	if tokens < 0 {
-		return fmt.Errorf("memory: kv cache: reserve for sequence %d: tokens must be >= 0, got %d", seq, tokens)
+	gs := make([]growth, 0, len(items))
+	for _, it := range items {
+		err := c.fits(it.seq, it.n)
+		var g growth
+		if err == nil {
+			g, err = c.takePages(it.seq, c.seqs[it.seq].len+it.n)
+		}
+		if err != nil {
+			c.giveBack(gs)
+			return err
+		}
+		gs = append(gs, g)
 	}
-	if err := c.fits(seq, tokens); err != nil {
-		return err
+	return c.bindGrowths(gs)
+}
+
+// Backed is the number of tokens of sequence seq that its pages hold, bound or being bound: its
+// Len and the headroom committed ahead of it (0 for a bad seq or a closed cache).
+func (c *KVCache) Backed(seq int) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.check(seq) != nil {
+		return 0
 	}
-	return c.grow(seq, c.seqs[seq].len+tokens)
+	return int(uint64(c.held(seq)) * c.page / c.tokenBytes)
 }
 
 // pagesFor is the number of pages that tokens tokens of one tensor take.
 func (c *KVCache) pagesFor(tokens int) int {
 	return int((uint64(tokens)*c.tokenBytes + c.page - 1) / c.page)
-}
-
-// grow binds pages to sequence seq so that its first tokens tokens are backed, and up to
-// Headroom more where the pool has them; where they are backed already, it binds up to Headroom
-// more once less than half of the headroom's pages is left. It submits the binds and returns
-// without waiting for them. c.mu is held.
-func (c *KVCache) grow(seq, tokens int) error {
-	g, err := c.takePages(seq, tokens)
-	if err != nil {
-		return err
-	}
-	return c.bindGrowths([]growth{g})
 }
 
 // growth is pages taken for a sequence and not yet bound: K's and V's, from its page have on
@@ -766,7 +797,10 @@ func (c *KVCache) quiet() error {
 	}
 }
 
-// takePages takes from the pool the pages grow binds to seq (none where it needs none). c.mu is
+// takePages takes from the pool the pages that back the first tokens tokens of sequence seq, and
+// up to Headroom more where the pool has them; where they are backed already, it takes up to
+// Headroom more once less than half of the headroom's pages is left (none where it needs none).
+// The caller binds them (bindGrowths), which submits the binds without waiting for them. c.mu is
 // held.
 func (c *KVCache) takePages(seq, tokens int) (growth, error) {
 	g := growth{seq: seq, have: c.held(seq)}

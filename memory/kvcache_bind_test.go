@@ -261,3 +261,34 @@ func TestKVCacheAppendUnlocked(t *testing.T) {
 	checkSequences(t, c, [][]float32{k0, nil}, [][]float32{v0, nil})
 	testenv.CheckValidation(t, a.dev.Instance())
 }
+
+// TestKVCacheReserveBatch reserves for several sequences at once: one bind batch for all of
+// them, each backed for its tokens plus Headroom (Backed), nothing appended; a batch that fails
+// (MaxLen) binds nothing; a later append within the reserve binds nothing more.
+func TestKVCacheReserveBatch(t *testing.T) {
+	a := newTestAllocator(t)
+	const headroom = 5
+	c := newTestCache(t, a, KVCacheConfig{Sequences: 3, MaxLen: 4000, Heads: 2, HeadDim: 16, DType: F32, Headroom: headroom})
+	perPage := int(c.PageSize()) / (2 * 16 * 4)
+	batches := c.Stats().BindBatches
+	require.NoError(t, c.ReserveBatch([]Reservation{{Seq: 0, Tokens: 3 * perPage}, {Seq: 2, Tokens: 1}}))
+	st := c.Stats()
+	require.Equal(t, batches+1, st.BindBatches, "one batch binds both sequences")
+	require.Equal(t, []int{0, 0, 0}, st.SeqTokens)
+	require.Equal(t, 0, c.Backed(1))
+	for seq, tokens := range map[int]int{0: 3 * perPage, 2: 1} {
+		pages := (tokens + headroom + perPage - 1) / perPage
+		require.Equal(t, 2*pages, st.SeqPages[seq], "sequence %d", seq)
+		require.Equal(t, pages*perPage, c.Backed(seq), "sequence %d", seq)
+	}
+	require.Equal(t, 0, c.Backed(7), "out of range")
+
+	err := c.ReserveBatch([]Reservation{{Seq: 1, Tokens: 1}, {Seq: 0, Tokens: 4001}})
+	require.ErrorContains(t, err, "exceed MaxLen 4000")
+	require.Equal(t, st.SeqPages, c.Stats().SeqPages, "a failed batch binds nothing")
+	require.Equal(t, st.BindBatches, c.Stats().BindBatches)
+
+	kv := make([]float32, 2*perPage*2*16)
+	require.NoError(t, c.Append(context.Background(), 0, kv, kv))
+	require.Equal(t, st.BindBatches, c.Stats().BindBatches, "the reserved pages hold the append")
+}
