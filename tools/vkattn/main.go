@@ -175,7 +175,7 @@ func (d *deviceFlags) printStats(w io.Writer, e *attention.Engine) {
 		for _, x := range k.Executables {
 			fmt.Fprintf(w, "         %s (subgroup %d):", x.Name, x.SubgroupSize)
 			for _, st := range x.Statistics {
-				fmt.Fprintf(w, " %s=%g", st.Name, st.Value)
+				fmt.Fprintf(w, " %s=%s", st.Name, strconv.FormatFloat(st.Value, 'f', -1, 64)) // integers in full
 			}
 			fmt.Fprintln(w)
 		}
