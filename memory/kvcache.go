@@ -649,23 +649,10 @@ func (c *KVCache) append(ctx context.Context, items []appendItem, write func(dst
 			}
 		}
 	}
-	// Pages for every sequence first, then their binds in one batch: where pages run out, those
-	// taken go back to the pool unbound.
-	gs := make([]growth, 0, len(items))
 	for i, it := range items {
 		had[i] = c.held(it.seq)
-		err := c.fits(it.seq, it.n)
-		var g growth
-		if err == nil {
-			g, err = c.takePages(it.seq, c.seqs[it.seq].len+it.n)
-		}
-		if err != nil {
-			c.giveBack(gs)
-			return err
-		}
-		gs = append(gs, g)
 	}
-	if err := c.bindGrowths(gs); err != nil {
+	if err := c.growAll(items); err != nil {
 		return err
 	}
 	var after []vk.TimelinePoint
@@ -773,6 +760,13 @@ func (c *KVCache) ReserveBatch(rs []Reservation) error {
 	if err := c.idleAll(items); err != nil {
 		return err
 	}
+	return c.growAll(items)
+}
+
+// growAll backs n more tokens of each item's sequence (and headroom, takePages): pages for every
+// sequence first, then their binds in one batch; where pages run out or a sequence's MaxLen is
+// exceeded, those taken go back to the pool unbound. c.mu is held.
+func (c *KVCache) growAll(items []appendItem) error {
 	gs := make([]growth, 0, len(items))
 	for _, it := range items {
 		err := c.fits(it.seq, it.n)
