@@ -9,7 +9,6 @@ import (
 
 	"github.com/vkattn/vkattn/memory"
 	"github.com/vkattn/vkattn/quant"
-	"github.com/vkattn/vkattn/vk"
 )
 
 // QuantizedKVCache is a KV cache whose sequences' keys and values are kept quantized, as
@@ -167,18 +166,15 @@ func (c *QuantizedKVCache) AppendTensors(ctx context.Context, seq int, k, v *mem
 
 // AppendTensorsBatch is AppendTensors to several distinct sequences at once: every sequence's K
 // and V are quantized in one submission (with key scales, K scaled as it is quantized; the error
-// names QuantizeOptions.Scales where the key-scale tensor was closed). In the sparse layout,
-// where each token's scales fill whole 32-bit words (an even Heads * Groups(HeadDim)), they are
-// quantized straight into the sequences' new tokens in the two caches (memory.KVCache.AppendWith):
-// one submission, besides binds. Otherwise they are quantized into scratch memory the cache
-// keeps for its appends (grown as they need, freed by Trim and Close), then the codes of all of
-// them are appended in one submission (memory.KVCache.AppendTensorsBatch) and their scales in
-// another. Either way the scales' pages are committed first as far as the codes' (see
-// QuantizedKVCache on Headroom), and either every sequence gets its tokens or, on error, none
-// does: where the scales' append failed after the codes', every sequence's codes were truncated
-// back, closing its views made before. The sources may be the same tensors for several
-// sequences. Errors name the sequence and the tensor at fault, or the cache (codes or scales)
-// whose append failed; a sequence listed twice is an error, and an empty list does nothing.
+// names QuantizeOptions.Scales where the key-scale tensor was closed), into scratch memory the
+// cache keeps for its appends (grown as they need, freed by Trim and Close), then the codes of
+// all of them are appended in one submission (memory.KVCache.AppendTensorsBatch) and their
+// scales in another, their pages committed first as far as the codes' (see QuantizedKVCache on
+// Headroom). Either every sequence gets its tokens or, on error, none does: where the scales'
+// append failed after the codes', every sequence's codes were truncated back, closing its views
+// made before. The sources may be the same tensors for several sequences. Errors name the
+// sequence and the tensor at fault, or the cache (codes or scales) whose append failed; a
+// sequence listed twice is an error, and an empty list does nothing.
 func (c *QuantizedKVCache) AppendTensorsBatch(ctx context.Context, appends []memory.TensorAppend) error {
 	if err := c.e.usable(); err != nil {
 		return err
@@ -206,9 +202,6 @@ func (c *QuantizedKVCache) AppendTensorsBatch(ctx context.Context, appends []mem
 		if n := appends[i].K.Shape[len(appends[i].K.Shape)-3]; n > c.cfg.MaxLen-had[i] { // before quantizing for nothing
 			return fmt.Errorf("attention: quantized kv cache: sequence %d holds %d tokens; %d more exceed MaxLen %d", seq, had[i], n, c.cfg.MaxLen)
 		}
-	}
-	if c.inPlace() {
-		return c.appendInPlace(ctx, appends, seqs)
 	}
 	sc := c.takeScratch()
 	defer c.putScratch(sc)
@@ -249,69 +242,6 @@ func (c *QuantizedKVCache) AppendTensorsBatch(ctx context.Context, appends []mem
 			}
 		}
 		return errors.Join(errs...)
-	}
-	return nil
-}
-
-// inPlace reports whether appends quantize straight into the caches (appendInPlace): in the
-// sparse layout, where every token's scales are a whole number of 32-bit words (the quantizer
-// writes them in words; a sequence's scales then start on one).
-func (c *QuantizedKVCache) inPlace() bool {
-	return !c.codes.Paged() && c.cfg.Heads*c.f.Groups(c.cfg.HeadDim)%2 == 0
-}
-
-// appendInPlace is AppendTensorsBatch in the sparse layout: the two caches take the new tokens
-// (memory.KVCache.AppendWith, the scales' pages committed first as far as the codes', scalesAhead)
-// and one submission quantizes every sequence's K and V into them, with no scratch and no
-// copies. A failure anywhere leaves every sequence as it was.
-func (c *QuantizedKVCache) appendInPlace(ctx context.Context, appends []memory.TensorAppend, seqs []int) error {
-	ext := make([]memory.Extend, len(appends))
-	for i, ap := range appends {
-		ext[i] = memory.Extend{Seq: ap.Seq, Tokens: ap.K.Shape[len(ap.K.Shape)-3]}
-	}
-	// inner is the first error inside the codes' append: the scales' cache's, or the quantizer's.
-	var inner error
-	err := c.codes.AppendWith(ctx, ext, func(kc, vc []*memory.Tensor, _ []vk.TimelinePoint) error {
-		if err := c.scalesAhead(seqs); err != nil {
-			inner = fmt.Errorf("attention: quantized kv cache: scales: %w", err)
-			return inner
-		}
-		err := c.scales.AppendWith(ctx, ext, func(ks, vs []*memory.Tensor, _ []vk.TimelinePoint) error {
-			jobs := make([]quantizeJob, 0, 2*len(appends))
-			for i, ap := range appends {
-				for j, x := range []*memory.Tensor{ap.K, ap.V} {
-					codes, scales := quantizedShapes(c.f, x.Shape)
-					out := &Quantized{Format: c.f}
-					var err error
-					if out.Codes, err = []*memory.Tensor{kc[i], vc[i]}[j].Reshape(codes...); err == nil {
-						out.Scales, err = []*memory.Tensor{ks[i], vs[i]}[j].Reshape(scales...)
-					}
-					if err != nil {
-						inner = fmt.Errorf("attention: quantized kv cache: append to sequence %d: %w", ap.Seq, err)
-						return inner
-					}
-					opts := QuantizeOptions{}
-					if j == 0 {
-						opts.Scales = c.keyMul
-					}
-					jobs = append(jobs, quantizeJob{out: out, x: x, opts: opts})
-				}
-			}
-			inner = c.e.quantizeBatch(ctx, jobs, func(i int, err error) error {
-				return fmt.Errorf("attention: quantized kv cache: append to sequence %d: %s: %w", appends[i/2].Seq, []string{"k", "v"}[i%2], err)
-			})
-			return inner
-		})
-		if err != nil && inner == nil {
-			inner = fmt.Errorf("attention: quantized kv cache: scales: %w", err)
-		}
-		return inner
-	})
-	if inner != nil {
-		return inner
-	}
-	if err != nil {
-		return fmt.Errorf("attention: quantized kv cache: codes: %w", err)
 	}
 	return nil
 }

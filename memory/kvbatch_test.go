@@ -2,7 +2,6 @@ package memory
 
 import (
 	"context"
-	"errors"
 	"math/rand/v2"
 	"testing"
 
@@ -112,51 +111,4 @@ func TestKVCacheBatch(t *testing.T) {
 	c.Close()
 	_, err = c.Batch([]int{0})
 	require.ErrorIs(t, err, ErrClosed)
-}
-
-// TestKVCacheAppendWith appends by writing views of the new tokens in place (Upload into the
-// views, as a kernel would write them): the sequences hold what was written, after what they
-// held; a write that fails leaves them as they were; a paged cache, empty extends and a sequence
-// named twice are refused.
-func TestKVCacheAppendWith(t *testing.T) {
-	a := newTestAllocator(t)
-	ctx := context.Background()
-	paged, err := NewKVCache(a, KVCacheConfig{Sequences: 1, MaxLen: 40, Heads: 3, HeadDim: 16, DType: F32, Paged: true})
-	require.NoError(t, err)
-	defer paged.Close()
-	require.ErrorContains(t, paged.AppendWith(ctx, []Extend{{Seq: 0, Tokens: 1}}, nil), "paged layout")
-	if testPaged {
-		return
-	}
-	c := newTestCache(t, a, KVCacheConfig{Sequences: 3, MaxLen: 400, Heads: 3, HeadDim: 16, DType: F32, Headroom: 5})
-	r := rand.New(rand.NewPCG(15, 16))
-	per := 3 * 16
-	wantK, wantV := make([][]float32, 3), make([][]float32, 3)
-	for range 4 {
-		extends := []Extend{{Seq: 2, Tokens: 1 + r.IntN(40)}, {Seq: 0, Tokens: 1 + r.IntN(40)}}
-		require.NoError(t, c.AppendWith(ctx, extends, func(ks, vs []*Tensor, after []vk.TimelinePoint) error {
-			for i, x := range extends {
-				require.Equal(t, []int{1, x.Tokens, 3, 16}, ks[i].Shape)
-				k, v := randomValues(r, x.Tokens*per), randomValues(r, x.Tokens*per)
-				if err := ks[i].Upload(ctx, k); err != nil {
-					return err
-				}
-				if err := vs[i].Upload(ctx, v); err != nil {
-					return err
-				}
-				wantK[x.Seq], wantV[x.Seq] = append(wantK[x.Seq], k...), append(wantV[x.Seq], v...)
-			}
-			return nil
-		}))
-	}
-	checkSequences(t, c, wantK, wantV)
-	lens := []int{c.Len(0), c.Len(1), c.Len(2)}
-	failed := errors.New("the write failed")
-	err = c.AppendWith(ctx, []Extend{{Seq: 1, Tokens: 3}, {Seq: 0, Tokens: 2}}, func(_, _ []*Tensor, _ []vk.TimelinePoint) error { return failed })
-	require.ErrorIs(t, err, failed)
-	require.Equal(t, lens, []int{c.Len(0), c.Len(1), c.Len(2)}, "a failed write appends nothing")
-	checkSequences(t, c, wantK, wantV)
-	require.ErrorContains(t, c.AppendWith(ctx, []Extend{{Seq: 1, Tokens: 0}}, nil), "tokens must be > 0")
-	require.ErrorContains(t, c.AppendWith(ctx, []Extend{{Seq: 1, Tokens: 1}, {Seq: 1, Tokens: 1}}, nil), "appended to twice")
-
 }

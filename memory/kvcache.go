@@ -505,48 +505,6 @@ func (c *KVCache) AppendTensorsBatch(ctx context.Context, appends []TensorAppend
 	})
 }
 
-// Extend is one sequence's part of AppendWith: Tokens more tokens of sequence Seq.
-type Extend struct {
-	Seq, Tokens int
-}
-
-// AppendWith appends tokens to several distinct sequences of a cache in the sparse layout, written
-// on the device by write rather than copied: their pages are bound (or taken) as for
-// AppendTensorsBatch, then write gets, per extend, views of K and V of its new tokens ([1,
-// Tokens, Heads, HeadDim], over the cache's buffers, closed as other views are) and the bind
-// points its submission must wait for (memory.BindPoints of the views gives them too); it
-// must submit its writes and wait for them before it returns. The sequences hold the tokens
-// from then on; where write fails, none does. A paged cache's new tokens are not one view each:
-// AppendWith refuses it (Paged).
-func (c *KVCache) AppendWith(ctx context.Context, extends []Extend, write func(k, v []*Tensor, after []vk.TimelinePoint) error) error {
-	if c.paged != nil {
-		return fmt.Errorf("memory: kv cache: AppendWith writes in place, which the paged layout's pages do not allow")
-	}
-	items := make([]appendItem, len(extends))
-	for i, x := range extends {
-		if x.Tokens <= 0 {
-			return fmt.Errorf("memory: kv cache: append to sequence %d: tokens must be > 0, got %d", x.Seq, x.Tokens)
-		}
-		items[i] = appendItem{seq: x.Seq, n: x.Tokens}
-	}
-	dsize := uint64(c.cfg.DType.Size())
-	return c.append(ctx, items, func(dsts [][]appendDst, after []vk.TimelinePoint) error {
-		ks, vs := make([]*Tensor, len(items)), make([]*Tensor, len(items))
-		c.mu.Lock()
-		for i, it := range items {
-			d := dsts[i][0] // the sparse layout: one run
-			shape := []int{1, it.n, c.cfg.Heads, c.cfg.HeadDim}
-			view := func(b *Buffer) *Tensor {
-				return &Tensor{DType: c.cfg.DType, Shape: shape, Strides: contiguous(shape), Offset: int(d.off / dsize), buf: b, owner: c.a,
-					gen: &c.gens[it.seq], genAt: c.gens[it.seq].Load()}
-			}
-			ks[i], vs[i] = view(d.k), view(d.v)
-		}
-		c.mu.Unlock()
-		return write(ks, vs, after)
-	})
-}
-
 // checkAppendTensors checks the tensors of an append to seq and returns their tokens.
 func (c *KVCache) checkAppendTensors(seq int, k, v *Tensor) (int, error) {
 	n := 0
