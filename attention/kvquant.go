@@ -28,8 +28,8 @@ import (
 // KVCacheConfig.Paged or where the device lacks it), the same for both. KVCacheConfig's page
 // settings (ChunkPages, MaxPages, PageTokens) apply to each cache on its own: MaxPages bounds
 // the codes' pages and, apart, the scales'. Headroom is the codes': each sequence's scales are
-// committed as far as its codes are, by the appends (and Reserve) that commit the codes, so the
-// two caches bind pages in the same steps.
+// committed as far as its codes are (past the tokens appended, where the pool has pages), by the
+// appends (and Reserve) that commit the codes, so the two caches bind pages in the same steps.
 //
 // With QuantizedKVCacheOptions.KeyScales (RoPE-aware key scaling), every append multiplies the
 // keys, not the values, by the key scales before quantizing them (QuantizeOptions.Scales): the
@@ -229,7 +229,11 @@ func (c *QuantizedKVCache) AppendTensorsBatch(ctx context.Context, appends []mem
 	if err := c.codes.AppendTensorsBatch(ctx, codes); err != nil {
 		return fmt.Errorf("attention: quantized kv cache: codes: %w", err)
 	}
-	err = c.scalesAhead(seqs)
+	ns := make([]int, len(appends))
+	for i, ap := range appends {
+		ns[i] = ap.K.Shape[len(ap.K.Shape)-3]
+	}
+	err = c.scalesAhead(seqs, ns)
 	if err == nil {
 		err = c.scales.AppendTensorsBatch(ctx, scales)
 	}
@@ -466,28 +470,25 @@ func (c *QuantizedKVCache) Reserve(seq, tokens int) error {
 	if err := c.codes.Reserve(seq, tokens); err != nil {
 		return fmt.Errorf("attention: quantized kv cache: codes: %w", err)
 	}
-	err := c.scales.Reserve(seq, tokens)
-	if err == nil {
-		err = c.scalesAhead([]int{seq})
-	}
-	if err != nil {
+	if err := c.scalesAhead([]int{seq}, []int{tokens}); err != nil {
 		return fmt.Errorf("attention: quantized kv cache: scales: %w", err)
 	}
 	return nil
 }
 
-// scalesAhead commits the scales of sequences seqs (locked) as far ahead as their codes are
-// committed, where the cache has Headroom: the scales' cache has none of its own, so that it
-// binds pages in the appends that bind the codes' and in no others. A step that binds costs far
-// more than one that does not, and the scales' pages hold many more tokens than the codes'
-// (64 times as many for Int8), so with headroom of their own they would bind in other steps.
-func (c *QuantizedKVCache) scalesAhead(seqs []int) error {
-	if c.cfg.Headroom == 0 {
-		return nil
-	}
+// scalesAhead commits the scales of sequences seqs (locked) for tokens[i] more tokens each, and,
+// where the cache has Headroom, as far ahead past them as their codes are committed, where the
+// pool has pages: the scales' cache has no headroom of its own, so that it binds pages in the
+// appends that bind the codes' and in no others. A step that binds costs far more than one that
+// does not, and the scales' pages hold many more tokens than the codes' (HeadDim / 2 times as
+// many for Int8), so with headroom of their own they would bind in other steps.
+func (c *QuantizedKVCache) scalesAhead(seqs, tokens []int) error {
 	rs := make([]memory.Reservation, len(seqs))
 	for i, seq := range seqs {
-		rs[i] = memory.Reservation{Seq: seq, Tokens: max(0, min(c.codes.Backed(seq), c.cfg.MaxLen)-c.scales.Len(seq))}
+		rs[i] = memory.Reservation{Seq: seq, Tokens: tokens[i]}
+		if c.cfg.Headroom > 0 {
+			rs[i].Ahead = max(0, min(c.codes.Backed(seq), c.cfg.MaxLen)-c.scales.Len(seq)-tokens[i])
+		}
 	}
 	return c.scales.ReserveBatch(rs)
 }

@@ -428,7 +428,8 @@ func TestQuantizedKVCacheReserve(t *testing.T) {
 // TestQuantizedKVCacheScalesBindWithCodes grows a sequence of a sparse quantized cache with
 // headroom, a step at a time: the scales' pages, which hold 32 times the codes' tokens here,
 // are bound only in steps that bind the codes' (so steps that bind are as few as the codes
-// make them), every step's tokens are backed in both caches, and the scales bind more than once.
+// make them), every step's tokens are backed in both caches, and the scales bind more than once;
+// Reserve binds the scales in one batch.
 func TestQuantizedKVCacheScalesBindWithCodes(t *testing.T) {
 	e := quantizedCacheEngine(t, false)
 	const hk, d = 8, 256
@@ -439,6 +440,9 @@ func TestQuantizedKVCacheScalesBindWithCodes(t *testing.T) {
 	step := max(1, scalePage/4)
 	cfg.Headroom, cfg.MaxLen = 2*scalePage, 8*scalePage
 	c := newQuantizedKVCache(t, e, cfg, quant.Int4)
+	before := c.Stats()
+	require.NoError(t, c.Reserve(0, step))
+	require.Equal(t, before.Scales.BindBatches+1, c.Stats().Scales.BindBatches, "Reserve binds the scales in one batch")
 	r := conformance.NewRand(seed(t))
 	k := conformance.Randn(r, memory.F16, step*hk*d)
 	codeBinds, scaleBinds := 0, 0

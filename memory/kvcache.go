@@ -373,7 +373,7 @@ func (c *KVCache) Append(ctx context.Context, seq int, k, v []float32) error {
 			seq, len(k), per)
 	}
 	n := len(k) / per
-	return c.append(ctx, []appendItem{{seq, n}}, func(dsts [][]appendDst, after []vk.TimelinePoint) error {
+	return c.append(ctx, []appendItem{{seq: seq, n: n}}, func(dsts [][]appendDst, after []vk.TimelinePoint) error {
 		kb, vb := encode(c.cfg.DType, k), encode(c.cfg.DType, v)
 		var ups []upload
 		src := uint64(0)
@@ -545,9 +545,10 @@ func (c *KVCache) checkAppendTensors(seq int, k, v *Tensor) (int, error) {
 	return n, nil
 }
 
-// appendItem is n tokens appended to sequence seq; appendDst is a run of bytes where they go:
-// K's and V's buffers, the offset there and the run's length, the runs in token order.
-type appendItem struct{ seq, n int }
+// appendItem is n tokens appended to (or reserved for) sequence seq, ahead as Reservation.Ahead;
+// appendDst is a run of bytes where they go: K's and V's buffers, the offset there and the run's
+// length, the runs in token order.
+type appendItem struct{ seq, n, ahead int }
 
 type appendDst struct {
 	k, v   *Buffer
@@ -691,9 +692,11 @@ func (c *KVCache) Reserve(seq, tokens int) error {
 	return c.ReserveBatch([]Reservation{{Seq: seq, Tokens: tokens}})
 }
 
-// Reservation is one sequence's part of ReserveBatch: Tokens more tokens of sequence Seq.
+// Reservation is one sequence's part of ReserveBatch: Tokens more tokens of sequence Seq, and
+// then, if Ahead > 0, up to Ahead tokens past them where the pool has pages (in place of
+// Headroom, and bound whenever they are not all backed).
 type Reservation struct {
-	Seq, Tokens int
+	Seq, Tokens, Ahead int
 }
 
 // ReserveBatch is Reserve for several distinct sequences at once, their binds in one batch.
@@ -708,12 +711,15 @@ func (c *KVCache) ReserveBatch(rs []Reservation) error {
 			return err
 		}
 		if slices.ContainsFunc(rs[:i], func(o Reservation) bool { return o.Seq == r.Seq }) {
-			return fmt.Errorf("memory: kv cache: sequence %d is reserved for twice in one batch", r.Seq)
+			return fmt.Errorf("memory: kv cache: sequence %d appears twice in one reservation batch", r.Seq)
 		}
 		if r.Tokens < 0 {
 			return fmt.Errorf("memory: kv cache: reserve for sequence %d: tokens must be >= 0, got %d", r.Seq, r.Tokens)
 		}
-		items[i] = appendItem{seq: r.Seq, n: r.Tokens}
+		if r.Ahead < 0 {
+			return fmt.Errorf("memory: kv cache: reserve for sequence %d: ahead must be >= 0, got %d", r.Seq, r.Ahead)
+		}
+		items[i] = appendItem{seq: r.Seq, n: r.Tokens, ahead: r.Ahead}
 	}
 	if err := c.idleAll(items); err != nil {
 		return err
@@ -730,7 +736,7 @@ func (c *KVCache) growAll(items []appendItem) error {
 		err := c.fits(it.seq, it.n)
 		var g growth
 		if err == nil {
-			g, err = c.takePages(it.seq, c.seqs[it.seq].len+it.n)
+			g, err = c.takePages(it.seq, c.seqs[it.seq].len+it.n, it.ahead)
 		}
 		if err != nil {
 			c.giveBack(gs)
@@ -791,19 +797,34 @@ func (c *KVCache) quiet() error {
 	}
 }
 
-// takePages takes from the pool the pages that back the first tokens tokens of sequence seq, and
-// up to Headroom more where the pool has them; where they are backed already, it takes up to
-// Headroom more once less than half of the headroom's pages is left (none where it needs none).
-// The caller binds them (bindGrowths), which submits the binds without waiting for them. c.mu is
-// held.
-func (c *KVCache) takePages(seq, tokens int) (growth, error) {
+// takePages takes from the pool the pages that back the first tokens tokens of sequence seq (or
+// fails), and more where the pool has them: with ahead 0, up to Headroom more tokens' worth,
+// taken when the sequence grows past its pages or has less than half of the headroom's pages
+// left ahead of it; with ahead > 0, up to ahead more tokens' worth (in place of Headroom),
+// whenever they are not all backed. The caller binds them (bindGrowths), which submits the binds
+// without waiting for them. c.mu is held.
+func (c *KVCache) takePages(seq, tokens, ahead int) (growth, error) {
 	g := growth{seq: seq, have: c.held(seq)}
 	need := c.pagesFor(tokens)
-	want := c.pagesFor(min(tokens+c.cfg.Headroom, c.cfg.MaxLen))
 	short := max(need-g.have, 0)
+	if ahead > 0 {
+		want := c.pagesFor(min(tokens+ahead, c.cfg.MaxLen))
+		if short == 0 && want <= g.have {
+			return g, nil
+		}
+		return c.take(g, short, want)
+	}
+	want := c.pagesFor(min(tokens+c.cfg.Headroom, c.cfg.MaxLen))
 	if short == 0 && (want <= g.have || 2*(g.have-need) >= want-need) {
 		return g, nil
 	}
+	return c.take(g, short, want)
+}
+
+// take takes pages for growth g of its sequence: short of them at least (or it fails), up to
+// want pages held in all. c.mu is held.
+func (c *KVCache) take(g growth, short, want int) (growth, error) {
+	seq := g.seq
 	if c.paged != nil {
 		var err error
 		if g.p, err = c.paged.take(short, want-g.have, c.quiet); err != nil {

@@ -264,12 +264,22 @@ func TestKVCacheAppendUnlocked(t *testing.T) {
 
 // TestKVCacheReserveBatch reserves for several sequences at once: one bind batch for all of
 // them, each backed for its tokens plus Headroom (Backed), nothing appended; a batch that fails
-// (MaxLen) binds nothing; a later append within the reserve binds nothing more.
+// (MaxLen) binds nothing and loses no page; a later append within the reserve binds nothing
+// more. With Ahead, the pages past Tokens are taken where the pool has them: a budget too small
+// for them is no error.
 func TestKVCacheReserveBatch(t *testing.T) {
 	a := newTestAllocator(t)
 	const headroom = 5
 	c := newTestCache(t, a, KVCacheConfig{Sequences: 3, MaxLen: 4000, Heads: 2, HeadDim: 16, DType: F32, Headroom: headroom})
 	perPage := int(c.PageSize()) / (2 * 16 * 4)
+	accounted := func(st KVCacheStats) {
+		t.Helper()
+		held := st.FreePages
+		for _, n := range st.SeqPages {
+			held += n
+		}
+		require.Equal(t, st.MemoryBytes/st.PageSize, uint64(held), "every page is free or bound")
+	}
 	batches := c.Stats().BindBatches
 	require.NoError(t, c.ReserveBatch([]Reservation{{Seq: 0, Tokens: 3 * perPage}, {Seq: 2, Tokens: 1}}))
 	st := c.Stats()
@@ -282,13 +292,25 @@ func TestKVCacheReserveBatch(t *testing.T) {
 		require.Equal(t, pages*perPage, c.Backed(seq), "sequence %d", seq)
 	}
 	require.Equal(t, 0, c.Backed(7), "out of range")
+	accounted(st)
 
 	err := c.ReserveBatch([]Reservation{{Seq: 1, Tokens: 1}, {Seq: 0, Tokens: 4001}})
 	require.ErrorContains(t, err, "exceed MaxLen 4000")
 	require.Equal(t, st.SeqPages, c.Stats().SeqPages, "a failed batch binds nothing")
 	require.Equal(t, st.BindBatches, c.Stats().BindBatches)
+	accounted(c.Stats())
+	require.ErrorContains(t, c.ReserveBatch([]Reservation{{Seq: 1, Tokens: 1, Ahead: -1}}), "ahead must be >= 0")
 
 	kv := make([]float32, 2*perPage*2*16)
 	require.NoError(t, c.Append(context.Background(), 0, kv, kv))
 	require.Equal(t, st.BindBatches, c.Stats().BindBatches, "the reserved pages hold the append")
+
+	// 8 pages, K and V together: 4 a tensor.
+	small := newTestCache(t, a, KVCacheConfig{Sequences: 2, MaxLen: 100 * perPage, Heads: 2, HeadDim: 16, DType: F32, MaxPages: 8})
+	require.ErrorIs(t, small.Reserve(0, 10*perPage), vk.ErrOutOfDeviceMemory, "tokens are needed")
+	require.NoError(t, small.ReserveBatch([]Reservation{{Seq: 0, Tokens: 1, Ahead: 10 * perPage}}), "ahead is best effort")
+	require.Equal(t, 4*perPage, small.Backed(0), "as far as the budget allows")
+	require.NoError(t, small.ReserveBatch([]Reservation{{Seq: 0, Tokens: 1, Ahead: 2 * perPage}}))
+	require.Equal(t, 4*perPage, small.Backed(0), "backed already")
+	accounted(small.Stats())
 }

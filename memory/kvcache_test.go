@@ -383,7 +383,7 @@ func TestKVCacheArguments(t *testing.T) {
 		"exceed MaxLen 10":          c.Append(ctx, 0, make([]float32, 11*16), make([]float32, 11*16)),
 		"tokens must be >= 0":       c.Reserve(0, -1),
 		"11 more exceed MaxLen":     c.Reserve(1, 11),
-		"reserved for twice":        c.ReserveBatch([]Reservation{{Seq: 0, Tokens: 1}, {Seq: 0, Tokens: 2}}),
+		"appears twice":             c.ReserveBatch([]Reservation{{Seq: 0, Tokens: 1}, {Seq: 0, Tokens: 2}}),
 		"sequence 3 out of range":   c.ReserveBatch([]Reservation{{Seq: 0, Tokens: 1}, {Seq: 3, Tokens: 2}}),
 		"sequence 5 out of range":   c.Release(5),
 	} {
