@@ -2,7 +2,7 @@
 # Compares builds of vkattn on a GPU machine: runs one vkattn command ($AB_ARGS, e.g.
 # "decode-bench -stats -tiers coopmat -kv f16,int8 -lk 32768") with every build carried as
 # bin/vkattn-* (build each here with `go build -o bin/vkattn-NAME ./tools/vkattn` from its
-# source), in turn and then once more in reverse order, so that drift between the first and the
+# source; run.sh needs bin/vkattn too, to find the GPU), in turn and then once more in reverse order, so that drift between the first and the
 # last runs shows; $AB_ENVS, if set, is a list of VAR=value words, each run with every build
 # too. Call it from tools/gpu/run.sh (STEPS=ab), which sets up the Vulkan loader; PACK=1 brings
 # its many outputs back as one archive. Writes each run's output under $OUT/ab/ and prints the
