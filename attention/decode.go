@@ -553,8 +553,8 @@ func decodeUnroll() (uint32, error) {
 // and shared memory (at most 64 rows), the subgroup tier by registers: a lane keeps 8 · vpl
 // values of q and of o per row, decodeStreamValues at most (4 rows where one lane reads one
 // vector of a key); the coopmat tier takes a subgroup per 16 rows, up to the forward's
-// subgroups (decodeCoopMatTiles; quantized K/V staged as dt). At the subgroup tier it also returns the lane layout the tiles
-// are sized for; at the others the zero layout.
+// subgroups (decodeCoopMatTiles; quantized K/V staged as dt). At the subgroup tier it also
+// returns the lane layout the tiles are sized for; at the others the zero layout.
 func decodeTiles(tier devices.Tier, p *devices.Profile, d, rows int, bits uint32, dt memory.DType) (tiles, streamLayout, error) {
 	dd := uint32(d)
 	maxShared, maxWG := p.MaxSharedMemory, min(p.MaxWorkgroupInvocations, p.MaxWorkgroupSize[0])

@@ -36,9 +36,9 @@ type QuantizedDecodeOptions struct {
 // opts.QueryScales, or opts.FP8Queries with q nil (o is then f32). At the coopmat tier the
 // codes are staged as fp16 matrices and the scales applied to scores and probabilities: it takes
 // fp16 q only, and neither QueryScales nor FP8Queries (a forced coopmat tier is then an error
-// naming the option). K and V may be the views of a
-// paged QuantizedKVCache (View), whose codes and scales the kernels read through their block
-// tables (memory.Tensor.Pages), as Decode reads a paged memory.KVCache's views.
+// naming the option). K and V may be the views of a paged QuantizedKVCache (View), whose codes
+// and scales the kernels read through their block tables (memory.Tensor.Pages), as Decode reads
+// a paged memory.KVCache's views.
 //
 // Errors are Decode's, naming the argument (k.Codes, v.Scales, FP8Queries, ...), and those of
 // the quantized inputs: a format K and V do not share or that is not theirs, codes or scales

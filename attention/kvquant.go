@@ -193,14 +193,15 @@ func (c *QuantizedKVCache) AppendTensorsBatch(ctx context.Context, appends []mem
 		return nil
 	}
 	defer c.lockSeqs(seqs)()
-	had := make([]int, len(seqs))
+	had, ns := make([]int, len(seqs)), make([]int, len(seqs)) // tokens held, and appended
 	for i, seq := range seqs {
 		had[i] = c.codes.Len(seq)
 		if have := c.scales.Len(seq); have != had[i] { // only a closed cache, whose lengths are 0
 			return fmt.Errorf("attention: quantized kv cache: sequence %d holds %d tokens of codes and %d of scales", seq, had[i], have)
 		}
-		if n := appends[i].K.Shape[len(appends[i].K.Shape)-3]; n > c.cfg.MaxLen-had[i] { // before quantizing for nothing
-			return fmt.Errorf("attention: quantized kv cache: sequence %d holds %d tokens; %d more exceed MaxLen %d", seq, had[i], n, c.cfg.MaxLen)
+		ns[i] = appends[i].K.Shape[len(appends[i].K.Shape)-3]
+		if ns[i] > c.cfg.MaxLen-had[i] { // before quantizing for nothing
+			return fmt.Errorf("attention: quantized kv cache: sequence %d holds %d tokens; %d more exceed MaxLen %d", seq, had[i], ns[i], c.cfg.MaxLen)
 		}
 	}
 	sc := c.takeScratch()
@@ -228,10 +229,6 @@ func (c *QuantizedKVCache) AppendTensorsBatch(ctx context.Context, appends []mem
 	}
 	if err := c.codes.AppendTensorsBatch(ctx, codes); err != nil {
 		return fmt.Errorf("attention: quantized kv cache: codes: %w", err)
-	}
-	ns := make([]int, len(appends))
-	for i, ap := range appends {
-		ns[i] = ap.K.Shape[len(ap.K.Shape)-3]
 	}
 	err = c.scalesAhead(seqs, ns)
 	if err == nil {
