@@ -48,24 +48,37 @@ func (c *Commands) Dispatch(set *DescriptorSet, push []byte, x, y, z uint32) {
 // Barrier makes all earlier compute and transfer writes visible to later compute and transfer
 // work.
 func (c *Commands) Barrier() {
-	stages := vk.PipelineStageFlags(vk.PipelineStageComputeShaderBit | vk.PipelineStageTransferBit)
-	access := vk.AccessFlags(vk.AccessShaderReadBit | vk.AccessShaderWriteBit | vk.AccessTransferReadBit | vk.AccessTransferWriteBit)
-	vk.CmdPipelineBarrier(c.cb, stages, stages, 0, 1, []vk.MemoryBarrier{{SType: vk.StructureTypeMemoryBarrier,
-		SrcAccessMask: access, DstAccessMask: access}}, 0, nil, 0, nil)
+	stages := uint32(vk.PipelineStageComputeShaderBit | vk.PipelineStageTransferBit)
+	access := uint32(vk.AccessShaderReadBit | vk.AccessShaderWriteBit | vk.AccessTransferReadBit | vk.AccessTransferWriteBit)
+	c.memoryBarrier(stages, stages, access, access)
 }
 
 // HostBarrier makes earlier device writes visible to host reads after the submission completes.
 func (c *Commands) HostBarrier() {
-	vk.CmdPipelineBarrier(c.cb, vk.PipelineStageFlags(vk.PipelineStageComputeShaderBit|vk.PipelineStageTransferBit),
-		vk.PipelineStageFlags(vk.PipelineStageHostBit), 0, 1, []vk.MemoryBarrier{{SType: vk.StructureTypeMemoryBarrier,
-			SrcAccessMask: vk.AccessFlags(vk.AccessShaderWriteBit | vk.AccessTransferWriteBit),
-			DstAccessMask: vk.AccessFlags(vk.AccessHostReadBit)}}, 0, nil, 0, nil)
+	c.memoryBarrier(uint32(vk.PipelineStageComputeShaderBit|vk.PipelineStageTransferBit), uint32(vk.PipelineStageHostBit),
+		uint32(vk.AccessShaderWriteBit|vk.AccessTransferWriteBit), uint32(vk.AccessHostReadBit))
+}
+
+// memoryBarrier records one global memory barrier. It and Copy record through the C layer: the
+// binding's CmdPipelineBarrier and CmdCopyBuffer pass C copies of their slices that its
+// finalizers may free while the driver still reads them.
+func (c *Commands) memoryBarrier(srcStages, dstStages, srcAccess, dstAccess uint32) {
+	if c.dev.fn.cmdPipelineBarrier == nil {
+		c.fail(fmt.Errorf("vk: %s has no vkCmdPipelineBarrier", c.dev.info.Name))
+		return
+	}
+	C.vkattn_cmd_memory_barrier(c.dev.fn.cmdPipelineBarrier, C.vkattn_dispatchable(unsafe.Pointer(c.cb)),
+		C.uint32_t(srcStages), C.uint32_t(dstStages), C.uint32_t(srcAccess), C.uint32_t(dstAccess))
 }
 
 // Copy copies size bytes between buffers.
 func (c *Commands) Copy(src *Buffer, srcOff uint64, dst *Buffer, dstOff uint64, size uint64) {
-	vk.CmdCopyBuffer(c.cb, src.handle, dst.handle, 1, []vk.BufferCopy{{SrcOffset: vk.DeviceSize(srcOff),
-		DstOffset: vk.DeviceSize(dstOff), Size: vk.DeviceSize(size)}})
+	if c.dev.fn.cmdCopyBuffer == nil {
+		c.fail(fmt.Errorf("vk: %s has no vkCmdCopyBuffer", c.dev.info.Name))
+		return
+	}
+	C.vkattn_cmd_copy_buffer(c.dev.fn.cmdCopyBuffer, C.vkattn_dispatchable(unsafe.Pointer(c.cb)),
+		handle64(unsafe.Pointer(src.handle)), handle64(unsafe.Pointer(dst.handle)), C.uint64_t(srcOff), C.uint64_t(dstOff), C.uint64_t(size))
 }
 
 // Fill writes the 32-bit value over size bytes (a multiple of 4) of buf at off.

@@ -217,3 +217,39 @@ int32_t vkattn_queue_bind_sparse(vkattn_pfn f, vkattn_dispatchable queue, uint32
 	free(infos);
 	return r;
 }
+
+void vkattn_update_buffer_descriptors(vkattn_pfn f, vkattn_dispatchable device, uint64_t set, uint32_t n,
+	const uint64_t *buffers, const uint64_t *offsets, const uint64_t *ranges) {
+	vkattn_descriptor_buffer_info infos[n > 0 ? n : 1];
+	vkattn_write_descriptor_set writes[n > 0 ? n : 1];
+	for (uint32_t i = 0; i < n; i++) {
+		infos[i] = (vkattn_descriptor_buffer_info){.buffer = buffers[i], .offset = offsets[i], .range = ranges[i]};
+		writes[i] = (vkattn_write_descriptor_set){
+			.sType = 35, // VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET
+			.dstSet = set,
+			.dstBinding = i,
+			.descriptorCount = 1,
+			.descriptorType = 7, // VK_DESCRIPTOR_TYPE_STORAGE_BUFFER
+			.pBufferInfo = &infos[i],
+		};
+	}
+	((void (*)(vkattn_dispatchable, uint32_t, const vkattn_write_descriptor_set *, uint32_t, const void *))f)(
+		device, n, writes, 0, NULL);
+}
+
+void vkattn_cmd_memory_barrier(vkattn_pfn f, vkattn_dispatchable cmd, uint32_t srcStages, uint32_t dstStages,
+	uint32_t srcAccess, uint32_t dstAccess) {
+	vkattn_memory_barrier barrier = {
+		.sType = 46, // VK_STRUCTURE_TYPE_MEMORY_BARRIER
+		.srcAccessMask = srcAccess,
+		.dstAccessMask = dstAccess,
+	};
+	((void (*)(vkattn_dispatchable, uint32_t, uint32_t, uint32_t, uint32_t, const vkattn_memory_barrier *, uint32_t,
+		const void *, uint32_t, const void *))f)(cmd, srcStages, dstStages, 0, 1, &barrier, 0, NULL, 0, NULL);
+}
+
+void vkattn_cmd_copy_buffer(vkattn_pfn f, vkattn_dispatchable cmd, uint64_t src, uint64_t dst, uint64_t srcOffset,
+	uint64_t dstOffset, uint64_t size) {
+	vkattn_buffer_copy region = {.srcOffset = srcOffset, .dstOffset = dstOffset, .size = size};
+	((void (*)(vkattn_dispatchable, uint64_t, uint64_t, uint32_t, const vkattn_buffer_copy *))f)(cmd, src, dst, 1, &region);
+}

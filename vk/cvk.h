@@ -539,6 +539,42 @@ typedef struct {
 	const uint64_t *pSignalSemaphores;
 } vkattn_bind_sparse_info;
 
+// VkDescriptorBufferInfo.
+typedef struct {
+	uint64_t buffer; // VkBuffer
+	vkattn_size offset;
+	vkattn_size range;
+} vkattn_descriptor_buffer_info;
+
+// VkWriteDescriptorSet, for buffer descriptors.
+typedef struct {
+	vkattn_stype sType;
+	const void *pNext;
+	uint64_t dstSet; // VkDescriptorSet
+	uint32_t dstBinding;
+	uint32_t dstArrayElement;
+	uint32_t descriptorCount;
+	int32_t descriptorType; // VkDescriptorType
+	const void *pImageInfo;
+	const vkattn_descriptor_buffer_info *pBufferInfo;
+	const uint64_t *pTexelBufferView;
+} vkattn_write_descriptor_set;
+
+// VkMemoryBarrier.
+typedef struct {
+	vkattn_stype sType;
+	const void *pNext;
+	uint32_t srcAccessMask;
+	uint32_t dstAccessMask;
+} vkattn_memory_barrier;
+
+// VkBufferCopy.
+typedef struct {
+	vkattn_size srcOffset;
+	vkattn_size dstOffset;
+	vkattn_size size;
+} vkattn_buffer_copy;
+
 // vkattn_load dlopens name and returns vkGetInstanceProcAddr, or NULL with *err set.
 void *vkattn_load(const char *name, const char **err);
 vkattn_pfn vkattn_instance_proc(vkattn_dispatchable instance, const char *name);
@@ -582,6 +618,21 @@ int32_t vkattn_queue_submit(vkattn_pfn f, vkattn_dispatchable queue, vkattn_disp
 int32_t vkattn_queue_bind_sparse(vkattn_pfn f, vkattn_dispatchable queue, uint32_t n, const uint64_t *buffers,
 	const vkattn_sparse_memory_bind *binds, uint32_t nwait, const uint64_t *waits, const uint64_t *waitValues,
 	uint64_t signal, uint64_t signalValue, uint64_t fence);
+
+// vkattn_update_buffer_descriptors writes n storage-buffer descriptors of set (f is
+// vkUpdateDescriptorSets): binding i gets ranges[i] bytes of buffers[i] from offsets[i]. The
+// structures live on the C stack for the call, out of reach of Go's collector.
+void vkattn_update_buffer_descriptors(vkattn_pfn f, vkattn_dispatchable device, uint64_t set, uint32_t n,
+	const uint64_t *buffers, const uint64_t *offsets, const uint64_t *ranges);
+
+// vkattn_cmd_memory_barrier records one global memory barrier (f is vkCmdPipelineBarrier).
+void vkattn_cmd_memory_barrier(vkattn_pfn f, vkattn_dispatchable cmd, uint32_t srcStages, uint32_t dstStages,
+	uint32_t srcAccess, uint32_t dstAccess);
+
+// vkattn_cmd_copy_buffer records a copy of size bytes from src at srcOffset to dst at dstOffset
+// (f is vkCmdCopyBuffer).
+void vkattn_cmd_copy_buffer(vkattn_pfn f, vkattn_dispatchable cmd, uint64_t src, uint64_t dst, uint64_t srcOffset,
+	uint64_t dstOffset, uint64_t size);
 
 // Sizes and offsets from the specification's layout (LP64: 8-byte pointers and VkDeviceSize).
 #define VKATTN_ASSERT_SIZE(T, n) _Static_assert(sizeof(T) == (n), "sizeof " #T " is not " #n)
@@ -723,4 +774,12 @@ VKATTN_ASSERT_SIZE(vkattn_sparse_buffer_bind_info, 24);
 VKATTN_ASSERT_OFF(vkattn_bind_sparse_info, pBufferBinds, 40);
 VKATTN_ASSERT_OFF(vkattn_bind_sparse_info, pSignalSemaphores, 88);
 VKATTN_ASSERT_SIZE(vkattn_bind_sparse_info, 96);
+VKATTN_ASSERT_SIZE(vkattn_descriptor_buffer_info, 24);
+VKATTN_ASSERT_SIZE(vkattn_write_descriptor_set, 64);
+VKATTN_ASSERT_OFF(vkattn_write_descriptor_set, dstSet, 16);
+VKATTN_ASSERT_OFF(vkattn_write_descriptor_set, descriptorCount, 32);
+VKATTN_ASSERT_OFF(vkattn_write_descriptor_set, pBufferInfo, 48);
+VKATTN_ASSERT_SIZE(vkattn_memory_barrier, 24);
+VKATTN_ASSERT_OFF(vkattn_memory_barrier, dstAccessMask, 20);
+VKATTN_ASSERT_SIZE(vkattn_buffer_copy, 24);
 #endif

@@ -356,26 +356,31 @@ func (p *Pipeline) NewDescriptorSet(ranges ...BufferRange) (*DescriptorSet, erro
 	if len(ranges) != p.bindings {
 		return nil, fmt.Errorf("vk: pipeline %s has %d bindings, got %d buffers", p.name, p.bindings, len(ranges))
 	}
+	if p.dev.fn.updateDescriptorSets == nil {
+		return nil, fmt.Errorf("vk: %s has no vkUpdateDescriptorSets", p.dev.info.Name)
+	}
 	p.dev.mu.Lock()
 	set, pool, err := p.dev.descPool.allocate(p.setLayout)
 	p.dev.mu.Unlock()
 	if err != nil {
 		return nil, err
 	}
-	writes := make([]vk.WriteDescriptorSet, len(ranges))
+	// The writes are made in C (the binding's UpdateDescriptorSets passes C copies of them that
+	// its finalizers may free while the driver still reads them).
+	n := len(ranges)
+	bufs, offs, sizes := make([]C.uint64_t, n), make([]C.uint64_t, n), make([]C.uint64_t, n)
 	for i, br := range ranges {
-		size := vk.DeviceSize(br.Size)
+		bufs[i], offs[i], sizes[i] = handle64(unsafe.Pointer(br.Buffer.handle)), C.uint64_t(br.Offset), C.uint64_t(br.Size)
 		if br.Size == 0 {
-			size = vk.DeviceSize(vk.WholeSize)
+			sizes[i] = C.uint64_t(vk.WholeSize)
 		}
-		writes[i] = vk.WriteDescriptorSet{SType: vk.StructureTypeWriteDescriptorSet, DstSet: set, DstBinding: uint32(i),
-			DescriptorCount: 1, DescriptorType: vk.DescriptorTypeStorageBuffer,
-			PBufferInfo: []vk.DescriptorBufferInfo{{Buffer: br.Buffer.handle, Offset: vk.DeviceSize(br.Offset), Range: size}}}
 	}
-	vk.UpdateDescriptorSets(p.dev.handle, uint32(len(writes)), writes, 0, nil)
-	for i := range writes {
-		writes[i].Free()
+	var bp, op, sp *C.uint64_t
+	if n > 0 {
+		bp, op, sp = &bufs[0], &offs[0], &sizes[0]
 	}
+	C.vkattn_update_buffer_descriptors(p.dev.fn.updateDescriptorSets, C.vkattn_dispatchable(unsafe.Pointer(p.dev.handle)),
+		handle64(unsafe.Pointer(set)), C.uint32_t(n), bp, op, sp)
 	return &DescriptorSet{pipe: p, handle: set, pool: pool}, nil
 }
 

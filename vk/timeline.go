@@ -21,6 +21,9 @@ type deviceFuncs struct {
 	queueSubmit, bindSparse                                  C.vkattn_pfn
 	createSemaphore, destroySemaphore, counter, wait, signal C.vkattn_pfn
 	createComputePipelines                                   C.vkattn_pfn
+	// Called through the C layer because the binding's wrappers hand the driver C copies of
+	// their slice arguments that a finalizer may free during the call.
+	updateDescriptorSets, cmdPipelineBarrier, cmdCopyBuffer C.vkattn_pfn
 }
 
 func (d *Device) loadFuncs() {
@@ -37,7 +40,8 @@ func (d *Device) loadFuncs() {
 	d.fn = deviceFuncs{queueSubmit: proc("vkQueueSubmit"), bindSparse: proc("vkQueueBindSparse"),
 		createSemaphore: proc("vkCreateSemaphore"), destroySemaphore: proc("vkDestroySemaphore"),
 		counter: proc("vkGetSemaphoreCounterValue"), wait: proc("vkWaitSemaphores"), signal: proc("vkSignalSemaphore"),
-		createComputePipelines: proc("vkCreateComputePipelines")}
+		createComputePipelines: proc("vkCreateComputePipelines"), updateDescriptorSets: proc("vkUpdateDescriptorSets"),
+		cmdPipelineBarrier: proc("vkCmdPipelineBarrier"), cmdCopyBuffer: proc("vkCmdCopyBuffer")}
 }
 
 // bindChoice is a queue for sparse binds: family -1 where none can bind.
