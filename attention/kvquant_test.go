@@ -6,7 +6,11 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"os"
+	"runtime/pprof"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 	"github.com/vkattn/vkattn/attention"
@@ -462,4 +466,78 @@ func TestQuantizedKVCacheScalesBindWithCodes(t *testing.T) {
 	}
 	require.Greater(t, scaleBinds, 2, "the scales grew page by page")
 	t.Logf("%d steps of %d tokens (scale pages of %d): %d bound codes, %d of them scales too", c.Len(0)/step, step, scalePage, codeBinds, scaleBinds)
+}
+
+// TestQuantizedKVCacheAppendsBesideOtherWork appends to a quantized cache, a token at a time,
+// while other goroutines make and close tensors of the engine (closing a buffer takes the
+// allocator's lock that cache appends hold while they copy) and run kernels (which take the
+// engine's lock, then close their scratch): every append returns; a deadlock between the
+// cache's, the allocator's and the engine's locks fails the test with the goroutines' stacks.
+func TestQuantizedKVCacheAppendsBesideOtherWork(t *testing.T) {
+	for _, paged := range []bool{false, true} {
+		t.Run(fmt.Sprintf("paged=%v", paged), func(t *testing.T) {
+			e := quantizedCacheEngine(t, paged)
+			const hk, d = 2, 64
+			cfg := memory.KVCacheConfig{Sequences: 1, MaxLen: 256, Heads: hk, HeadDim: d, DType: memory.F16, Headroom: 16, Paged: paged}
+			c := newQuantizedKVCache(t, e, cfg, quant.Int8)
+			ctx := context.Background()
+			k := newTensor(t, e, memory.F16, 1, hk, d)
+			q, o := newTensor(t, e, memory.F32, 1, 4, 2, d), newTensor(t, e, memory.F32, 1, 4, 2, d)
+			stop := make(chan struct{})
+			var wg sync.WaitGroup
+			others := []func() error{
+				func() error {
+					x, err := e.NewTensor(memory.F32, 16)
+					if err == nil {
+						x.Close()
+					}
+					return err
+				},
+				func() error {
+					_, err := e.NaiveForwardInto(ctx, o, nil, q, q, q, attention.Options{})
+					return err
+				},
+			}
+			errs := make(chan error, len(others))
+			for _, work := range others {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for {
+						select {
+						case <-stop:
+							return
+						default:
+						}
+						if err := work(); err != nil {
+							errs <- err
+							return
+						}
+					}
+				}()
+			}
+			done := make(chan struct{})
+			go func() {
+				select {
+				case <-done:
+				case <-time.After(2 * time.Minute):
+					_ = pprof.Lookup("goroutine").WriteTo(os.Stderr, 1)
+					panic("quantized cache appends beside other work: no progress in 2 minutes")
+				}
+			}()
+			for range 600 {
+				if c.Len(0) == cfg.MaxLen {
+					require.NoError(t, c.Release(0))
+				}
+				require.NoError(t, c.AppendTensors(ctx, 0, k, k))
+			}
+			close(done)
+			close(stop)
+			wg.Wait()
+			close(errs)
+			for err := range errs {
+				require.NoError(t, err)
+			}
+		})
+	}
 }
