@@ -20,9 +20,9 @@ import (
 // codes, D/PerWord 32-bit words per token and head in an f32 cache (the kernels read their bits,
 // never their values), the other the scales, Groups(D) bf16 values per token and head, in a bf16
 // cache made with KVCacheConfig.Unpaired, since Int8 has one scale per token and head and the
-// kernels address scales one by one. A sequence has the same length in both: an append writes
-// the codes, then the scales, and where the scales fail it truncates the codes back
-// (memory.KVCache.Truncate), so that no sequence is ever seen half-appended.
+// kernels address scales one by one. A sequence has the same length in both: an append that
+// fails in either leaves both as they were (AppendTensorsBatch), so that no sequence is ever
+// seen half-appended. Close waits for appends in flight.
 //
 // Both caches take the layout memory.KVCache takes on the device (sparse residency, or paged with
 // KVCacheConfig.Paged or where the device lacks it), the same for both. KVCacheConfig's page
@@ -157,20 +157,25 @@ func (c *QuantizedKVCache) Len(seq int) int {
 // AppendTensors quantizes float device tensors k and v, shaped [n, Heads, HeadDim] or
 // [1, n, Heads, HeadDim] of the configuration's DType and the engine's allocator (laid out as
 // Quantize takes them), and appends their codes and scales to sequence seq: either both are
-// appended or, on error, neither (the sequence holds what it held; where the scales' append
-// failed after the codes', the codes were truncated back, which closes the sequence's views made
-// before, as memory.KVCache.Truncate does). It is AppendTensorsBatch of one sequence.
+// appended or, on error, neither (the sequence holds what it held; through scratch, where the
+// scales' append failed after the codes', the codes were truncated back, which closes the
+// sequence's views made before, as memory.KVCache.Truncate does). It is AppendTensorsBatch of
+// one sequence.
 func (c *QuantizedKVCache) AppendTensors(ctx context.Context, seq int, k, v *memory.Tensor) error {
 	return c.AppendTensorsBatch(ctx, []memory.TensorAppend{{Seq: seq, K: k, V: v}})
 }
 
 // AppendTensorsBatch is AppendTensors to several distinct sequences at once: every sequence's K
 // and V are quantized in one submission (with key scales, K scaled as it is quantized; the error
-// names QuantizeOptions.Scales where the key-scale tensor was closed), into scratch memory the
-// cache keeps for its appends (grown as they need, freed by Trim and Close), then the codes of
-// all of them are appended in one submission (memory.KVCache.AppendTensorsBatch) and their
-// scales in another, their pages committed first as far as the codes' (see QuantizedKVCache on
-// Headroom). Either every sequence gets its tokens or, on error, none does: where the scales'
+// names QuantizeOptions.Scales where the key-scale tensor was closed). In the sparse layout,
+// where each token's scales fill whole 32-bit words (an even Heads * Groups(HeadDim)), they are
+// quantized straight into the sequences' new tokens in the two caches (memory.KVCache.Extend):
+// one submission, besides binds. Otherwise they are quantized into scratch memory the cache
+// keeps for its appends (grown as they need, freed by Trim and Close), then the codes of all of
+// them are appended in one submission (memory.KVCache.AppendTensorsBatch) and their scales in
+// another. Either way the scales' pages are committed first as far as the codes' (see
+// QuantizedKVCache on Headroom), and either every sequence gets its tokens or, on error, none
+// does: in place, both caches' extensions are aborted; through scratch, where the scales'
 // append failed after the codes', every sequence's codes were truncated back, closing its views
 // made before. The sources may be the same tensors for several sequences. Errors name the
 // sequence and the tensor at fault, or the cache (codes or scales) whose append failed; a
@@ -203,6 +208,9 @@ func (c *QuantizedKVCache) AppendTensorsBatch(ctx context.Context, appends []mem
 		if ns[i] > c.cfg.MaxLen-had[i] { // before quantizing for nothing
 			return fmt.Errorf("attention: quantized kv cache: sequence %d holds %d tokens; %d more exceed MaxLen %d", seq, had[i], ns[i], c.cfg.MaxLen)
 		}
+	}
+	if c.inPlace() {
+		return c.appendInPlace(ctx, appends, ns)
 	}
 	sc := c.takeScratch()
 	defer c.putScratch(sc)
@@ -244,6 +252,68 @@ func (c *QuantizedKVCache) AppendTensorsBatch(ctx context.Context, appends []mem
 		}
 		return errors.Join(errs...)
 	}
+	return nil
+}
+
+// inPlace reports whether appends quantize straight into the caches (appendInPlace): in the
+// sparse layout, where every token's scales are a whole number of 32-bit words (the quantizer
+// writes them in words; a sequence's scales then start on one).
+func (c *QuantizedKVCache) inPlace() bool {
+	return !c.codes.Paged() && c.cfg.Heads*c.f.Groups(c.cfg.HeadDim)%2 == 0
+}
+
+// appendInPlace is AppendTensorsBatch in the sparse layout: both caches take the new tokens
+// (memory.KVCache.Extend, the scales' pages as far ahead as the codes', scalesAheadOf),
+// one submission quantizes every sequence's K and V into them, and both commit; with no scratch
+// and no copies. A failure anywhere aborts both, leaving every sequence (and its pages) as it
+// was. The appends' sequences are locked; ns are their tokens.
+func (c *QuantizedKVCache) appendInPlace(ctx context.Context, appends []memory.TensorAppend, ns []int) error {
+	ext := make([]memory.Extend, len(appends))
+	for i, ap := range appends {
+		ext[i] = memory.Extend{Seq: ap.Seq, Tokens: ns[i]}
+	}
+	cx, err := c.codes.Extend(ctx, ext)
+	if err != nil {
+		return fmt.Errorf("attention: quantized kv cache: codes: %w", err)
+	}
+	for i := range ext {
+		ext[i].Ahead = c.scalesAheadOf(ext[i].Seq, ext[i].Tokens)
+	}
+	sx, err := c.scales.Extend(ctx, ext)
+	if err != nil {
+		cx.Abort()
+		return fmt.Errorf("attention: quantized kv cache: scales: %w", err)
+	}
+	jobs := make([]quantizeJob, 0, 2*len(appends))
+	for i, ap := range appends {
+		for j, x := range []*memory.Tensor{ap.K, ap.V} {
+			codes, scales := quantizedShapes(c.f, x.Shape)
+			out := &Quantized{Format: c.f}
+			if out.Codes, err = []*memory.Tensor{cx.K[i], cx.V[i]}[j].Reshape(codes...); err == nil {
+				out.Scales, err = []*memory.Tensor{sx.K[i], sx.V[i]}[j].Reshape(scales...)
+			}
+			if err != nil {
+				sx.Abort()
+				cx.Abort()
+				return fmt.Errorf("attention: quantized kv cache: append to sequence %d: %w", ap.Seq, err)
+			}
+			opts := QuantizeOptions{}
+			if j == 0 {
+				opts.Scales = c.keyMul
+			}
+			jobs = append(jobs, quantizeJob{out: out, x: x, opts: opts})
+		}
+	}
+	err = c.e.quantizeBatch(ctx, jobs, func(i int, err error) error {
+		return fmt.Errorf("attention: quantized kv cache: append to sequence %d: %s: %w", appends[i/2].Seq, []string{"k", "v"}[i%2], err)
+	})
+	if err != nil {
+		sx.Abort()
+		cx.Abort()
+		return err
+	}
+	cx.Commit()
+	sx.Commit()
 	return nil
 }
 
@@ -482,12 +552,18 @@ func (c *QuantizedKVCache) Reserve(seq, tokens int) error {
 func (c *QuantizedKVCache) scalesAhead(seqs, tokens []int) error {
 	rs := make([]memory.Reservation, len(seqs))
 	for i, seq := range seqs {
-		rs[i] = memory.Reservation{Seq: seq, Tokens: tokens[i]}
-		if c.cfg.Headroom > 0 {
-			rs[i].Ahead = max(0, min(c.codes.Backed(seq), c.cfg.MaxLen)-c.scales.Len(seq)-tokens[i])
-		}
+		rs[i] = memory.Reservation{Seq: seq, Tokens: tokens[i], Ahead: c.scalesAheadOf(seq, tokens[i])}
 	}
 	return c.scales.ReserveBatch(rs)
+}
+
+// scalesAheadOf is how far past tokens more tokens sequence seq's scales are committed ahead:
+// as far as its codes are, where the cache has Headroom.
+func (c *QuantizedKVCache) scalesAheadOf(seq, tokens int) int {
+	if c.cfg.Headroom == 0 {
+		return 0
+	}
+	return max(0, min(c.codes.Backed(seq), c.cfg.MaxLen)-c.scales.Len(seq)-tokens)
 }
 
 // WaitBinds waits until every bind and unbind the two caches submitted so far is done
@@ -513,7 +589,8 @@ type QuantizedKVCacheStats struct {
 	FloatBytes uint64
 	// ScratchBytes is the device memory kept between appends for their quantized keys and
 	// values (as large as the largest append; one set for each append that ran at once; not that
-	// of appends running), which Trim frees.
+	// of appends running), which Trim frees; 0 where appends quantize in place
+	// (AppendTensorsBatch).
 	ScratchBytes uint64
 }
 
@@ -554,6 +631,10 @@ func (c *QuantizedKVCache) Trim() {
 func (c *QuantizedKVCache) Close() {
 	if c == nil {
 		return
+	}
+	for i := range c.seqs { // appends in flight finish first: they write the caches in place
+		c.seqs[i].Lock()
+		defer c.seqs[i].Unlock()
 	}
 	c.codes.Close()
 	c.scales.Close()

@@ -168,7 +168,11 @@ func TestQuantizedKVCacheAppendBatch(t *testing.T) {
 						}
 						for _, c := range caches {
 							host.check(t, c)
-							require.Positive(t, c.Stats().ScratchBytes)
+							if paged {
+								require.Positive(t, c.Stats().ScratchBytes)
+							} else {
+								require.Zero(t, c.Stats().ScratchBytes, "the sparse layout quantizes in place")
+							}
 							c.Trim()
 							require.Zero(t, c.Stats().ScratchBytes)
 						}
@@ -255,6 +259,13 @@ func TestQuantizedKVCacheAppendBatchFailures(t *testing.T) {
 				require.ErrorContains(t, c.AppendTensorsBatch(ctx, list), want)
 				unchanged(want)
 			}
+			// A source closed: the quantizer refuses it after the caches took the tokens' pages
+			// (in place), which go back.
+			gone := host.tensors(t, e, 1, make([]float32, 2*hk*d), make([]float32, 2*hk*d))
+			gone.V.Close()
+			require.ErrorIs(t, c.AppendTensorsBatch(ctx, []memory.TensorAppend{appends[0], gone}), memory.ErrClosed)
+			unchanged("a closed source")
+			closeAppends([]memory.TensorAppend{gone})
 			long := host.tensors(t, e, 1, make([]float32, 65*hk*d), make([]float32, 65*hk*d))
 			err = c.AppendTensorsBatch(ctx, []memory.TensorAppend{appends[0], long})
 			require.ErrorContains(t, err, "attention: quantized kv cache: sequence 1 holds 0 tokens; 65 more exceed MaxLen 64")

@@ -35,7 +35,8 @@ type Allocator struct {
 	// busy is held shared by every transfer for its whole length and exclusively by Buffer.Close
 	// and Close, so no buffer's memory is unmapped or freed while a transfer reads or writes it.
 	// A KVCache takes it (shared) before its own lock, and Close (exclusive) before a.mu and the
-	// caches' locks.
+	// caches' locks. Nothing waits for a KV cache's sequence being written (an Extension, whose
+	// writer may need busy) while holding it.
 	busy sync.RWMutex
 
 	alwaysStage bool   // tests: transfer through staging even to host-visible memory

@@ -2,8 +2,13 @@ package memory
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"math/rand/v2"
+	"os"
+	"runtime/pprof"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 	"github.com/vkattn/vkattn/vk"
@@ -111,4 +116,106 @@ func TestKVCacheBatch(t *testing.T) {
 	c.Close()
 	_, err = c.Batch([]int{0})
 	require.ErrorIs(t, err, ErrClosed)
+}
+
+// TestKVCacheExtend appends by writing views of the new tokens in place (Upload into the views,
+// as a kernel would write them) and committing: the sequences hold what was written, after what
+// they held, and the views wait for the pages' binds. An aborted extension leaves the sequences
+// and the pages as they were; calls on the sequences being written wait for it (Release); a paged cache,
+// empty extends and a sequence named twice are refused.
+func TestKVCacheExtend(t *testing.T) {
+	a := newTestAllocator(t)
+	ctx := context.Background()
+	paged, err := NewKVCache(a, KVCacheConfig{Sequences: 1, MaxLen: 40, Heads: 3, HeadDim: 16, DType: F32, Paged: true})
+	require.NoError(t, err)
+	defer paged.Close()
+	_, err = paged.Extend(ctx, []Extend{{Seq: 0, Tokens: 1}})
+	require.ErrorContains(t, err, "paged layout")
+	if testPaged {
+		return
+	}
+	c := newTestCache(t, a, KVCacheConfig{Sequences: 3, MaxLen: 400, Heads: 3, HeadDim: 16, DType: F32, Headroom: 5})
+	r := rand.New(rand.NewPCG(15, 16))
+	per := 3 * 16
+	wantK, wantV := make([][]float32, 3), make([][]float32, 3)
+	for range 4 {
+		extends := []Extend{{Seq: 2, Tokens: 1 + r.IntN(40)}, {Seq: 0, Tokens: 1 + r.IntN(40)}}
+		x, err := c.Extend(ctx, extends)
+		require.NoError(t, err)
+		for i, e := range extends {
+			require.Equal(t, []int{1, e.Tokens, 3, 16}, x.K[i].Shape)
+			k, v := randomValues(r, e.Tokens*per), randomValues(r, e.Tokens*per)
+			require.NoError(t, x.K[i].Upload(ctx, k))
+			require.NoError(t, x.V[i].Upload(ctx, v))
+			wantK[e.Seq], wantV[e.Seq] = append(wantK[e.Seq], k...), append(wantV[e.Seq], v...)
+		}
+		x.Commit()
+		x.Abort() // after Commit: nothing
+	}
+	checkSequences(t, c, wantK, wantV)
+
+	st := c.Stats()
+	x, err := c.Extend(ctx, []Extend{{Seq: 1, Tokens: 30}, {Seq: 0, Tokens: 2}})
+	require.NoError(t, err)
+	released := make(chan error, 1)
+	go func() { released <- c.Release(1) }() // waits for the extension to end
+	require.Greater(t, c.Stats().SeqPages[1], st.SeqPages[1], "the extension took pages")
+	select {
+	case err := <-released:
+		t.Fatalf("Release returned (%v) while the sequence was being written", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	x.Abort()
+	require.NoError(t, <-released)
+	require.Equal(t, st.SeqTokens, c.Stats().SeqTokens, "an aborted extension appends nothing")
+	require.Equal(t, st.SeqPages, c.Stats().SeqPages, "and gives its pages back")
+	checkSequences(t, c, wantK, wantV)
+
+	// The writer needs the allocator (Upload) while an append to its sequence waits and a
+	// buffer's Close waits for the allocator: the append waits without holding it.
+	x, err = c.Extend(ctx, []Extend{{Seq: 1, Tokens: 2}})
+	require.NoError(t, err)
+	k1, v1, k2, v2 := randomValues(r, 2*per), randomValues(r, 2*per), randomValues(r, per), randomValues(r, per)
+	appended, closed := make(chan error, 1), make(chan struct{})
+	go func() { appended <- c.Append(ctx, 1, k2, v2) }()
+	time.Sleep(20 * time.Millisecond)
+	b, err := a.NewTensor(F32, 4)
+	require.NoError(t, err)
+	go func() { b.Close(); close(closed) }()
+	time.Sleep(20 * time.Millisecond)
+	written := make(chan error, 1)
+	go func() { written <- errors.Join(x.K[0].Upload(ctx, k1), x.V[0].Upload(ctx, v1)) }()
+	select {
+	case err := <-written:
+		require.NoError(t, err)
+	case <-time.After(30 * time.Second):
+		// A deadlock: the test's cleanup would hang too, so the process ends here.
+		_ = pprof.Lookup("goroutine").WriteTo(os.Stderr, 1)
+		fmt.Fprintln(os.Stderr, "FAIL: TestKVCacheExtend: the extension's writer waits for the allocator, which an append waiting for it holds")
+		os.Exit(1)
+	}
+	x.Commit()
+	require.NoError(t, <-appended)
+	<-closed
+	wantK[1], wantV[1] = append(k1, k2...), append(v1, v2...)
+	checkSequences(t, c, wantK, wantV)
+
+	_, err = c.Extend(ctx, []Extend{{Seq: 1, Tokens: 0}})
+	require.ErrorContains(t, err, "tokens must be > 0")
+	_, err = c.Extend(ctx, []Extend{{Seq: 1, Tokens: 1}, {Seq: 1, Tokens: 1}})
+	require.ErrorContains(t, err, "appended to twice")
+
+	// Closing the cache wakes what waits for a sequence being written.
+	x, err = c.Extend(ctx, []Extend{{Seq: 2, Tokens: 1}})
+	require.NoError(t, err)
+	go func() { released <- c.Release(2) }()
+	time.Sleep(20 * time.Millisecond)
+	c.Close()
+	select {
+	case err := <-released:
+		require.ErrorIs(t, err, ErrClosed)
+	case <-time.After(30 * time.Second):
+		t.Fatal("Release still waits for a sequence of a closed cache")
+	}
+	x.Abort() // a closed cache: nothing
 }

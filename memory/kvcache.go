@@ -117,8 +117,9 @@ type KVCache struct {
 
 type kvSeq struct {
 	len int // tokens held
-	// writing is set while an append copies into the sequence without c.mu; appends, Reserve
-	// and Release of the sequence wait for it (c.written).
+	// writing is set while an append copies into the sequence without c.mu, and while an
+	// Extension of it is outstanding; appends, Reserve, Release and Truncate of the sequence wait
+	// for it (c.written), appends before taking the allocator's busy lock.
 	writing bool
 	k, v    []pageRef // pages bound to the region, in order from its start
 	pages   []uint32  // paged layout: its block table, the pool's pages of its tokens in order
@@ -505,6 +506,107 @@ func (c *KVCache) AppendTensorsBatch(ctx context.Context, appends []TensorAppend
 	})
 }
 
+// Extend is one sequence's part of KVCache.Extend: Tokens more tokens of sequence Seq, with pages
+// for Ahead more as Reservation.Ahead takes them.
+type Extend struct {
+	Seq, Tokens, Ahead int
+}
+
+// Extension is tokens being appended in place to sequences of a KVCache (KVCache.Extend): the
+// caller writes them on the device through K and V, then calls Commit, from which on the
+// sequences hold them, or Abort, which gives their new pages back. Until then the sequences are
+// being written: Release, Truncate, appends and Reserve of them wait.
+type Extension struct {
+	// K and V are, per Extend, views of its new tokens, [1, Tokens, Heads, HeadDim], for the
+	// writer only: they must not be used after Commit or Abort.
+	K, V []*Tensor
+	// After are the binds a submission writing K and V must wait for (memory.BindPoints of the
+	// views gives them too).
+	After []vk.TimelinePoint
+
+	c     *KVCache
+	items []appendItem
+	had   []int
+	done  bool
+}
+
+// Extend takes the pages of tokens to append in place to several distinct sequences of a cache in
+// the sparse layout, as AppendTensorsBatch does (one batch of binds, all or none), and returns
+// them to be written (Extension). The caller must Commit or Abort it, and not close the cache or
+// its allocator before; nothing the cache does meanwhile waits for the device. A paged cache's new
+// tokens are not one view each: Extend refuses it (Paged).
+func (c *KVCache) Extend(ctx context.Context, extends []Extend) (*Extension, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if c.paged != nil {
+		return nil, fmt.Errorf("memory: kv cache: Extend writes in place, which the paged layout's pages do not allow")
+	}
+	items := make([]appendItem, len(extends))
+	for i, x := range extends {
+		if x.Tokens <= 0 || x.Ahead < 0 {
+			return nil, fmt.Errorf("memory: kv cache: append to sequence %d: tokens must be > 0 and ahead >= 0, got %d and %d", x.Seq, x.Tokens, x.Ahead)
+		}
+		items[i] = appendItem{seq: x.Seq, n: x.Tokens, ahead: x.Ahead}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.idleAll(items); err != nil {
+		return nil, err
+	}
+	x := &Extension{c: c, items: items, had: make([]int, len(items)), K: make([]*Tensor, len(items)), V: make([]*Tensor, len(items))}
+	for i, it := range items {
+		x.had[i] = c.held(it.seq)
+	}
+	if err := c.growAll(items); err != nil {
+		return nil, err
+	}
+	dsize := uint64(c.cfg.DType.Size())
+	for i, it := range items {
+		s := &c.seqs[it.seq]
+		if p, ok := c.point(it.seq, c.pagesFor(s.len+it.n)); ok {
+			x.After = append(x.After, p)
+		}
+		d := c.dests(it.seq, s.len, it.n)[0] // the sparse layout: one run
+		shape := []int{1, it.n, c.cfg.Heads, c.cfg.HeadDim}
+		view := func(b *Buffer) *Tensor {
+			return &Tensor{DType: c.cfg.DType, Shape: shape, Strides: contiguous(shape), Offset: int(d.off / dsize), buf: b, owner: c.a,
+				gen: &c.gens[it.seq], genAt: c.gens[it.seq].Load()}
+		}
+		x.K[i], x.V[i] = view(d.k), view(d.v)
+		s.writing = true
+	}
+	return x, nil
+}
+
+// Commit ends an extension whose tokens were written: the sequences hold them. Commit or Abort
+// after either, or on a closed cache, does nothing.
+func (x *Extension) Commit() { x.end(true) }
+
+// Abort ends an extension whose tokens were not (all) written: the pages it took go back (an
+// unbind that fails leaves them bound, as an append's undo does), and the sequences are as they
+// were.
+func (x *Extension) Abort() { x.end(false) }
+
+func (x *Extension) end(commit bool) {
+	c := x.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	defer c.written.Broadcast()
+	if x.done || c.closed {
+		return
+	}
+	x.done = true
+	for i, it := range x.items {
+		c.seqs[it.seq].writing = false
+		if commit {
+			c.seqs[it.seq].len += it.n
+		} else if c.held(it.seq) > x.had[i] {
+			c.shrink(it.seq, x.had[i]) // an error here leaves the pages bound, as an append's undo
+		}
+	}
+}
+
 // checkAppendTensors checks the tensors of an append to seq and returns their tokens.
 func (c *KVCache) checkAppendTensors(seq int, k, v *Tensor) (int, error) {
 	n := 0
@@ -593,11 +695,27 @@ func (c *KVCache) append(ctx context.Context, items []appendItem, write func(dst
 	if len(items) == 0 {
 		return nil
 	}
-	c.a.busy.RLock() // before c.mu: keeps the buffers and the sources alive for the transfer
+	// Wait for the sequences' writers (an Extension's among them) before taking the allocator's
+	// busy lock, which they may need to finish; then take it before c.mu, as the lock order
+	// says, and look again.
+	for {
+		c.mu.Lock()
+		err := c.idleAll(items)
+		c.mu.Unlock()
+		if err != nil {
+			return err
+		}
+		c.a.busy.RLock() // keeps the buffers and the sources alive for the transfer
+		c.mu.Lock()
+		if !c.anyWriting(items) {
+			break
+		}
+		c.mu.Unlock()
+		c.a.busy.RUnlock()
+	}
 	defer c.a.busy.RUnlock()
-	c.mu.Lock()
 	defer c.mu.Unlock()
-	if err := c.idleAll(items); err != nil {
+	if err := c.idleAll(items); err != nil { // closed meanwhile
 		return err
 	}
 	had := make([]int, len(items))
@@ -644,6 +762,19 @@ func (c *KVCache) append(ctx context.Context, items []appendItem, write func(dst
 		c.seqs[it.seq].len += it.n
 	}
 	return nil
+}
+
+// anyWriting reports whether a sequence of items is being written. c.mu is held.
+func (c *KVCache) anyWriting(items []appendItem) bool {
+	if c.closed {
+		return false // idleAll reports it
+	}
+	for _, it := range items {
+		if c.seqs[it.seq].writing {
+			return true
+		}
+	}
+	return false
 }
 
 // idleAll is idle for the sequences of items, which must be distinct: it returns once none of
@@ -1273,7 +1404,7 @@ func (c *KVCache) Stats() KVCacheStats {
 }
 
 // Close releases the cache's buffers and memory; its views report Closed. It waits for
-// transfers in flight. Idempotent.
+// transfers in flight, not for Extensions (Extend), which must end first. Idempotent.
 func (c *KVCache) Close() {
 	if c == nil {
 		return
@@ -1296,6 +1427,7 @@ func (c *KVCache) destroy() {
 		return
 	}
 	c.closed = true
+	c.written.Broadcast()          // waiters for a sequence being written see the cache closed
 	c.settle(context.Background()) // the binds in flight use the buffers and the memory
 	c.closeBuffers()
 	c.pool.close()
