@@ -519,24 +519,30 @@ func newStreamLayout(d, bits, sg uint32) streamLayout {
 	return l
 }
 
-// Subgroup-tier decode sizes: keys each lane reads per step (so several loads are in flight),
-// and the values of q and of o one lane keeps per row, at most, over the rows of a workgroup:
-// 32, 4 rows where a lane reads one vector of a key. With 8 rows (64 values) the H100 ran a
-// workgroup 7-8x slower than with 4, so reading K and V once per 4 rows is 3.7x faster there
-// (docs/PERF.md).
+// Subgroup-tier decode sizes: keys each lane reads per step (so several loads are in flight) for
+// 16-bit K/V and for the other types, and the values of q and of o one lane keeps per row, at
+// most, over the rows of a workgroup: 32, 4 rows where a lane reads one vector of a key. With 8
+// rows (64 values) the H100 ran a workgroup 7-8x slower than with 4, so reading K and V once per
+// 4 rows is 3.7x faster there. On the H100, 4 keys a lane ran fp16 K/V 8% faster than 2, INT8
+// and INT4 within 1.5% of it (docs/PERF.md, 2026-12-07).
 const (
-	decodeStreamUnroll = 2
-	decodeStreamValues = 32
+	decodeStreamUnroll16 = 4
+	decodeStreamUnroll   = 2
+	decodeStreamValues   = 32
 )
 
 // DecodeUnrollEnv overrides, for tuning on a new device, the keys each lane of the subgroup
-// decode kernel reads per step (a positive integer; default 2).
+// decode kernel reads per step (a positive integer; default 4 for 16-bit K/V, 2 for the others).
 const DecodeUnrollEnv = "VKATTN_DECODE_UNROLL"
 
-// decodeUnroll is the keys per lane per step: $VKATTN_DECODE_UNROLL, else decodeStreamUnroll.
-func decodeUnroll() (uint32, error) {
+// decodeUnroll is the keys per lane per step for K/V values of bits bits: $VKATTN_DECODE_UNROLL,
+// else decodeStreamUnroll16 or decodeStreamUnroll.
+func decodeUnroll(bits uint32) (uint32, error) {
 	env := os.Getenv(DecodeUnrollEnv)
 	if env == "" {
+		if bits == 16 {
+			return decodeStreamUnroll16, nil
+		}
 		return decodeStreamUnroll, nil
 	}
 	u, err := strconv.Atoi(env)
@@ -574,7 +580,7 @@ func decodeTiles(tier devices.Tier, p *devices.Profile, d, rows int, bits uint32
 		if sg == 0 || maxWG < sg {
 			break
 		}
-		u, err := decodeUnroll()
+		u, err := decodeUnroll(bits)
 		if err != nil {
 			return tiles{}, streamLayout{}, err
 		}
