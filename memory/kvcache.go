@@ -6,6 +6,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/vkattn/vkattn/vk"
 )
@@ -108,6 +109,8 @@ type KVCache struct {
 	last    uint64 // the value the last batch submitted signals; 0 before the first
 	reached uint64 // a value the timeline is known to have reached
 	batches int    // batches submitted
+	// submitTime is the host time the batches' submissions took.
+	submitTime time.Duration
 	// quarantine holds pages whose binding is unknown: a batch binding them failed, and the
 	// driver may have bound some of them. They are neither reused nor freed (Trim) until Close,
 	// which destroys the buffers first.
@@ -147,6 +150,10 @@ type KVCacheStats struct {
 	MemoryBytes    uint64 // device memory held for pages, free pages included
 	Allocations    int    // device memory allocations the pages come from
 	BindBatches    int    // vkQueueBindSparse batches submitted (binds and unbinds), one timeline value each
+	// BindSubmitTime is the host time spent in vkQueueBindSparse over those batches, and
+	// AllocateTime the host time spent allocating device memory for pages (vkAllocateMemory):
+	// what growing costs the calls that grow, beside the device's work.
+	BindSubmitTime, AllocateTime time.Duration
 	// QuarantinedPages are pages of failed binds, which the device may have bound: held (in
 	// MemoryBytes) but never reused or freed before Close.
 	QuarantinedPages int
@@ -1039,7 +1046,10 @@ func (c *KVCache) submit(binds []vk.SparseBind) (uint64, error) {
 		after = []vk.TimelinePoint{{Timeline: c.tl, Value: c.last}}
 	}
 	value := c.last + 1
-	if err := submitBinds(c.dev, binds, after, vk.TimelinePoint{Timeline: c.tl, Value: value}); err != nil {
+	t0 := time.Now()
+	err := submitBinds(c.dev, binds, after, vk.TimelinePoint{Timeline: c.tl, Value: value})
+	c.submitTime += time.Since(t0)
+	if err != nil {
 		return 0, err
 	}
 	c.last = value
@@ -1392,7 +1402,7 @@ func (c *KVCache) Stats() KVCacheStats {
 		st.CommittedBytes += uint64(st.SeqPages[i]) * c.page
 	}
 	st.FreePages = len(c.pool.free)
-	st.BindBatches = c.batches
+	st.BindBatches, st.BindSubmitTime, st.AllocateTime = c.batches, c.submitTime, c.pool.allocTime
 	st.MemoryBytes = uint64(c.pool.held) * c.page
 	st.Allocations = len(c.pool.chunks)
 	if c.paged != nil {

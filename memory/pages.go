@@ -2,6 +2,7 @@ package memory
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/vkattn/vkattn/vk"
 )
@@ -18,6 +19,8 @@ type pagePool struct {
 	chunks []*pageChunk
 	held   int       // pages in chunks
 	free   []pageRef // the next page handed out is the last
+	// allocTime is the host time the chunks' allocations took.
+	allocTime time.Duration
 }
 
 type pageChunk struct {
@@ -75,6 +78,8 @@ func (p *pagePool) grow(need, want int) error {
 		}
 		n = min(n, room)
 	}
+	t0 := time.Now()
+	defer func() { p.allocTime += time.Since(t0) }()
 	mem, err := p.dev.Allocate(uint64(n)*p.page, p.typ)
 	if err != nil && need > 0 && need < n {
 		n = need

@@ -34,11 +34,20 @@ type cacheLoop struct {
 	BindBatches    int     `json:"bind_batches"`                // submitted during the steps
 	StepsWithBinds int     `json:"steps_with_binds"`            // steps that submitted a batch
 	P50BindMS      float64 `json:"p50_bind_steps_ms,omitempty"` // median of those steps
-	CommittedBytes uint64  `json:"committed_bytes"`             // K and V together, at the end
-	NeededBytes    uint64  `json:"needed_bytes"`
+	// Of the steps with binds, the medians of the append's and the decode's parts; and per
+	// batch, the host time of vkQueueBindSparse and of allocating the pages' memory.
+	P50BindAppendMS  float64 `json:"p50_bind_steps_append_ms,omitempty"`
+	P50BindDecodeMS  float64 `json:"p50_bind_steps_decode_ms,omitempty"`
+	SubmitMSPerBatch float64 `json:"bind_submit_ms_per_batch,omitempty"`
+	AllocMSPerBatch  float64 `json:"allocate_ms_per_batch,omitempty"`
+	CommittedBytes   uint64  `json:"committed_bytes"` // K and V together, at the end
+	NeededBytes      uint64  `json:"needed_bytes"`
 	// FloatBytes, with quantized K and V (-kv int8 or int4), is what a float cache of the
 	// -dtype needs for the tokens held (QuantizedKVCache.Stats().FloatBytes).
 	FloatBytes uint64 `json:"float_bytes,omitempty"`
+	// StepMS is every step's time in order, and BindSteps the indices of the steps that bound.
+	StepMS    []float64 `json:"step_ms"`
+	BindSteps []int     `json:"bind_steps"`
 }
 
 // cacheReport is what cache-bench -json writes.
@@ -93,6 +102,7 @@ func cmdCacheBench(ctx context.Context, args []string, stdout, stderr io.Writer)
 	commits := fs.Int("commits", 200, "page commits timed")
 	jsonFile := fs.String("json", "", "write the report as JSON to this file")
 	perSeq := fs.Bool("per-seq", false, "append and decode each sequence in calls of its own")
+	chunk := fs.Int("chunk-pages", 0, "pages in each device memory allocation of the caches (KVCacheConfig.ChunkPages; 0 = the default)")
 	var dev deviceFlags
 	dev.register(fs, false, "enable the Khronos validation layer (slow; any validation error fails the bench)")
 	if err := parse(fs, args); err != nil {
@@ -117,6 +127,8 @@ func cmdCacheBench(ctx context.Context, args []string, stdout, stderr io.Writer)
 		return usageError{fmt.Errorf("cache-bench: -hq %d is not a multiple of -hk %d", *hq, *hk)}
 	case *headroom < -1:
 		return usageError{errors.New("cache-bench: -headroom must be >= -1")}
+	case *chunk < 0:
+		return usageError{errors.New("cache-bench: -chunk-pages must be >= 0")}
 	}
 	if quantized {
 		if err := format.Check(*d); err != nil {
@@ -146,7 +158,7 @@ func cmdCacheBench(ctx context.Context, args []string, stdout, stderr io.Writer)
 		return fmt.Errorf("cache-bench: %w", err)
 	}
 	b := cacheBench{e: e, seqs: *seqs, length: *length, step: min(*step, *length), hq: *hq, hk: *hk, d: *d, dt: dt, perSeq: *perSeq,
-		quantized: quantized, format: format}
+		quantized: quantized, format: format, chunkPages: *chunk}
 	probe, err := memory.NewKVCache(e.Allocator(), b.config(0))
 	if err != nil {
 		return fmt.Errorf("cache-bench: %w", err)
@@ -221,10 +233,13 @@ type cacheBench struct {
 	kSrc, vSrc, q, o    *memory.Tensor // [1, step, hk, d] each for the appends; [seqs, 1, hq, d]
 	q1, o1              *memory.Tensor // sequence 0's
 	all                 []int          // 0 .. seqs-1
+	chunkPages          int            // KVCacheConfig.ChunkPages
+	appended            time.Time      // when the last step's append returned
 }
 
 func (b *cacheBench) config(headroom int) memory.KVCacheConfig {
-	return memory.KVCacheConfig{Sequences: b.seqs, MaxLen: b.length, Heads: b.hk, HeadDim: b.d, DType: b.dt, Headroom: headroom}
+	return memory.KVCacheConfig{Sequences: b.seqs, MaxLen: b.length, Heads: b.hk, HeadDim: b.d, DType: b.dt, Headroom: headroom,
+		ChunkPages: b.chunkPages}
 }
 
 func (b *cacheBench) open(ctx context.Context) error {
@@ -308,22 +323,25 @@ type benchCache interface {
 // benchStats are what the loops read of a cache's stats.
 type benchStats struct {
 	bindBatches                        int
-	committed, needed, floatEquivalent uint64 // floatEquivalent: 0 for a float cache
+	submit, allocate                   time.Duration // host time binding and allocating pages
+	committed, needed, floatEquivalent uint64        // floatEquivalent: 0 for a float cache
 }
 
 type floatCache struct{ *memory.KVCache }
 
 func (c floatCache) stats() benchStats {
 	st := c.Stats()
-	return benchStats{bindBatches: st.BindBatches, committed: st.CommittedBytes, needed: st.NeededBytes}
+	return benchStats{bindBatches: st.BindBatches, submit: st.BindSubmitTime, allocate: st.AllocateTime,
+		committed: st.CommittedBytes, needed: st.NeededBytes}
 }
 
 type quantCache struct{ *attention.QuantizedKVCache }
 
 func (c quantCache) stats() benchStats {
 	st := c.Stats()
-	return benchStats{bindBatches: st.Codes.BindBatches + st.Scales.BindBatches, committed: st.CommittedBytes,
-		needed: st.NeededBytes, floatEquivalent: st.FloatBytes}
+	return benchStats{bindBatches: st.Codes.BindBatches + st.Scales.BindBatches,
+		submit: st.Codes.BindSubmitTime + st.Scales.BindSubmitTime, allocate: st.Codes.AllocateTime + st.Scales.AllocateTime,
+		committed: st.CommittedBytes, needed: st.NeededBytes, floatEquivalent: st.FloatBytes}
 }
 
 // newCache makes one cache of the loops, float or quantized as -kv asks.
@@ -346,8 +364,11 @@ func (b *cacheBench) newCache(headroom int) (benchCache, error) {
 type cacheRun struct {
 	c                benchCache
 	times, bindTimes []time.Duration
-	batches          int
-	out              cacheLoop
+	// bindAppends and bindDecodes split bindTimes into the append and the decode.
+	bindAppends, bindDecodes []time.Duration
+	batches                  int
+	start                    benchStats // before the steps
+	out                      cacheLoop
 }
 
 // loops grows every sequence of two fresh caches to -len tokens, -step a step, decoding each
@@ -378,7 +399,8 @@ func (b *cacheBench) loops(ctx context.Context, stderr io.Writer) ([]cacheLoop, 
 		return nil, err
 	}
 	for _, r := range runs {
-		r.batches = r.c.stats().bindBatches
+		r.start = r.c.stats()
+		r.batches = r.start.bindBatches
 	}
 	start := time.Now()
 	for n, i := 0, 0; n < b.length; n, i = n+b.step, i+1 {
@@ -414,8 +436,17 @@ func (b *cacheBench) loops(ctx context.Context, stderr io.Writer) ([]cacheLoop, 
 			total += t
 		}
 		l.MeanMS = ms(total / time.Duration(len(r.times)))
+		l.StepMS = make([]float64, len(r.times))
+		for i, t := range r.times {
+			l.StepMS[i] = ms(t)
+		}
 		if len(r.bindTimes) > 0 {
 			l.P50BindMS = ms(percentile(r.bindTimes, 50))
+			l.P50BindAppendMS, l.P50BindDecodeMS = ms(percentile(r.bindAppends, 50)), ms(percentile(r.bindDecodes, 50))
+		}
+		if n := st.bindBatches - r.start.bindBatches; n > 0 {
+			l.SubmitMSPerBatch = ms((st.submit - r.start.submit) / time.Duration(n))
+			l.AllocMSPerBatch = ms((st.allocate - r.start.allocate) / time.Duration(n))
 		}
 		out = append(out, l)
 	}
@@ -431,12 +462,15 @@ func (b *cacheBench) step1(ctx context.Context, r *cacheRun, n int, kSrc, vSrc *
 		return err
 	}
 	dt := time.Since(t0)
+	appended := b.appended.Sub(t0)
 	r.times = append(r.times, dt)
 	if now := r.c.stats().bindBatches; now > r.batches {
 		r.out.StepsWithBinds++
 		r.out.BindBatches += now - r.batches
 		r.batches = now
 		r.bindTimes = append(r.bindTimes, dt)
+		r.out.BindSteps = append(r.out.BindSteps, len(r.times)-1)
+		r.bindAppends, r.bindDecodes = append(r.bindAppends, appended), append(r.bindDecodes, dt-appended)
 	}
 	return nil
 }
@@ -499,6 +533,7 @@ func (b *cacheBench) stepBatched(name string, n int, kSrc, vSrc *memory.Tensor,
 	if err := appendAll(appends); err != nil {
 		return fmt.Errorf("cache-bench: %s: append at %d tokens: %w", name, n, err)
 	}
+	b.appended = time.Now()
 	if err := decodeAll(); err != nil {
 		return fmt.Errorf("cache-bench: %s: decode at %d tokens: %w", name, n+kSrc.Shape[1], err)
 	}
@@ -514,6 +549,7 @@ func (b *cacheBench) stepPerSeq(ctx context.Context, name string, n int, kSrc, v
 			return fmt.Errorf("cache-bench: %s: append to sequence %d at %d tokens: %w", name, s, n, err)
 		}
 	}
+	b.appended = time.Now()
 	for s := range b.seqs {
 		if err := decode(s); err != nil {
 			return fmt.Errorf("cache-bench: %s: decode of sequence %d at %d tokens: %w", name, s, n+kSrc.Shape[1], err)
@@ -617,6 +653,12 @@ func writeCacheTable(w io.Writer, rep *cacheReport) {
 		fmt.Fprintln(tw, line)
 	}
 	tw.Flush()
+	for _, l := range rep.Loops {
+		if l.StepsWithBinds > 0 {
+			fmt.Fprintf(w, "%s: steps with binds: append p50 %.3f ms, decode p50 %.3f ms; a bind batch: vkQueueBindSparse %.3f ms, allocation %.3f ms (host time)\n",
+				l.Name, l.P50BindAppendMS, l.P50BindDecodeMS, l.SubmitMSPerBatch, l.AllocMSPerBatch)
+		}
+	}
 	fmt.Fprintf(w, "p99 step, grown / preallocated: %.3f (target: at most 1.10)\n", rep.P99Ratio)
 	fmt.Fprintf(w, "one page commit (a page of K and one of V): submit p50 %.1f us, p99 %.1f us; done p50 %.1f us, p99 %.1f us\n",
 		rep.CommitSubmitP50US, rep.CommitSubmitP99US, rep.CommitDoneP50US, rep.CommitDoneP99US)
