@@ -80,6 +80,19 @@ func cstring(b []C.char) string {
 // sType and pNext): call(&n, nil) for the count, then call(&n, p) into n zeroed C structures of
 // type T with sType set. It returns copies of the structures filled; call returns a VkResult.
 func enumerate[T any](fn string, sType uint32, call func(n *C.uint32_t, p *T) C.int32_t) ([]T, error) {
+	return enumerateC(fn, func(p *T) { (*C.vkattn_base_out)(unsafe.Pointer(p)).sType = C.vkattn_stype(sType) }, call)
+}
+
+// enumeratePlain is enumerate for structures without sType. vk lists layers, extensions and
+// queue families with it, not through the binding, whose wrappers hand the driver C arrays that
+// a finalizer may free while the driver fills them.
+func enumeratePlain[T any](fn string, call func(n *C.uint32_t, p *T) C.int32_t) ([]T, error) {
+	return enumerateC(fn, nil, call)
+}
+
+// enumerateC is enumerate with init, if not nil, preparing each zeroed structure. The structures
+// the driver fills are C memory of ours, alive until the copies are made.
+func enumerateC[T any](fn string, init func(*T), call func(n *C.uint32_t, p *T) C.int32_t) ([]T, error) {
 	var n C.uint32_t
 	if err := result(fn, vk.Result(call(&n, nil))); err != nil || n == 0 {
 		return nil, err
@@ -88,8 +101,10 @@ func enumerate[T any](fn string, sType uint32, call func(n *C.uint32_t, p *T) C.
 	mem := C.calloc(C.size_t(n), C.size_t(unsafe.Sizeof(zero)))
 	defer C.free(mem)
 	items := unsafe.Slice((*T)(mem), int(n))
-	for i := range items {
-		(*C.vkattn_base_out)(unsafe.Pointer(&items[i])).sType = C.vkattn_stype(sType)
+	if init != nil {
+		for i := range items {
+			init(&items[i])
+		}
 	}
 	// VK_INCOMPLETE: more items appeared between the calls; the n written are whole.
 	if r := vk.Result(call(&n, &items[0])); r != vk.Incomplete {

@@ -78,3 +78,51 @@ func TestCallsBesideGC(t *testing.T) {
 	}
 	testenv.CheckValidation(t, in)
 }
+
+// TestStartupBesideGC lists layers and devices (with their extensions and queue families) and
+// opens devices while another goroutine collects garbage without pause: the arrays the driver
+// fills must stay alive until the calls return, and every listing must read the same. (Through
+// the binding, whose finalizers free its C arrays for these listings, the driver wrote layer
+// names into freed memory and the process died in malloc or free within a few runs.)
+func TestStartupBesideGC(t *testing.T) {
+	in := testenv.Instance(t)
+	layer := vk.LayerAvailable(vk.ValidationLayer)
+	first, err := in.PhysicalDevices()
+	require.NoError(t, err)
+	if len(first) == 0 {
+		testenv.NoDevice(t, vk.ErrNoDevice)
+	}
+
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+				runtime.GC()
+			}
+		}
+	}()
+	defer func() { close(stop); wg.Wait() }()
+	for range 300 {
+		require.Equal(t, layer, vk.LayerAvailable(vk.ValidationLayer))
+		infos, err := in.PhysicalDevices()
+		require.NoError(t, err)
+		require.Len(t, infos, len(first))
+		for i := range infos {
+			require.Equal(t, first[i].Extensions, infos[i].Extensions)
+			require.Equal(t, first[i].ComputeFamily, infos[i].ComputeFamily)
+			require.Equal(t, first[i].TimestampBits, infos[i].TimestampBits)
+		}
+	}
+	for range 50 {
+		d, err := in.OpenDevice(0, vk.DeviceOptions{})
+		require.NoError(t, err)
+		d.Close()
+	}
+	testenv.CheckValidation(t, in)
+}

@@ -253,3 +253,23 @@ void vkattn_cmd_copy_buffer(vkattn_pfn f, vkattn_dispatchable cmd, uint64_t src,
 	vkattn_buffer_copy region = {.srcOffset = srcOffset, .dstOffset = dstOffset, .size = size};
 	((void (*)(vkattn_dispatchable, uint64_t, uint64_t, uint32_t, const vkattn_buffer_copy *))f)(cmd, src, dst, 1, &region);
 }
+
+int32_t vkattn_enumerate_instance_layers(vkattn_pfn f, uint32_t *count, vkattn_layer_properties *props) {
+	return ((int32_t(*)(uint32_t *, vkattn_layer_properties *))f)(count, props);
+}
+
+int32_t vkattn_enumerate_instance_extensions(vkattn_pfn f, const char *layer, uint32_t *count,
+	vkattn_extension_properties *props) {
+	return ((int32_t(*)(const char *, uint32_t *, vkattn_extension_properties *))f)(layer, count, props);
+}
+
+int32_t vkattn_enumerate_device_extensions(vkattn_pfn f, vkattn_dispatchable phys, uint32_t *count,
+	vkattn_extension_properties *props) {
+	return ((int32_t(*)(vkattn_dispatchable, const char *, uint32_t *, vkattn_extension_properties *))f)(
+		phys, NULL, count, props);
+}
+
+void vkattn_get_queue_families(vkattn_pfn f, vkattn_dispatchable phys, uint32_t *count,
+	vkattn_queue_family_properties *props) {
+	((void (*)(vkattn_dispatchable, uint32_t *, vkattn_queue_family_properties *))f)(phys, count, props);
+}

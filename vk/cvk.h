@@ -1,9 +1,12 @@
-// Package vk's own C layer: the loader and the Vulkan entry points that github.com/goki/vulkan
-// does not wrap (the *2 queries, debug utils, cooperative-matrix properties). It declares, under
-// its own vkattn_ names, the few handle and structure types it needs, including structures newer
-// than the binding's 1.3.239 headers. It includes no Vulkan header: every structure below copies
-// the member layout of the Vulkan specification, and the _Static_asserts at the end pin its size
-// and member offsets to the values the specification's layout gives on LP64 targets.
+// Package vk's own C layer: the loader, the Vulkan entry points that github.com/goki/vulkan
+// does not wrap (the *2 queries, debug utils, cooperative-matrix properties, timeline
+// semaphores), and the calls whose arrays must not be the binding's C copies, which its
+// finalizers may free while the driver reads or fills them (docs/ARCHITECTURE.md lists them). It
+// declares, under its own vkattn_ names, the few handle and structure types it needs, including
+// structures newer than the binding's 1.3.239 headers. It includes no Vulkan header: every
+// structure below copies the member layout of the Vulkan specification, and the _Static_asserts
+// at the end pin its size and member offsets to the values the specification's layout gives on
+// LP64 targets.
 #ifndef VKATTN_CVK_H
 #define VKATTN_CVK_H
 #include <stddef.h>
@@ -575,6 +578,28 @@ typedef struct {
 	vkattn_size size;
 } vkattn_buffer_copy;
 
+// VkLayerProperties.
+typedef struct {
+	char layerName[256];
+	uint32_t specVersion;
+	uint32_t implementationVersion;
+	char description[256];
+} vkattn_layer_properties;
+
+// VkExtensionProperties.
+typedef struct {
+	char extensionName[256];
+	uint32_t specVersion;
+} vkattn_extension_properties;
+
+// VkQueueFamilyProperties.
+typedef struct {
+	uint32_t queueFlags; // VkQueueFlags
+	uint32_t queueCount;
+	uint32_t timestampValidBits;
+	uint32_t minImageTransferGranularity[3]; // VkExtent3D
+} vkattn_queue_family_properties;
+
 // vkattn_load dlopens name and returns vkGetInstanceProcAddr, or NULL with *err set.
 void *vkattn_load(const char *name, const char **err);
 vkattn_pfn vkattn_instance_proc(vkattn_dispatchable instance, const char *name);
@@ -633,6 +658,18 @@ void vkattn_cmd_memory_barrier(vkattn_pfn f, vkattn_dispatchable cmd, uint32_t s
 // (f is vkCmdCopyBuffer).
 void vkattn_cmd_copy_buffer(vkattn_pfn f, vkattn_dispatchable cmd, uint64_t src, uint64_t dst, uint64_t srcOffset,
 	uint64_t dstOffset, uint64_t size);
+
+// Start-up enumerations (f is vkEnumerateInstanceLayerProperties,
+// vkEnumerateInstanceExtensionProperties, vkEnumerateDeviceExtensionProperties or
+// vkGetPhysicalDeviceQueueFamilyProperties): the driver fills props, C memory the caller owns
+// (the binding's wrappers hand it C arrays that a finalizer may free while it writes them).
+int32_t vkattn_enumerate_instance_layers(vkattn_pfn f, uint32_t *count, vkattn_layer_properties *props);
+int32_t vkattn_enumerate_instance_extensions(vkattn_pfn f, const char *layer, uint32_t *count,
+	vkattn_extension_properties *props);
+int32_t vkattn_enumerate_device_extensions(vkattn_pfn f, vkattn_dispatchable phys, uint32_t *count,
+	vkattn_extension_properties *props);
+void vkattn_get_queue_families(vkattn_pfn f, vkattn_dispatchable phys, uint32_t *count,
+	vkattn_queue_family_properties *props);
 
 // Sizes and offsets from the specification's layout (LP64: 8-byte pointers and VkDeviceSize).
 #define VKATTN_ASSERT_SIZE(T, n) _Static_assert(sizeof(T) == (n), "sizeof " #T " is not " #n)
@@ -782,4 +819,9 @@ VKATTN_ASSERT_OFF(vkattn_write_descriptor_set, pBufferInfo, 48);
 VKATTN_ASSERT_SIZE(vkattn_memory_barrier, 24);
 VKATTN_ASSERT_OFF(vkattn_memory_barrier, dstAccessMask, 20);
 VKATTN_ASSERT_SIZE(vkattn_buffer_copy, 24);
+VKATTN_ASSERT_OFF(vkattn_layer_properties, description, 264);
+VKATTN_ASSERT_SIZE(vkattn_layer_properties, 520);
+VKATTN_ASSERT_SIZE(vkattn_extension_properties, 260);
+VKATTN_ASSERT_OFF(vkattn_queue_family_properties, timestampValidBits, 8);
+VKATTN_ASSERT_SIZE(vkattn_queue_family_properties, 24);
 #endif

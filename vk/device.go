@@ -94,7 +94,7 @@ func (in *Instance) OpenDevice(index int, opts DeviceOptions) (*Device, error) {
 	getFeatures(in, hs[index], fc)
 	fc.keepCore()
 
-	bind := chooseBindQueue(hs[index], info.ComputeFamily, info.Features.SparseBinding, opts.SharedBindQueue)
+	bind := in.chooseBindQueue(hs[index], info.ComputeFamily, info.Features.SparseBinding, opts.SharedBindQueue)
 	queues := []vk.DeviceQueueCreateInfo{{
 		SType:            vk.StructureTypeDeviceQueueCreateInfo,
 		QueueFamilyIndex: uint32(info.ComputeFamily),

@@ -1,6 +1,7 @@
 package vk
 
 /*
+#include <stdlib.h>
 #include "cvk.h"
 */
 import "C"
@@ -82,17 +83,19 @@ func LayerAvailable(name string) bool {
 	if Load() != nil {
 		return false
 	}
-	var n uint32
-	if vk.EnumerateInstanceLayerProperties(&n, nil) != vk.Success || n == 0 {
+	fn := "vkEnumerateInstanceLayerProperties"
+	f := instanceProc(nil, fn)
+	if f == nil {
 		return false
 	}
-	props := make([]vk.LayerProperties, n)
-	if vk.EnumerateInstanceLayerProperties(&n, props) != vk.Success {
+	props, err := enumeratePlain(fn, func(n *C.uint32_t, p *C.vkattn_layer_properties) C.int32_t {
+		return C.vkattn_enumerate_instance_layers(f, n, p)
+	})
+	if err != nil {
 		return false
 	}
-	for i := range props[:n] {
-		props[i].Deref()
-		if vk.ToString(props[i].LayerName[:]) == name {
+	for _, p := range props {
+		if cstring(p.layerName[:]) == name {
 			return true
 		}
 	}
@@ -102,20 +105,24 @@ func LayerAvailable(name string) bool {
 // instanceExtensionAvailable reports whether an instance extension is provided by the loader and
 // drivers (layer "") or by the named layer.
 func instanceExtensionAvailable(layer, name string) bool {
+	fn := "vkEnumerateInstanceExtensionProperties"
+	f := instanceProc(nil, fn)
+	if f == nil {
+		return false
+	}
+	var clayer *C.char
 	if layer != "" {
-		layer += "\x00"
+		clayer = C.CString(layer)
+		defer C.free(unsafe.Pointer(clayer))
 	}
-	var n uint32
-	if vk.EnumerateInstanceExtensionProperties(layer, &n, nil) != vk.Success || n == 0 {
+	props, err := enumeratePlain(fn, func(n *C.uint32_t, p *C.vkattn_extension_properties) C.int32_t {
+		return C.vkattn_enumerate_instance_extensions(f, clayer, n, p)
+	})
+	if err != nil {
 		return false
 	}
-	props := make([]vk.ExtensionProperties, n)
-	if vk.EnumerateInstanceExtensionProperties(layer, &n, props) != vk.Success {
-		return false
-	}
-	for i := range props[:n] {
-		props[i].Deref()
-		if vk.ToString(props[i].ExtensionName[:]) == name {
+	for _, p := range props {
+		if cstring(p.extensionName[:]) == name {
 			return true
 		}
 	}

@@ -236,17 +236,35 @@ func (in *Instance) physicalHandles() ([]vk.PhysicalDevice, error) {
 	return hs[:n], nil
 }
 
-func deviceExtensions(h vk.PhysicalDevice) map[string]bool {
-	var n uint32
-	vk.EnumerateDeviceExtensionProperties(h, "", &n, nil)
-	props := make([]vk.ExtensionProperties, n)
-	vk.EnumerateDeviceExtensionProperties(h, "", &n, props)
-	m := make(map[string]bool, n)
-	for i := range props[:n] {
-		props[i].Deref()
-		m[vk.ToString(props[i].ExtensionName[:])] = true
+// deviceExtensions lists the extensions a physical device offers.
+func (in *Instance) deviceExtensions(h vk.PhysicalDevice) map[string]bool {
+	fn := "vkEnumerateDeviceExtensionProperties"
+	m := map[string]bool{}
+	f := instanceProc(in.handle, fn)
+	if f == nil {
+		return m
+	}
+	props, _ := enumeratePlain(fn, func(n *C.uint32_t, p *C.vkattn_extension_properties) C.int32_t {
+		return C.vkattn_enumerate_device_extensions(f, C.vkattn_dispatchable(unsafe.Pointer(h)), n, p)
+	})
+	for _, p := range props {
+		m[cstring(p.extensionName[:])] = true
 	}
 	return m
+}
+
+// queueFamilies lists a physical device's queue families.
+func (in *Instance) queueFamilies(h vk.PhysicalDevice) []C.vkattn_queue_family_properties {
+	fn := "vkGetPhysicalDeviceQueueFamilyProperties"
+	f := instanceProc(in.handle, fn)
+	if f == nil {
+		return nil
+	}
+	qs, _ := enumeratePlain(fn, func(n *C.uint32_t, p *C.vkattn_queue_family_properties) C.int32_t {
+		C.vkattn_get_queue_families(f, C.vkattn_dispatchable(unsafe.Pointer(h)), n, p)
+		return 0 // VK_SUCCESS: the query returns nothing
+	})
+	return qs
 }
 
 // featureChain is the VkPhysicalDeviceFeatures2 chain vkattn queries and enables, indices of
@@ -394,7 +412,7 @@ func (in *Instance) describe(index int, h vk.PhysicalDevice) PhysicalInfo {
 		MinStorageBufferAlignment: uint64(l.MinStorageBufferOffsetAlignment),
 		TimestampPeriod:           l.TimestampPeriod,
 		SparseAddressSpaceSize:    uint64(l.SparseAddressSpaceSize),
-		Extensions:                deviceExtensions(h),
+		Extensions:                in.deviceExtensions(h),
 		ComputeFamily:             -1,
 	}
 	dispatch := C.vkattn_dispatchable(unsafe.Pointer(h))
@@ -456,15 +474,10 @@ func (in *Instance) describe(index int, h vk.PhysicalDevice) PhysicalInfo {
 	}
 	info.Heaps = in.heaps(h, dispatch, info.Extensions[ExtMemoryBudget])
 
-	var nq uint32
-	vk.GetPhysicalDeviceQueueFamilyProperties(h, &nq, nil)
-	qs := make([]vk.QueueFamilyProperties, nq)
-	vk.GetPhysicalDeviceQueueFamilyProperties(h, &nq, qs)
-	for i := range qs[:nq] {
-		qs[i].Deref()
-		if vk.QueueFlagBits(qs[i].QueueFlags)&vk.QueueComputeBit != 0 {
+	for i, q := range in.queueFamilies(h) {
+		if vk.QueueFlagBits(q.queueFlags)&vk.QueueComputeBit != 0 {
 			info.ComputeFamily = i
-			info.TimestampBits = qs[i].TimestampValidBits
+			info.TimestampBits = uint32(q.timestampValidBits)
 			break
 		}
 	}

@@ -49,15 +49,11 @@ type bindChoice struct{ family, index int }
 
 // chooseBindQueue picks the queue sparse binds run on (pickBindQueue) from the device's queue
 // families.
-func chooseBindQueue(phys vk.PhysicalDevice, compute int, sparse, shared bool) bindChoice {
-	var n uint32
-	vk.GetPhysicalDeviceQueueFamilyProperties(phys, &n, nil)
-	qs := make([]vk.QueueFamilyProperties, n)
-	vk.GetPhysicalDeviceQueueFamilyProperties(phys, &n, qs)
-	fams := make([]queueFamily, n)
-	for i := range fams {
-		qs[i].Deref()
-		fams[i] = queueFamily{binds: vk.QueueFlagBits(qs[i].QueueFlags)&vk.QueueSparseBindingBit != 0, queues: int(qs[i].QueueCount)}
+func (in *Instance) chooseBindQueue(phys vk.PhysicalDevice, compute int, sparse, shared bool) bindChoice {
+	qs := in.queueFamilies(phys)
+	fams := make([]queueFamily, len(qs))
+	for i, q := range qs {
+		fams[i] = queueFamily{binds: vk.QueueFlagBits(q.queueFlags)&vk.QueueSparseBindingBit != 0, queues: int(q.queueCount)}
 	}
 	return pickBindQueue(fams, compute, sparse, shared)
 }
