@@ -76,6 +76,24 @@ func cstring(b []C.char) string {
 	return string(s)
 }
 
+// cstrings copies names into C memory as an array of NUL-terminated strings (nil for none) and
+// returns it with the function that frees it.
+func cstrings(names []string) (**C.char, func()) {
+	if len(names) == 0 {
+		return nil, func() {}
+	}
+	arr := unsafe.Slice((**C.char)(C.calloc(C.size_t(len(names)), C.size_t(unsafe.Sizeof((*C.char)(nil))))), len(names))
+	for i, n := range names {
+		arr[i] = C.CString(n)
+	}
+	return &arr[0], func() {
+		for _, p := range arr {
+			C.free(unsafe.Pointer(p))
+		}
+		C.free(unsafe.Pointer(&arr[0]))
+	}
+}
+
 // enumerate runs the two-call Vulkan enumeration fn of output structures (each starting with
 // sType and pNext): call(&n, nil) for the count, then call(&n, p) into n zeroed C structures of
 // type T with sType set. It returns copies of the structures filled; call returns a VkResult.

@@ -118,6 +118,12 @@ void vkattn_destroy_messenger(vkattn_pfn destroy, vkattn_dispatchable instance, 
 	((void (*)(vkattn_dispatchable, uint64_t, const void *))destroy)(instance, messenger, NULL);
 }
 
+// create_device_object calls f, a vkCreate... function of device-level objects (non-dispatchable
+// handles), with info and no allocator.
+static int32_t create_device_object(vkattn_pfn f, vkattn_dispatchable device, const void *info, uint64_t *object) {
+	return ((int32_t(*)(vkattn_dispatchable, const void *, const void *, uint64_t *))f)(device, info, NULL, object);
+}
+
 int32_t vkattn_create_timeline(vkattn_pfn f, vkattn_dispatchable device, uint64_t initial, uint64_t *semaphore) {
 	vkattn_semaphore_type_create_info type = {
 		.sType = 1000207002, // VK_STRUCTURE_TYPE_SEMAPHORE_TYPE_CREATE_INFO
@@ -125,7 +131,7 @@ int32_t vkattn_create_timeline(vkattn_pfn f, vkattn_dispatchable device, uint64_
 		.initialValue = initial,
 	};
 	vkattn_semaphore_create_info info = {.sType = 9, .pNext = &type}; // VK_STRUCTURE_TYPE_SEMAPHORE_CREATE_INFO
-	return ((int32_t(*)(vkattn_dispatchable, const void *, const void *, uint64_t *))f)(device, &info, NULL, semaphore);
+	return create_device_object(f, device, &info, semaphore);
 }
 
 void vkattn_destroy_semaphore(vkattn_pfn f, vkattn_dispatchable device, uint64_t semaphore) {
@@ -272,4 +278,100 @@ int32_t vkattn_enumerate_device_extensions(vkattn_pfn f, vkattn_dispatchable phy
 void vkattn_get_queue_families(vkattn_pfn f, vkattn_dispatchable phys, uint32_t *count,
 	vkattn_queue_family_properties *props) {
 	((void (*)(vkattn_dispatchable, uint32_t *, vkattn_queue_family_properties *))f)(phys, count, props);
+}
+
+int32_t vkattn_create_instance(vkattn_pfn f, const char *app, uint32_t api, uint32_t nlayers,
+	const char *const *layers, uint32_t nexts, const char *const *exts, vkattn_dispatchable *instance) {
+	vkattn_application_info appInfo = {
+		.sType = 0, // VK_STRUCTURE_TYPE_APPLICATION_INFO
+		.pApplicationName = app,
+		.pEngineName = app,
+		.apiVersion = api,
+	};
+	vkattn_instance_create_info info = {
+		.sType = 1, // VK_STRUCTURE_TYPE_INSTANCE_CREATE_INFO
+		.pApplicationInfo = &appInfo,
+		.enabledLayerCount = nlayers,
+		.ppEnabledLayerNames = layers,
+		.enabledExtensionCount = nexts,
+		.ppEnabledExtensionNames = exts,
+	};
+	return ((int32_t(*)(const vkattn_instance_create_info *, const void *, vkattn_dispatchable *))f)(
+		&info, NULL, instance);
+}
+
+int32_t vkattn_create_device(vkattn_pfn f, vkattn_dispatchable phys, const void *next, uint32_t nqueues,
+	const uint32_t *families, const uint32_t *counts, uint32_t nexts, const char *const *exts,
+	vkattn_dispatchable *device) {
+	uint32_t most = 1;
+	for (uint32_t i = 0; i < nqueues; i++) {
+		most = counts[i] > most ? counts[i] : most;
+	}
+	float priorities[most];
+	for (uint32_t i = 0; i < most; i++) {
+		priorities[i] = 1;
+	}
+	vkattn_device_queue_create_info queues[nqueues > 0 ? nqueues : 1];
+	for (uint32_t i = 0; i < nqueues; i++) {
+		queues[i] = (vkattn_device_queue_create_info){
+			.sType = 2, // VK_STRUCTURE_TYPE_DEVICE_QUEUE_CREATE_INFO
+			.queueFamilyIndex = families[i],
+			.queueCount = counts[i],
+			.pQueuePriorities = priorities,
+		};
+	}
+	vkattn_device_create_info info = {
+		.sType = 3, // VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO
+		.pNext = next,
+		.queueCreateInfoCount = nqueues,
+		.pQueueCreateInfos = queues,
+		.enabledExtensionCount = nexts,
+		.ppEnabledExtensionNames = exts,
+	};
+	return ((int32_t(*)(vkattn_dispatchable, const vkattn_device_create_info *, const void *, vkattn_dispatchable *))f)(
+		phys, &info, NULL, device);
+}
+
+int32_t vkattn_create_storage_set_layout(vkattn_pfn f, vkattn_dispatchable device, uint32_t n, uint64_t *layout) {
+	vkattn_descriptor_set_layout_binding bindings[n > 0 ? n : 1];
+	for (uint32_t i = 0; i < n; i++) {
+		bindings[i] = (vkattn_descriptor_set_layout_binding){
+			.binding = i,
+			.descriptorType = 7, // VK_DESCRIPTOR_TYPE_STORAGE_BUFFER
+			.descriptorCount = 1,
+			.stageFlags = 0x20, // VK_SHADER_STAGE_COMPUTE_BIT
+		};
+	}
+	vkattn_descriptor_set_layout_create_info info = {
+		.sType = 32, // VK_STRUCTURE_TYPE_DESCRIPTOR_SET_LAYOUT_CREATE_INFO
+		.bindingCount = n,
+		.pBindings = n > 0 ? bindings : NULL,
+	};
+	return create_device_object(f, device, &info, layout);
+}
+
+int32_t vkattn_create_pipeline_layout(vkattn_pfn f, vkattn_dispatchable device, uint64_t setLayout,
+	uint32_t pushSize, uint64_t *layout) {
+	vkattn_push_constant_range push = {.stageFlags = 0x20, .size = pushSize}; // VK_SHADER_STAGE_COMPUTE_BIT
+	vkattn_pipeline_layout_create_info info = {
+		.sType = 30, // VK_STRUCTURE_TYPE_PIPELINE_LAYOUT_CREATE_INFO
+		.setLayoutCount = 1,
+		.pSetLayouts = &setLayout,
+		.pushConstantRangeCount = pushSize > 0 ? 1 : 0,
+		.pPushConstantRanges = pushSize > 0 ? &push : NULL,
+	};
+	return create_device_object(f, device, &info, layout);
+}
+
+int32_t vkattn_create_storage_descriptor_pool(vkattn_pfn f, vkattn_dispatchable device, uint32_t maxSets,
+	uint32_t descriptors, uint64_t *pool) {
+	vkattn_descriptor_pool_size size = {.type = 7, .descriptorCount = descriptors}; // VK_DESCRIPTOR_TYPE_STORAGE_BUFFER
+	vkattn_descriptor_pool_create_info info = {
+		.sType = 33, // VK_STRUCTURE_TYPE_DESCRIPTOR_POOL_CREATE_INFO
+		.flags = 1,  // VK_DESCRIPTOR_POOL_CREATE_FREE_DESCRIPTOR_SET_BIT
+		.maxSets = maxSets,
+		.poolSizeCount = 1,
+		.pPoolSizes = &size,
+	};
+	return create_device_object(f, device, &info, pool);
 }

@@ -600,6 +600,105 @@ typedef struct {
 	uint32_t minImageTransferGranularity[3]; // VkExtent3D
 } vkattn_queue_family_properties;
 
+// VkApplicationInfo.
+typedef struct {
+	vkattn_stype sType;
+	const void *pNext;
+	const char *pApplicationName;
+	uint32_t applicationVersion;
+	const char *pEngineName;
+	uint32_t engineVersion;
+	uint32_t apiVersion;
+} vkattn_application_info;
+
+// VkInstanceCreateInfo.
+typedef struct {
+	vkattn_stype sType;
+	const void *pNext;
+	uint32_t flags;
+	const vkattn_application_info *pApplicationInfo;
+	uint32_t enabledLayerCount;
+	const char *const *ppEnabledLayerNames;
+	uint32_t enabledExtensionCount;
+	const char *const *ppEnabledExtensionNames;
+} vkattn_instance_create_info;
+
+// VkDeviceQueueCreateInfo.
+typedef struct {
+	vkattn_stype sType;
+	const void *pNext;
+	uint32_t flags;
+	uint32_t queueFamilyIndex;
+	uint32_t queueCount;
+	const float *pQueuePriorities;
+} vkattn_device_queue_create_info;
+
+// VkDeviceCreateInfo.
+typedef struct {
+	vkattn_stype sType;
+	const void *pNext;
+	uint32_t flags;
+	uint32_t queueCreateInfoCount;
+	const vkattn_device_queue_create_info *pQueueCreateInfos;
+	uint32_t enabledLayerCount;
+	const char *const *ppEnabledLayerNames;
+	uint32_t enabledExtensionCount;
+	const char *const *ppEnabledExtensionNames;
+	const vkattn_physical_device_features *pEnabledFeatures;
+} vkattn_device_create_info;
+
+// VkDescriptorSetLayoutBinding.
+typedef struct {
+	uint32_t binding;
+	int32_t descriptorType; // VkDescriptorType
+	uint32_t descriptorCount;
+	uint32_t stageFlags;
+	const uint64_t *pImmutableSamplers;
+} vkattn_descriptor_set_layout_binding;
+
+// VkDescriptorSetLayoutCreateInfo.
+typedef struct {
+	vkattn_stype sType;
+	const void *pNext;
+	uint32_t flags;
+	uint32_t bindingCount;
+	const vkattn_descriptor_set_layout_binding *pBindings;
+} vkattn_descriptor_set_layout_create_info;
+
+// VkPushConstantRange.
+typedef struct {
+	uint32_t stageFlags;
+	uint32_t offset;
+	uint32_t size;
+} vkattn_push_constant_range;
+
+// VkPipelineLayoutCreateInfo.
+typedef struct {
+	vkattn_stype sType;
+	const void *pNext;
+	uint32_t flags;
+	uint32_t setLayoutCount;
+	const uint64_t *pSetLayouts; // VkDescriptorSetLayout
+	uint32_t pushConstantRangeCount;
+	const vkattn_push_constant_range *pPushConstantRanges;
+} vkattn_pipeline_layout_create_info;
+
+// VkDescriptorPoolSize.
+typedef struct {
+	int32_t type; // VkDescriptorType
+	uint32_t descriptorCount;
+} vkattn_descriptor_pool_size;
+
+// VkDescriptorPoolCreateInfo.
+typedef struct {
+	vkattn_stype sType;
+	const void *pNext;
+	uint32_t flags;
+	uint32_t maxSets;
+	uint32_t poolSizeCount;
+	const vkattn_descriptor_pool_size *pPoolSizes;
+} vkattn_descriptor_pool_create_info;
+
 // vkattn_load dlopens name and returns vkGetInstanceProcAddr, or NULL with *err set.
 void *vkattn_load(const char *name, const char **err);
 vkattn_pfn vkattn_instance_proc(vkattn_dispatchable instance, const char *name);
@@ -670,6 +769,31 @@ int32_t vkattn_enumerate_device_extensions(vkattn_pfn f, vkattn_dispatchable phy
 	vkattn_extension_properties *props);
 void vkattn_get_queue_families(vkattn_pfn f, vkattn_dispatchable phys, uint32_t *count,
 	vkattn_queue_family_properties *props);
+
+// Creation calls whose create infos hold arrays (f is the vkCreate... function named): the
+// structures live on the C stack for the call (the binding converts nested arrays into C copies
+// that its finalizers may free before the call has read them).
+//
+// vkattn_create_instance creates an instance for the application app asking for API version
+// api, with the given layers and extensions.
+int32_t vkattn_create_instance(vkattn_pfn f, const char *app, uint32_t api, uint32_t nlayers,
+	const char *const *layers, uint32_t nexts, const char *const *exts, vkattn_dispatchable *instance);
+// vkattn_create_device creates a device of phys with nqueues queue create infos (counts[i] queues
+// of family families[i], all of priority 1), the extensions exts and the pNext chain next.
+int32_t vkattn_create_device(vkattn_pfn f, vkattn_dispatchable phys, const void *next, uint32_t nqueues,
+	const uint32_t *families, const uint32_t *counts, uint32_t nexts, const char *const *exts,
+	vkattn_dispatchable *device);
+// vkattn_create_storage_set_layout creates a descriptor set layout whose bindings 0..n-1 are
+// one storage buffer each, for compute.
+int32_t vkattn_create_storage_set_layout(vkattn_pfn f, vkattn_dispatchable device, uint32_t n, uint64_t *layout);
+// vkattn_create_pipeline_layout creates a pipeline layout of one set layout and, if pushSize is
+// not 0, pushSize bytes of push constants for compute.
+int32_t vkattn_create_pipeline_layout(vkattn_pfn f, vkattn_dispatchable device, uint64_t setLayout,
+	uint32_t pushSize, uint64_t *layout);
+// vkattn_create_storage_descriptor_pool creates a descriptor pool of maxSets sets that can be
+// freed one by one, with descriptors storage-buffer descriptors.
+int32_t vkattn_create_storage_descriptor_pool(vkattn_pfn f, vkattn_dispatchable device, uint32_t maxSets,
+	uint32_t descriptors, uint64_t *pool);
 
 // Sizes and offsets from the specification's layout (LP64: 8-byte pointers and VkDeviceSize).
 #define VKATTN_ASSERT_SIZE(T, n) _Static_assert(sizeof(T) == (n), "sizeof " #T " is not " #n)
@@ -824,4 +948,38 @@ VKATTN_ASSERT_SIZE(vkattn_layer_properties, 520);
 VKATTN_ASSERT_SIZE(vkattn_extension_properties, 260);
 VKATTN_ASSERT_OFF(vkattn_queue_family_properties, timestampValidBits, 8);
 VKATTN_ASSERT_SIZE(vkattn_queue_family_properties, 24);
+VKATTN_ASSERT_OFF(vkattn_application_info, pApplicationName, 16);
+VKATTN_ASSERT_OFF(vkattn_application_info, pEngineName, 32);
+VKATTN_ASSERT_OFF(vkattn_application_info, apiVersion, 44);
+VKATTN_ASSERT_SIZE(vkattn_application_info, 48);
+VKATTN_ASSERT_OFF(vkattn_instance_create_info, pApplicationInfo, 24);
+VKATTN_ASSERT_OFF(vkattn_instance_create_info, ppEnabledLayerNames, 40);
+VKATTN_ASSERT_OFF(vkattn_instance_create_info, enabledExtensionCount, 48);
+VKATTN_ASSERT_OFF(vkattn_instance_create_info, ppEnabledExtensionNames, 56);
+VKATTN_ASSERT_SIZE(vkattn_instance_create_info, 64);
+VKATTN_ASSERT_OFF(vkattn_device_queue_create_info, queueFamilyIndex, 20);
+VKATTN_ASSERT_OFF(vkattn_device_queue_create_info, queueCount, 24);
+VKATTN_ASSERT_OFF(vkattn_device_queue_create_info, pQueuePriorities, 32);
+VKATTN_ASSERT_SIZE(vkattn_device_queue_create_info, 40);
+VKATTN_ASSERT_OFF(vkattn_device_create_info, queueCreateInfoCount, 20);
+VKATTN_ASSERT_OFF(vkattn_device_create_info, pQueueCreateInfos, 24);
+VKATTN_ASSERT_OFF(vkattn_device_create_info, enabledExtensionCount, 48);
+VKATTN_ASSERT_OFF(vkattn_device_create_info, ppEnabledExtensionNames, 56);
+VKATTN_ASSERT_OFF(vkattn_device_create_info, pEnabledFeatures, 64);
+VKATTN_ASSERT_SIZE(vkattn_device_create_info, 72);
+VKATTN_ASSERT_OFF(vkattn_descriptor_set_layout_binding, stageFlags, 12);
+VKATTN_ASSERT_OFF(vkattn_descriptor_set_layout_binding, pImmutableSamplers, 16);
+VKATTN_ASSERT_SIZE(vkattn_descriptor_set_layout_binding, 24);
+VKATTN_ASSERT_OFF(vkattn_descriptor_set_layout_create_info, pBindings, 24);
+VKATTN_ASSERT_SIZE(vkattn_descriptor_set_layout_create_info, 32);
+VKATTN_ASSERT_SIZE(vkattn_push_constant_range, 12);
+VKATTN_ASSERT_OFF(vkattn_pipeline_layout_create_info, pSetLayouts, 24);
+VKATTN_ASSERT_OFF(vkattn_pipeline_layout_create_info, pushConstantRangeCount, 32);
+VKATTN_ASSERT_OFF(vkattn_pipeline_layout_create_info, pPushConstantRanges, 40);
+VKATTN_ASSERT_SIZE(vkattn_pipeline_layout_create_info, 48);
+VKATTN_ASSERT_SIZE(vkattn_descriptor_pool_size, 8);
+VKATTN_ASSERT_OFF(vkattn_descriptor_pool_create_info, maxSets, 20);
+VKATTN_ASSERT_OFF(vkattn_descriptor_pool_create_info, poolSizeCount, 24);
+VKATTN_ASSERT_OFF(vkattn_descriptor_pool_create_info, pPoolSizes, 32);
+VKATTN_ASSERT_SIZE(vkattn_descriptor_pool_create_info, 40);
 #endif

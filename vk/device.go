@@ -1,5 +1,10 @@
 package vk
 
+/*
+#include "cvk.h"
+*/
+import "C"
+
 import (
 	"fmt"
 	"os"
@@ -85,7 +90,7 @@ func (in *Instance) OpenDevice(index int, opts DeviceOptions) (*Device, error) {
 	enabled := map[string]bool{}
 	for _, e := range wanted {
 		if info.Extensions[e] {
-			exts = append(exts, e+"\x00")
+			exts = append(exts, e)
 			enabled[e] = true
 		}
 	}
@@ -95,31 +100,17 @@ func (in *Instance) OpenDevice(index int, opts DeviceOptions) (*Device, error) {
 	fc.keepCore()
 
 	bind := in.chooseBindQueue(hs[index], info.ComputeFamily, info.Features.SparseBinding, opts.SharedBindQueue)
-	queues := []vk.DeviceQueueCreateInfo{{
-		SType:            vk.StructureTypeDeviceQueueCreateInfo,
-		QueueFamilyIndex: uint32(info.ComputeFamily),
-		QueueCount:       1,
-		PQueuePriorities: []float32{1},
-	}}
+	// One queue of the compute family, two where binds take its second, and one of the bind
+	// queue's family where that is another.
+	families, counts := []C.uint32_t{C.uint32_t(info.ComputeFamily)}, []C.uint32_t{1}
 	switch {
 	case bind.family == info.ComputeFamily && bind.index == 1:
-		queues[0].QueueCount, queues[0].PQueuePriorities = 2, []float32{1, 1}
+		counts[0] = 2
 	case bind.family >= 0 && bind.family != info.ComputeFamily:
-		queues = append(queues, vk.DeviceQueueCreateInfo{SType: vk.StructureTypeDeviceQueueCreateInfo,
-			QueueFamilyIndex: uint32(bind.family), QueueCount: 1, PQueuePriorities: []float32{1}})
+		families, counts = append(families, C.uint32_t(bind.family)), append(counts, 1)
 	}
-	dci := &vk.DeviceCreateInfo{
-		SType:                   vk.StructureTypeDeviceCreateInfo,
-		PNext:                   fc.head(),
-		QueueCreateInfoCount:    uint32(len(queues)),
-		PQueueCreateInfos:       queues,
-		EnabledExtensionCount:   uint32(len(exts)),
-		PpEnabledExtensionNames: exts,
-	}
-	var h vk.Device
-	r := vk.CreateDevice(hs[index], dci, nil, &h)
-	dci.Free()
-	if err := result("vkCreateDevice", r); err != nil {
+	h, err := in.createDevice(hs[index], fc.head(), families, counts, exts)
+	if err != nil {
 		return nil, err
 	}
 	d := &Device{inst: in, info: info, phys: hs[index], handle: h, family: uint32(info.ComputeFamily),
@@ -146,6 +137,27 @@ func (in *Instance) OpenDevice(index int, opts DeviceOptions) (*Device, error) {
 		return nil, err
 	}
 	return d, nil
+}
+
+// createDevice makes the VkDevice through the C layer (the binding's CreateDevice converts the
+// queue create infos and extension names into C copies that its finalizers may free before the
+// call has read them): counts[i] queues of family families[i], the extensions exts and the
+// feature chain next.
+func (in *Instance) createDevice(phys vk.PhysicalDevice, next unsafe.Pointer, families, counts []C.uint32_t, exts []string) (vk.Device, error) {
+	fn := "vkCreateDevice"
+	f := instanceProc(in.handle, fn)
+	if f == nil {
+		return nil, fmt.Errorf("vk: the loader has no %s", fn)
+	}
+	ce, freeExts := cstrings(exts)
+	defer freeExts()
+	var h C.vkattn_dispatchable
+	r := C.vkattn_create_device(f, C.vkattn_dispatchable(unsafe.Pointer(phys)), next, C.uint32_t(len(families)),
+		&families[0], &counts[0], C.uint32_t(len(exts)), ce, &h)
+	if err := result(fn, vk.Result(r)); err != nil {
+		return nil, err
+	}
+	return vk.Device(h), nil
 }
 
 func (d *Device) init(opts DeviceOptions) error {
@@ -180,7 +192,7 @@ func (d *Device) createPipelineCache(data []byte) error {
 		ci.PInitialData = unsafe.Pointer(&data[0])
 	}
 	var cache vk.PipelineCache
-	r := vk.CreatePipelineCache(d.handle, ci, nil, &cache)
+	r := vk.CreatePipelineCache(d.handle, ci, nil, &cache) // ci keeps data alive until Free
 	ci.Free()
 	d.cache = cache
 	if r != vk.Success && len(data) > 0 {

@@ -140,7 +140,7 @@ func NewInstance(opts InstanceOptions) (*Instance, error) {
 			return nil, fmt.Errorf("vk: validation requested but %s is not installed (Debian: vulkan-validationlayers): %w",
 				ValidationLayer, ErrLayerMissing)
 		}
-		layers = append(layers, ValidationLayer+"\x00")
+		layers = append(layers, ValidationLayer)
 	}
 	// With validation, messages are how errors are reported, so no messenger is an error; with
 	// only OnMessage, driver messages are best-effort.
@@ -148,32 +148,15 @@ func NewInstance(opts InstanceOptions) (*Instance, error) {
 	switch {
 	case debug && (instanceExtensionAvailable("", extDebugUtils) ||
 		opts.Validation && instanceExtensionAvailable(ValidationLayer, extDebugUtils)):
-		exts = append(exts, extDebugUtils+"\x00")
+		exts = append(exts, extDebugUtils)
 	case opts.Validation:
 		return nil, fmt.Errorf("vk: validation requested but %s is not available, so its errors could not be reported: %w",
 			extDebugUtils, ErrExtensionMissing)
 	default:
 		debug = false
 	}
-	app := &vk.ApplicationInfo{
-		SType:            vk.StructureTypeApplicationInfo,
-		PApplicationName: "vkattn\x00",
-		PEngineName:      "vkattn\x00",
-		ApiVersion:       APIVersion,
-	}
-	info := &vk.InstanceCreateInfo{
-		SType:                   vk.StructureTypeInstanceCreateInfo,
-		PApplicationInfo:        app,
-		EnabledLayerCount:       uint32(len(layers)),
-		PpEnabledLayerNames:     layers,
-		EnabledExtensionCount:   uint32(len(exts)),
-		PpEnabledExtensionNames: exts,
-	}
-	var h vk.Instance
-	r := vk.CreateInstance(info, nil, &h)
-	info.Free()
-	app.Free()
-	if err := result("vkCreateInstance", r); err != nil {
+	h, err := createInstance(layers, exts)
+	if err != nil {
 		return nil, err
 	}
 	if err := vk.InitInstance(h); err != nil {
@@ -188,6 +171,28 @@ func NewInstance(opts InstanceOptions) (*Instance, error) {
 		}
 	}
 	return in, nil
+}
+
+// createInstance makes the VkInstance through the C layer: the binding's CreateInstance converts
+// the name arrays into C copies that its finalizers may free before the call has read them.
+func createInstance(layers, exts []string) (vk.Instance, error) {
+	fn := "vkCreateInstance"
+	f := instanceProc(nil, fn)
+	if f == nil {
+		return nil, fmt.Errorf("vk: the loader has no %s", fn)
+	}
+	app := C.CString("vkattn")
+	defer C.free(unsafe.Pointer(app))
+	cl, freeLayers := cstrings(layers)
+	defer freeLayers()
+	ce, freeExts := cstrings(exts)
+	defer freeExts()
+	var h C.vkattn_dispatchable
+	r := C.vkattn_create_instance(f, app, C.uint32_t(APIVersion), C.uint32_t(len(layers)), cl, C.uint32_t(len(exts)), ce, &h)
+	if err := result(fn, vk.Result(r)); err != nil {
+		return nil, err
+	}
+	return vk.Instance(h), nil
 }
 
 // createMessenger installs the debug-utils messenger that feeds ValidationErrors and OnMessage.

@@ -129,7 +129,7 @@ func (d *Device) NewBuffer(size uint64) (*Buffer, error) {
 // call names the creation in errors.
 func (d *Device) createBuffer(ci *vk.BufferCreateInfo, b *Buffer, call string) (*Buffer, error) {
 	var h vk.Buffer
-	r := vk.CreateBuffer(d.handle, ci, nil, &h)
+	r := vk.CreateBuffer(d.handle, ci, nil, &h) // ci keeps its queue family indices alive until Free
 	ci.Free()
 	b.handle = h
 	if err := result(call, r); err != nil {

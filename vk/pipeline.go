@@ -46,6 +46,9 @@ func (d *Device) NewPipeline(s PipelineSpec) (*Pipeline, error) {
 	if len(s.SPIRV) == 0 || len(s.SPIRV)%4 != 0 {
 		return nil, fmt.Errorf("vk: pipeline %s: SPIR-V size %d is not a positive multiple of 4", s.Name, len(s.SPIRV))
 	}
+	if s.Bindings < 0 {
+		return nil, fmt.Errorf("vk: pipeline %s: %d bindings", s.Name, s.Bindings)
+	}
 	p := &Pipeline{dev: d, name: s.Name, bindings: s.Bindings, pushSize: s.PushSize}
 	if err := p.create(s); err != nil {
 		p.Close()
@@ -59,33 +62,24 @@ const pipelineStageRequireFullSubgroups = vk.PipelineShaderStageCreateFlags(0x2)
 
 func (p *Pipeline) create(s PipelineSpec) error {
 	d := p.dev
-	binds := make([]vk.DescriptorSetLayoutBinding, s.Bindings)
-	for i := range binds {
-		binds[i] = vk.DescriptorSetLayoutBinding{Binding: uint32(i), DescriptorType: vk.DescriptorTypeStorageBuffer,
-			DescriptorCount: 1, StageFlags: vk.ShaderStageFlags(vk.ShaderStageComputeBit)}
+	// The layouts are made in C (the binding converts their arrays of bindings and push constant
+	// ranges into C copies that its finalizers may free before the calls have read them).
+	if d.fn.createDescriptorSetLayout == nil || d.fn.createPipelineLayout == nil {
+		return fmt.Errorf("vk: %s has no vkCreateDescriptorSetLayout or vkCreatePipelineLayout", d.info.Name)
 	}
-	lci := &vk.DescriptorSetLayoutCreateInfo{SType: vk.StructureTypeDescriptorSetLayoutCreateInfo,
-		BindingCount: uint32(len(binds)), PBindings: binds}
-	var setLayout vk.DescriptorSetLayout
-	r := vk.CreateDescriptorSetLayout(d.handle, lci, nil, &setLayout)
-	lci.Free()
-	p.setLayout = setLayout
+	dev := C.vkattn_dispatchable(unsafe.Pointer(d.handle))
+	var setLayout C.uint64_t
+	r := vk.Result(C.vkattn_create_storage_set_layout(d.fn.createDescriptorSetLayout, dev, C.uint32_t(s.Bindings), &setLayout))
 	if err := result("vkCreateDescriptorSetLayout", r); err != nil {
 		return err
 	}
-	plci := &vk.PipelineLayoutCreateInfo{SType: vk.StructureTypePipelineLayoutCreateInfo,
-		SetLayoutCount: 1, PSetLayouts: []vk.DescriptorSetLayout{p.setLayout}}
-	if s.PushSize > 0 {
-		plci.PushConstantRangeCount = 1
-		plci.PPushConstantRanges = []vk.PushConstantRange{{StageFlags: vk.ShaderStageFlags(vk.ShaderStageComputeBit), Size: s.PushSize}}
-	}
-	var layout vk.PipelineLayout
-	r = vk.CreatePipelineLayout(d.handle, plci, nil, &layout)
-	plci.Free()
-	p.layout = layout
+	p.setLayout = *(*vk.DescriptorSetLayout)(unsafe.Pointer(&setLayout))
+	var layout C.uint64_t
+	r = vk.Result(C.vkattn_create_pipeline_layout(d.fn.createPipelineLayout, dev, setLayout, C.uint32_t(s.PushSize), &layout))
 	if err := result("vkCreatePipelineLayout", r); err != nil {
 		return err
 	}
+	p.layout = *(*vk.PipelineLayout)(unsafe.Pointer(&layout))
 
 	code := make([]uint32, len(s.SPIRV)/4)
 	for i := range code {
@@ -93,7 +87,7 @@ func (p *Pipeline) create(s PipelineSpec) error {
 	}
 	smci := &vk.ShaderModuleCreateInfo{SType: vk.StructureTypeShaderModuleCreateInfo, CodeSize: uint64(len(s.SPIRV)), PCode: code}
 	var module vk.ShaderModule
-	r = vk.CreateShaderModule(d.handle, smci, nil, &module)
+	r = vk.CreateShaderModule(d.handle, smci, nil, &module) // smci keeps code alive until Free
 	smci.Free()
 	if err := result("vkCreateShaderModule", r); err != nil {
 		return err
@@ -290,16 +284,19 @@ func newDescriptorPool(d *Device) (*descriptorPool, error) {
 }
 
 func (dp *descriptorPool) grow() error {
-	ci := &vk.DescriptorPoolCreateInfo{SType: vk.StructureTypeDescriptorPoolCreateInfo,
-		Flags: vk.DescriptorPoolCreateFlags(vk.DescriptorPoolCreateFreeDescriptorSetBit), MaxSets: setsPerPool,
-		PoolSizeCount: 1, PPoolSizes: []vk.DescriptorPoolSize{{Type: vk.DescriptorTypeStorageBuffer, DescriptorCount: setsPerPool * 12}}}
-	var pool vk.DescriptorPool
-	r := vk.CreateDescriptorPool(dp.dev.handle, ci, nil, &pool)
-	ci.Free()
-	if err := result("vkCreateDescriptorPool", r); err != nil {
+	// The pool is made in C (the binding converts its array of pool sizes into a C copy that its
+	// finalizers may free before the call has read it).
+	d := dp.dev
+	if d.fn.createDescriptorPool == nil {
+		return fmt.Errorf("vk: %s has no vkCreateDescriptorPool", d.info.Name)
+	}
+	var pool C.uint64_t
+	r := C.vkattn_create_storage_descriptor_pool(d.fn.createDescriptorPool, C.vkattn_dispatchable(unsafe.Pointer(d.handle)),
+		setsPerPool, setsPerPool*12, &pool)
+	if err := result("vkCreateDescriptorPool", vk.Result(r)); err != nil {
 		return err
 	}
-	dp.pools = append(dp.pools, pool)
+	dp.pools = append(dp.pools, *(*vk.DescriptorPool)(unsafe.Pointer(&pool)))
 	return nil
 }
 
@@ -310,7 +307,7 @@ func (dp *descriptorPool) allocate(layout vk.DescriptorSetLayout) (vk.Descriptor
 			ai := &vk.DescriptorSetAllocateInfo{SType: vk.StructureTypeDescriptorSetAllocateInfo,
 				DescriptorPool: dp.pools[i], DescriptorSetCount: 1, PSetLayouts: []vk.DescriptorSetLayout{layout}}
 			var set vk.DescriptorSet
-			r := vk.AllocateDescriptorSets(dp.dev.handle, ai, &set)
+			r := vk.AllocateDescriptorSets(dp.dev.handle, ai, &set) // ai keeps its layouts alive until Free
 			ai.Free()
 			if r == vk.Success {
 				return set, dp.pools[i], nil

@@ -22,8 +22,10 @@ type deviceFuncs struct {
 	createSemaphore, destroySemaphore, counter, wait, signal C.vkattn_pfn
 	createComputePipelines                                   C.vkattn_pfn
 	// Called through the C layer because the binding's wrappers hand the driver C copies of
-	// their slice arguments that a finalizer may free during the call.
-	updateDescriptorSets, cmdPipelineBarrier, cmdCopyBuffer C.vkattn_pfn
+	// their slice arguments, or of their create infos' nested arrays, that a finalizer may free
+	// before the driver has read them.
+	updateDescriptorSets, cmdPipelineBarrier, cmdCopyBuffer               C.vkattn_pfn
+	createDescriptorSetLayout, createPipelineLayout, createDescriptorPool C.vkattn_pfn
 }
 
 func (d *Device) loadFuncs() {
@@ -41,7 +43,9 @@ func (d *Device) loadFuncs() {
 		createSemaphore: proc("vkCreateSemaphore"), destroySemaphore: proc("vkDestroySemaphore"),
 		counter: proc("vkGetSemaphoreCounterValue"), wait: proc("vkWaitSemaphores"), signal: proc("vkSignalSemaphore"),
 		createComputePipelines: proc("vkCreateComputePipelines"), updateDescriptorSets: proc("vkUpdateDescriptorSets"),
-		cmdPipelineBarrier: proc("vkCmdPipelineBarrier"), cmdCopyBuffer: proc("vkCmdCopyBuffer")}
+		cmdPipelineBarrier: proc("vkCmdPipelineBarrier"), cmdCopyBuffer: proc("vkCmdCopyBuffer"),
+		createDescriptorSetLayout: proc("vkCreateDescriptorSetLayout"), createPipelineLayout: proc("vkCreatePipelineLayout"),
+		createDescriptorPool: proc("vkCreateDescriptorPool")}
 }
 
 // bindChoice is a queue for sparse binds: family -1 where none can bind.
