@@ -139,7 +139,7 @@ type bindMark struct {
 // KVCacheStats describe a KVCache's memory. Every byte and page count is of K and V together
 // (K and V each hold half of what a sequence has bound and needs). In the paged layout, "bound"
 // means in a sequence's block table, MemoryBytes and Allocations also count the buffers the pages
-// moved out of, until Trim, and BindBatches is 0.
+// moved out of, until Trim, and BindBatches and BindSubmitTime are 0.
 type KVCacheStats struct {
 	PageSize       uint64
 	NeededBytes    uint64 // 2 (K and V) * tokens held * Heads * HeadDim * dtype size, over all sequences
@@ -1408,6 +1408,7 @@ func (c *KVCache) Stats() KVCacheStats {
 	if c.paged != nil {
 		st.FreePages = 2 * len(c.paged.free)
 		st.MemoryBytes, st.Allocations = c.paged.memory()
+		st.AllocateTime = c.paged.allocTime
 	}
 	st.QuarantinedPages = len(c.quarantine)
 	return st

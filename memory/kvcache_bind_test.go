@@ -284,6 +284,8 @@ func TestKVCacheReserveBatch(t *testing.T) {
 	require.NoError(t, c.ReserveBatch([]Reservation{{Seq: 0, Tokens: 3 * perPage}, {Seq: 2, Tokens: 1}}))
 	st := c.Stats()
 	require.Equal(t, batches+1, st.BindBatches, "one batch binds both sequences")
+	require.Positive(t, st.BindSubmitTime, "the batch's submission is timed")
+	require.Positive(t, st.AllocateTime, "the pages' memory was allocated")
 	require.Equal(t, []int{0, 0, 0}, st.SeqTokens)
 	require.Equal(t, 0, c.Backed(1))
 	for seq, tokens := range map[int]int{0: 3 * perPage, 2: 1} {
@@ -304,6 +306,7 @@ func TestKVCacheReserveBatch(t *testing.T) {
 	kv := make([]float32, 2*perPage*2*16)
 	require.NoError(t, c.Append(context.Background(), 0, kv, kv))
 	require.Equal(t, st.BindBatches, c.Stats().BindBatches, "the reserved pages hold the append")
+	require.Equal(t, st.BindSubmitTime, c.Stats().BindSubmitTime, "nothing more was submitted")
 
 	// 8 pages, K and V together: 4 a tensor.
 	small := newTestCache(t, a, KVCacheConfig{Sequences: 2, MaxLen: 100 * perPage, Heads: 2, HeadDim: 16, DType: F32, MaxPages: 8})

@@ -130,6 +130,8 @@ func TestKVCachePagedMove(t *testing.T) {
 	st := c.Stats()
 	require.Equal(t, 2, st.Allocations)
 	require.Zero(t, st.BindBatches)
+	require.Zero(t, st.BindSubmitTime)
+	require.Positive(t, st.AllocateTime, "the buffers' memory was allocated")
 }
 
 // TestKVCachePagedLimit: the pool's buffers, which kernels bind whole and which have an

@@ -3,6 +3,7 @@ package memory
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/vkattn/vkattn/vk"
 )
@@ -30,6 +31,8 @@ type pagedPool struct {
 	cap     int     // pages in k and in v
 	free    []uint32
 	retired []*Buffer
+	// allocTime is the host time the buffers' memory allocations took.
+	allocTime time.Duration
 }
 
 // take hands out between lo and hi pages (as many as the budget and device memory allow,
@@ -116,7 +119,9 @@ func (p *pagedPool) buffer(size uint64) (*Buffer, error) {
 	typ, err := p.a.chooseType(bits, DeviceLocal)
 	var mem *vk.Memory
 	if err == nil {
+		t0 := time.Now()
 		mem, err = p.a.dev.Allocate(req, typ)
+		p.allocTime += time.Since(t0)
 	}
 	if err == nil {
 		if err = vb.Bind(mem, 0); err != nil {
