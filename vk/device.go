@@ -42,7 +42,7 @@ type Device struct {
 	handle    vk.Device
 	queue     vk.Queue
 	family    uint32
-	memProps  vk.PhysicalDeviceMemoryProperties
+	memTypes  []MemoryType
 	cmdPool   vk.CommandPool
 	descPool  *descriptorPool
 	cache     vk.PipelineCache
@@ -128,10 +128,13 @@ func (in *Instance) OpenDevice(index int, opts DeviceOptions) (*Device, error) {
 	var mp vk.PhysicalDeviceMemoryProperties
 	vk.GetPhysicalDeviceMemoryProperties(d.phys, &mp)
 	mp.Deref()
-	d.memProps = mp
-	for i := range d.memProps.MemoryTypes {
-		d.memProps.MemoryTypes[i].Deref()
+	d.memTypes = make([]MemoryType, mp.MemoryTypeCount)
+	for i := range d.memTypes {
+		t := &mp.MemoryTypes[i]
+		t.Deref()
+		d.memTypes[i] = MemoryType{Index: i, Heap: int(t.HeapIndex), Flags: MemoryFlags(t.PropertyFlags)}
 	}
+	mp.Free() // the binding's C copy, after every Deref that reads it
 	if err := d.init(opts); err != nil {
 		d.Close()
 		return nil, err

@@ -2,6 +2,7 @@ package vk
 
 import (
 	"fmt"
+	"slices"
 	"unsafe"
 
 	vk "github.com/goki/vulkan"
@@ -26,14 +27,7 @@ type MemoryType struct {
 }
 
 // MemoryTypes lists the device's memory types.
-func (d *Device) MemoryTypes() []MemoryType {
-	out := make([]MemoryType, d.memProps.MemoryTypeCount)
-	for i := range out {
-		t := d.memProps.MemoryTypes[i]
-		out[i] = MemoryType{Index: i, Heap: int(t.HeapIndex), Flags: MemoryFlags(t.PropertyFlags)}
-	}
-	return out
-}
+func (d *Device) MemoryTypes() []MemoryType { return slices.Clone(d.memTypes) }
 
 // Memory is one VkDeviceMemory allocation, mapped for its lifetime when host-visible.
 type Memory struct {
@@ -138,6 +132,7 @@ func (d *Device) createBuffer(ci *vk.BufferCreateInfo, b *Buffer, call string) (
 	var req vk.MemoryRequirements
 	vk.GetBufferMemoryRequirements(d.handle, b.handle, &req)
 	req.Deref()
+	req.Free() // the binding's C copy, which nothing frees otherwise
 	b.req = req
 	return b, nil
 }

@@ -393,6 +393,7 @@ func (in *Instance) describe(index int, h vk.PhysicalDevice) PhysicalInfo {
 	p.Deref()
 	p.Limits.Deref()
 	p.SparseProperties.Deref()
+	p.Free() // after every Deref, which read the binding's C copy that this frees
 	l := p.Limits
 	info := PhysicalInfo{
 		Index:                     index,
@@ -538,6 +539,7 @@ func (in *Instance) heaps(h vk.PhysicalDevice, dispatch C.vkattn_dispatchable, b
 		heaps[i] = MemoryHeap{Size: uint64(mp.MemoryHeaps[i].Size),
 			DeviceLocal: vk.MemoryHeapFlagBits(mp.MemoryHeaps[i].Flags)&vk.MemoryHeapDeviceLocalBit != 0}
 	}
+	mp.Free()
 	if budget {
 		c := &chain{}
 		c.add(stMemoryProperties2, C.sizeof_vkattn_physical_device_memory_properties2)

@@ -39,6 +39,7 @@ func (d *Device) NonResidentStrict() bool {
 	vk.GetPhysicalDeviceProperties(d.phys, &p)
 	p.Deref()
 	p.SparseProperties.Deref()
+	p.Free()
 	return p.SparseProperties.ResidencyNonResidentStrict == vk.True
 }
 
