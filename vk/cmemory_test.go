@@ -125,9 +125,10 @@ func TestStartupBesideGC(t *testing.T) {
 // timeline point, while another goroutine collects garbage without pause: the arrays of the
 // create infos (layer and extension names, queue create infos, layout bindings, push constant
 // ranges, pool sizes) must be read whole, so that every object is made as asked, and each
-// dispatch must store its push constant plus its pipeline's specialization constant. (Through
-// the binding, a finalizer owned the C copy of each such array until the create info's own copy
-// took it over.)
+// dispatch must store its push constant plus its pipeline's specialization constant. It checks
+// the C layer's create infos under collection; it is no reproducer of the binding's window (a
+// finalizer owned the C copy of each such array until the create info's own copy took it over),
+// which it never hit.
 func TestCreateBesideGC(t *testing.T) {
 	in0 := testenv.Instance(t)
 	validation := in0.Validation()

@@ -333,7 +333,11 @@ int32_t vkattn_create_device(vkattn_pfn f, vkattn_dispatchable phys, const void 
 }
 
 int32_t vkattn_create_storage_set_layout(vkattn_pfn f, vkattn_dispatchable device, uint32_t n, uint64_t *layout) {
-	vkattn_descriptor_set_layout_binding bindings[n > 0 ? n : 1];
+	// On the heap: n comes from the caller, and a large one would overflow the stack.
+	vkattn_descriptor_set_layout_binding *bindings = calloc(n > 0 ? n : 1, sizeof *bindings);
+	if (bindings == NULL) {
+		return -1; // VK_ERROR_OUT_OF_HOST_MEMORY
+	}
 	for (uint32_t i = 0; i < n; i++) {
 		bindings[i] = (vkattn_descriptor_set_layout_binding){
 			.binding = i,
@@ -347,7 +351,9 @@ int32_t vkattn_create_storage_set_layout(vkattn_pfn f, vkattn_dispatchable devic
 		.bindingCount = n,
 		.pBindings = n > 0 ? bindings : NULL,
 	};
-	return create_device_object(f, device, &info, layout);
+	int32_t r = create_device_object(f, device, &info, layout);
+	free(bindings);
+	return r;
 }
 
 int32_t vkattn_create_pipeline_layout(vkattn_pfn f, vkattn_dispatchable device, uint64_t setLayout,

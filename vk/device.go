@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"unsafe"
 
@@ -195,7 +196,12 @@ func (d *Device) createPipelineCache(data []byte) error {
 		ci.PInitialData = unsafe.Pointer(&data[0])
 	}
 	var cache vk.PipelineCache
-	r := vk.CreatePipelineCache(d.handle, ci, nil, &cache) // ci keeps data alive until Free
+	var pin runtime.Pinner // the binding's C copy of ci points to data
+	if len(data) > 0 {
+		pin.Pin(&data[0])
+	}
+	r := vk.CreatePipelineCache(d.handle, ci, nil, &cache)
+	pin.Unpin()
 	ci.Free()
 	d.cache = cache
 	if r != vk.Success && len(data) > 0 {

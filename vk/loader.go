@@ -3,14 +3,14 @@
 // sets, command buffers, fences, timeline semaphores, timestamp queries and a pipeline cache. Every object has one owner and an idempotent Close;
 // VkResult values become Go errors.
 //
-// Calls that hand the driver arrays of structures, or structures holding arrays, go through the
-// package's C layer (cvk.h) with memory it allocates itself: the binding converts such arrays
-// into C copies owned by finalizers, which a garbage collection during the call may run. The
-// calls still made through the binding pass one structure in a C copy that no finalizer owns (a
-// create info's is freed with Free after the call), Go memory as an argument (which cgo keeps
-// alive through the call), or Go memory that such a C copy points to (queue family indices,
-// SPIR-V code, set layouts, pipeline cache data), reachable through the Go structure until its
-// Free.
+// Calls that hand the driver arrays of structures, or structures holding arrays of structures
+// or strings, go through the package's C layer (cvk.h) with memory it allocates itself: the
+// binding converts such arrays into C copies owned by finalizers, which a garbage collection
+// during the call may run. The calls still made through the binding pass one structure in a C
+// copy that no finalizer owns (a create info's is freed with Free after the call), Go memory as
+// an argument (which cgo keeps alive through the call), or Go memory that such a C copy points to
+// (queue family indices, SPIR-V code, set layouts, pipeline cache data), pinned
+// (runtime.Pinner) for the call.
 package vk
 
 /*

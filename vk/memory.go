@@ -2,6 +2,7 @@ package vk
 
 import (
 	"fmt"
+	"runtime"
 	"slices"
 	"unsafe"
 
@@ -123,7 +124,12 @@ func (d *Device) NewBuffer(size uint64) (*Buffer, error) {
 // call names the creation in errors.
 func (d *Device) createBuffer(ci *vk.BufferCreateInfo, b *Buffer, call string) (*Buffer, error) {
 	var h vk.Buffer
-	r := vk.CreateBuffer(d.handle, ci, nil, &h) // ci keeps its queue family indices alive until Free
+	var pin runtime.Pinner // the binding's C copy of ci points to its queue family indices
+	if len(ci.PQueueFamilyIndices) > 0 {
+		pin.Pin(&ci.PQueueFamilyIndices[0])
+	}
+	r := vk.CreateBuffer(d.handle, ci, nil, &h)
+	pin.Unpin()
 	ci.Free()
 	b.handle = h
 	if err := result(call, r); err != nil {

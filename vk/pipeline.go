@@ -9,6 +9,7 @@ import "C"
 import (
 	"encoding/binary"
 	"fmt"
+	"runtime"
 	"unsafe"
 
 	vk "github.com/goki/vulkan"
@@ -87,7 +88,10 @@ func (p *Pipeline) create(s PipelineSpec) error {
 	}
 	smci := &vk.ShaderModuleCreateInfo{SType: vk.StructureTypeShaderModuleCreateInfo, CodeSize: uint64(len(s.SPIRV)), PCode: code}
 	var module vk.ShaderModule
-	r = vk.CreateShaderModule(d.handle, smci, nil, &module) // smci keeps code alive until Free
+	var pin runtime.Pinner // the binding's C copy of smci points to code
+	pin.Pin(&code[0])
+	r = vk.CreateShaderModule(d.handle, smci, nil, &module)
+	pin.Unpin()
 	smci.Free()
 	if err := result("vkCreateShaderModule", r); err != nil {
 		return err
@@ -304,10 +308,14 @@ func (dp *descriptorPool) grow() error {
 func (dp *descriptorPool) allocate(layout vk.DescriptorSetLayout) (vk.DescriptorSet, vk.DescriptorPool, error) {
 	for attempt := 0; attempt < 2; attempt++ {
 		for i := len(dp.pools) - 1; i >= 0; i-- {
+			layouts := []vk.DescriptorSetLayout{layout}
 			ai := &vk.DescriptorSetAllocateInfo{SType: vk.StructureTypeDescriptorSetAllocateInfo,
-				DescriptorPool: dp.pools[i], DescriptorSetCount: 1, PSetLayouts: []vk.DescriptorSetLayout{layout}}
+				DescriptorPool: dp.pools[i], DescriptorSetCount: 1, PSetLayouts: layouts}
 			var set vk.DescriptorSet
-			r := vk.AllocateDescriptorSets(dp.dev.handle, ai, &set) // ai keeps its layouts alive until Free
+			var pin runtime.Pinner // the binding's C copy of ai points to layouts
+			pin.Pin(&layouts[0])
+			r := vk.AllocateDescriptorSets(dp.dev.handle, ai, &set)
+			pin.Unpin()
 			ai.Free()
 			if r == vk.Success {
 				return set, dp.pools[i], nil
