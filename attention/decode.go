@@ -523,8 +523,10 @@ func newStreamLayout(d, bits, sg uint32) streamLayout {
 // 16-bit K/V and for the other types, and the values of q and of o one lane keeps per row, at
 // most, over the rows of a workgroup: 32, 4 rows where a lane reads one vector of a key. With 8
 // rows (64 values) the H100 ran a workgroup 7-8x slower than with 4, so reading K and V once per
-// 4 rows is 3.7x faster there. On the H100, 4 keys a lane ran fp16 K/V 8% faster than 2, INT8
-// and INT4 within 1.5% of it (docs/PERF.md, 2026-12-07).
+// 4 rows is 3.7x faster there. On the H100, 4 keys a lane ran fp16 K/V 8% faster than 2, and
+// INT8 and INT4 within 1.5% of their time at 2 (docs/PERF.md, 2026-12-07); bf16 takes fp16's
+// setting unmeasured. f32 and the quantized types must share one setting: quantized decode then
+// sums in the f32 kernel's order, which TestDecodeQuantizedEqualsFloatDecode checks bit for bit.
 const (
 	decodeStreamUnroll16 = 4
 	decodeStreamUnroll   = 2

@@ -150,9 +150,10 @@ type KVCacheStats struct {
 	MemoryBytes    uint64 // device memory held for pages, free pages included
 	Allocations    int    // device memory allocations the pages come from
 	BindBatches    int    // vkQueueBindSparse batches submitted (binds and unbinds), one timeline value each
-	// BindSubmitTime is the host time spent in vkQueueBindSparse over those batches, and
-	// AllocateTime the host time spent allocating device memory for pages (vkAllocateMemory):
-	// what growing costs the calls that grow, beside the device's work.
+	// BindSubmitTime is the host time spent submitting those batches (vk.Device.SubmitBinds:
+	// vkQueueBindSparse, and the wait for the binding queue, the compute queue where binds share
+	// it), and AllocateTime the host time spent allocating device memory for pages
+	// (vkAllocateMemory): what growing costs the calls that grow, beside the device's work.
 	BindSubmitTime, AllocateTime time.Duration
 	// QuarantinedPages are pages of failed binds, which the device may have bound: held (in
 	// MemoryBytes) but never reused or freed before Close.

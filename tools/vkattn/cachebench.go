@@ -35,13 +35,15 @@ type cacheLoop struct {
 	StepsWithBinds int     `json:"steps_with_binds"`            // steps that submitted a batch
 	P50BindMS      float64 `json:"p50_bind_steps_ms,omitempty"` // median of those steps
 	// Of the steps with binds, the medians of the append's and the decode's parts; and per
-	// batch, the host time of vkQueueBindSparse and of allocating the pages' memory.
+	// batch, the host time of submitting its binds.
 	P50BindAppendMS  float64 `json:"p50_bind_steps_append_ms,omitempty"`
 	P50BindDecodeMS  float64 `json:"p50_bind_steps_decode_ms,omitempty"`
 	SubmitMSPerBatch float64 `json:"bind_submit_ms_per_batch,omitempty"`
-	AllocMSPerBatch  float64 `json:"allocate_ms_per_batch,omitempty"`
-	CommittedBytes   uint64  `json:"committed_bytes"` // K and V together, at the end
-	NeededBytes      uint64  `json:"needed_bytes"`
+	// Allocations made during the steps, and the host time of each, on average.
+	Allocations     int     `json:"allocations"`
+	MSPerAllocation float64 `json:"ms_per_allocation,omitempty"`
+	CommittedBytes  uint64  `json:"committed_bytes"` // K and V together, at the end
+	NeededBytes     uint64  `json:"needed_bytes"`
 	// FloatBytes, with quantized K and V (-kv int8 or int4), is what a float cache of the
 	// -dtype needs for the tokens held (QuantizedKVCache.Stats().FloatBytes).
 	FloatBytes uint64 `json:"float_bytes,omitempty"`
@@ -64,6 +66,7 @@ type cacheReport struct {
 	DType             string      `json:"dtype"`
 	KV                string      `json:"kv"` // how the cache stores K and V: the dtype, int8 or int4
 	Headroom          int         `json:"headroom"`
+	ChunkPages        int         `json:"chunk_pages"` // -chunk-pages: 0 for the caches' default
 	PageBytes         uint64      `json:"page_bytes"`
 	BindQueue         string      `json:"bind_queue"`
 	PerSeq            bool        `json:"per_seq"` // calls per sequence rather than one per step
@@ -179,7 +182,7 @@ func cmdCacheBench(ctx context.Context, args []string, stdout, stderr io.Writer)
 		where = fmt.Sprintf("queue family %d, a queue of its own", family)
 	}
 	rep := cacheReport{Device: p.Name, Driver: p.DriverName + " " + p.DriverInfo, Date: time.Now().UTC(), Seqs: b.seqs, Len: b.length,
-		Step: b.step, Hq: b.hq, Hk: b.hk, D: b.d, DType: dt.String(), KV: kv, Headroom: b.headroom, PageBytes: page, BindQueue: where, PerSeq: b.perSeq}
+		Step: b.step, Hq: b.hq, Hk: b.hk, D: b.d, DType: dt.String(), KV: kv, Headroom: b.headroom, ChunkPages: b.chunkPages, PageBytes: page, BindQueue: where, PerSeq: b.perSeq}
 	fmt.Fprintf(stderr, "cache-bench: %s: %d sequences to %d tokens, %d a step, Hq=%d Hk=%d d=%d %s, K/V %s; pages of %s, headroom %d tokens; binds on %s\n",
 		p.Summary(), b.seqs, b.length, b.step, b.hq, b.hk, b.d, dt, kv, bytesString(page), b.headroom, where)
 
@@ -234,7 +237,7 @@ type cacheBench struct {
 	q1, o1              *memory.Tensor // sequence 0's
 	all                 []int          // 0 .. seqs-1
 	chunkPages          int            // KVCacheConfig.ChunkPages
-	appended            time.Time      // when the last step's append returned
+	appended            time.Time      // when the step's append returned (stepBatched, stepPerSeq; step1 checks it)
 }
 
 func (b *cacheBench) config(headroom int) memory.KVCacheConfig {
@@ -324,6 +327,7 @@ type benchCache interface {
 type benchStats struct {
 	bindBatches                        int
 	submit, allocate                   time.Duration // host time binding and allocating pages
+	allocations                        int           // device memory allocations held
 	committed, needed, floatEquivalent uint64        // floatEquivalent: 0 for a float cache
 }
 
@@ -331,7 +335,7 @@ type floatCache struct{ *memory.KVCache }
 
 func (c floatCache) stats() benchStats {
 	st := c.Stats()
-	return benchStats{bindBatches: st.BindBatches, submit: st.BindSubmitTime, allocate: st.AllocateTime,
+	return benchStats{bindBatches: st.BindBatches, submit: st.BindSubmitTime, allocate: st.AllocateTime, allocations: st.Allocations,
 		committed: st.CommittedBytes, needed: st.NeededBytes}
 }
 
@@ -341,7 +345,8 @@ func (c quantCache) stats() benchStats {
 	st := c.Stats()
 	return benchStats{bindBatches: st.Codes.BindBatches + st.Scales.BindBatches,
 		submit: st.Codes.BindSubmitTime + st.Scales.BindSubmitTime, allocate: st.Codes.AllocateTime + st.Scales.AllocateTime,
-		committed: st.CommittedBytes, needed: st.NeededBytes, floatEquivalent: st.FloatBytes}
+		allocations: st.Codes.Allocations + st.Scales.Allocations,
+		committed:   st.CommittedBytes, needed: st.NeededBytes, floatEquivalent: st.FloatBytes}
 }
 
 // newCache makes one cache of the loops, float or quantized as -kv asks.
@@ -376,7 +381,7 @@ type cacheRun struct {
 // without, whose pages were all bound (and waited for) before ("preallocated"). The two take
 // their steps in turn, the first of each pair alternating, so that both see the same machine.
 func (b *cacheBench) loops(ctx context.Context, stderr io.Writer) ([]cacheLoop, error) {
-	runs := []*cacheRun{{out: cacheLoop{Name: "grown"}}, {out: cacheLoop{Name: "preallocated"}}}
+	runs := []*cacheRun{{out: cacheLoop{Name: "grown", BindSteps: []int{}}}, {out: cacheLoop{Name: "preallocated", BindSteps: []int{}}}}
 	for i, r := range runs {
 		headroom := b.headroom
 		if i == 1 {
@@ -446,7 +451,9 @@ func (b *cacheBench) loops(ctx context.Context, stderr io.Writer) ([]cacheLoop, 
 		}
 		if n := st.bindBatches - r.start.bindBatches; n > 0 {
 			l.SubmitMSPerBatch = ms((st.submit - r.start.submit) / time.Duration(n))
-			l.AllocMSPerBatch = ms((st.allocate - r.start.allocate) / time.Duration(n))
+		}
+		if l.Allocations = st.allocations - r.start.allocations; l.Allocations > 0 {
+			l.MSPerAllocation = ms((st.allocate - r.start.allocate) / time.Duration(l.Allocations))
 		}
 		out = append(out, l)
 	}
@@ -457,11 +464,15 @@ func (b *cacheBench) loops(ctx context.Context, stderr io.Writer) ([]cacheLoop, 
 // step1 appends kSrc and vSrc to every sequence of r's cache, which hold n tokens, and decodes
 // every sequence: one timed step.
 func (b *cacheBench) step1(ctx context.Context, r *cacheRun, n int, kSrc, vSrc *memory.Tensor) error {
+	b.appended = time.Time{}
 	t0 := time.Now()
 	if err := r.c.step(ctx, b, r.out.Name, n, kSrc, vSrc); err != nil {
 		return err
 	}
 	dt := time.Since(t0)
+	if b.appended.IsZero() {
+		return errors.New("cache-bench: a step did not say when its append returned")
+	}
 	appended := b.appended.Sub(t0)
 	r.times = append(r.times, dt)
 	if now := r.c.stats().bindBatches; now > r.batches {
@@ -655,8 +666,8 @@ func writeCacheTable(w io.Writer, rep *cacheReport) {
 	tw.Flush()
 	for _, l := range rep.Loops {
 		if l.StepsWithBinds > 0 {
-			fmt.Fprintf(w, "%s: steps with binds: append p50 %.3f ms, decode p50 %.3f ms; a bind batch: vkQueueBindSparse %.3f ms, allocation %.3f ms (host time)\n",
-				l.Name, l.P50BindAppendMS, l.P50BindDecodeMS, l.SubmitMSPerBatch, l.AllocMSPerBatch)
+			fmt.Fprintf(w, "%s: steps with binds: append p50 %.3f ms, decode p50 %.3f ms; host time submitting a bind batch %.3f ms; %d allocations of page memory, %.3f ms each\n",
+				l.Name, l.P50BindAppendMS, l.P50BindDecodeMS, l.SubmitMSPerBatch, l.Allocations, l.MSPerAllocation)
 		}
 	}
 	fmt.Fprintf(w, "p99 step, grown / preallocated: %.3f (target: at most 1.10)\n", rep.P99Ratio)

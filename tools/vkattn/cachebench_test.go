@@ -14,7 +14,7 @@ func TestCacheBenchJSON(t *testing.T) {
 	needDevice(t)
 	file := filepath.Join(t.TempDir(), "cache.json")
 	args := append([]string{"cache-bench", "-seqs", "3", "-len", "40", "-step", "3", "-hq", "4", "-hk", "2", "-d", "32",
-		"-headroom", "8", "-commits", "5", "-json", file}, deviceArgs()...)
+		"-headroom", "8", "-commits", "5", "-chunk-pages", "4", "-json", file}, deviceArgs()...)
 	out, stderr, err := cli(t, args...)
 	if err != nil {
 		t.Fatalf("cache-bench: %v\n%s\n%s", err, out, stderr)
@@ -23,16 +23,28 @@ func TestCacheBenchJSON(t *testing.T) {
 		t.Errorf("cache-bench: no table:\n%s\n%s", out, stderr)
 	}
 	rep := readCacheReport(t, file)
-	if rep.Device == "" || rep.Seqs != 3 || rep.Len != 40 || rep.Step != 3 || rep.Headroom != 8 || rep.PageBytes == 0 || len(rep.Loops) != 2 {
+	if rep.Device == "" || rep.Seqs != 3 || rep.Len != 40 || rep.Step != 3 || rep.Headroom != 8 || rep.ChunkPages != 4 || rep.PageBytes == 0 || len(rep.Loops) != 2 {
 		t.Fatalf("cache-bench JSON: %+v", rep)
 	}
 	for _, l := range rep.Loops {
-		if l.Steps != 14 || l.P50MS <= 0 || l.P99MS < l.P50MS || l.MaxMS < l.P99MS || l.NeededBytes != 2*3*40*2*32*2 || l.CommittedBytes < l.NeededBytes {
+		if l.Steps != 14 || l.P50MS <= 0 || l.P99MS < l.P50MS || l.MaxMS < l.P99MS || l.NeededBytes != 2*3*40*2*32*2 || l.CommittedBytes < l.NeededBytes ||
+			len(l.StepMS) != l.Steps || len(l.BindSteps) != l.StepsWithBinds {
 			t.Errorf("loop %+v", l)
 		}
 	}
-	if g, p := rep.Loops[0], rep.Loops[1]; g.Name != "grown" || g.BindBatches == 0 || p.Name != "preallocated" || p.BindBatches != 0 {
+	g, p := rep.Loops[0], rep.Loops[1]
+	if g.Name != "grown" || g.BindBatches == 0 || p.Name != "preallocated" || p.BindBatches != 0 || p.Allocations != 0 {
 		t.Errorf("loops %+v", rep.Loops)
+	}
+	// The grown cache binds as it goes, in chunks of 4 pages: its binding steps are timed.
+	if g.SubmitMSPerBatch <= 0 || g.Allocations == 0 || g.MSPerAllocation <= 0 || g.P50BindAppendMS <= 0 || g.P50BindDecodeMS <= 0 ||
+		g.P50BindAppendMS+g.P50BindDecodeMS > 2*g.P50BindMS {
+		t.Errorf("grown loop's binding steps %+v", g)
+	}
+	for i, s := range g.BindSteps {
+		if s < 0 || s >= g.Steps || (i > 0 && s <= g.BindSteps[i-1]) {
+			t.Errorf("bind steps %v", g.BindSteps)
+		}
 	}
 	if rep.P99Ratio <= 0 || rep.CommitSubmitP50US <= 0 || rep.CommitDoneP50US < rep.CommitSubmitP50US || rep.CommitDoneP99US < rep.CommitDoneP50US {
 		t.Errorf("report %+v", rep)
@@ -93,6 +105,7 @@ func TestCacheBenchUsage(t *testing.T) {
 		{"cache-bench", "-seqs", "0"},
 		{"cache-bench", "-hq", "6", "-hk", "4"},
 		{"cache-bench", "-headroom", "-2"},
+		{"cache-bench", "-chunk-pages", "-1"},
 		{"cache-bench", "-dtype", "f8"},
 		{"cache-bench", "-kv", "int2"},
 		{"cache-bench", "-kv", "f32"}, // not the -dtype
