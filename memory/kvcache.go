@@ -35,6 +35,11 @@ type KVCacheConfig struct {
 	// vk.ErrOutOfDeviceMemory as if the device had no more memory. 0 means no bound but the
 	// device's memory.
 	MaxPages int
+	// SyncBinds makes each batch of binds finish before the call that submitted it returns (a
+	// wait on the host, usually a fraction of a millisecond on an idle device), so that binds
+	// never run beside the kernels that follow: for drivers on which they slow each other down.
+	// Off, binds run ahead of need without anyone waiting for them.
+	SyncBinds bool
 	// Paged forces the paged layout (pages in ordinary buffers, found through block tables),
 	// which devices without sparse residency buffers get anyway.
 	Paged bool
@@ -71,7 +76,7 @@ const DefaultChunkBytes = 2 << 20
 // the cache's timeline semaphore. The submissions that write or read newly bound pages wait for
 // that value on the device (the appends' copies, and kernels through BindPoints or KVGroup.After),
 // never the host; with Headroom, pages are bound ahead of need, so a decode step normally finds
-// them bound long before.
+// them bound long before. With KVCacheConfig.SyncBinds the host waits for each batch instead.
 //
 // Elsewhere, or with KVCacheConfig.Paged, it has the paged layout: pages of PageTokens tokens
 // in ordinary device buffers, one for K and one for V (page i at the same place in both), and
@@ -1055,6 +1060,11 @@ func (c *KVCache) submit(binds []vk.SparseBind) (uint64, error) {
 	}
 	c.last = value
 	c.batches++
+	if c.cfg.SyncBinds {
+		if err := c.settle(context.Background()); err != nil {
+			return 0, err
+		}
+	}
 	return value, nil
 }
 

@@ -317,3 +317,40 @@ func TestKVCacheReserveBatch(t *testing.T) {
 	require.Equal(t, 4*perPage, small.Backed(0), "backed already")
 	accounted(small.Stats())
 }
+
+// TestKVCacheSyncBinds: with SyncBinds, every call that binds or unbinds returns with its batch
+// done (the timeline at the last value submitted, views with nothing to wait for), and the
+// sequences hold what was appended.
+func TestKVCacheSyncBinds(t *testing.T) {
+	a := newTestAllocator(t)
+	c := newTestCache(t, a, KVCacheConfig{Sequences: 3, MaxLen: 300, Heads: 2, HeadDim: 16, DType: F32, Headroom: 20, SyncBinds: true})
+	r := rand.New(rand.NewPCG(31, 32))
+	per := c.cfg.Heads * c.cfg.HeadDim
+	wantK, wantV := make([][]float32, 3), make([][]float32, 3)
+	done := func(what string) {
+		t.Helper()
+		v, err := c.tl.Value()
+		require.NoError(t, err)
+		require.Equal(t, c.last, v, "%s: the last batch is done", what)
+		require.Equal(t, uint64(c.Stats().BindBatches), v, "%s: one value per batch", what)
+	}
+	for n := 0; n < 300; n += 7 {
+		for s := range 3 {
+			m := min(7, 300-n)
+			k, v := randomValues(r, m*per), randomValues(r, m*per)
+			require.NoError(t, c.Append(context.Background(), s, k, v))
+			wantK[s], wantV[s] = append(wantK[s], k...), append(wantV[s], v...)
+			done(fmt.Sprintf("append to sequence %d at %d tokens", s, n))
+			kt, vt, err := c.View(s)
+			require.NoError(t, err)
+			require.Empty(t, BindPoints(kt, vt), "sequence %d: bound before the append returned", s)
+		}
+	}
+	require.Positive(t, c.Stats().BindBatches)
+	checkSequences(t, c, wantK, wantV)
+	checkCommitted(t, c)
+	require.NoError(t, c.Release(1))
+	done("release")
+	require.NoError(t, c.Reserve(1, 100))
+	done("reserve")
+}

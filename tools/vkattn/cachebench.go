@@ -67,6 +67,7 @@ type cacheReport struct {
 	KV                string      `json:"kv"` // how the cache stores K and V: the dtype, int8 or int4
 	Headroom          int         `json:"headroom"`
 	ChunkPages        int         `json:"chunk_pages"` // -chunk-pages: 0 for the caches' default
+	SyncBinds         bool        `json:"sync_binds"`  // -sync-binds
 	PageBytes         uint64      `json:"page_bytes"`
 	BindQueue         string      `json:"bind_queue"`
 	PerSeq            bool        `json:"per_seq"` // calls per sequence rather than one per step
@@ -106,6 +107,7 @@ func cmdCacheBench(ctx context.Context, args []string, stdout, stderr io.Writer)
 	jsonFile := fs.String("json", "", "write the report as JSON to this file")
 	perSeq := fs.Bool("per-seq", false, "append and decode each sequence in calls of its own")
 	chunk := fs.Int("chunk-pages", 0, "pages in each device memory allocation of the caches (KVCacheConfig.ChunkPages; 0 = the default)")
+	syncBinds := fs.Bool("sync-binds", false, "wait for each batch of binds before the append that submitted it returns (KVCacheConfig.SyncBinds)")
 	var dev deviceFlags
 	dev.register(fs, false, "enable the Khronos validation layer (slow; any validation error fails the bench)")
 	if err := parse(fs, args); err != nil {
@@ -161,7 +163,7 @@ func cmdCacheBench(ctx context.Context, args []string, stdout, stderr io.Writer)
 		return fmt.Errorf("cache-bench: %w", err)
 	}
 	b := cacheBench{e: e, seqs: *seqs, length: *length, step: min(*step, *length), hq: *hq, hk: *hk, d: *d, dt: dt, perSeq: *perSeq,
-		quantized: quantized, format: format, chunkPages: *chunk}
+		quantized: quantized, format: format, chunkPages: *chunk, syncBinds: *syncBinds}
 	probe, err := memory.NewKVCache(e.Allocator(), b.config(0))
 	if err != nil {
 		return fmt.Errorf("cache-bench: %w", err)
@@ -182,7 +184,7 @@ func cmdCacheBench(ctx context.Context, args []string, stdout, stderr io.Writer)
 		where = fmt.Sprintf("queue family %d, a queue of its own", family)
 	}
 	rep := cacheReport{Device: p.Name, Driver: p.DriverName + " " + p.DriverInfo, Date: time.Now().UTC(), Seqs: b.seqs, Len: b.length,
-		Step: b.step, Hq: b.hq, Hk: b.hk, D: b.d, DType: dt.String(), KV: kv, Headroom: b.headroom, ChunkPages: b.chunkPages, PageBytes: page, BindQueue: where, PerSeq: b.perSeq}
+		Step: b.step, Hq: b.hq, Hk: b.hk, D: b.d, DType: dt.String(), KV: kv, Headroom: b.headroom, ChunkPages: b.chunkPages, SyncBinds: b.syncBinds, PageBytes: page, BindQueue: where, PerSeq: b.perSeq}
 	fmt.Fprintf(stderr, "cache-bench: %s: %d sequences to %d tokens, %d a step, Hq=%d Hk=%d d=%d %s, K/V %s; pages of %s, headroom %d tokens; binds on %s\n",
 		p.Summary(), b.seqs, b.length, b.step, b.hq, b.hk, b.d, dt, kv, bytesString(page), b.headroom, where)
 
@@ -237,12 +239,13 @@ type cacheBench struct {
 	q1, o1              *memory.Tensor // sequence 0's
 	all                 []int          // 0 .. seqs-1
 	chunkPages          int            // KVCacheConfig.ChunkPages
+	syncBinds           bool           // KVCacheConfig.SyncBinds
 	appended            time.Time      // when the step's append returned (stepBatched, stepPerSeq; step1 checks it)
 }
 
 func (b *cacheBench) config(headroom int) memory.KVCacheConfig {
 	return memory.KVCacheConfig{Sequences: b.seqs, MaxLen: b.length, Heads: b.hk, HeadDim: b.d, DType: b.dt, Headroom: headroom,
-		ChunkPages: b.chunkPages}
+		ChunkPages: b.chunkPages, SyncBinds: b.syncBinds}
 }
 
 func (b *cacheBench) open(ctx context.Context) error {
@@ -635,8 +638,12 @@ func writeCacheTable(w io.Writer, rep *cacheReport) {
 	if quantized {
 		kv = ", K/V " + rep.KV
 	}
-	fmt.Fprintf(w, "%d sequences grown to %d tokens, %d a step, each decoded (Hq=%d Hk=%d d=%d %s%s; %s); pages of %s, headroom %d tokens\n",
-		rep.Seqs, rep.Len, rep.Step, rep.Hq, rep.Hk, rep.D, rep.DType, kv, calls, bytesString(rep.PageBytes), rep.Headroom)
+	sync := ""
+	if rep.SyncBinds {
+		sync = ", binds waited for"
+	}
+	fmt.Fprintf(w, "%d sequences grown to %d tokens, %d a step, each decoded (Hq=%d Hk=%d d=%d %s%s; %s); pages of %s, headroom %d tokens%s\n",
+		rep.Seqs, rep.Len, rep.Step, rep.Hq, rep.Hk, rep.D, rep.DType, kv, calls, bytesString(rep.PageBytes), rep.Headroom, sync)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	head := "cache\tsteps\tp50 ms\tp99 ms\tmax ms\tmean ms\tbind batches\tsteps with binds\tp50 of those\tcommitted/needed\t"
 	if quantized {

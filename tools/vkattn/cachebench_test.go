@@ -52,16 +52,16 @@ func TestCacheBenchJSON(t *testing.T) {
 }
 
 // TestCacheBenchQuantized runs the loops over a QuantizedKVCache of each format, in batched calls
-// (and, for int8, with -per-seq, in calls per sequence): the same report, with the bytes a float
-// cache would need for the tokens.
+// (and, for int8, with -per-seq, in calls per sequence; for int4, with -sync-binds): the same
+// report, with the bytes a float cache would need for the tokens.
 func TestCacheBenchQuantized(t *testing.T) {
 	needDevice(t)
 	for _, c := range []struct {
-		kv     string
-		perSeq bool
-	}{{"int8", false}, {"int4", false}, {"int8", true}} {
+		kv           string
+		perSeq, sync bool
+	}{{"int8", false, false}, {"int4", false, true}, {"int8", true, false}} {
 		kv := c.kv
-		t.Run(fmt.Sprintf("%s/per-seq=%v", kv, c.perSeq), func(t *testing.T) {
+		t.Run(fmt.Sprintf("%s/per-seq=%v/sync=%v", kv, c.perSeq, c.sync), func(t *testing.T) {
 			file := filepath.Join(t.TempDir(), "cache.json")
 			args := append([]string{"cache-bench", "-kv", kv, "-seqs", "3", "-len", "40", "-step", "3", "-hq", "4", "-hk", "2", "-d", "32",
 				"-headroom", "8", "-commits", "5", "-json", file}, deviceArgs()...)
@@ -69,17 +69,21 @@ func TestCacheBenchQuantized(t *testing.T) {
 			if c.perSeq {
 				args, calls = append(args, "-per-seq"), "an append and a decode per sequence"
 			}
+			want := []string{"preallocated", "page commit", "K/V " + kv, "f16 cache needs", "committed/f16", calls}
+			if c.sync {
+				args, want = append(args, "-sync-binds"), append(want, "binds waited for")
+			}
 			out, stderr, err := cli(t, args...)
 			if err != nil {
 				t.Fatalf("cache-bench -kv %s: %v\n%s\n%s", kv, err, out, stderr)
 			}
-			for _, want := range []string{"preallocated", "page commit", "K/V " + kv, "f16 cache needs", "committed/f16", calls} {
+			for _, want := range want {
 				if !strings.Contains(out, want) {
 					t.Errorf("cache-bench -kv %s: no %q in the table:\n%s\n%s", kv, want, out, stderr)
 				}
 			}
 			rep := readCacheReport(t, file)
-			if rep.KV != kv || rep.DType != "f16" || rep.PerSeq != c.perSeq || rep.Seqs != 3 || rep.Len != 40 || rep.Step != 3 || len(rep.Loops) != 2 {
+			if rep.KV != kv || rep.DType != "f16" || rep.PerSeq != c.perSeq || rep.SyncBinds != c.sync || rep.Seqs != 3 || rep.Len != 40 || rep.Step != 3 || len(rep.Loops) != 2 {
 				t.Fatalf("cache-bench JSON: %+v", rep)
 			}
 			f := kvFormats[kv] // codes: d/PerWord 32-bit words per token and head; scales: Groups bf16
