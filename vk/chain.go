@@ -8,6 +8,7 @@ import "C"
 
 import (
 	"fmt"
+	"runtime"
 	"unsafe"
 
 	vk "github.com/goki/vulkan"
@@ -92,6 +93,17 @@ func cstrings(names []string) (**C.char, func()) {
 		}
 		C.free(unsafe.Pointer(&arr[0]))
 	}
+}
+
+// whilePinned runs call with the Go memory of s pinned (runtime.Pinner), for calls through the
+// binding whose C copy of a structure points to s; an empty s pins nothing.
+func whilePinned[T any](s []T, call func()) {
+	var pin runtime.Pinner
+	if len(s) > 0 {
+		pin.Pin(&s[0])
+	}
+	defer pin.Unpin()
+	call()
 }
 
 // enumerate runs the two-call Vulkan enumeration fn of output structures (each starting with

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime"
 	"sync"
 	"unsafe"
 
@@ -196,12 +195,8 @@ func (d *Device) createPipelineCache(data []byte) error {
 		ci.PInitialData = unsafe.Pointer(&data[0])
 	}
 	var cache vk.PipelineCache
-	var pin runtime.Pinner // the binding's C copy of ci points to data
-	if len(data) > 0 {
-		pin.Pin(&data[0])
-	}
-	r := vk.CreatePipelineCache(d.handle, ci, nil, &cache)
-	pin.Unpin()
+	var r vk.Result
+	whilePinned(data, func() { r = vk.CreatePipelineCache(d.handle, ci, nil, &cache) })
 	ci.Free()
 	d.cache = cache
 	if r != vk.Success && len(data) > 0 {

@@ -30,11 +30,10 @@ func residentBytes(t *testing.T) int64 {
 	return 0
 }
 
-// TestQueriesFreeTheirMemory: creating buffers (which reads their memory requirements),
-// reading sparse properties and describing devices, many times over, leave the resident set
-// where it was. Through goki/vulkan each of these calls leaves behind the C copy of the
-// structure the driver fills unless it is freed: 40000 buffers and sparse-property reads grew
-// the process by about 55 MB.
+// TestQueriesFreeTheirMemory: creating buffers (which reads their memory requirements) and
+// describing devices (their properties and memory heaps), many times over, leave the resident
+// set where it was. Through goki/vulkan each of these calls leaves behind the C copy of the
+// structure the driver fills unless it is freed.
 func TestQueriesFreeTheirMemory(t *testing.T) {
 	in, d := openDevice(t)
 	round := func(n int) {
@@ -42,8 +41,7 @@ func TestQueriesFreeTheirMemory(t *testing.T) {
 			b, err := d.NewBuffer(256)
 			require.NoError(t, err)
 			b.Close()
-			d.NonResidentStrict()
-			if i%20 == 0 {
+			if i%4 == 0 {
 				_, err := in.PhysicalDevices()
 				require.NoError(t, err)
 			}

@@ -2,7 +2,6 @@ package vk
 
 import (
 	"fmt"
-	"runtime"
 	"slices"
 	"unsafe"
 
@@ -124,12 +123,8 @@ func (d *Device) NewBuffer(size uint64) (*Buffer, error) {
 // call names the creation in errors.
 func (d *Device) createBuffer(ci *vk.BufferCreateInfo, b *Buffer, call string) (*Buffer, error) {
 	var h vk.Buffer
-	var pin runtime.Pinner // the binding's C copy of ci points to its queue family indices
-	if len(ci.PQueueFamilyIndices) > 0 {
-		pin.Pin(&ci.PQueueFamilyIndices[0])
-	}
-	r := vk.CreateBuffer(d.handle, ci, nil, &h)
-	pin.Unpin()
+	var r vk.Result
+	whilePinned(ci.PQueueFamilyIndices, func() { r = vk.CreateBuffer(d.handle, ci, nil, &h) })
 	ci.Free()
 	b.handle = h
 	if err := result(call, r); err != nil {

@@ -178,6 +178,7 @@ type PhysicalInfo struct {
 	MaxMemoryAllocationSize    uint64
 	TimestampPeriod            float32
 	SparseAddressSpaceSize     uint64
+	NonResidentStrict          bool // residencyNonResidentStrict (Device.NonResidentStrict)
 	SubgroupSize               uint32
 	MinSubgroupSize            uint32
 	MaxSubgroupSize            uint32
@@ -413,6 +414,7 @@ func (in *Instance) describe(index int, h vk.PhysicalDevice) PhysicalInfo {
 		MinStorageBufferAlignment: uint64(l.MinStorageBufferOffsetAlignment),
 		TimestampPeriod:           l.TimestampPeriod,
 		SparseAddressSpaceSize:    uint64(l.SparseAddressSpaceSize),
+		NonResidentStrict:         p.SparseProperties.ResidencyNonResidentStrict == vk.True,
 		Extensions:                in.deviceExtensions(h),
 		ComputeFamily:             -1,
 	}

@@ -9,7 +9,6 @@ import "C"
 import (
 	"encoding/binary"
 	"fmt"
-	"runtime"
 	"unsafe"
 
 	vk "github.com/goki/vulkan"
@@ -88,10 +87,7 @@ func (p *Pipeline) create(s PipelineSpec) error {
 	}
 	smci := &vk.ShaderModuleCreateInfo{SType: vk.StructureTypeShaderModuleCreateInfo, CodeSize: uint64(len(s.SPIRV)), PCode: code}
 	var module vk.ShaderModule
-	var pin runtime.Pinner // the binding's C copy of smci points to code
-	pin.Pin(&code[0])
-	r = vk.CreateShaderModule(d.handle, smci, nil, &module)
-	pin.Unpin()
+	whilePinned(code, func() { r = vk.CreateShaderModule(d.handle, smci, nil, &module) })
 	smci.Free()
 	if err := result("vkCreateShaderModule", r); err != nil {
 		return err
@@ -312,10 +308,8 @@ func (dp *descriptorPool) allocate(layout vk.DescriptorSetLayout) (vk.Descriptor
 			ai := &vk.DescriptorSetAllocateInfo{SType: vk.StructureTypeDescriptorSetAllocateInfo,
 				DescriptorPool: dp.pools[i], DescriptorSetCount: 1, PSetLayouts: layouts}
 			var set vk.DescriptorSet
-			var pin runtime.Pinner // the binding's C copy of ai points to layouts
-			pin.Pin(&layouts[0])
-			r := vk.AllocateDescriptorSets(dp.dev.handle, ai, &set)
-			pin.Unpin()
+			var r vk.Result
+			whilePinned(layouts, func() { r = vk.AllocateDescriptorSets(dp.dev.handle, ai, &set) })
 			ai.Free()
 			if r == vk.Success {
 				return set, dp.pools[i], nil

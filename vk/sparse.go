@@ -34,14 +34,7 @@ func (d *Device) SparseResidency() error {
 
 // NonResidentStrict reports residencyNonResidentStrict: reads of unbound ranges of a sparse
 // resource return zero and writes to them are dropped. Without it such reads are undefined.
-func (d *Device) NonResidentStrict() bool {
-	var p vk.PhysicalDeviceProperties
-	vk.GetPhysicalDeviceProperties(d.phys, &p)
-	p.Deref()
-	p.SparseProperties.Deref()
-	p.Free()
-	return p.SparseProperties.ResidencyNonResidentStrict == vk.True
-}
+func (d *Device) NonResidentStrict() bool { return d.info.NonResidentStrict }
 
 // NewSparseBuffer creates a storage buffer of size bytes with sparse binding and sparse
 // residency: it reserves address space only, and memory is bound to it page by page with

@@ -370,13 +370,13 @@ func (b *cacheBench) newCache(headroom int) (benchCache, error) {
 
 // cacheRun is one cache of the loops and what its steps measured.
 type cacheRun struct {
-	c                benchCache
-	times, bindTimes []time.Duration
-	// bindAppends and bindDecodes split bindTimes into the append and the decode.
-	bindAppends, bindDecodes []time.Duration
-	batches                  int
-	start                    benchStats // before the steps
-	out                      cacheLoop
+	c benchCache
+	// times are the steps' times, appends their appends' (out.BindSteps lists the steps that
+	// bound).
+	times, appends []time.Duration
+	batches        int
+	start          benchStats // before the steps
+	out            cacheLoop
 }
 
 // loops grows every sequence of two fresh caches to -len tokens, -step a step, decoding each
@@ -448,9 +448,13 @@ func (b *cacheBench) loops(ctx context.Context, stderr io.Writer) ([]cacheLoop, 
 		for i, t := range r.times {
 			l.StepMS[i] = ms(t)
 		}
-		if len(r.bindTimes) > 0 {
-			l.P50BindMS = ms(percentile(r.bindTimes, 50))
-			l.P50BindAppendMS, l.P50BindDecodeMS = ms(percentile(r.bindAppends, 50)), ms(percentile(r.bindDecodes, 50))
+		if l.StepsWithBinds = len(l.BindSteps); l.StepsWithBinds > 0 {
+			var steps, appends, decodes []time.Duration
+			for _, i := range l.BindSteps {
+				steps, appends, decodes = append(steps, r.times[i]), append(appends, r.appends[i]), append(decodes, r.times[i]-r.appends[i])
+			}
+			l.P50BindMS = ms(percentile(steps, 50))
+			l.P50BindAppendMS, l.P50BindDecodeMS = ms(percentile(appends, 50)), ms(percentile(decodes, 50))
 		}
 		if n := st.bindBatches - r.start.bindBatches; n > 0 {
 			l.SubmitMSPerBatch = ms((st.submit - r.start.submit) / time.Duration(n))
@@ -476,15 +480,11 @@ func (b *cacheBench) step1(ctx context.Context, r *cacheRun, n int, kSrc, vSrc *
 	if b.appended.IsZero() {
 		return errors.New("cache-bench: a step did not say when its append returned")
 	}
-	appended := b.appended.Sub(t0)
-	r.times = append(r.times, dt)
+	r.times, r.appends = append(r.times, dt), append(r.appends, b.appended.Sub(t0))
 	if now := r.c.stats().bindBatches; now > r.batches {
-		r.out.StepsWithBinds++
 		r.out.BindBatches += now - r.batches
 		r.batches = now
-		r.bindTimes = append(r.bindTimes, dt)
 		r.out.BindSteps = append(r.out.BindSteps, len(r.times)-1)
-		r.bindAppends, r.bindDecodes = append(r.bindAppends, appended), append(r.bindDecodes, dt-appended)
 	}
 	return nil
 }
