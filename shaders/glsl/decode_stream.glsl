@@ -131,7 +131,7 @@ Vec loadVec(uint which, uint base, uint vi) {
 // float32 multiplication, as quant.glsl specifies).
 float value(Vec x, uint e, float scale) {
 #ifdef KV_QUANT
-	return kvValue(word(x, e / PER), e % PER) * scale;
+	return kvValueFlipped(word(x, e / PER), e % PER) * scale; // main flipped the sign bits
 #else
 	if (DTYPE == DT_F32) return uintBitsToFloat(word(x, e));
 	uint w = word(x, e >> 1);
@@ -183,6 +183,10 @@ void main() {
 				kv[u][i] = load ? loadVec(0u, kb, vi) : Vec(uvec4(0u), uvec4(0u));
 				vv[u][i] = load ? loadVec(1u, vb, vi) : Vec(uvec4(0u), uvec4(0u));
 #ifdef KV_QUANT
+				// For value: sign bits flipped once a word (VW <= 2 words, all in lo); zeros still
+				// read as 0.
+				kv[u][i].lo ^= uvec4(KV_SIGNS);
+				vv[u][i].lo ^= uvec4(KV_SIGNS);
 				uint g = vi * EPV / GS;
 				ks[u][i] = load ? kScale(kScaleAt, t, k.kvh, g) : 0.0;
 				vs[u][i] = load ? vScale(vScaleAt, t, k.kvh, g) : 0.0;

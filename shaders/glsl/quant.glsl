@@ -112,17 +112,25 @@ float vScale(ScaleLayout l, uint t, uint h, uint g) {
 	return bf16Half(vScales[e >> 1], e);
 }
 
+// KV_SIGNS has the sign bit of every field of a word set: a word xor KV_SIGNS has every field's
+// sign bit flipped, for kvValueFlipped.
+const uint KV_SIGNS = BITS == 8u ? 0x80808080u : 0x88888888u;
+
+// kvValueFlipped is kvValue of a word whose fields' sign bits were flipped beforehand (word xor
+// KV_SIGNS): one logic operation a word instead of one a value.
+float kvValueFlipped(uint flipped, uint i) {
+	const uint BIAS = 1u << (BITS - 1u);
+	uint biased = (flipped >> (BITS * i)) & ((1u << BITS) - 1u);
+	return uintBitsToFloat(0x4b000000u | biased) - float(0x800000u + BIAS);
+}
+
 // kvValue is the value field i of a K or V word stands for, before scaling: the sign-extended
 // integer, exactly. It is built from bits rather than converted: the field with its sign bit
 // flipped (the integer plus 2^(BITS-1), 0 to 2^BITS - 1) as the low mantissa bits of 2^23, less
 // 2^23 + 2^(BITS-1). A shift, one logic operation and an addition, all exact, where an
 // integer-to-float conversion runs on some GPUs (the H100) at an eighth of the rate of
 // additions, and a decode step converts every K and V value it reads.
-float kvValue(uint word, uint i) {
-	const uint BIAS = 1u << (BITS - 1u);
-	uint biased = ((word >> (BITS * i)) & ((1u << BITS) - 1u)) ^ BIAS;
-	return uintBitsToFloat(0x4b000000u | biased) - float(0x800000u + BIAS);
-}
+float kvValue(uint word, uint i) { return kvValueFlipped(word ^ KV_SIGNS, i); }
 
 #include "e4m3.glsl"
 
