@@ -132,7 +132,8 @@ type kvSeq struct {
 	k, v    []pageRef // pages bound to the region, in order from its start
 	pages   []uint32  // paged layout: its block table, the pool's pages of its tokens in order
 	// marks say when the pages were bound: the first pages of the region are bound once value
-	// is reached, in increasing order of both; marks known reached are dropped.
+	// is reached, in increasing order of both; of the marks known reached, all but the last
+	// (which says how many pages those batches bound) are dropped.
 	marks []bindMark
 }
 
@@ -1073,8 +1074,9 @@ func (c *KVCache) submit(binds []vk.SparseBind) (uint64, error) {
 func (c *KVCache) point(seq, pages int) (vk.TimelinePoint, bool) {
 	s := &c.seqs[seq]
 	for refreshed := false; ; refreshed = true {
+		// Of the marks reached, the last says how many pages are known bound: the others go.
 		i := 0
-		for i < len(s.marks) && s.marks[i].value <= c.reached {
+		for i+1 < len(s.marks) && s.marks[i+1].value <= c.reached {
 			i++
 		}
 		s.marks = s.marks[i:]
@@ -1082,7 +1084,7 @@ func (c *KVCache) point(seq, pages int) (vk.TimelinePoint, bool) {
 		for j < len(s.marks) && s.marks[j].pages < pages {
 			j++
 		}
-		if j == len(s.marks) {
+		if j == len(s.marks) || s.marks[j].value <= c.reached {
 			return vk.TimelinePoint{}, false // bound by batches already reached
 		}
 		if refreshed {

@@ -354,3 +354,59 @@ func TestKVCacheSyncBinds(t *testing.T) {
 	require.NoError(t, c.Reserve(1, 100))
 	done("reserve")
 }
+
+// TestKVCacheBoundPagesWaitForNothing holds a batch that binds pages ahead behind a timeline
+// value the test signals: tokens on pages that an earlier batch bound, that batch being done,
+// wait for nothing (a view's BindPoints, as an append's copy and a decode's kernels), while
+// those on the held pages wait for the held batch.
+func TestKVCacheBoundPagesWaitForNothing(t *testing.T) {
+	a := newTestAllocator(t)
+	probe := newTestCache(t, a, KVCacheConfig{Sequences: 1, MaxLen: 1, Heads: 1, HeadDim: 1, DType: F32})
+	perPage := 4 // tokens per page of each tensor
+	c := newTestCache(t, a, KVCacheConfig{Sequences: 1, MaxLen: 10 * perPage, Heads: 1, HeadDim: int(probe.PageSize()) / 4 / perPage, DType: F32})
+	ctx := context.Background()
+	r := rand.New(rand.NewPCG(33, 34))
+	per := c.cfg.HeadDim
+	k0, v0 := randomValues(r, perPage*per), randomValues(r, perPage*per)
+	require.NoError(t, c.Append(ctx, 0, k0, v0)) // page 1
+	require.NoError(t, c.Reserve(0, perPage))    // page 2
+	require.NoError(t, c.WaitBinds(ctx))
+
+	// The next batch waits for value last+1, which only the test signals.
+	c.mu.Lock()
+	gate := c.last + 1
+	c.last = gate
+	c.mu.Unlock()
+	signalled := false
+	defer func() {
+		if !signalled {
+			c.tl.Signal(gate) // let the held batch finish before the cache closes
+		}
+	}()
+	require.NoError(t, c.Reserve(0, 4*perPage)) // pages 3 to 6, behind the gate
+	points := func(tokens int) []vk.TimelinePoint {
+		c.mu.Lock()
+		c.seqs[0].len = tokens // the test's view of the pages (past page 1, tokens unwritten)
+		c.mu.Unlock()
+		kt, vt, err := c.View(0)
+		require.NoError(t, err)
+		return BindPoints(kt, vt)
+	}
+	require.Empty(t, points(perPage), "page 1 was bound by a batch that is done")
+	require.Empty(t, points(2*perPage), "page 2 was bound by a batch that is done")
+	p := points(2*perPage + 1)
+	require.Len(t, p, 2, "page 3 is bound behind the gate, in K and V")
+	require.Equal(t, []vk.TimelinePoint{{Timeline: c.tl, Value: gate + 1}, {Timeline: c.tl, Value: gate + 1}}, p)
+	points(perPage)
+	require.NoError(t, c.tl.Signal(gate))
+	signalled = true
+	require.NoError(t, c.WaitBinds(ctx))
+	require.Empty(t, points(6*perPage), "every batch is done")
+	points(perPage)
+	k1, v1 := randomValues(r, (4*perPage+1)*per), randomValues(r, (4*perPage+1)*per) // onto the reserved pages
+	require.NoError(t, c.Append(ctx, 0, k1, v1))
+	checkSequences(t, c, [][]float32{append(k0, k1...)}, [][]float32{append(v0, v1...)})
+	checkCommitted(t, c)
+	testenv.CheckValidation(t, a.dev.Instance())
+}
+
