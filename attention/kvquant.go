@@ -27,7 +27,8 @@ import (
 // Both caches take the layout memory.KVCache takes on the device (sparse residency, or paged with
 // KVCacheConfig.Paged or where the device lacks it), the same for both. KVCacheConfig's page
 // settings (ChunkPages, MaxPages, PageTokens) apply to each cache on its own: MaxPages bounds
-// the codes' pages and, apart, the scales'. Headroom is the codes': each sequence's scales are
+// the codes' pages and, apart, the scales'. SparePages is the codes'; the scales keep
+// spare pages in proportion to a token's bytes. Headroom is the codes': each sequence's scales are
 // committed as far as its codes are (past the tokens appended, where the pool has pages), by the
 // appends (and Reserve) that commit the codes, so the two caches bind pages in the same steps.
 //
@@ -106,6 +107,9 @@ func NewQuantizedKVCache(e *Engine, cfg memory.KVCacheConfig, f quant.Format, op
 	cc.DType, cc.HeadDim = memory.F32, cfg.HeadDim/f.PerWord()
 	sc.DType, sc.HeadDim, sc.Unpaired = memory.BF16, f.Groups(cfg.HeadDim), true
 	sc.Headroom = 0 // the scales follow the codes' commits (scalesAhead)
+	// Spare pages in proportion to the bytes a token takes in each.
+	codeBytes, scaleBytes := cc.HeadDim*cc.DType.Size(), sc.HeadDim*sc.DType.Size()
+	sc.SparePages = (cfg.SparePages*scaleBytes + codeBytes - 1) / codeBytes
 	codes, err := memory.NewKVCache(e.Allocator(), cc)
 	if err != nil {
 		return nil, fmt.Errorf("attention: NewQuantizedKVCache: codes: %w", err)

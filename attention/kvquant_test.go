@@ -471,6 +471,28 @@ func TestQuantizedKVCacheScalesBindWithCodes(t *testing.T) {
 	t.Logf("%d steps of %d tokens (scale pages of %d): %d bound codes, %d of them scales too", c.Len(0)/step, step, scalePage, codeBinds, scaleBinds)
 }
 
+// TestQuantizedKVCacheSparePages: KVCacheConfig.SparePages are the codes' spare pages, and the
+// scales keep spare pages in proportion to their bytes a token (Int8, d=128: 2 bytes of scale to
+// 128 of codes, so 1 page for 40).
+func TestQuantizedKVCacheSparePages(t *testing.T) {
+	e := quantizedCacheEngine(t, false)
+	cfg := memory.KVCacheConfig{Sequences: 2, MaxLen: 1 << 12, Heads: 2, HeadDim: 128, DType: memory.F16, ChunkPages: 1, SparePages: 40}
+	c := newQuantizedKVCache(t, e, cfg, quant.Int8)
+	r := conformance.NewRand(seed(t))
+	k := conformance.Randn(r, memory.F16, 3*cfg.Heads*cfg.HeadDim)
+	require.NoError(t, appendQuantized(t, e, c, 1, k, k))
+	var st attention.QuantizedKVCacheStats
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(time.Millisecond) {
+		st = c.Stats()
+		if st.Codes.FreePages == 40 && st.Scales.FreePages == 1 || time.Now().After(deadline) {
+			break
+		}
+	}
+	require.Equal(t, 40, st.Codes.FreePages, "the codes' spare pages")
+	require.Equal(t, 1, st.Scales.FreePages, "the scales' spare pages")
+	require.Positive(t, st.Codes.SpareAllocateTime)
+}
+
 // TestQuantizedKVCacheAppendsBesideOtherWork appends to a quantized cache, a token at a time,
 // while other goroutines make and close tensors of the engine (closing a buffer takes the
 // allocator's lock that cache appends hold while they copy) and run kernels (which take the

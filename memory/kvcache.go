@@ -35,6 +35,15 @@ type KVCacheConfig struct {
 	// vk.ErrOutOfDeviceMemory as if the device had no more memory. 0 means no bound but the
 	// device's memory.
 	MaxPages int
+	// SparePages is the number of pages (K and V together) the sparse layout keeps allocated
+	// and free for growth: after a call that grows a sequence, a goroutine allocates chunks
+	// until so many pages are free, so that the next growths bind pages already allocated
+	// rather than wait for device memory to be allocated (vkAllocateMemory, 0.2 ms for a chunk
+	// of 2 MB on the H100, and a growth of many sequences at once takes many chunks). They are
+	// device memory beyond the pages bound (MemoryBytes), within MaxPages. 0: pages are
+	// allocated when a growth needs them. The paged layout, whose buffers grow by copying,
+	// ignores it.
+	SparePages int
 	// SyncBinds makes each batch of binds finish before the call that submitted it returns (a
 	// wait on the host, usually a fraction of a millisecond on an idle device), so that binds
 	// never run beside the kernels that follow: for drivers on which they slow each other down.
@@ -116,6 +125,7 @@ type KVCache struct {
 	batches int    // batches submitted
 	// submitTime is the host time the batches' submissions took.
 	submitTime time.Duration
+	refilling  bool // refill is running
 	// quarantine holds pages whose binding is unknown: a batch binding them failed, and the
 	// driver may have bound some of them. They are neither reused nor freed (Trim) until Close,
 	// which destroys the buffers first.
@@ -160,7 +170,9 @@ type KVCacheStats struct {
 	// vkQueueBindSparse, and the wait for the binding queue, the compute queue where binds share
 	// it), and AllocateTime the host time spent allocating device memory for pages
 	// (vkAllocateMemory): what growing costs the calls that grow, beside the device's work.
-	BindSubmitTime, AllocateTime time.Duration
+	// SpareAllocateTime is the time spent allocating spare pages (KVCacheConfig.SparePages)
+	// beside the calls.
+	BindSubmitTime, AllocateTime, SpareAllocateTime time.Duration
 	// QuarantinedPages are pages of failed binds, which the device may have bound: held (in
 	// MemoryBytes) but never reused or freed before Close.
 	QuarantinedPages int
@@ -184,7 +196,8 @@ func NewKVCache(a *Allocator, cfg KVCacheConfig) (*KVCache, error) {
 		v    int
 		min  int
 	}{{"Sequences", cfg.Sequences, 1}, {"MaxLen", cfg.MaxLen, 1}, {"Heads", cfg.Heads, 1}, {"HeadDim", cfg.HeadDim, 1},
-		{"Headroom", cfg.Headroom, 0}, {"ChunkPages", cfg.ChunkPages, 0}, {"MaxPages", cfg.MaxPages, 0}, {"PageTokens", cfg.PageTokens, 0}} {
+		{"Headroom", cfg.Headroom, 0}, {"ChunkPages", cfg.ChunkPages, 0}, {"MaxPages", cfg.MaxPages, 0}, {"SparePages", cfg.SparePages, 0},
+		{"PageTokens", cfg.PageTokens, 0}} {
 		if f.v < f.min {
 			return nil, fmt.Errorf("memory: KVCacheConfig.%s must be >= %d, got %d", f.name, f.min, f.v)
 		}
@@ -889,7 +902,54 @@ func (c *KVCache) growAll(items []appendItem) error {
 		}
 		gs = append(gs, g)
 	}
-	return c.bindGrowths(gs)
+	err := c.bindGrowths(gs)
+	c.spare()
+	return err
+}
+
+// spare starts refill where fewer than SparePages pages are free. c.mu is held.
+func (c *KVCache) spare() {
+	if c.refilling || c.paged != nil || c.pool.spareChunk(c.cfg.SparePages) == 0 {
+		return
+	}
+	c.refilling = true
+	go c.refill()
+}
+
+// refill allocates chunks of pages, without c.mu, until SparePages pages are free, the budget
+// is spent, or an allocation fails (the next growth that needs the pages allocates them, and
+// reports the failure). It holds a.busy shared while it allocates, so that the cache and the
+// device stay open.
+func (c *KVCache) refill() {
+	for {
+		c.a.busy.RLock()
+		c.mu.Lock()
+		n := 0
+		if !c.closed {
+			n = c.pool.spareChunk(c.cfg.SparePages)
+		}
+		if n == 0 {
+			c.refilling = false
+			c.mu.Unlock()
+			c.a.busy.RUnlock()
+			return
+		}
+		c.mu.Unlock()
+		t0 := time.Now()
+		mem, err := c.dev.Allocate(uint64(n)*c.page, c.pool.typ)
+		c.mu.Lock()
+		c.pool.spareTime += time.Since(t0)
+		if err == nil {
+			c.pool.add(mem, n)
+		} else {
+			c.refilling = false
+		}
+		c.mu.Unlock()
+		c.a.busy.RUnlock()
+		if err != nil {
+			return
+		}
+	}
 }
 
 // Backed is the number of tokens of sequence seq that its pages hold, bound or being bound: its
@@ -1415,7 +1475,7 @@ func (c *KVCache) Stats() KVCacheStats {
 		st.CommittedBytes += uint64(st.SeqPages[i]) * c.page
 	}
 	st.FreePages = len(c.pool.free)
-	st.BindBatches, st.BindSubmitTime, st.AllocateTime = c.batches, c.submitTime, c.pool.allocTime
+	st.BindBatches, st.BindSubmitTime, st.AllocateTime, st.SpareAllocateTime = c.batches, c.submitTime, c.pool.allocTime, c.pool.spareTime
 	st.MemoryBytes = uint64(c.pool.held) * c.page
 	st.Allocations = len(c.pool.chunks)
 	if c.paged != nil {

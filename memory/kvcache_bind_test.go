@@ -410,3 +410,87 @@ func TestKVCacheBoundPagesWaitForNothing(t *testing.T) {
 	testenv.CheckValidation(t, a.dev.Instance())
 }
 
+// waitSpare waits until the cache's refill has stopped (with SparePages free, or the budget
+// spent) and returns its stats.
+func waitSpare(t *testing.T, c *KVCache) KVCacheStats {
+	t.Helper()
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(time.Millisecond) {
+		c.mu.Lock()
+		busy := c.refilling
+		c.mu.Unlock()
+		if !busy {
+			return c.Stats()
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the spare pages' allocation did not end")
+		}
+	}
+}
+
+// TestKVCacheSparePages: with SparePages, the pages a growth takes are allocated again beside
+// the calls, so that the next growths allocate nothing themselves (AllocateTime and the
+// allocations counted in the calls stay put); the spare pages are free memory beyond what is
+// bound, never more than SparePages nor past MaxPages; the sequences hold what was appended;
+// and a cache closed while it allocates spare pages closes cleanly.
+func TestKVCacheSparePages(t *testing.T) {
+	a := newTestAllocator(t)
+	probe := newTestCache(t, a, KVCacheConfig{Sequences: 1, MaxLen: 1, Heads: 1, HeadDim: 1, DType: F32})
+	perPage := 4 // tokens per page of each tensor
+	cfg := KVCacheConfig{Sequences: 3, MaxLen: 40 * perPage, Heads: 1, HeadDim: int(probe.PageSize()) / 4 / perPage, DType: F32,
+		Headroom: 2 * perPage, ChunkPages: 2, SparePages: 13}
+	c := newTestCache(t, a, cfg)
+	r := rand.New(rand.NewPCG(35, 36))
+	ctx := context.Background()
+	per := cfg.HeadDim
+	wantK, wantV := make([][]float32, 3), make([][]float32, 3)
+	appendAll := func(n int) {
+		for s := range 3 {
+			k, v := randomValues(r, n*per), randomValues(r, n*per)
+			require.NoError(t, c.Append(ctx, s, k, v))
+			wantK[s], wantV[s] = append(wantK[s], k...), append(wantV[s], v...)
+		}
+	}
+	appendAll(1) // the first growth allocates its pages itself
+	st := waitSpare(t, c)
+	require.Equal(t, 13, st.FreePages, "spare pages allocated to SparePages, in chunks of 2 but the last")
+	require.Positive(t, st.SpareAllocateTime)
+	allocated := st.AllocateTime
+	checkCommitted(t, c)
+	// A growth takes 2 pages of each tensor at most, so one append to each sequence takes 12
+	// pages at most: fewer than are spare.
+	for n := 1; n < 24; n++ {
+		appendAll(1)
+		st := waitSpare(t, c)
+		require.Equal(t, allocated, st.AllocateTime, "token %d: a growth allocated memory itself", n+1)
+		require.Equal(t, 13, st.FreePages, "token %d: the spare pages are free again", n+1)
+		checkCommitted(t, c)
+	}
+	require.Greater(t, c.Stats().BindBatches, 6, "the sequences grew several times")
+	checkSequences(t, c, wantK, wantV)
+	testenv.CheckValidation(t, a.dev.Instance())
+
+	// MaxPages bounds the spare pages with the bound ones.
+	b := newTestCache(t, a, KVCacheConfig{Sequences: 1, MaxLen: 40 * perPage, Heads: 1, HeadDim: cfg.HeadDim, DType: F32,
+		ChunkPages: 2, SparePages: 100, MaxPages: 9})
+	require.NoError(t, b.Append(ctx, 0, randomValues(r, perPage*per), randomValues(r, perPage*per)))
+	st = waitSpare(t, b)
+	require.Equal(t, 2, st.SeqPages[0])
+	require.Equal(t, 7, st.FreePages, "the budget of 9 pages, less the 2 bound")
+	require.Equal(t, 9*st.PageSize, st.MemoryBytes)
+
+	// Closed while allocating: the allocations end, the cache's memory is freed.
+	for i := range 5 {
+		d := newTestCache(t, a, KVCacheConfig{Sequences: 1, MaxLen: 40 * perPage, Heads: 1, HeadDim: cfg.HeadDim, DType: F32,
+			ChunkPages: 1, SparePages: 60})
+		require.NoError(t, d.Append(ctx, 0, randomValues(r, perPage*per), randomValues(r, perPage*per)))
+		if i > 0 {
+			time.Sleep(time.Duration(i) * time.Millisecond)
+		}
+		d.Close()
+		d.mu.Lock()
+		held := d.pool.held
+		d.mu.Unlock()
+		require.Zero(t, held, "close %d: pages left allocated", i)
+	}
+	testenv.CheckValidation(t, a.dev.Instance())
+}

@@ -19,8 +19,9 @@ type pagePool struct {
 	chunks []*pageChunk
 	held   int       // pages in chunks
 	free   []pageRef // the next page handed out is the last
-	// allocTime is the host time the chunks' allocations took.
-	allocTime time.Duration
+	// allocTime is the host time the chunks' allocations took in take, spareTime that of those
+	// allocated for spare pages beside the calls (KVCache.refill).
+	allocTime, spareTime time.Duration
 }
 
 type pageChunk struct {
@@ -88,13 +89,28 @@ func (p *pagePool) grow(need, want int) error {
 	if err != nil {
 		return fmt.Errorf("allocating %d pages: %w", n, err)
 	}
+	p.add(mem, n)
+	return nil
+}
+
+// spareChunk is the pages of the next chunk to allocate so that spare pages are free: 0 when
+// they are, or the budget leaves no room.
+func (p *pagePool) spareChunk(spare int) int {
+	n := min(p.chunkPages, spare-len(p.free))
+	if p.maxPages > 0 {
+		n = min(n, p.maxPages-p.held)
+	}
+	return max(n, 0)
+}
+
+// add puts a chunk of n pages, allocated in mem, in the pool, its pages free.
+func (p *pagePool) add(mem *vk.Memory, n int) {
 	c := &pageChunk{mem: mem, pages: n}
 	p.chunks = append(p.chunks, c)
 	p.held += n
 	for i := n - 1; i >= 0; i-- { // page 0 is handed out first, so runs bind as one range
 		p.free = append(p.free, pageRef{c, i})
 	}
-	return nil
 }
 
 // give returns pages handed out by take.

@@ -39,11 +39,13 @@ type cacheLoop struct {
 	P50BindAppendMS  float64 `json:"p50_bind_steps_append_ms,omitempty"`
 	P50BindDecodeMS  float64 `json:"p50_bind_steps_decode_ms,omitempty"`
 	SubmitMSPerBatch float64 `json:"bind_submit_ms_per_batch,omitempty"`
-	// Allocations made during the steps, and the host time of each, on average.
-	Allocations     int     `json:"allocations"`
-	MSPerAllocation float64 `json:"ms_per_allocation,omitempty"`
-	CommittedBytes  uint64  `json:"committed_bytes"` // K and V together, at the end
-	NeededBytes     uint64  `json:"needed_bytes"`
+	// Allocations made during the steps, and the host time of each, on average; of that time,
+	// what the steps' calls spent allocating (the rest allocated spare pages beside them).
+	Allocations       int     `json:"allocations"`
+	MSPerAllocation   float64 `json:"ms_per_allocation,omitempty"`
+	AllocateMSInCalls float64 `json:"allocate_ms_in_calls"`
+	CommittedBytes    uint64  `json:"committed_bytes"` // K and V together, at the end
+	NeededBytes       uint64  `json:"needed_bytes"`
 	// FloatBytes, with quantized K and V (-kv int8 or int4), is what a float cache of the
 	// -dtype needs for the tokens held (QuantizedKVCache.Stats().FloatBytes).
 	FloatBytes uint64 `json:"float_bytes,omitempty"`
@@ -68,6 +70,7 @@ type cacheReport struct {
 	Headroom          int         `json:"headroom"`
 	ChunkPages        int         `json:"chunk_pages"` // -chunk-pages: 0 for the caches' default
 	SyncBinds         bool        `json:"sync_binds"`  // -sync-binds
+	SparePages        int         `json:"spare_pages"` // KVCacheConfig.SparePages of the caches (the codes' where quantized)
 	PageBytes         uint64      `json:"page_bytes"`
 	BindQueue         string      `json:"bind_queue"`
 	PerSeq            bool        `json:"per_seq"` // calls per sequence rather than one per step
@@ -108,6 +111,7 @@ func cmdCacheBench(ctx context.Context, args []string, stdout, stderr io.Writer)
 	perSeq := fs.Bool("per-seq", false, "append and decode each sequence in calls of its own")
 	chunk := fs.Int("chunk-pages", 0, "pages in each device memory allocation of the caches (KVCacheConfig.ChunkPages; 0 = the default)")
 	syncBinds := fs.Bool("sync-binds", false, "wait for each batch of binds before the append that submitted it returns (KVCacheConfig.SyncBinds)")
+	spare := fs.Int("spare-pages", -1, "pages each cache keeps allocated and free for growth (KVCacheConfig.SparePages; -1 = what one growth of every sequence takes, 0 = none)")
 	var dev deviceFlags
 	dev.register(fs, false, "enable the Khronos validation layer (slow; any validation error fails the bench)")
 	if err := parse(fs, args); err != nil {
@@ -134,6 +138,8 @@ func cmdCacheBench(ctx context.Context, args []string, stdout, stderr io.Writer)
 		return usageError{errors.New("cache-bench: -headroom must be >= -1")}
 	case *chunk < 0:
 		return usageError{errors.New("cache-bench: -chunk-pages must be >= 0")}
+	case *spare < -1:
+		return usageError{errors.New("cache-bench: -spare-pages must be >= -1")}
 	}
 	if quantized {
 		if err := format.Check(*d); err != nil {
@@ -178,13 +184,19 @@ func cmdCacheBench(ctx context.Context, args []string, stdout, stderr io.Writer)
 	if b.headroom < 0 {
 		b.headroom = max(int(4*page/tokenBytes), 4*b.step)
 	}
+	// A growth binds a sequence's pages up to Headroom tokens ahead once it has half of them
+	// left: half the headroom and a step's tokens, K and V, for every sequence.
+	b.sparePages = *spare
+	if b.sparePages < 0 {
+		b.sparePages = b.seqs * 2 * int((uint64(b.headroom/2+b.step)*tokenBytes+page-1)/page)
+	}
 	family, separate := devc.BindQueue()
 	where := fmt.Sprintf("queue family %d, the compute queue", family)
 	if separate {
 		where = fmt.Sprintf("queue family %d, a queue of its own", family)
 	}
 	rep := cacheReport{Device: p.Name, Driver: p.DriverName + " " + p.DriverInfo, Date: time.Now().UTC(), Seqs: b.seqs, Len: b.length,
-		Step: b.step, Hq: b.hq, Hk: b.hk, D: b.d, DType: dt.String(), KV: kv, Headroom: b.headroom, ChunkPages: b.chunkPages, SyncBinds: b.syncBinds, PageBytes: page, BindQueue: where, PerSeq: b.perSeq}
+		Step: b.step, Hq: b.hq, Hk: b.hk, D: b.d, DType: dt.String(), KV: kv, Headroom: b.headroom, ChunkPages: b.chunkPages, SyncBinds: b.syncBinds, SparePages: b.sparePages, PageBytes: page, BindQueue: where, PerSeq: b.perSeq}
 	fmt.Fprintf(stderr, "cache-bench: %s: %d sequences to %d tokens, %d a step, Hq=%d Hk=%d d=%d %s, K/V %s; pages of %s, headroom %d tokens; binds on %s\n",
 		p.Summary(), b.seqs, b.length, b.step, b.hq, b.hk, b.d, dt, kv, bytesString(page), b.headroom, where)
 
@@ -240,12 +252,13 @@ type cacheBench struct {
 	all                 []int          // 0 .. seqs-1
 	chunkPages          int            // KVCacheConfig.ChunkPages
 	syncBinds           bool           // KVCacheConfig.SyncBinds
+	sparePages          int            // KVCacheConfig.SparePages
 	appended            time.Time      // when the step's append returned (stepBatched, stepPerSeq; step1 checks it)
 }
 
 func (b *cacheBench) config(headroom int) memory.KVCacheConfig {
 	return memory.KVCacheConfig{Sequences: b.seqs, MaxLen: b.length, Heads: b.hk, HeadDim: b.d, DType: b.dt, Headroom: headroom,
-		ChunkPages: b.chunkPages, SyncBinds: b.syncBinds}
+		ChunkPages: b.chunkPages, SyncBinds: b.syncBinds, SparePages: b.sparePages}
 }
 
 func (b *cacheBench) open(ctx context.Context) error {
@@ -329,7 +342,8 @@ type benchCache interface {
 // benchStats are what the loops read of a cache's stats.
 type benchStats struct {
 	bindBatches                        int
-	submit, allocate                   time.Duration // host time binding and allocating pages
+	submit, allocate                   time.Duration // host time binding and allocating pages in the calls
+	spare                              time.Duration // host time allocating spare pages beside them
 	allocations                        int           // device memory allocations held
 	committed, needed, floatEquivalent uint64        // floatEquivalent: 0 for a float cache
 }
@@ -338,7 +352,7 @@ type floatCache struct{ *memory.KVCache }
 
 func (c floatCache) stats() benchStats {
 	st := c.Stats()
-	return benchStats{bindBatches: st.BindBatches, submit: st.BindSubmitTime, allocate: st.AllocateTime, allocations: st.Allocations,
+	return benchStats{bindBatches: st.BindBatches, submit: st.BindSubmitTime, allocate: st.AllocateTime, spare: st.SpareAllocateTime, allocations: st.Allocations,
 		committed: st.CommittedBytes, needed: st.NeededBytes}
 }
 
@@ -348,6 +362,7 @@ func (c quantCache) stats() benchStats {
 	st := c.Stats()
 	return benchStats{bindBatches: st.Codes.BindBatches + st.Scales.BindBatches,
 		submit: st.Codes.BindSubmitTime + st.Scales.BindSubmitTime, allocate: st.Codes.AllocateTime + st.Scales.AllocateTime,
+		spare:       st.Codes.SpareAllocateTime + st.Scales.SpareAllocateTime,
 		allocations: st.Codes.Allocations + st.Scales.Allocations,
 		committed:   st.CommittedBytes, needed: st.NeededBytes, floatEquivalent: st.FloatBytes}
 }
@@ -459,8 +474,10 @@ func (b *cacheBench) loops(ctx context.Context, stderr io.Writer) ([]cacheLoop, 
 		if n := st.bindBatches - r.start.bindBatches; n > 0 {
 			l.SubmitMSPerBatch = ms((st.submit - r.start.submit) / time.Duration(n))
 		}
+		inCalls, beside := st.allocate-r.start.allocate, st.spare-r.start.spare
+		l.AllocateMSInCalls = ms(inCalls)
 		if l.Allocations = st.allocations - r.start.allocations; l.Allocations > 0 {
-			l.MSPerAllocation = ms((st.allocate - r.start.allocate) / time.Duration(l.Allocations))
+			l.MSPerAllocation = ms((inCalls + beside) / time.Duration(l.Allocations))
 		}
 		out = append(out, l)
 	}
@@ -638,9 +655,9 @@ func writeCacheTable(w io.Writer, rep *cacheReport) {
 	if quantized {
 		kv = ", K/V " + rep.KV
 	}
-	sync := ""
+	sync := fmt.Sprintf(", %d spare pages", rep.SparePages)
 	if rep.SyncBinds {
-		sync = ", binds waited for"
+		sync += ", binds waited for"
 	}
 	fmt.Fprintf(w, "%d sequences grown to %d tokens, %d a step, each decoded (Hq=%d Hk=%d d=%d %s%s; %s); pages of %s, headroom %d tokens%s\n",
 		rep.Seqs, rep.Len, rep.Step, rep.Hq, rep.Hk, rep.D, rep.DType, kv, calls, bytesString(rep.PageBytes), rep.Headroom, sync)
@@ -673,8 +690,8 @@ func writeCacheTable(w io.Writer, rep *cacheReport) {
 	tw.Flush()
 	for _, l := range rep.Loops {
 		if l.StepsWithBinds > 0 {
-			fmt.Fprintf(w, "%s: steps with binds: append p50 %.3f ms, decode p50 %.3f ms; host time submitting a bind batch %.3f ms; %d allocations of page memory, %.3f ms each\n",
-				l.Name, l.P50BindAppendMS, l.P50BindDecodeMS, l.SubmitMSPerBatch, l.Allocations, l.MSPerAllocation)
+			fmt.Fprintf(w, "%s: steps with binds: append p50 %.3f ms, decode p50 %.3f ms; host time submitting a bind batch %.3f ms; %d allocations of page memory, %.3f ms each, %.1f ms of them in the steps' calls\n",
+				l.Name, l.P50BindAppendMS, l.P50BindDecodeMS, l.SubmitMSPerBatch, l.Allocations, l.MSPerAllocation, l.AllocateMSInCalls)
 		}
 	}
 	fmt.Fprintf(w, "p99 step, grown / preallocated: %.3f (target: at most 1.10)\n", rep.P99Ratio)
