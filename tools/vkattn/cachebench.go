@@ -170,7 +170,7 @@ func cmdCacheBench(ctx context.Context, args []string, stdout, stderr io.Writer)
 	}
 	b := cacheBench{e: e, seqs: *seqs, length: *length, step: min(*step, *length), hq: *hq, hk: *hk, d: *d, dt: dt, perSeq: *perSeq,
 		quantized: quantized, format: format, chunkPages: *chunk, syncBinds: *syncBinds}
-	probe, err := memory.NewKVCache(e.Allocator(), b.config(0))
+	probe, err := memory.NewKVCache(e.Allocator(), b.config(0, 0))
 	if err != nil {
 		return fmt.Errorf("cache-bench: %w", err)
 	}
@@ -256,9 +256,11 @@ type cacheBench struct {
 	appended            time.Time      // when the step's append returned (stepBatched, stepPerSeq; step1 checks it)
 }
 
-func (b *cacheBench) config(headroom int) memory.KVCacheConfig {
+// config is the caches' configuration: with the headroom and spare pages given, the rest from
+// the flags.
+func (b *cacheBench) config(headroom, spare int) memory.KVCacheConfig {
 	return memory.KVCacheConfig{Sequences: b.seqs, MaxLen: b.length, Heads: b.hk, HeadDim: b.d, DType: b.dt, Headroom: headroom,
-		ChunkPages: b.chunkPages, SyncBinds: b.syncBinds, SparePages: b.sparePages}
+		ChunkPages: b.chunkPages, SyncBinds: b.syncBinds, SparePages: spare}
 }
 
 func (b *cacheBench) open(ctx context.Context) error {
@@ -368,15 +370,15 @@ func (c quantCache) stats() benchStats {
 }
 
 // newCache makes one cache of the loops, float or quantized as -kv asks.
-func (b *cacheBench) newCache(headroom int) (benchCache, error) {
+func (b *cacheBench) newCache(headroom, spare int) (benchCache, error) {
 	if b.quantized {
-		c, err := attention.NewQuantizedKVCache(b.e, b.config(headroom), b.format)
+		c, err := attention.NewQuantizedKVCache(b.e, b.config(headroom, spare), b.format)
 		if err != nil {
 			return nil, err
 		}
 		return quantCache{c}, nil
 	}
-	c, err := memory.NewKVCache(b.e.Allocator(), b.config(headroom))
+	c, err := memory.NewKVCache(b.e.Allocator(), b.config(headroom, spare))
 	if err != nil {
 		return nil, err
 	}
@@ -401,11 +403,11 @@ type cacheRun struct {
 func (b *cacheBench) loops(ctx context.Context, stderr io.Writer) ([]cacheLoop, error) {
 	runs := []*cacheRun{{out: cacheLoop{Name: "grown", BindSteps: []int{}}}, {out: cacheLoop{Name: "preallocated", BindSteps: []int{}}}}
 	for i, r := range runs {
-		headroom := b.headroom
+		headroom, spare := b.headroom, b.sparePages
 		if i == 1 {
-			headroom = 0
+			headroom, spare = 0, 0 // it never grows: spare pages would only be allocated beside its steps
 		}
-		c, err := b.newCache(headroom)
+		c, err := b.newCache(headroom, spare)
 		if err != nil {
 			return nil, fmt.Errorf("cache-bench: %w", err)
 		}
@@ -593,7 +595,7 @@ func (b *cacheBench) stepPerSeq(ctx context.Context, name string, n int, kSrc, v
 // headroom, pages reused from the free list): the time Reserve takes to submit the binds, and
 // the time until they are done.
 func (b *cacheBench) commitCost(ctx context.Context, n int) (submit, done []time.Duration, err error) {
-	cfg := b.config(0)
+	cfg := b.config(0, 0)
 	page := uint64(0)
 	probe, err := memory.NewKVCache(b.e.Allocator(), memory.KVCacheConfig{Sequences: 1, MaxLen: 1, Heads: 1, HeadDim: 1, DType: memory.F32})
 	if err != nil {
