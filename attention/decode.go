@@ -293,12 +293,26 @@ func (e *Engine) planDecodeCall(c *call, splits int, kern decodeKernel) (_ *plan
 	lim := uint64(e.profile.MaxStorageBufferRange)
 	maxN := int(min(lim/(4*rowFloats*uint64(sh.d)), 1<<20))
 	rowBlocks := ceilDiv(rows, int(t.BR))
-	n, chunk := decodeSplit(splits, decodeTargetWorkgroups(&e.profile, int(t.WG)), sh.hk*rowBlocks*sh.batch, maxLk, int(t.BC), maxN)
+	perChunk := int(t.WG) // invocations a chunk takes: at the subgroup tier, a subgroup's
+	if variant.Tier == devices.TierSubgroup {
+		perChunk = int(t.SG)
+	}
+	n, chunk := decodeSplit(splits, decodeTargetWorkgroups(&e.profile, perChunk), sh.hk*rowBlocks*sh.batch, maxLk, int(t.BC), maxN)
 	if n > 1 && n > maxN {
 		return nil, fmt.Errorf("attention: DecodeOptions.Splits %d: the partial outputs, %d x %d x %d fp32, exceed the device's maxStorageBufferRange of %d bytes",
 			n, n, rowFloats, sh.d, lim)
 	}
-	grid := [3]uint32{uint32(n), uint32(sh.hk * rowBlocks), uint32(sh.batch)}
+	chunksPerWG := uint32(1)
+	if variant.Tier == devices.TierSubgroup {
+		// A workgroup of WG / SG subgroups holds as many chunks (a power of two): fewer where
+		// they do not divide n.
+		chunksPerWG = t.WG / t.SG
+		for uint32(n)%chunksPerWG != 0 {
+			chunksPerWG /= 2
+		}
+		t.WG = t.SG * chunksPerWG
+	}
+	grid := [3]uint32{uint32(n) / chunksPerWG, uint32(sh.hk * rowBlocks), uint32(sh.batch)}
 	if err := e.checkGrid(grid, [3]string{"key chunks (DecodeOptions.Splits)", "kv heads x row blocks", "sequences"}); err != nil {
 		return nil, err
 	}
@@ -554,6 +568,23 @@ func decodeUnroll(bits uint32) (uint32, error) {
 	return uint32(u), nil
 }
 
+// DecodeSubgroupsEnv sets, for tuning on a new device, the subgroups a workgroup of the subgroup
+// decode kernel holds, each reading a chunk of its own (a power of two, 1 to 16; default 1).
+const DecodeSubgroupsEnv = "VKATTN_DECODE_SUBGROUPS"
+
+// decodeSubgroups is $VKATTN_DECODE_SUBGROUPS, else 1.
+func decodeSubgroups() (uint32, error) {
+	env := os.Getenv(DecodeSubgroupsEnv)
+	if env == "" {
+		return 1, nil
+	}
+	n, err := strconv.Atoi(env)
+	if err != nil || n < 1 || n > 16 || n&(n-1) != 0 {
+		return 0, fmt.Errorf("attention: %s=%q: want subgroups a workgroup, a power of two from 1 to 16", DecodeSubgroupsEnv, env)
+	}
+	return uint32(n), nil
+}
+
 // decodeTiles sizes the decode kernel for head dim d, K/V values of bits bits (of type dt, for
 // the coopmat tier) and rows per (sequence, kv head) — new tokens times query heads per kv head:
 // as many of them in one workgroup as the tier allows (powers of two, so that few pipelines are
@@ -586,9 +617,14 @@ func decodeTiles(tier devices.Tier, p *devices.Profile, d, rows int, bits uint32
 		if err != nil {
 			return tiles{}, streamLayout{}, err
 		}
+		nsub, err := decodeSubgroups()
+		if err != nil {
+			return tiles{}, streamLayout{}, err
+		}
+		nsub = min(nsub, pow2Floor(maxWG/sg))
 		l := newStreamLayout(dd, bits, sg)
 		br := min(want, pow2Floor(max(1, decodeStreamValues/(8*l.vpl))))
-		return tiles{SG: sg, WG: sg, BR: br, BC: l.kps * u, PinSubgroup: p.MinSubgroupSize != p.MaxSubgroupSize}, l, nil
+		return tiles{SG: sg, WG: sg * nsub, BR: br, BC: l.kps * u, PinSubgroup: p.MinSubgroupSize != p.MaxSubgroupSize}, l, nil
 	case devices.TierCoopMat:
 		t, err := decodeCoopMatTiles(p, dd, rows, dt, bits)
 		return t, streamLayout{}, err

@@ -2,6 +2,7 @@ package attention_test
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"slices"
 	"strings"
@@ -43,6 +44,46 @@ func TestDecodeConformance(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestDecodeSubgroupsPerWorkgroup runs the subgroup tier with 4 subgroups a workgroup
+// (VKATTN_DECODE_SUBGROUPS), each a chunk of its own, and with chunk counts that 4 does not
+// divide (the workgroups then hold 2 or 1), against the float64 oracle, outputs poisoned; a
+// malformed setting fails the call, naming it.
+func TestDecodeSubgroupsPerWorkgroup(t *testing.T) {
+	e := engine(t)
+	if !slices.Contains(e.DecodeTiers(), devices.TierSubgroup) {
+		testenv.Lacks(t, fmt.Errorf("%s runs no subgroup decode tier", e.Profile().Name))
+	}
+	takes := e.DecodeTierInputs(devices.TierSubgroup)
+	t.Setenv(attention.DecodeSubgroupsEnv, "4")
+	cases := []conformance.Case{
+		{DType: memory.F16, D: 128, Hq: 32, Hk: 8, Lq: []int{1}, Lk: []int{1000}, Batch: 2},
+		{DType: memory.F32, D: 64, Hq: 8, Hk: 2, Varlen: true, Lq: []int{3, 0, 1}, Lk: []int{200, 9, 37}, Causal: true},
+		{DType: memory.BF16, D: 128, Hq: 4, Hk: 1, Lq: []int{5}, Lk: []int{299}, Causal: true},
+	}
+	ran := 0
+	for _, c := range cases {
+		if !slices.Contains(takes, c.DType) {
+			continue
+		}
+		c.Tier, c.Decode = devices.TierSubgroup, true
+		for _, splits := range []int{0, 8, 6, 3} {
+			c.Splits = splits
+			o := conformance.Run(context.Background(), e, c, seed(t))
+			if !o.Passed() {
+				t.Fatalf("%s, 4 subgroups a workgroup, kernel %s: %s", c, o.Kernel, o.Error)
+			}
+			ran++
+		}
+	}
+	require.Positive(t, ran)
+	t.Setenv(attention.DecodeSubgroupsEnv, "3")
+	c := cases[0]
+	c.DType, c.Tier, c.Decode = takes[0], devices.TierSubgroup, true
+	o := conformance.Run(context.Background(), e, c, seed(t))
+	require.False(t, o.Passed())
+	require.Contains(t, o.Error, attention.DecodeSubgroupsEnv)
 }
 
 // TestDecodeBadInputs: a malformed decode call returns an error naming the offending argument,

@@ -23,9 +23,9 @@
 // Tiers (one define each):
 //   TIER_SCALAR    one invocation per row (BR == WG), K/V tiles staged in shared memory
 //                  (attend_tile.glsl, attend_scalar.glsl, as flash_fwd's scalar tier).
-//   TIER_SUBGROUP  one subgroup per workgroup (WG == SG) streams K and V into registers,
-//                  lanes splitting each key's dims (decode_stream.glsl); BC is the keys a step
-//                  reads.
+//   TIER_SUBGROUP  each subgroup (WG / SG of them a workgroup, each a chunk of its own: the
+//                  grid's x is the chunks / (WG / SG)) streams K and V into registers, lanes
+//                  splitting each key's dims (decode_stream.glsl); BC is the keys a step reads.
 //   TIER_COOPMAT   subgroups of 16 rows, Q.K^T and P.V on cooperative matrices, K/V tiles
 //                  staged in shared memory (attend_coopmat.glsl, as flash_fwd's coopmat tier);
 //                  K and V of the matrices' type ELEM (elem.glsl), fp16 or bf16.
@@ -79,7 +79,18 @@ const uint FLAG_PARTIAL = 2u;
 layout(std430, binding = 6) writeonly buffer PartO { float partO[]; };
 layout(std430, binding = 7) writeonly buffer PartLSE { float partLSE[]; };
 
-// Block is the work of one workgroup.
+// chunkIndex is the chunk of the invocation's block, of chunkCount: the workgroup's, or at the
+// subgroup tier, where a workgroup may hold WG / SG subgroups, each a block of its own, the
+// subgroup's.
+#ifdef TIER_SUBGROUP
+uint chunkIndex() { return gl_WorkGroupID.x * (WG / SG) + gl_SubgroupID; }
+uint chunkCount() { return gl_NumWorkGroups.x * (WG / SG); }
+#else
+uint chunkIndex() { return gl_WorkGroupID.x; }
+uint chunkCount() { return gl_NumWorkGroups.x; }
+#endif
+
+// Block is the work of one workgroup (one subgroup at the subgroup tier).
 struct Block {
 	Seq s;
 	uint split, kvh, g; // chunk, kv head, query heads per kv head
@@ -92,7 +103,7 @@ struct Block {
 Block block() {
 	Block k;
 	k.s = sequence(gl_WorkGroupID.z);
-	k.split = gl_WorkGroupID.x;
+	k.split = chunkIndex();
 	k.kvh = gl_WorkGroupID.y % pc.hk;
 	k.g = pc.hq / pc.hk;
 	k.r0 = gl_WorkGroupID.y / pc.hk * BR;
@@ -171,11 +182,11 @@ void storeRowLSE(Block k, uint r, float m, float l) {
 // firstTile is the first key of the chunk's first tile: chunk c of n takes the tiles of BC keys t
 // == c (mod n) of those the block sees; tileStride is the keys from one of its tiles to the next.
 int firstTile(Block k) {
-	int n = int(gl_NumWorkGroups.x), bc = int(BC);
+	int n = int(chunkCount()), bc = int(BC);
 	int t0 = k.keys.x / bc;
 	return (t0 + (int(k.split) - t0 % n + n) % n) * bc;
 }
-int tileStride() { return int(gl_NumWorkGroups.x * BC); }
+int tileStride() { return int(chunkCount() * BC); }
 
 #ifdef TIER_SCALAR
 #include "attend_tile.glsl"

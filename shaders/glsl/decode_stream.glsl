@@ -1,7 +1,7 @@
-// Subgroup tier of decode.comp: a workgroup is one subgroup that streams its chunk's keys and
-// values from global memory into registers, with no shared-memory tiles and no barriers. A decode
-// step reads each K/V byte once and does little arithmetic per byte, so memory bandwidth bounds
-// it; this layout keeps several wide loads in flight per lane.
+// Subgroup tier of decode.comp: each subgroup (of the WG / SG of a workgroup) streams its chunk's
+// keys and values from global memory into registers, with no shared-memory tiles and no
+// barriers. A decode step reads each K/V byte once and does little arithmetic per byte, so
+// memory bandwidth bounds it; this layout keeps several wide loads in flight per lane.
 //
 // Lanes and keys: every storage type is read in vectors of 8 values, VW 32-bit words (fp32 8,
 // fp16 and bf16 4, INT8 2, INT4 1), so a lane holds the same 8 dims of a key whatever the type
