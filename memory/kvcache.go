@@ -36,13 +36,12 @@ type KVCacheConfig struct {
 	// device's memory.
 	MaxPages int
 	// SparePages is the number of pages (K and V together) the sparse layout keeps allocated
-	// and free for growth: after a call that grows a sequence, a goroutine allocates chunks
-	// until so many pages are free, so that the next growths bind pages already allocated
-	// rather than wait for device memory to be allocated (vkAllocateMemory, 0.2 ms for a chunk
-	// of 2 MB on the H100, and a growth of many sequences at once takes many chunks). They are
-	// device memory beyond the pages bound (MemoryBytes), within MaxPages. 0: pages are
-	// allocated when a growth needs them. The paged layout, whose buffers grow by copying,
-	// ignores it.
+	// and free for growth: after each append or Reserve, a goroutine allocates chunks until so
+	// many pages are free, so that growths bind pages already allocated instead of waiting for
+	// vkAllocateMemory (a growth of many sequences at once takes many chunks). They are device
+	// memory beyond the pages bound (MemoryBytes), within MaxPages; Trim frees them until the
+	// next append or Reserve. 0: pages are allocated when a growth needs them. The paged
+	// layout, whose buffers grow by copying, ignores it.
 	SparePages int
 	// SyncBinds makes each batch of binds finish before the call that submitted it returns (a
 	// wait on the host, usually a fraction of a millisecond on an idle device), so that binds
@@ -918,8 +917,9 @@ func (c *KVCache) spare() {
 
 // refill allocates chunks of pages, without c.mu, until SparePages pages are free, the budget
 // is spent, or an allocation fails (the next growth that needs the pages allocates them, and
-// reports the failure). It holds a.busy shared while it allocates, so that the cache and the
-// device stay open.
+// reports the failure; refills wait until pages come back or such an allocation succeeds). The
+// chunk being allocated counts against the budget (pool.pending). It holds a.busy shared while it
+// allocates, so that the cache and the device stay open.
 func (c *KVCache) refill() {
 	for {
 		c.a.busy.RLock()
@@ -934,15 +934,18 @@ func (c *KVCache) refill() {
 			c.a.busy.RUnlock()
 			return
 		}
+		c.pool.pending = n
 		c.mu.Unlock()
 		t0 := time.Now()
 		mem, err := c.dev.Allocate(uint64(n)*c.page, c.pool.typ)
 		c.mu.Lock()
 		c.pool.spareTime += time.Since(t0)
+		c.pool.pending = 0
 		if err == nil {
 			c.pool.add(mem, n)
 		} else {
 			c.refilling = false
+			c.pool.spareFailed = true
 		}
 		c.mu.Unlock()
 		c.a.busy.RUnlock()
@@ -1251,7 +1254,8 @@ func (c *KVCache) Truncate(seq, tokens int) error {
 }
 
 // Trim frees the device memory allocations none of whose pages are bound, once the unbinds
-// submitted are done. In the paged layout it frees the buffers the pages moved out of (the views
+// submitted are done: spare pages too (KVCacheConfig.SparePages; a chunk being allocated for
+// them meanwhile is kept), until the next append or Reserve allocates them again. In the paged layout it frees the buffers the pages moved out of (the views
 // made before then report Closed), and the pool's buffers where no sequence holds a page.
 func (c *KVCache) Trim() {
 	c.mu.Lock()

@@ -383,7 +383,7 @@ func TestKVCacheBoundPagesWaitForNothing(t *testing.T) {
 			c.tl.Signal(gate) // let the held batch finish before the cache closes
 		}
 	}()
-	require.NoError(t, c.Reserve(0, 4*perPage)) // pages 3 to 6, behind the gate
+	require.NoError(t, c.Reserve(0, 4*perPage)) // 4 pages past the 1 of tokens held: pages 3 to 5, behind the gate
 	points := func(tokens int) []vk.TimelinePoint {
 		c.mu.Lock()
 		c.seqs[0].len = tokens // the test's view of the pages (past page 1, tokens unwritten)
@@ -401,9 +401,9 @@ func TestKVCacheBoundPagesWaitForNothing(t *testing.T) {
 	require.NoError(t, c.tl.Signal(gate))
 	signalled = true
 	require.NoError(t, c.WaitBinds(ctx))
-	require.Empty(t, points(6*perPage), "every batch is done")
+	require.Empty(t, points(5*perPage), "every batch is done")
 	points(perPage)
-	k1, v1 := randomValues(r, (4*perPage+1)*per), randomValues(r, (4*perPage+1)*per) // onto the reserved pages
+	k1, v1 := randomValues(r, 4*perPage*per), randomValues(r, 4*perPage*per) // onto pages 2 to 5
 	require.NoError(t, c.Append(ctx, 0, k1, v1))
 	checkSequences(t, c, [][]float32{append(k0, k1...)}, [][]float32{append(v0, v1...)})
 	checkCommitted(t, c)
@@ -493,4 +493,25 @@ func TestKVCacheSparePages(t *testing.T) {
 		require.Zero(t, held, "close %d: pages left allocated", i)
 	}
 	testenv.CheckValidation(t, a.dev.Instance())
+}
+
+// TestKVCacheSparePagesKeepTheBudget grows one sequence while spare pages of another growth are
+// being allocated: the chunk in flight counts against MaxPages, so the cache never holds more.
+func TestKVCacheSparePagesKeepTheBudget(t *testing.T) {
+	a := newTestAllocator(t)
+	probe := newTestCache(t, a, KVCacheConfig{Sequences: 1, MaxLen: 1, Heads: 1, HeadDim: 1, DType: F32})
+	perPage := int(probe.PageSize()) / 4
+	for i := range 300 {
+		c, err := NewKVCache(a, KVCacheConfig{Sequences: 2, MaxLen: 32 * perPage, Heads: 1, HeadDim: 1, DType: F32,
+			ChunkPages: 32, SparePages: 1000, MaxPages: 64})
+		require.NoError(t, err)
+		require.NoError(t, c.Reserve(0, perPage))
+		err = c.Reserve(1, 16*perPage)
+		if err != nil {
+			require.ErrorIs(t, err, vk.ErrOutOfDeviceMemory, "run %d", i)
+		}
+		st := waitSpare(t, c)
+		require.LessOrEqual(t, st.MemoryBytes, 64*st.PageSize, "run %d: more pages held than MaxPages", i)
+		c.Close()
+	}
 }

@@ -19,6 +19,12 @@ type pagePool struct {
 	chunks []*pageChunk
 	held   int       // pages in chunks
 	free   []pageRef // the next page handed out is the last
+	// pending is the pages of a chunk being allocated for spare pages (KVCache.refill), counted
+	// against the budget; spareFailed is set when such an allocation failed, and cleared when
+	// pages come back or an allocation for a growth succeeds, so that refills do not retry a
+	// full device at every call.
+	pending     int
+	spareFailed bool
 	// allocTime is the host time the chunks' allocations took in take, spareTime that of those
 	// allocated for spare pages beside the calls (KVCache.refill).
 	allocTime, spareTime time.Duration
@@ -72,7 +78,7 @@ func popFree[T any](free *[]T, n int) []T {
 func (p *pagePool) grow(need, want int) error {
 	n := p.chunkPages
 	if p.maxPages > 0 {
-		room := p.maxPages - p.held
+		room := p.maxPages - p.held - p.pending
 		if room <= 0 {
 			return fmt.Errorf("the page budget of %d pages (%d bytes) is spent: %w",
 				p.maxPages, uint64(p.maxPages)*p.page, vk.ErrOutOfDeviceMemory)
@@ -90,15 +96,19 @@ func (p *pagePool) grow(need, want int) error {
 		return fmt.Errorf("allocating %d pages: %w", n, err)
 	}
 	p.add(mem, n)
+	p.spareFailed = false
 	return nil
 }
 
 // spareChunk is the pages of the next chunk to allocate so that spare pages are free: 0 when
 // they are, or the budget leaves no room.
 func (p *pagePool) spareChunk(spare int) int {
-	n := min(p.chunkPages, spare-len(p.free))
+	if p.spareFailed {
+		return 0
+	}
+	n := min(p.chunkPages, spare-len(p.free)-p.pending)
 	if p.maxPages > 0 {
-		n = min(n, p.maxPages-p.held)
+		n = min(n, p.maxPages-p.held-p.pending)
 	}
 	return max(n, 0)
 }
@@ -115,6 +125,9 @@ func (p *pagePool) add(mem *vk.Memory, n int) {
 
 // give returns pages handed out by take.
 func (p *pagePool) give(pages []pageRef) {
+	if len(pages) > 0 {
+		p.spareFailed = false
+	}
 	for i := len(pages) - 1; i >= 0; i-- { // so take hands them out in the same order again
 		pages[i].chunk.used--
 		p.free = append(p.free, pages[i])
@@ -123,6 +136,7 @@ func (p *pagePool) give(pages []pageRef) {
 
 // trim frees the chunks none of whose pages are handed out.
 func (p *pagePool) trim() {
+	p.spareFailed = false
 	keep := p.free[:0]
 	for _, r := range p.free {
 		if r.chunk.used > 0 {
