@@ -199,8 +199,8 @@ const (
 	decodeMaxSplits = 128
 )
 
-// decodeTargetWorkgroups is the number of decode workgroups of wg invocations that the
-// automatic split aims at on a device: twice the CPU threads on a CPU device (lavapipe runs a
+// decodeTargetWorkgroups is the number of decode chunks of wg invocations each (a workgroup's,
+// or at the subgroup tier a subgroup's) that the automatic split aims at on a device: twice the CPU threads on a CPU device (lavapipe runs a
 // workgroup on one thread whatever its size), on GPUs 32768 invocations on an integrated GPU and
 // 131072 on others (a few workgroups per compute unit of the largest GPUs; a smaller GPU runs
 // them in more waves at little cost).
@@ -426,6 +426,13 @@ var (
 // subgroup tier (the zero layout at the others).
 func selectDecode(p *devices.Profile, op shaders.Op, tier devices.Tier, order []devices.Tier, dt memory.DType, d, rows int) (*shaders.Variant, tiles, streamLayout, error) {
 	bits := kvBits(op, dt)
+	// A malformed tuning setting is an error, not a tier that does not fit.
+	if _, err := decodeUnroll(bits); err != nil {
+		return nil, tiles{}, streamLayout{}, err
+	}
+	if _, err := decodeSubgroups(); err != nil {
+		return nil, tiles{}, streamLayout{}, err
+	}
 	var chosen streamLayout // selectKernel takes the first tier whose tiles fit: the last that did
 	v, t, err := selectKernelIn(p, op, tier, dt, order, func(t devices.Tier) (tiles, error) {
 		tl, l, err := decodeTiles(t, p, d, rows, bits, dt)

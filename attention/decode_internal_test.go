@@ -158,6 +158,22 @@ func TestDecodeTilesFitSimulatedDevices(t *testing.T) {
 	tl, _, err := decodeTiles(devices.TierSubgroup, &p, 128, 4, 16, memory.F16)
 	require.NoError(t, err)
 	require.GreaterOrEqual(t, tl.BR, uint32(4))
+	require.Equal(t, tl.SG, tl.WG, "one subgroup a workgroup by default")
+	// VKATTN_DECODE_SUBGROUPS sets the subgroups a workgroup, within the workgroup limit.
+	t.Setenv(DecodeSubgroupsEnv, "4")
+	tl, _, err = decodeTiles(devices.TierSubgroup, &p, 128, 4, 16, memory.F16)
+	require.NoError(t, err)
+	require.Equal(t, 4*tl.SG, tl.WG)
+	t.Setenv(DecodeSubgroupsEnv, "16")
+	p.MaxWorkgroupInvocations = 256
+	tl, _, err = decodeTiles(devices.TierSubgroup, &p, 128, 4, 16, memory.F16)
+	require.NoError(t, err)
+	require.Equal(t, uint32(256), tl.WG)
+	for _, bad := range []string{"0", "3", "32", "x"} {
+		t.Setenv(DecodeSubgroupsEnv, bad)
+		_, _, err = decodeTiles(devices.TierSubgroup, &p, 128, 4, 16, memory.F16)
+		require.ErrorContains(t, err, DecodeSubgroupsEnv, bad)
+	}
 }
 
 // The common decode shapes (one new token, 4 or 8 query heads per kv head) fit one workgroup's

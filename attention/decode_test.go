@@ -79,11 +79,13 @@ func TestDecodeSubgroupsPerWorkgroup(t *testing.T) {
 	}
 	require.Positive(t, ran)
 	t.Setenv(attention.DecodeSubgroupsEnv, "3")
-	c := cases[0]
-	c.DType, c.Tier, c.Decode = takes[0], devices.TierSubgroup, true
-	o := conformance.Run(context.Background(), e, c, seed(t))
-	require.False(t, o.Passed())
-	require.Contains(t, o.Error, attention.DecodeSubgroupsEnv)
+	for _, tier := range []devices.Tier{devices.TierSubgroup, devices.TierAuto} {
+		c := cases[0]
+		c.DType, c.Tier, c.Decode = takes[0], tier, true
+		o := conformance.Run(context.Background(), e, c, seed(t))
+		require.False(t, o.Passed(), "tier %s", tier)
+		require.Contains(t, o.Error, attention.DecodeSubgroupsEnv, "tier %s", tier)
+	}
 }
 
 // TestDecodeBadInputs: a malformed decode call returns an error naming the offending argument,
