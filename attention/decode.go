@@ -189,6 +189,9 @@ func decodeRuns(p *devices.Profile, op shaders.Op, t devices.Tier, dt memory.DTy
 const (
 	flagPartial = 2 // decode.comp's FLAG_PARTIAL
 	flagVec     = 4 // decode_stream.glsl's FLAG_VEC
+	// flagContiguous is decode.comp's FLAG_CONTIGUOUS: chunks of the subgroup tier are ranges
+	// of keys rather than interleaved tiles.
+	flagContiguous = 32
 )
 
 // Bounds of the automatic number of chunks. A chunk of decodeMinChunk keys reads many times
@@ -327,12 +330,19 @@ func (e *Engine) planDecodeCall(c *call, splits int, kern decodeKernel) (_ *plan
 	}
 	flags := c.flags
 	if variant.Tier == devices.TierSubgroup {
+		contiguous, err := decodeContiguous()
+		if err != nil {
+			return nil, err
+		}
 		unit := uint32(4 / kern.dt.Size()) // values per word of a float K/V
 		if kern.op != shaders.OpDecode {
 			unit = 1 // quantized K/V: offsets and strides in words
 		}
 		if streamAligned(stream, placementOf(c.k, c.v), unit) {
 			flags |= flagVec
+		}
+		if contiguous {
+			flags |= flagContiguous
 		}
 	}
 	p := &plan{kernel: variant.Name}
@@ -431,6 +441,9 @@ func selectDecode(p *devices.Profile, op shaders.Op, tier devices.Tier, order []
 		return nil, tiles{}, streamLayout{}, err
 	}
 	if _, err := decodeSubgroups(); err != nil {
+		return nil, tiles{}, streamLayout{}, err
+	}
+	if _, err := decodeContiguous(); err != nil {
 		return nil, tiles{}, streamLayout{}, err
 	}
 	var chosen streamLayout // selectKernel takes the first tier whose tiles fit: the last that did
@@ -573,6 +586,23 @@ func decodeUnroll(bits uint32) (uint32, error) {
 		return 0, fmt.Errorf("attention: %s=%q: want keys per lane per step, 1 to 64", DecodeUnrollEnv, env)
 	}
 	return uint32(u), nil
+}
+
+// DecodeContiguousEnv, set to 1 for tuning on a new device, makes each chunk of the subgroup
+// decode kernel a range of keys, read a tile after the other, instead of tiles interleaved with
+// the other chunks' (the default, 0).
+const DecodeContiguousEnv = "VKATTN_DECODE_CONTIGUOUS"
+
+// decodeContiguous is $VKATTN_DECODE_CONTIGUOUS: false unset or 0, true 1.
+func decodeContiguous() (bool, error) {
+	switch env := os.Getenv(DecodeContiguousEnv); env {
+	case "", "0":
+		return false, nil
+	case "1":
+		return true, nil
+	default:
+		return false, fmt.Errorf("attention: %s=%q: want 0 or 1", DecodeContiguousEnv, env)
+	}
 }
 
 // DecodeSubgroupsEnv sets, for tuning on a new device, the subgroups a workgroup of the subgroup

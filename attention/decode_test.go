@@ -88,6 +88,51 @@ func TestDecodeSubgroupsPerWorkgroup(t *testing.T) {
 	}
 }
 
+// TestDecodeContiguousChunks runs the subgroup tier with chunks that are ranges of keys
+// (VKATTN_DECODE_CONTIGUOUS=1), alone and with 4 subgroups a workgroup, over chunk counts that
+// split the keys unevenly, against the float64 oracle, outputs poisoned; a malformed setting
+// fails the call, naming it.
+func TestDecodeContiguousChunks(t *testing.T) {
+	e := engine(t)
+	if !slices.Contains(e.DecodeTiers(), devices.TierSubgroup) {
+		testenv.Lacks(t, fmt.Errorf("%s runs no subgroup decode tier", e.Profile().Name))
+	}
+	takes := e.DecodeTierInputs(devices.TierSubgroup)
+	t.Setenv(attention.DecodeContiguousEnv, "1")
+	cases := []conformance.Case{
+		{DType: memory.F16, D: 128, Hq: 32, Hk: 8, Lq: []int{1}, Lk: []int{1000}, Batch: 2},
+		{DType: memory.F32, D: 64, Hq: 8, Hk: 2, Varlen: true, Lq: []int{3, 0, 1}, Lk: []int{200, 9, 37}, Causal: true},
+		{DType: memory.BF16, D: 128, Hq: 4, Hk: 1, Lq: []int{16}, Lk: []int{299}, Causal: true},
+	}
+	ran := 0
+	for _, subgroups := range []string{"1", "4"} {
+		t.Setenv(attention.DecodeSubgroupsEnv, subgroups)
+		for _, c := range cases {
+			if !slices.Contains(takes, c.DType) {
+				continue
+			}
+			c.Tier, c.Decode = devices.TierSubgroup, true
+			for _, splits := range []int{0, 8, 7, 1} {
+				c.Splits = splits
+				o := conformance.Run(context.Background(), e, c, seed(t))
+				if !o.Passed() {
+					t.Fatalf("%s, contiguous chunks, %s subgroups a workgroup, kernel %s: %s", c, subgroups, o.Kernel, o.Error)
+				}
+				ran++
+			}
+		}
+	}
+	require.Positive(t, ran)
+	t.Setenv(attention.DecodeContiguousEnv, "yes")
+	for _, tier := range []devices.Tier{devices.TierSubgroup, devices.TierAuto} {
+		c := cases[0]
+		c.DType, c.Tier, c.Decode = takes[0], tier, true
+		o := conformance.Run(context.Background(), e, c, seed(t))
+		require.False(t, o.Passed(), "tier %s", tier)
+		require.Contains(t, o.Error, attention.DecodeContiguousEnv, "tier %s", tier)
+	}
+}
+
 // TestDecodeBadInputs: a malformed decode call returns an error naming the offending argument,
 // dispatches nothing (the poisoned outputs are untouched) and leaks nothing, through DecodeInto,
 // TimeDecode and, where o is q-shaped, Decode. Decode shares Forward's validation

@@ -13,8 +13,8 @@
 // Grid: (chunks, hk * row blocks, sequences). At the scalar tier chunk c of a sequence holds its
 // keys [c * CHUNK, (c + 1) * CHUNK), CHUNK being the word after the cumulative lengths in the
 // seqlens buffer (index 2 * (nSeq + 1)); at the other tiers chunk c of n holds the tiles of BC
-// keys t == c (mod n) (firstTile), so the chunks of a sequence read neighbouring memory at once;
-// either way a sequence shorter than others has chunks without keys. With
+// keys t == c (mod n) (firstTile), so the chunks of a sequence read neighbouring memory at once
+// (at the subgroup tier, with FLAG_CONTIGUOUS, ranges of keys as at the scalar tier); either way a sequence shorter than others has chunks without keys. With
 // FLAG_PARTIAL, chunk c's partials go to binding 6 ([chunks][totalQ][hq][D] fp32) and binding 7
 // ([chunks][totalQ][hq]): every row writes its logsumexp, -inf where the chunk holds no key it
 // sees, and then no output (merge.comp does not read it). Without it (one chunk), results go
@@ -75,6 +75,9 @@ float queryAt(uint t, uint h, uint d) { return qAt(t, h, d); }
 #endif
 
 const uint FLAG_PARTIAL = 2u;
+// FLAG_CONTIGUOUS (subgroup tier): chunk c holds keys [c * CHUNK, (c + 1) * CHUNK) as at the
+// scalar tier, read a tile after the other, instead of interleaved tiles (firstTile).
+const uint FLAG_CONTIGUOUS = 32u;
 
 layout(std430, binding = 6) writeonly buffer PartO { float partO[]; };
 layout(std430, binding = 7) writeonly buffer PartLSE { float partLSE[]; };
@@ -100,6 +103,16 @@ struct Block {
 	int kEnd;           // tiles are zero from keys.y
 };
 
+// contiguous reports whether chunks are ranges of keys (the scalar tier's, FLAG_CONTIGUOUS) rather
+// than interleaved tiles.
+bool contiguous() {
+#ifdef TIER_SCALAR
+	return true;
+#else
+	return (pc.flags & FLAG_CONTIGUOUS) != 0u;
+#endif
+}
+
 Block block() {
 	Block k;
 	k.s = sequence(gl_WorkGroupID.z);
@@ -109,14 +122,14 @@ Block block() {
 	k.r0 = gl_WorkGroupID.y / pc.hk * BR;
 	k.rows = k.s.lq * k.g;
 	int lq = int(k.s.lq), lk = int(k.s.lk);
-#ifndef TIER_SCALAR
-	k.c0 = 0; // chunks interleave tiles of the sequence's keys (firstTile)
-	k.c1 = lk;
-#else
-	int chunk = int(cuSeqlens[2u * (pc.nSeq + 1u)]);
-	k.c0 = min(int(k.split) * chunk, lk);
-	k.c1 = min(k.c0 + chunk, lk);
-#endif
+	if (contiguous()) {
+		int chunk = int(cuSeqlens[2u * (pc.nSeq + 1u)]);
+		k.c0 = min(int(k.split) * chunk, lk);
+		k.c1 = min(k.c0 + chunk, lk);
+	} else {
+		k.c0 = 0; // chunks interleave tiles of the sequence's keys (firstTile)
+		k.c1 = lk;
+	}
 	int i0 = int(k.r0 / k.g);
 	int i1 = int((max(min(k.r0 + BR, k.rows), 1u) - 1u) / k.g); // last token of the block
 	ivec2 vis = blockKeys(i0, i1 - i0 + 1, lq, lk);
@@ -181,12 +194,15 @@ void storeRowLSE(Block k, uint r, float m, float l) {
 
 // firstTile is the first key of the chunk's first tile: chunk c of n takes the tiles of BC keys t
 // == c (mod n) of those the block sees; tileStride is the keys from one of its tiles to the next.
+// Contiguous chunks (which start on tiles) are read a tile after the other from the first the
+// block sees.
 int firstTile(Block k) {
 	int n = int(chunkCount()), bc = int(BC);
 	int t0 = k.keys.x / bc;
+	if (contiguous()) return t0 * bc;
 	return (t0 + (int(k.split) - t0 % n + n) % n) * bc;
 }
-int tileStride() { return int(chunkCount() * BC); }
+int tileStride() { return int((contiguous() ? 1u : chunkCount()) * BC); }
 
 #ifdef TIER_SCALAR
 #include "attend_tile.glsl"
