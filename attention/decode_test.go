@@ -46,91 +46,83 @@ func TestDecodeConformance(t *testing.T) {
 	}
 }
 
-// TestDecodeSubgroupsPerWorkgroup runs the subgroup tier with 4 subgroups a workgroup
-// (VKATTN_DECODE_SUBGROUPS), each a chunk of its own, and with chunk counts that 4 does not
-// divide (the workgroups then hold 2 or 1), against the float64 oracle, outputs poisoned; a
-// malformed setting fails the call, naming it.
-func TestDecodeSubgroupsPerWorkgroup(t *testing.T) {
-	e := engine(t)
-	if !slices.Contains(e.DecodeTiers(), devices.TierSubgroup) {
-		testenv.Lacks(t, fmt.Errorf("%s runs no subgroup decode tier", e.Profile().Name))
-	}
+// subgroupTierCases are decode cases for the subgroup tier's tuning settings: the H100 decode
+// shape, varlen with an empty sequence and causal rows, and bf16 with 16 new tokens.
+var subgroupTierCases = []conformance.Case{
+	{DType: memory.F16, D: 128, Hq: 32, Hk: 8, Lq: []int{1}, Lk: []int{1000}, Batch: 2},
+	{DType: memory.F32, D: 64, Hq: 8, Hk: 2, Varlen: true, Lq: []int{3, 0, 1}, Lk: []int{200, 9, 37}, Causal: true},
+	{DType: memory.BF16, D: 128, Hq: 4, Hk: 1, Lq: []int{16}, Lk: []int{299}, Causal: true},
+}
+
+// checkSubgroupTierSetting runs subgroupTierCases at the subgroup tier, each with every chunk
+// count of splits, against the float64 oracle (outputs poisoned), under the environment the
+// caller set; what names that setting in a failure.
+func checkSubgroupTierSetting(t *testing.T, e *attention.Engine, what string, splits []int) {
+	t.Helper()
 	takes := e.DecodeTierInputs(devices.TierSubgroup)
-	t.Setenv(attention.DecodeSubgroupsEnv, "4")
-	cases := []conformance.Case{
-		{DType: memory.F16, D: 128, Hq: 32, Hk: 8, Lq: []int{1}, Lk: []int{1000}, Batch: 2},
-		{DType: memory.F32, D: 64, Hq: 8, Hk: 2, Varlen: true, Lq: []int{3, 0, 1}, Lk: []int{200, 9, 37}, Causal: true},
-		{DType: memory.BF16, D: 128, Hq: 4, Hk: 1, Lq: []int{5}, Lk: []int{299}, Causal: true},
-	}
 	ran := 0
-	for _, c := range cases {
+	for _, c := range subgroupTierCases {
 		if !slices.Contains(takes, c.DType) {
 			continue
 		}
 		c.Tier, c.Decode = devices.TierSubgroup, true
-		for _, splits := range []int{0, 8, 6, 3} {
-			c.Splits = splits
+		for _, n := range splits {
+			c.Splits = n
 			o := conformance.Run(context.Background(), e, c, seed(t))
 			if !o.Passed() {
-				t.Fatalf("%s, 4 subgroups a workgroup, kernel %s: %s", c, o.Kernel, o.Error)
+				t.Fatalf("%s, %s, kernel %s: %s", c, what, o.Kernel, o.Error)
 			}
 			ran++
 		}
 	}
 	require.Positive(t, ran)
-	t.Setenv(attention.DecodeSubgroupsEnv, "3")
+}
+
+// checkSettingRejected sets env to bad: a decode call at the subgroup tier, or at the automatic
+// one, fails naming env.
+func checkSettingRejected(t *testing.T, e *attention.Engine, env, bad string) {
+	t.Helper()
+	dt := e.DecodeTierInputs(devices.TierSubgroup)[0]
+	t.Setenv(env, bad)
 	for _, tier := range []devices.Tier{devices.TierSubgroup, devices.TierAuto} {
-		c := cases[0]
-		c.DType, c.Tier, c.Decode = takes[0], tier, true
+		c := subgroupTierCases[0]
+		c.DType, c.Tier, c.Decode = dt, tier, true
 		o := conformance.Run(context.Background(), e, c, seed(t))
 		require.False(t, o.Passed(), "tier %s", tier)
-		require.Contains(t, o.Error, attention.DecodeSubgroupsEnv, "tier %s", tier)
+		require.Contains(t, o.Error, env, "tier %s", tier)
 	}
 }
 
-// TestDecodeContiguousChunks runs the subgroup tier with chunks that are ranges of keys
-// (VKATTN_DECODE_CONTIGUOUS=1), alone and with 4 subgroups a workgroup, over chunk counts that
-// split the keys unevenly, against the float64 oracle, outputs poisoned; a malformed setting
-// fails the call, naming it.
-func TestDecodeContiguousChunks(t *testing.T) {
+// subgroupTierEngine is the shared engine, where it runs the subgroup decode tier.
+func subgroupTierEngine(t *testing.T) *attention.Engine {
 	e := engine(t)
 	if !slices.Contains(e.DecodeTiers(), devices.TierSubgroup) {
 		testenv.Lacks(t, fmt.Errorf("%s runs no subgroup decode tier", e.Profile().Name))
 	}
-	takes := e.DecodeTierInputs(devices.TierSubgroup)
+	return e
+}
+
+// TestDecodeSubgroupsPerWorkgroup runs the subgroup tier with 4 subgroups a workgroup
+// (VKATTN_DECODE_SUBGROUPS), each a chunk of its own, and with chunk counts that 4 does not
+// divide (the workgroups then hold 2 or 1); a malformed setting fails the call, naming it.
+func TestDecodeSubgroupsPerWorkgroup(t *testing.T) {
+	e := subgroupTierEngine(t)
+	t.Setenv(attention.DecodeSubgroupsEnv, "4")
+	checkSubgroupTierSetting(t, e, "4 subgroups a workgroup", []int{0, 8, 6, 3})
+	checkSettingRejected(t, e, attention.DecodeSubgroupsEnv, "3")
+}
+
+// TestDecodeContiguousChunks runs the subgroup tier with chunks that are ranges of keys
+// (VKATTN_DECODE_CONTIGUOUS=1), alone and with 4 subgroups a workgroup, over chunk counts that
+// split the keys unevenly; a malformed setting fails the call, naming it.
+func TestDecodeContiguousChunks(t *testing.T) {
+	e := subgroupTierEngine(t)
 	t.Setenv(attention.DecodeContiguousEnv, "1")
-	cases := []conformance.Case{
-		{DType: memory.F16, D: 128, Hq: 32, Hk: 8, Lq: []int{1}, Lk: []int{1000}, Batch: 2},
-		{DType: memory.F32, D: 64, Hq: 8, Hk: 2, Varlen: true, Lq: []int{3, 0, 1}, Lk: []int{200, 9, 37}, Causal: true},
-		{DType: memory.BF16, D: 128, Hq: 4, Hk: 1, Lq: []int{16}, Lk: []int{299}, Causal: true},
+	for _, n := range []string{"1", "4"} {
+		t.Setenv(attention.DecodeSubgroupsEnv, n)
+		checkSubgroupTierSetting(t, e, "contiguous chunks, "+n+" subgroups a workgroup", []int{0, 8, 7, 1})
 	}
-	ran := 0
-	for _, subgroups := range []string{"1", "4"} {
-		t.Setenv(attention.DecodeSubgroupsEnv, subgroups)
-		for _, c := range cases {
-			if !slices.Contains(takes, c.DType) {
-				continue
-			}
-			c.Tier, c.Decode = devices.TierSubgroup, true
-			for _, splits := range []int{0, 8, 7, 1} {
-				c.Splits = splits
-				o := conformance.Run(context.Background(), e, c, seed(t))
-				if !o.Passed() {
-					t.Fatalf("%s, contiguous chunks, %s subgroups a workgroup, kernel %s: %s", c, subgroups, o.Kernel, o.Error)
-				}
-				ran++
-			}
-		}
-	}
-	require.Positive(t, ran)
-	t.Setenv(attention.DecodeContiguousEnv, "yes")
-	for _, tier := range []devices.Tier{devices.TierSubgroup, devices.TierAuto} {
-		c := cases[0]
-		c.DType, c.Tier, c.Decode = takes[0], tier, true
-		o := conformance.Run(context.Background(), e, c, seed(t))
-		require.False(t, o.Passed(), "tier %s", tier)
-		require.Contains(t, o.Error, attention.DecodeContiguousEnv, "tier %s", tier)
-	}
+	checkSettingRejected(t, e, attention.DecodeContiguousEnv, "yes")
 }
 
 // TestDecodeBadInputs: a malformed decode call returns an error naming the offending argument,
