@@ -151,8 +151,12 @@ func AutoDecode(p *devices.Profile, op shaders.Op, dt memory.DType, d, rows int)
 	if !slices.Contains(HeadDims, d) {
 		return devices.TierAuto, "", fmt.Errorf("attention: head dim %d is not one of %v", d, HeadDims)
 	}
+	tu, err := decodeTuningEnv()
+	if err != nil {
+		return devices.TierAuto, "", err
+	}
 	kern := decodeKernel{op: op, dt: dt}
-	v, _, _, err := selectDecode(p, op, devices.TierAuto, decodeOrder(kern, rows, false), dt, d, rows)
+	v, _, _, err := selectDecode(p, op, devices.TierAuto, decodeOrder(kern, rows, false), dt, d, rows, tu)
 	if err != nil {
 		return devices.TierAuto, "", err
 	}
@@ -177,7 +181,7 @@ func decodeTiersOf(p *devices.Profile, op shaders.Op) []devices.Tier {
 // decodeRuns reports whether op runs at tier t for queries of type dt at every head dim.
 func decodeRuns(p *devices.Profile, op shaders.Op, t devices.Tier, dt memory.DType) bool {
 	for _, d := range HeadDims {
-		if _, _, _, err := selectDecode(p, op, t, nil, dt, d, 1); err != nil {
+		if _, _, _, err := selectDecode(p, op, t, nil, dt, d, 1, decodeTuning{}); err != nil {
 			return false
 		}
 	}
@@ -283,7 +287,11 @@ func (e *Engine) planDecodeCall(c *call, splits int, kern decodeKernel) (_ *plan
 	}
 	rows := sh.maxLq * (sh.hq / sh.hk)
 	_, pages := c.k.Pages()
-	variant, t, stream, err := selectDecode(&e.profile, kern.op, tier, decodeOrder(kern, rows, pages != nil), kern.dt, sh.d, rows)
+	tu, err := decodeTuningEnv()
+	if err != nil {
+		return nil, err
+	}
+	variant, t, stream, err := selectDecode(&e.profile, kern.op, tier, decodeOrder(kern, rows, pages != nil), kern.dt, sh.d, rows, tu)
 	if err != nil {
 		return nil, err
 	}
@@ -330,10 +338,7 @@ func (e *Engine) planDecodeCall(c *call, splits int, kern decodeKernel) (_ *plan
 	}
 	flags := c.flags
 	if variant.Tier == devices.TierSubgroup {
-		contiguous, err := decodeContiguous()
-		if err != nil {
-			return nil, err
-		}
+
 		unit := uint32(4 / kern.dt.Size()) // values per word of a float K/V
 		if kern.op != shaders.OpDecode {
 			unit = 1 // quantized K/V: offsets and strides in words
@@ -341,7 +346,7 @@ func (e *Engine) planDecodeCall(c *call, splits int, kern decodeKernel) (_ *plan
 		if streamAligned(stream, placementOf(c.k, c.v), unit) {
 			flags |= flagVec
 		}
-		if contiguous {
+		if tu.contiguous {
 			flags |= flagContiguous
 		}
 	}
@@ -433,22 +438,12 @@ var (
 // selectDecode picks the decode kernel of op (OpDecode or a quantized one) and its tiles for
 // inputs of type dt, head dim d and rows per (sequence, kv head) at a forced tier, or the first
 // of order that runs them, with the lane layout in which the kernel streams K and V at the
-// subgroup tier (the zero layout at the others).
-func selectDecode(p *devices.Profile, op shaders.Op, tier devices.Tier, order []devices.Tier, dt memory.DType, d, rows int) (*shaders.Variant, tiles, streamLayout, error) {
+// subgroup tier (the zero layout at the others), the subgroup tier tuned by tu.
+func selectDecode(p *devices.Profile, op shaders.Op, tier devices.Tier, order []devices.Tier, dt memory.DType, d, rows int, tu decodeTuning) (*shaders.Variant, tiles, streamLayout, error) {
 	bits := kvBits(op, dt)
-	// A malformed tuning setting is an error, not a tier that does not fit.
-	if _, err := decodeUnroll(bits); err != nil {
-		return nil, tiles{}, streamLayout{}, err
-	}
-	if _, err := decodeSubgroups(); err != nil {
-		return nil, tiles{}, streamLayout{}, err
-	}
-	if _, err := decodeContiguous(); err != nil {
-		return nil, tiles{}, streamLayout{}, err
-	}
 	var chosen streamLayout // selectKernel takes the first tier whose tiles fit: the last that did
 	v, t, err := selectKernelIn(p, op, tier, dt, order, func(t devices.Tier) (tiles, error) {
-		tl, l, err := decodeTiles(t, p, d, rows, bits, dt)
+		tl, l, err := decodeTiles(t, p, d, rows, bits, dt, tu)
 		if err == nil {
 			chosen = l
 		}
@@ -567,59 +562,63 @@ const (
 	decodeStreamValues   = 32
 )
 
-// DecodeUnrollEnv overrides, for tuning on a new device, the keys each lane of the subgroup
-// decode kernel reads per step (a positive integer; default 4 for 16-bit K/V, 2 for the others).
-const DecodeUnrollEnv = "VKATTN_DECODE_UNROLL"
+// The subgroup decode kernel's settings for tuning on a new device, read from the environment
+// by every decode call; a malformed one fails the call (not the tier: DecodeTiers and its kin
+// report the tiers at the defaults).
+const (
+	// DecodeUnrollEnv overrides the keys each lane reads per step (a positive integer; default
+	// 4 for 16-bit K/V, 2 for the others).
+	DecodeUnrollEnv = "VKATTN_DECODE_UNROLL"
+	// DecodeSubgroupsEnv sets the subgroups a workgroup holds, each reading a chunk of its own
+	// (a power of two, 1 to 16; default 1).
+	DecodeSubgroupsEnv = "VKATTN_DECODE_SUBGROUPS"
+	// DecodeContiguousEnv, set to 1, makes each chunk a range of keys, read a tile after the
+	// other, instead of tiles interleaved with the other chunks' (the default, 0).
+	DecodeContiguousEnv = "VKATTN_DECODE_CONTIGUOUS"
+)
 
-// decodeUnroll is the keys per lane per step for K/V values of bits bits: $VKATTN_DECODE_UNROLL,
-// else decodeStreamUnroll16 or decodeStreamUnroll.
-func decodeUnroll(bits uint32) (uint32, error) {
-	env := os.Getenv(DecodeUnrollEnv)
-	if env == "" {
-		if bits == 16 {
-			return decodeStreamUnroll16, nil
-		}
-		return decodeStreamUnroll, nil
-	}
-	u, err := strconv.Atoi(env)
-	if err != nil || u < 1 || u > 64 {
-		return 0, fmt.Errorf("attention: %s=%q: want keys per lane per step, 1 to 64", DecodeUnrollEnv, env)
-	}
-	return uint32(u), nil
+// decodeTuning is those settings: unroll 0 means the default for the values' width.
+type decodeTuning struct {
+	unroll, subgroups uint32
+	contiguous        bool
 }
 
-// DecodeContiguousEnv, set to 1 for tuning on a new device, makes each chunk of the subgroup
-// decode kernel a range of keys, read a tile after the other, instead of tiles interleaved with
-// the other chunks' (the default, 0).
-const DecodeContiguousEnv = "VKATTN_DECODE_CONTIGUOUS"
-
-// decodeContiguous is $VKATTN_DECODE_CONTIGUOUS: false unset or 0, true 1.
-func decodeContiguous() (bool, error) {
+// decodeTuningEnv reads the settings from the environment.
+func decodeTuningEnv() (decodeTuning, error) {
+	tu := decodeTuning{subgroups: 1}
+	if env := os.Getenv(DecodeUnrollEnv); env != "" {
+		u, err := strconv.Atoi(env)
+		if err != nil || u < 1 || u > 64 {
+			return tu, fmt.Errorf("attention: %s=%q: want keys per lane per step, 1 to 64", DecodeUnrollEnv, env)
+		}
+		tu.unroll = uint32(u)
+	}
+	if env := os.Getenv(DecodeSubgroupsEnv); env != "" {
+		n, err := strconv.Atoi(env)
+		if err != nil || n < 1 || n > 16 || n&(n-1) != 0 {
+			return tu, fmt.Errorf("attention: %s=%q: want subgroups a workgroup, a power of two from 1 to 16", DecodeSubgroupsEnv, env)
+		}
+		tu.subgroups = uint32(n)
+	}
 	switch env := os.Getenv(DecodeContiguousEnv); env {
 	case "", "0":
-		return false, nil
 	case "1":
-		return true, nil
+		tu.contiguous = true
 	default:
-		return false, fmt.Errorf("attention: %s=%q: want 0 or 1", DecodeContiguousEnv, env)
+		return tu, fmt.Errorf("attention: %s=%q: want 0 or 1", DecodeContiguousEnv, env)
 	}
+	return tu, nil
 }
 
-// DecodeSubgroupsEnv sets, for tuning on a new device, the subgroups a workgroup of the subgroup
-// decode kernel holds, each reading a chunk of its own (a power of two, 1 to 16; default 1).
-const DecodeSubgroupsEnv = "VKATTN_DECODE_SUBGROUPS"
-
-// decodeSubgroups is $VKATTN_DECODE_SUBGROUPS, else 1.
-func decodeSubgroups() (uint32, error) {
-	env := os.Getenv(DecodeSubgroupsEnv)
-	if env == "" {
-		return 1, nil
+// unrollFor is the keys a lane reads per step for K/V values of bits bits.
+func (tu decodeTuning) unrollFor(bits uint32) uint32 {
+	switch {
+	case tu.unroll > 0:
+		return tu.unroll
+	case bits == 16:
+		return decodeStreamUnroll16
 	}
-	n, err := strconv.Atoi(env)
-	if err != nil || n < 1 || n > 16 || n&(n-1) != 0 {
-		return 0, fmt.Errorf("attention: %s=%q: want subgroups a workgroup, a power of two from 1 to 16", DecodeSubgroupsEnv, env)
-	}
-	return uint32(n), nil
+	return decodeStreamUnroll
 }
 
 // decodeTiles sizes the decode kernel for head dim d, K/V values of bits bits (of type dt, for
@@ -630,8 +629,9 @@ func decodeSubgroups() (uint32, error) {
 // values of q and of o per row, decodeStreamValues at most (4 rows where one lane reads one
 // vector of a key); the coopmat tier takes a subgroup per 16 rows, up to the forward's
 // subgroups (decodeCoopMatTiles; quantized K/V staged as dt). At the subgroup tier it also
-// returns the lane layout the tiles are sized for; at the others the zero layout.
-func decodeTiles(tier devices.Tier, p *devices.Profile, d, rows int, bits uint32, dt memory.DType) (tiles, streamLayout, error) {
+// returns the lane layout the tiles are sized for; at the others the zero layout. The subgroup
+// tier's tiles follow tu.
+func decodeTiles(tier devices.Tier, p *devices.Profile, d, rows int, bits uint32, dt memory.DType, tu decodeTuning) (tiles, streamLayout, error) {
 	dd := uint32(d)
 	maxShared, maxWG := p.MaxSharedMemory, min(p.MaxWorkgroupInvocations, p.MaxWorkgroupSize[0])
 	want := pow2Ceil(uint32(max(rows, 1)))
@@ -650,15 +650,8 @@ func decodeTiles(tier devices.Tier, p *devices.Profile, d, rows int, bits uint32
 		if sg == 0 || maxWG < sg {
 			break
 		}
-		u, err := decodeUnroll(bits)
-		if err != nil {
-			return tiles{}, streamLayout{}, err
-		}
-		nsub, err := decodeSubgroups()
-		if err != nil {
-			return tiles{}, streamLayout{}, err
-		}
-		nsub = min(nsub, pow2Floor(maxWG/sg))
+		u := tu.unrollFor(bits)
+		nsub := min(max(tu.subgroups, 1), pow2Floor(maxWG/sg))
 		l := newStreamLayout(dd, bits, sg)
 		br := min(want, pow2Floor(max(1, decodeStreamValues/(8*l.vpl))))
 		return tiles{SG: sg, WG: sg * nsub, BR: br, BC: l.kps * u, PinSubgroup: p.MinSubgroupSize != p.MaxSubgroupSize}, l, nil

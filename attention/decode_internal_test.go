@@ -117,7 +117,7 @@ func TestDecodeTilesFitSimulatedDevices(t *testing.T) {
 	forSimulatedDecodeTiers(t, func(name string, p *devices.Profile, tier devices.Tier) {
 		for _, d := range HeadDims {
 			for _, rows := range []int{1, 3, 4, 8, 20, 32, 64, 128, 512} {
-				tl, l, err := decodeTiles(tier, p, d, rows, 16, memory.F16)
+				tl, l, err := decodeTiles(tier, p, d, rows, 16, memory.F16, decodeTuning{})
 				what := []any{name, p.SubgroupSize, tier, d, rows, tl}
 				require.NoError(t, err, what...)
 				require.LessOrEqual(t, decodeShared(tier, tl, uint32(d)), p.MaxSharedMemory, what...)
@@ -139,7 +139,7 @@ func TestDecodeTilesFitSimulatedDevices(t *testing.T) {
 					require.Zero(t, tl.BC%coopTM, what...)
 					require.GreaterOrEqual(t, tl.BR, min(uint32(rows), coopTM), what...)
 					for _, bits := range []uint32{8, 4} { // quantized K/V: scores and probabilities per scale group, scales
-						tq, _, err := decodeTiles(tier, p, d, rows, bits, memory.F16)
+						tq, _, err := decodeTiles(tier, p, d, rows, bits, memory.F16, decodeTuning{})
 						require.NoError(t, err, what...)
 						require.LessOrEqual(t, decodeCoopMatShared(tq, uint32(d), bits), p.MaxSharedMemory, what...)
 					}
@@ -155,24 +155,52 @@ func TestDecodeTilesFitSimulatedDevices(t *testing.T) {
 	p, err := devices.Simulated("nvidia-h100")
 	require.NoError(t, err)
 	p.SubgroupSize = 32
-	tl, _, err := decodeTiles(devices.TierSubgroup, &p, 128, 4, 16, memory.F16)
+	tl, _, err := decodeTiles(devices.TierSubgroup, &p, 128, 4, 16, memory.F16, decodeTuning{})
 	require.NoError(t, err)
 	require.GreaterOrEqual(t, tl.BR, uint32(4))
 	require.Equal(t, tl.SG, tl.WG, "one subgroup a workgroup by default")
-	// VKATTN_DECODE_SUBGROUPS sets the subgroups a workgroup, within the workgroup limit.
-	t.Setenv(DecodeSubgroupsEnv, "4")
-	tl, _, err = decodeTiles(devices.TierSubgroup, &p, 128, 4, 16, memory.F16)
+	require.Equal(t, uint32(2*decodeStreamUnroll16), tl.BC, "2 keys a subgroup reads at once, 4 a lane")
+	// The tuning settings reach the tiles: subgroups a workgroup within the workgroup limit, keys
+	// a lane.
+	tl, _, err = decodeTiles(devices.TierSubgroup, &p, 128, 4, 16, memory.F16, decodeTuning{subgroups: 4, unroll: 8})
 	require.NoError(t, err)
 	require.Equal(t, 4*tl.SG, tl.WG)
-	t.Setenv(DecodeSubgroupsEnv, "16")
+	require.Equal(t, uint32(16), tl.BC)
 	p.MaxWorkgroupInvocations = 256
-	tl, _, err = decodeTiles(devices.TierSubgroup, &p, 128, 4, 16, memory.F16)
+	tl, _, err = decodeTiles(devices.TierSubgroup, &p, 128, 4, 16, memory.F16, decodeTuning{subgroups: 16})
 	require.NoError(t, err)
 	require.Equal(t, uint32(256), tl.WG)
-	for _, bad := range []string{"0", "3", "32", "x"} {
-		t.Setenv(DecodeSubgroupsEnv, bad)
-		_, _, err = decodeTiles(devices.TierSubgroup, &p, 128, 4, 16, memory.F16)
-		require.ErrorContains(t, err, DecodeSubgroupsEnv, bad)
+}
+
+// TestDecodeTuningEnv reads the subgroup tier's settings from the environment: defaults unset,
+// the values set, and an error naming the setting for a malformed one.
+func TestDecodeTuningEnv(t *testing.T) {
+	for _, env := range []string{DecodeUnrollEnv, DecodeSubgroupsEnv, DecodeContiguousEnv} {
+		t.Setenv(env, "")
+	}
+	tu, err := decodeTuningEnv()
+	require.NoError(t, err)
+	require.Equal(t, decodeTuning{subgroups: 1}, tu)
+	require.Equal(t, uint32(decodeStreamUnroll16), tu.unrollFor(16))
+	require.Equal(t, uint32(decodeStreamUnroll), tu.unrollFor(8))
+	t.Setenv(DecodeUnrollEnv, "3")
+	t.Setenv(DecodeSubgroupsEnv, "8")
+	t.Setenv(DecodeContiguousEnv, "1")
+	tu, err = decodeTuningEnv()
+	require.NoError(t, err)
+	require.Equal(t, decodeTuning{unroll: 3, subgroups: 8, contiguous: true}, tu)
+	require.Equal(t, uint32(3), tu.unrollFor(16))
+	for env, bads := range map[string][]string{
+		DecodeUnrollEnv:     {"0", "65", "x"},
+		DecodeSubgroupsEnv:  {"0", "3", "32", "x"},
+		DecodeContiguousEnv: {"2", "yes"},
+	} {
+		for _, bad := range bads {
+			t.Setenv(env, bad)
+			_, err := decodeTuningEnv()
+			require.ErrorContains(t, err, env, bad)
+		}
+		t.Setenv(env, "")
 	}
 }
 
@@ -188,7 +216,7 @@ func TestDecodeRowsOneWorkgroup(t *testing.T) {
 		sg := p.SubgroupSize
 		for _, d := range HeadDims {
 			for _, rows := range []int{4, 8} {
-				tl, l, err := decodeTiles(tier, p, d, rows, 16, memory.F16)
+				tl, l, err := decodeTiles(tier, p, d, rows, 16, memory.F16, decodeTuning{})
 				require.NoError(t, err)
 				if int(tl.BR) < rows {
 					// Shared memory can leave fewer rows at large head dims: K and V
@@ -205,7 +233,7 @@ func TestDecodeRowsOneWorkgroup(t *testing.T) {
 				}
 			}
 		}
-		tl, _, err := decodeTiles(tier, p, 64, 512, 16, memory.F16)
+		tl, _, err := decodeTiles(tier, p, 64, 512, 16, memory.F16, decodeTuning{})
 		require.NoError(t, err)
 		switch tier {
 		case devices.TierScalar, devices.TierCoopMat:
@@ -276,7 +304,7 @@ func TestDecodeOrderFallsBack(t *testing.T) {
 	}{{"nvidia-h100", memory.F16, devices.TierCoopMat}, {"nvidia-h100", memory.F32, devices.TierSubgroup}, {"lavapipe", memory.F16, devices.TierSubgroup}} {
 		p, err := devices.Simulated(c.device)
 		require.NoError(t, err)
-		v, _, _, err := selectDecode(&p, shaders.OpDecode, devices.TierAuto, matrix, c.dt, 128, 64)
+		v, _, _, err := selectDecode(&p, shaders.OpDecode, devices.TierAuto, matrix, c.dt, 128, 64, decodeTuning{})
 		require.NoError(t, err, c.device)
 		require.Equal(t, c.tier, v.Tier, "%s %s", c.device, c.dt)
 	}
