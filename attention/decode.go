@@ -207,9 +207,9 @@ const (
 )
 
 // decodeTargetWorkgroups is the number of decode chunks of wg invocations each (a workgroup's,
-// or at the subgroup tier a subgroup's) that the automatic split aims at on a device: twice the CPU threads on a CPU device (lavapipe runs a
-// workgroup on one thread whatever its size), on GPUs 32768 invocations on an integrated GPU and
-// 131072 on others (a few workgroups per compute unit of the largest GPUs; a smaller GPU runs
+// or at the subgroup tier a subgroup's) that the automatic split aims at on a device: twice the
+// CPU threads on a CPU device (lavapipe runs a workgroup on one thread whatever its size), on
+// GPUs 32768 invocations on an integrated GPU and 131072 on others (a few workgroups per compute unit of the largest GPUs; a smaller GPU runs
 // them in more waves at little cost).
 //
 // On a CPU device it depends on runtime.NumCPU() of the host, so with DecodeOptions.Splits 0 the
@@ -304,25 +304,22 @@ func (e *Engine) planDecodeCall(c *call, splits int, kern decodeKernel) (_ *plan
 	lim := uint64(e.profile.MaxStorageBufferRange)
 	maxN := int(min(lim/(4*rowFloats*uint64(sh.d)), 1<<20))
 	rowBlocks := ceilDiv(rows, int(t.BR))
-	perChunk := int(t.WG) // invocations a chunk takes: at the subgroup tier, a subgroup's
+	// A chunk takes a workgroup, or at the subgroup tier a subgroup, WG / SG of them a workgroup.
+	perChunk := t.WG
 	if variant.Tier == devices.TierSubgroup {
-		perChunk = int(t.SG)
+		perChunk = t.SG
 	}
-	n, chunk := decodeSplit(splits, decodeTargetWorkgroups(&e.profile, perChunk), sh.hk*rowBlocks*sh.batch, maxLk, int(t.BC), maxN)
+	n, chunk := decodeSplit(splits, decodeTargetWorkgroups(&e.profile, int(perChunk)), sh.hk*rowBlocks*sh.batch, maxLk, int(t.BC), maxN)
 	if n > 1 && n > maxN {
 		return nil, fmt.Errorf("attention: DecodeOptions.Splits %d: the partial outputs, %d x %d x %d fp32, exceed the device's maxStorageBufferRange of %d bytes",
 			n, n, rowFloats, sh.d, lim)
 	}
-	chunksPerWG := uint32(1)
-	if variant.Tier == devices.TierSubgroup {
-		// A workgroup of WG / SG subgroups holds as many chunks (a power of two): fewer where
-		// they do not divide n.
-		chunksPerWG = t.WG / t.SG
-		for uint32(n)%chunksPerWG != 0 {
-			chunksPerWG /= 2
-		}
-		t.WG = t.SG * chunksPerWG
+	// Chunks a workgroup (a power of two): fewer where they do not divide n.
+	chunksPerWG := t.WG / perChunk
+	for uint32(n)%chunksPerWG != 0 {
+		chunksPerWG /= 2
 	}
+	t.WG = perChunk * chunksPerWG
 	grid := [3]uint32{uint32(n) / chunksPerWG, uint32(sh.hk * rowBlocks), uint32(sh.batch)}
 	if err := e.checkGrid(grid, [3]string{"key chunks (DecodeOptions.Splits)", "kv heads x row blocks", "sequences"}); err != nil {
 		return nil, err
@@ -338,7 +335,6 @@ func (e *Engine) planDecodeCall(c *call, splits int, kern decodeKernel) (_ *plan
 	}
 	flags := c.flags
 	if variant.Tier == devices.TierSubgroup {
-
 		unit := uint32(4 / kern.dt.Size()) // values per word of a float K/V
 		if kern.op != shaders.OpDecode {
 			unit = 1 // quantized K/V: offsets and strides in words

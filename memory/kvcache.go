@@ -918,41 +918,37 @@ func (c *KVCache) spare() {
 // refill allocates chunks of pages, without c.mu, until SparePages pages are free, the budget
 // is spent, or an allocation fails (the next growth that needs the pages allocates them, and
 // reports the failure; refills wait until pages come back or such an allocation succeeds). The
-// chunk being allocated counts against the budget (pool.pending). It holds a.busy shared while it
-// allocates, so that the cache and the device stay open.
+// chunk being allocated counts against the budget (pool.pending).
 func (c *KVCache) refill() {
-	for {
-		c.a.busy.RLock()
-		c.mu.Lock()
-		n := 0
-		if !c.closed {
-			n = c.pool.spareChunk(c.cfg.SparePages)
-		}
-		if n == 0 {
-			c.refilling = false
-			c.mu.Unlock()
-			c.a.busy.RUnlock()
-			return
-		}
-		c.pool.pending = n
-		c.mu.Unlock()
-		t0 := time.Now()
-		mem, err := c.dev.Allocate(uint64(n)*c.page, c.pool.typ)
-		c.mu.Lock()
-		c.pool.spareTime += time.Since(t0)
-		c.pool.pending = 0
-		if err == nil {
-			c.pool.add(mem, n)
-		} else {
-			c.refilling = false
-			c.pool.spareFailed = true
-		}
-		c.mu.Unlock()
-		c.a.busy.RUnlock()
-		if err != nil {
-			return
-		}
+	for c.refillChunk() {
 	}
+}
+
+// refillChunk allocates one chunk of spare pages and reports whether it did; when it did not,
+// refilling ends in the same hold of c.mu. It holds a.busy shared meanwhile, so that the cache
+// and the device stay open.
+func (c *KVCache) refillChunk() bool {
+	c.a.busy.RLock()
+	defer c.a.busy.RUnlock()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	if !c.closed {
+		n = c.pool.beginSpare(c.cfg.SparePages)
+	}
+	if n == 0 {
+		c.refilling = false
+		return false
+	}
+	c.mu.Unlock()
+	t0 := time.Now()
+	mem, err := c.dev.Allocate(uint64(n)*c.page, c.pool.typ)
+	c.mu.Lock()
+	if !c.pool.endSpare(mem, err, time.Since(t0)) {
+		c.refilling = false
+		return false
+	}
+	return true
 }
 
 // Backed is the number of tokens of sequence seq that its pages hold, bound or being bound: its
@@ -1255,8 +1251,9 @@ func (c *KVCache) Truncate(seq, tokens int) error {
 
 // Trim frees the device memory allocations none of whose pages are bound, once the unbinds
 // submitted are done: spare pages too (KVCacheConfig.SparePages; a chunk being allocated for
-// them meanwhile is kept), until the next append or Reserve allocates them again. In the paged layout it frees the buffers the pages moved out of (the views
-// made before then report Closed), and the pool's buffers where no sequence holds a page.
+// them meanwhile is kept), until the next append or Reserve allocates them again. In the paged
+// layout it frees the buffers the pages moved out of (the views made before then report Closed),
+// and the pool's buffers where no sequence holds a page.
 func (c *KVCache) Trim() {
 	c.mu.Lock()
 	defer c.mu.Unlock()

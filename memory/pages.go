@@ -78,7 +78,7 @@ func popFree[T any](free *[]T, n int) []T {
 func (p *pagePool) grow(need, want int) error {
 	n := p.chunkPages
 	if p.maxPages > 0 {
-		room := p.maxPages - p.held - p.pending
+		room := p.room()
 		if room <= 0 {
 			return fmt.Errorf("the page budget of %d pages (%d bytes) is spent: %w",
 				p.maxPages, uint64(p.maxPages)*p.page, vk.ErrOutOfDeviceMemory)
@@ -100,6 +100,9 @@ func (p *pagePool) grow(need, want int) error {
 	return nil
 }
 
+// room is the pages the budget leaves, the chunk in flight counted; only where maxPages > 0.
+func (p *pagePool) room() int { return p.maxPages - p.held - p.pending }
+
 // spareChunk is the pages of the next chunk to allocate so that spare pages are free: 0 when
 // they are, or the budget leaves no room.
 func (p *pagePool) spareChunk(spare int) int {
@@ -108,9 +111,30 @@ func (p *pagePool) spareChunk(spare int) int {
 	}
 	n := min(p.chunkPages, spare-len(p.free)-p.pending)
 	if p.maxPages > 0 {
-		n = min(n, p.maxPages-p.held-p.pending)
+		n = min(n, p.room())
 	}
 	return max(n, 0)
+}
+
+// beginSpare starts the allocation of the next chunk of spare pages: its pages (0 for none),
+// pending until endSpare.
+func (p *pagePool) beginSpare(spare int) int {
+	p.pending = p.spareChunk(spare)
+	return p.pending
+}
+
+// endSpare ends it: the chunk allocated in mem, which took took, joins the pool, or, where err,
+// refills stop until pages come back. It reports whether the chunk joined.
+func (p *pagePool) endSpare(mem *vk.Memory, err error, took time.Duration) bool {
+	n := p.pending
+	p.pending = 0
+	p.spareTime += took
+	if err != nil {
+		p.spareFailed = true
+		return false
+	}
+	p.add(mem, n)
+	return true
 }
 
 // add puts a chunk of n pages, allocated in mem, in the pool, its pages free.

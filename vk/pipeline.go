@@ -73,13 +73,13 @@ func (p *Pipeline) create(s PipelineSpec) error {
 	if err := result("vkCreateDescriptorSetLayout", r); err != nil {
 		return err
 	}
-	p.setLayout = *(*vk.DescriptorSetLayout)(unsafe.Pointer(&setLayout))
+	p.setLayout = bindingHandle[vk.DescriptorSetLayout](setLayout)
 	var layout C.uint64_t
 	r = vk.Result(C.vkattn_create_pipeline_layout(d.fn.createPipelineLayout, dev, setLayout, C.uint32_t(s.PushSize), &layout))
 	if err := result("vkCreatePipelineLayout", r); err != nil {
 		return err
 	}
-	p.layout = *(*vk.PipelineLayout)(unsafe.Pointer(&layout))
+	p.layout = bindingHandle[vk.PipelineLayout](layout)
 
 	code := make([]uint32, len(s.SPIRV)/4)
 	for i := range code {
@@ -144,12 +144,16 @@ func (p *Pipeline) create(s PipelineSpec) error {
 	if err := result("vkCreateComputePipelines", r); err != nil {
 		return err
 	}
-	p.handle = *(*vk.Pipeline)(unsafe.Pointer(&h))
+	p.handle = bindingHandle[vk.Pipeline](h)
 	return nil
 }
 
 // handle64 is a non-dispatchable Vulkan handle of the binding (a pointer type) as its 64 bits.
 func handle64(h unsafe.Pointer) C.uint64_t { return C.uint64_t(uintptr(h)) }
+
+// bindingHandle is handle64's inverse: the 64 bits the C layer returned as the binding's handle
+// type T.
+func bindingHandle[T any](h C.uint64_t) T { return *(*T)(unsafe.Pointer(&h)) }
 
 // pipelineCreateCaptureStatistics is VK_PIPELINE_CREATE_CAPTURE_STATISTICS_BIT_KHR.
 const pipelineCreateCaptureStatistics = vk.PipelineCreateFlags(0x40)
@@ -296,7 +300,7 @@ func (dp *descriptorPool) grow() error {
 	if err := result("vkCreateDescriptorPool", vk.Result(r)); err != nil {
 		return err
 	}
-	dp.pools = append(dp.pools, *(*vk.DescriptorPool)(unsafe.Pointer(&pool)))
+	dp.pools = append(dp.pools, bindingHandle[vk.DescriptorPool](pool))
 	return nil
 }
 

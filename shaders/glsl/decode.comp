@@ -14,11 +14,12 @@
 // keys [c * CHUNK, (c + 1) * CHUNK), CHUNK being the word after the cumulative lengths in the
 // seqlens buffer (index 2 * (nSeq + 1)); at the other tiers chunk c of n holds the tiles of BC
 // keys t == c (mod n) (firstTile), so the chunks of a sequence read neighbouring memory at once
-// (at the subgroup tier, with FLAG_CONTIGUOUS, ranges of keys as at the scalar tier); either way a sequence shorter than others has chunks without keys. With
-// FLAG_PARTIAL, chunk c's partials go to binding 6 ([chunks][totalQ][hq][D] fp32) and binding 7
-// ([chunks][totalQ][hq]): every row writes its logsumexp, -inf where the chunk holds no key it
-// sees, and then no output (merge.comp does not read it). Without it (one chunk), results go
-// straight to o and lse as the forward's do.
+// (at the subgroup tier, with FLAG_CONTIGUOUS, ranges of keys as at the scalar tier); either way
+// a sequence shorter than others has chunks without keys. With FLAG_PARTIAL, chunk c's partials
+// go to binding 6 ([chunks][totalQ][hq][D] fp32) and binding 7 ([chunks][totalQ][hq]): every row
+// writes its logsumexp, -inf where the chunk holds no key it sees, and then no output (merge.comp
+// does not read it). Without it (one chunk), results go straight to o and lse as the forward's
+// do.
 //
 // Tiers (one define each):
 //   TIER_SCALAR    one invocation per row (BR == WG), K/V tiles staged in shared memory

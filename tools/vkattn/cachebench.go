@@ -657,12 +657,12 @@ func writeCacheTable(w io.Writer, rep *cacheReport) {
 	if quantized {
 		kv = ", K/V " + rep.KV
 	}
-	sync := fmt.Sprintf(", %d spare pages", rep.SparePages)
+	extras := fmt.Sprintf(", %d spare pages", rep.SparePages)
 	if rep.SyncBinds {
-		sync += ", binds waited for"
+		extras += ", binds waited for"
 	}
 	fmt.Fprintf(w, "%d sequences grown to %d tokens, %d a step, each decoded (Hq=%d Hk=%d d=%d %s%s; %s); pages of %s, headroom %d tokens%s\n",
-		rep.Seqs, rep.Len, rep.Step, rep.Hq, rep.Hk, rep.D, rep.DType, kv, calls, bytesString(rep.PageBytes), rep.Headroom, sync)
+		rep.Seqs, rep.Len, rep.Step, rep.Hq, rep.Hk, rep.D, rep.DType, kv, calls, bytesString(rep.PageBytes), rep.Headroom, extras)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	head := "cache\tsteps\tp50 ms\tp99 ms\tmax ms\tmean ms\tbind batches\tsteps with binds\tp50 of those\tcommitted/needed\t"
 	if quantized {
