@@ -193,10 +193,11 @@ func decodeRuns(p *devices.Profile, op shaders.Op, t devices.Tier, dt memory.DTy
 const (
 	flagPartial = 2 // decode.comp's FLAG_PARTIAL
 	flagVec     = 4 // decode_stream.glsl's FLAG_VEC
-	// flagContiguous is decode.comp's FLAG_CONTIGUOUS: chunks of the subgroup tier are ranges
-	// of keys rather than interleaved tiles.
-	flagContiguous = 32
 )
+
+// decodeKernelSpecs is the most specialization constants a decode kernel takes after
+// decode.comp's six (quant.glsl's three); decode.comp's CONTIGUOUS follows them.
+const decodeKernelSpecs = 3
 
 // Bounds of the automatic number of chunks. A chunk of decodeMinChunk keys reads many times
 // the bytes its partials write (fp16 K/V at 4 rows a kv head: 32x); at 4k keys on the H100, 32
@@ -249,8 +250,8 @@ func (e *Engine) planDecode(o, lse, q, k, v *memory.Tensor, opts DecodeOptions) 
 }
 
 // decodeKernel is what sets a decode call's kernel apart: its operation, the storage type the
-// variant must read, and what it takes beyond decode.comp's six specialization constants, its
-// sequence table (the chunk size) and its eight bindings.
+// variant must read, and what it takes beyond decode.comp's six specialization constants (at
+// most decodeKernelSpecs), its sequence table (the chunk size) and its eight bindings.
 type decodeKernel struct {
 	op shaders.Op
 	dt memory.DType
@@ -328,7 +329,12 @@ func (e *Engine) planDecodeCall(c *call, splits int, kern decodeKernel) (_ *plan
 	if t.PinSubgroup {
 		sg = t.SG
 	}
-	spec := append([]uint32{dtypeCode(o.DType), uint32(sh.d), t.BR, t.BC, t.WG, t.SG}, kern.spec...)
+	spec := make([]uint32, 6+decodeKernelSpecs, 6+decodeKernelSpecs+1)
+	copy(spec, []uint32{dtypeCode(o.DType), uint32(sh.d), t.BR, t.BC, t.WG, t.SG})
+	copy(spec[6:], kern.spec)
+	if variant.Tier == devices.TierSubgroup && tu.contiguous {
+		spec = append(spec, 1)
+	}
 	pipe, err := e.variantPipeline(variant, spec, sg)
 	if err != nil {
 		return nil, err
@@ -341,9 +347,6 @@ func (e *Engine) planDecodeCall(c *call, splits int, kern decodeKernel) (_ *plan
 		}
 		if streamAligned(stream, placementOf(c.k, c.v), unit) {
 			flags |= flagVec
-		}
-		if tu.contiguous {
-			flags |= flagContiguous
 		}
 	}
 	p := &plan{kernel: variant.Name}

@@ -14,7 +14,7 @@
 // keys [c * CHUNK, (c + 1) * CHUNK), CHUNK being the word after the cumulative lengths in the
 // seqlens buffer (index 2 * (nSeq + 1)); at the other tiers chunk c of n holds the tiles of BC
 // keys t == c (mod n) (firstTile), so the chunks of a sequence read neighbouring memory at once
-// (at the subgroup tier, with FLAG_CONTIGUOUS, ranges of keys as at the scalar tier); either way
+// (at the subgroup tier, with CONTIGUOUS, ranges of keys as at the scalar tier); either way
 // a sequence shorter than others has chunks without keys. With FLAG_PARTIAL, chunk c's partials
 // go to binding 6 ([chunks][totalQ][hq][D] fp32) and binding 7 ([chunks][totalQ][hq]): every row
 // writes its logsumexp, -inf where the chunk holds no key it sees, and then no output (merge.comp
@@ -64,6 +64,11 @@ layout(constant_id = 4) const uint WG = 32;   // invocations per workgroup
 layout(constant_id = 5) const uint SG = 32;   // subgroup size the tile sizes were chosen for
 #endif
 
+// CONTIGUOUS (subgroup tier; ids 6 to 8 are quant.glsl's): chunk c holds keys [c * CHUNK,
+// (c + 1) * CHUNK) as at the scalar tier, read a tile after the other, instead of interleaved
+// tiles (firstTile). A tuning setting, so a constant: the default pipeline carries none of it.
+layout(constant_id = 9) const bool CONTIGUOUS = false;
+
 layout(local_size_x_id = 4) in;
 
 #include "tensors.glsl"
@@ -76,9 +81,6 @@ float queryAt(uint t, uint h, uint d) { return qAt(t, h, d); }
 #endif
 
 const uint FLAG_PARTIAL = 2u;
-// FLAG_CONTIGUOUS (subgroup tier): chunk c holds keys [c * CHUNK, (c + 1) * CHUNK) as at the
-// scalar tier, read a tile after the other, instead of interleaved tiles (firstTile).
-const uint FLAG_CONTIGUOUS = 32u;
 
 layout(std430, binding = 6) writeonly buffer PartO { float partO[]; };
 layout(std430, binding = 7) writeonly buffer PartLSE { float partLSE[]; };
@@ -87,7 +89,7 @@ layout(std430, binding = 7) writeonly buffer PartLSE { float partLSE[]; };
 // subgroup tier, where a workgroup may hold WG / SG subgroups, each a block of its own, the
 // subgroup's.
 #ifdef TIER_SUBGROUP
-uint chunkIndex() { return gl_WorkGroupID.x * (WG / SG) + gl_SubgroupID; }
+uint chunkIndex() { return WG == SG ? gl_WorkGroupID.x : gl_WorkGroupID.x * (WG / SG) + gl_SubgroupID; }
 uint chunkCount() { return gl_NumWorkGroups.x * (WG / SG); }
 #else
 uint chunkIndex() { return gl_WorkGroupID.x; }
@@ -104,13 +106,13 @@ struct Block {
 	int kEnd;           // tiles are zero from keys.y
 };
 
-// contiguous reports whether chunks are ranges of keys (the scalar tier's, FLAG_CONTIGUOUS) rather
+// contiguous reports whether chunks are ranges of keys (the scalar tier's, CONTIGUOUS) rather
 // than interleaved tiles.
 bool contiguous() {
 #ifdef TIER_SCALAR
 	return true;
 #else
-	return (pc.flags & FLAG_CONTIGUOUS) != 0u;
+	return CONTIGUOUS;
 #endif
 }
 
