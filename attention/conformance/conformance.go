@@ -8,6 +8,7 @@ package conformance
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -60,6 +61,10 @@ type Case struct {
 	Naive   bool // run through Engine.NaiveForwardInto, the unfused baseline, instead of ForwardInto
 	Decode  bool // run through Engine.DecodeInto, the split-KV decode, at Tier
 	Splits  int  // DecodeOptions.Splits of a Decode case; 0 is automatic
+	// HeadsMajor stores K and V of a dense batch [Hk, B, Lk, D] in memory, each (head,
+	// sequence)'s keys contiguous as in PyTorch's [B, Hk, Lk, D], and passes them as strided
+	// [B, Lk, Hk, D] views (the kernels take one token stride across the batch).
+	HeadsMajor bool
 }
 
 // TierName is the tier the case's outcome is reported under: its Tier, NaiveTier, or
@@ -98,6 +103,9 @@ func (c Case) String() string {
 	}
 	if c.NoLSE {
 		s += "/nolse"
+	}
+	if c.HeadsMajor {
+		s += "/heads-major"
 	}
 	if c.Naive {
 		s += "/naive"
@@ -220,6 +228,7 @@ func ForwardCases(tier devices.Tier) []Case {
 	with(func(c *Case) { c.Varlen, c.Lq, c.Lk, c.DType, c.D = true, []int{40, 9}, []int{9, 40}, memory.BF16, 128 })
 	// No logsumexp requested.
 	with(func(c *Case) { c.Lq, c.Lk, c.NoLSE, c.Batch = []int{21}, []int{21}, true, 3 })
+	with(func(c *Case) { c.Lq, c.Lk, c.Batch, c.Hk, c.HeadsMajor = []int{37}, []int{45}, 2, 2, true })
 	return cs
 }
 
@@ -301,6 +310,11 @@ func DecodeCases(tier devices.Tier) []Case {
 	})
 	with(func(c *Case) { c.Lq, c.Lk, c.Scale, c.Splits = []int{1}, []int{64}, 0.3, 2 })
 	with(func(c *Case) { c.Lq, c.Lk, c.NoLSE, c.Batch, c.Splits = []int{3}, []int{50}, true, 3, 4 })
+	// K and V heads-major (strided views), at every storage type.
+	for i, dt := range []memory.DType{memory.F32, memory.F16, memory.BF16} {
+		add(Case{DType: dt, D: 128, Hq: 8, Hk: 2, Lq: []int{1 + 2*i}, Lk: []int{299}, Batch: 2, Causal: i > 0,
+			Splits: []int{0, 5, 1}[i], HeadsMajor: true})
+	}
 	return cs
 }
 
@@ -353,6 +367,19 @@ func Widen(x []float32) []float64 {
 	return out
 }
 
+// headsMajor reorders x of shape [b, l, h, d] into [h, b, l, d].
+func headsMajor(x []float32, b, l, h, d int) []float32 {
+	out := make([]float32, len(x))
+	for i := range b {
+		for t := range l {
+			for j := range h {
+				copy(out[((j*b+i)*l+t)*d:][:d], x[((i*l+t)*h+j)*d:][:d])
+			}
+		}
+	}
+	return out
+}
+
 // run runs c; tamper, if set, alters the engine's options only (the suite's own tests use it to
 // show that a wrong kernel result fails).
 func run(ctx context.Context, e *attention.Engine, c Case, seed uint64, tamper func(*attention.Options)) (string, float64, error) {
@@ -393,11 +420,25 @@ func run(ctx context.Context, e *attention.Engine, c Case, seed uint64, tamper f
 	if err != nil {
 		return "", 0, err
 	}
-	k, err := upload(kh, ks)
+	uploadKV := upload
+	if c.HeadsMajor {
+		if c.Varlen {
+			return "", 0, errors.New("conformance: a heads-major case needs a dense batch")
+		}
+		uploadKV = func(data []float32, shape []int) (*memory.Tensor, error) {
+			b, l, h, d := shape[0], shape[1], shape[2], shape[3]
+			t, err := upload(headsMajor(data, b, l, h, d), []int{h, b, l, d})
+			if err != nil {
+				return nil, err
+			}
+			return t.View(shape, []int{l * d, d, b * l * d, 1}, 0)
+		}
+	}
+	k, err := uploadKV(kh, ks)
 	if err != nil {
 		return "", 0, err
 	}
-	v, err := upload(vh, ks)
+	v, err := uploadKV(vh, ks)
 	if err != nil {
 		return "", 0, err
 	}

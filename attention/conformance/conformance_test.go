@@ -64,12 +64,15 @@ func TestCasesCoverTheSpec(t *testing.T) {
 		if c.Hk == 1 && c.Hq > 1 {
 			seen["mqa"] = true
 		}
+		if c.HeadsMajor {
+			seen["heads-major"] = true
+		}
 		require.Equal(t, devices.TierScalar, c.Tier)
 	}
 	for _, d := range attention.HeadDims {
 		require.True(t, seen[fmt.Sprint("d", d)], "head dim %d", d)
 	}
-	for _, want := range []string{"f32", "f16", "bf16", "varlen", "causal rows without keys", "window", "softcap", "mqa"} {
+	for _, want := range []string{"f32", "f16", "bf16", "varlen", "causal rows without keys", "window", "softcap", "mqa", "heads-major"} {
 		require.True(t, seen[want], want)
 	}
 	// Each dtype the tier takes, at head dims 32, 80 and 256, with each mask, soft cap and varlen,
@@ -114,8 +117,9 @@ func TestCaseNames(t *testing.T) {
 }
 
 // The decode matrix covers what Decode takes: every dtype and head dim, GQA ratios 1, 4 and 8,
-// 1 and 16 new tokens, causal and not, varlen with an empty sequence and one without keys, and
-// split counts of one, several, more than the key tiles and more than the keys.
+// 1 and 16 new tokens, causal and not, varlen with an empty sequence and one without keys, split
+// counts of one, several, more than the key tiles and more than the keys, and heads-major K and V
+// of every storage type.
 func TestDecodeCasesCoverTheSpec(t *testing.T) {
 	seen := map[string]bool{}
 	for _, c := range DecodeCases(devices.TierScalar) {
@@ -135,6 +139,7 @@ func TestDecodeCasesCoverTheSpec(t *testing.T) {
 			}
 		}
 		seen[fmt.Sprint("q", maxLq)] = true
+		seen[fmt.Sprint("heads-major ", c.HeadsMajor, " ", c.DType)] = true
 		seen[fmt.Sprint("causal ", c.Causal)] = true
 		switch {
 		case c.Splits == 1:
@@ -154,6 +159,9 @@ func TestDecodeCasesCoverTheSpec(t *testing.T) {
 		"more splits than keys", "automatic splits"}
 	for _, d := range attention.HeadDims {
 		want = append(want, fmt.Sprint("d", d))
+	}
+	for _, dt := range []string{"f32", "f16", "bf16"} {
+		want = append(want, "heads-major true "+dt)
 	}
 	for _, w := range want {
 		require.True(t, seen[w], w)

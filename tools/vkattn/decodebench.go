@@ -29,25 +29,27 @@ const (
 
 // decodeRow is one timed (key length, tier).
 type decodeRow struct {
-	DType    string  `json:"dtype"`
-	KV       string  `json:"kv"` // how K and V are stored: DType, int8 or int4
-	B        int     `json:"b"`
-	Hq       int     `json:"hq"`
-	Hk       int     `json:"hk"`
-	Lq       int     `json:"lq"`
-	Lk       int     `json:"lk"`
-	D        int     `json:"d"`
-	Causal   bool    `json:"causal"`
-	Splits   int     `json:"splits"` // as asked; 0 is automatic
-	Tier     string  `json:"tier"`
-	Kernel   string  `json:"kernel,omitempty"`
-	Warmup   int     `json:"warmup"`
-	Iters    int     `json:"iters"`
-	MedianMS float64 `json:"median_ms,omitempty"`
-	MinMS    float64 `json:"min_ms,omitempty"`
-	GBps     float64 `json:"gbps,omitempty"`
-	TokensPS float64 `json:"tokens_per_s,omitempty"`
-	Error    string  `json:"error,omitempty"`
+	DType  string `json:"dtype"`
+	KV     string `json:"kv"` // how K and V are stored: DType, int8 or int4
+	B      int    `json:"b"`
+	Hq     int    `json:"hq"`
+	Hk     int    `json:"hk"`
+	Lq     int    `json:"lq"`
+	Lk     int    `json:"lk"`
+	D      int    `json:"d"`
+	Causal bool   `json:"causal"`
+	Splits int    `json:"splits"` // as asked; 0 is automatic
+	// HeadsMajor: float K and V lie [Hk, B, Lk, D] in memory (-heads-major), else [B, Lk, Hk, D].
+	HeadsMajor bool    `json:"heads_major,omitempty"`
+	Tier       string  `json:"tier"`
+	Kernel     string  `json:"kernel,omitempty"`
+	Warmup     int     `json:"warmup"`
+	Iters      int     `json:"iters"`
+	MedianMS   float64 `json:"median_ms,omitempty"`
+	MinMS      float64 `json:"min_ms,omitempty"`
+	GBps       float64 `json:"gbps,omitempty"`
+	TokensPS   float64 `json:"tokens_per_s,omitempty"`
+	Error      string  `json:"error,omitempty"`
 	// VsFloat is TokensPS over that of the fastest row of the same shape with K and V stored as
 	// DType, at any tier (where -kv lists it): the speedup of quantized K and V over the best
 	// float decode.
@@ -100,6 +102,7 @@ func cmdDecodeBench(ctx context.Context, args []string, stdout, stderr io.Writer
 	kvFlag := fs.String("kv", "", "storage of K and V (list of the -dtype, int8, int4: quantized K and V, dequantized in the kernel; default the -dtype)")
 	causal := fs.Bool("causal", false, "causal mask among the new tokens (bottom-right aligned)")
 	splits := fs.Int("splits", 0, "key chunks per sequence (0 = automatic)")
+	headsMajor := fs.Bool("heads-major", false, "store float K and V heads-major, [Hk, B, Lk, D] in memory, each (head, sequence)'s keys contiguous as in PyTorch's [B, Hk, Lk, D], and decode through a [B, Lk, Hk, D] view (default tokens-major, as a KV cache stores them)")
 	tiersFlag := fs.String("tiers", "all", "tiers (list of scalar, subgroup, coopmat, auto; all = every tier the device runs Decode at; quantized K/V rows run at those of them that have their kernels)")
 	iters := fs.Int("iters", 0, fmt.Sprintf("timed runs per row (0 = about %v of runs, at least 3 unless a run is slow)", benchTarget))
 	warmup := fs.Int("warmup", -1, "untimed runs before the timed ones (-1 = automatic: about 1 s of runs, at most 5000; none for a slow run)")
@@ -132,6 +135,9 @@ func cmdDecodeBench(ctx context.Context, args []string, stdout, stderr io.Writer
 	if err != nil {
 		return err
 	}
+	if *headsMajor && slices.ContainsFunc(kvs, func(kv string) bool { _, q := kvFormats[kv]; return q }) {
+		return usageError{errors.New("decode-bench: -heads-major stores float K and V only; quantized K and V keep the cache's tokens-major layout")}
+	}
 	var script string
 	if *python != "" {
 		if script, err = findTorchScript(*scriptFlag); err != nil {
@@ -159,7 +165,11 @@ func cmdDecodeBench(ctx context.Context, args []string, stdout, stderr io.Writer
 	}
 	rep := decodeReport{Device: p.Name, Driver: p.DriverName + " " + p.DriverInfo, Vulkan: vk.Version(p.APIVersion),
 		Date: time.Now().UTC(), Convention: decodeConvention}
-	fmt.Fprintf(stderr, "decode-bench: %s: B=%d Hq=%d Hk=%d d=%d Lq=%d %s, K/V %v, Lk %v x %s\n", p.Summary(), *b, *hq, *hk, *d, *lq, dt, kvs, lks, tierNames(tiers))
+	layout := "tokens-major"
+	if *headsMajor {
+		layout = "heads-major"
+	}
+	fmt.Fprintf(stderr, "decode-bench: %s: B=%d Hq=%d Hk=%d d=%d Lq=%d %s, K/V %v %s, Lk %v x %s\n", p.Summary(), *b, *hq, *hk, *d, *lq, dt, kvs, layout, lks, tierNames(tiers))
 
 	var torchRows map[int]torchResult
 	if *python != "" {
@@ -179,7 +189,8 @@ func cmdDecodeBench(ctx context.Context, args []string, stdout, stderr io.Writer
 		}
 		var rows []decodeRow
 		for _, kv := range kvs {
-			row := decodeRow{DType: dt.String(), KV: kv, B: *b, Hq: *hq, Hk: *hk, Lq: *lq, Lk: lk, D: *d, Causal: *causal, Splits: *splits}
+			row := decodeRow{DType: dt.String(), KV: kv, B: *b, Hq: *hq, Hk: *hk, Lq: *lq, Lk: lk, D: *d, Causal: *causal, Splits: *splits,
+				HeadsMajor: *headsMajor}
 			ts := tiers
 			if _, quantized := kvFormats[kv]; quantized {
 				ts = quantizedTiers(tiers, e.QuantizedDecodeTiers())
@@ -290,6 +301,20 @@ func quantizedTiers(tiers, quantized []devices.Tier) []devices.Tier {
 	return out
 }
 
+// floatKV uploads data as K or V of shape [B, Lk, Hk, D]: stored so, or with shape.HeadsMajor
+// stored [Hk, B, Lk, D] (the values need no reordering: they are random) and returned as a view
+// in the decode's order.
+func floatKV(ctx context.Context, e *attention.Engine, ts *tensors, dt memory.DType, data []float32, shape decodeRow) (*memory.Tensor, error) {
+	if !shape.HeadsMajor {
+		return ts.upload(ctx, e, dt, data, shape.B, shape.Lk, shape.Hk, shape.D)
+	}
+	t, err := ts.upload(ctx, e, dt, data, shape.Hk, shape.B, shape.Lk, shape.D)
+	if err != nil {
+		return nil, err
+	}
+	return t.View([]int{shape.B, shape.Lk, shape.Hk, shape.D}, []int{shape.Lk * shape.D, shape.D, shape.B * shape.Lk * shape.D, 1}, 0)
+}
+
 // decodeRows times one shape (shape's fields) at every tier; failures are rows with an error.
 func decodeRows(ctx context.Context, e *attention.Engine, shape decodeRow, tiers []devices.Tier, warmup, iters int, stderr io.Writer) []decodeRow {
 	var rows []decodeRow
@@ -321,10 +346,8 @@ func decodeRows(ctx context.Context, e *attention.Engine, shape decodeRow, tiers
 			}
 		}
 	default:
-		data := fill(nk, 1)
-		if k, err = ts.upload(ctx, e, dt, data, shape.B, shape.Lk, shape.Hk, shape.D); err == nil {
-			data = fill(nk, 2)
-			if v, err = ts.upload(ctx, e, dt, data, shape.B, shape.Lk, shape.Hk, shape.D); err == nil {
+		if k, err = floatKV(ctx, e, &ts, dt, fill(nk, 1), shape); err == nil {
+			if v, err = floatKV(ctx, e, &ts, dt, fill(nk, 2), shape); err == nil {
 				o, err = ts.alloc(e, dt, shape.B, shape.Lq, shape.Hq, shape.D)
 			}
 		}

@@ -47,6 +47,29 @@ func TestDecodeBenchJSON(t *testing.T) {
 	}
 }
 
+// TestDecodeBenchHeadsMajor times heads-major K and V and reports them so.
+func TestDecodeBenchHeadsMajor(t *testing.T) {
+	needDevice(t)
+	file := filepath.Join(t.TempDir(), "decode.json")
+	args := append([]string{"decode-bench", "-b", "3", "-hq", "4", "-hk", "2", "-d", "64", "-lk", "70", "-heads-major",
+		"-tiers", "scalar", "-iters", "2", "-warmup", "0", "-json", file}, deviceArgs()...)
+	out, stderr, err := cli(t, args...)
+	if err != nil {
+		t.Fatalf("decode-bench: %v\n%s\n%s", err, out, stderr)
+	}
+	var rep decodeReport
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &rep); err != nil {
+		t.Fatalf("decode-bench JSON: %v\n%s", err, b)
+	}
+	if len(rep.Rows) != 1 || rep.Rows[0].Error != "" || !rep.Rows[0].HeadsMajor || rep.Rows[0].MedianMS <= 0 {
+		t.Fatalf("decode-bench -heads-major rows: %+v", rep.Rows)
+	}
+}
+
 // TestDecodeBenchTorch runs the -torch plumbing with a stand-in for python that prints canned
 // results: the decode shapes go to the script, its GB/s come back beside vkattn's.
 func TestDecodeBenchTorch(t *testing.T) {
@@ -135,6 +158,10 @@ func TestDecodeBenchQuantizedKV(t *testing.T) {
 		if (r.VsFloat != nil) != (c.kv != "f16") || r.VsFloat != nil && *r.VsFloat != r.TokensPS/rep.Rows[0].TokensPS {
 			t.Errorf("%s: vs float %v", c.kv, r.VsFloat)
 		}
+	}
+	_, _, err = cli(t, append([]string{"decode-bench", "-kv", "f16,int8", "-heads-major"}, deviceArgs()...)...)
+	if err == nil || !strings.Contains(err.Error(), "-heads-major stores float K and V only") {
+		t.Errorf("-heads-major with int8 K/V: %v", err)
 	}
 	_, _, err = cli(t, append([]string{"decode-bench", "-kv", "f32"}, deviceArgs()...)...)
 	if err == nil || !strings.Contains(err.Error(), `-kv: "f32" is neither int8, int4 nor the -dtype f16`) {
