@@ -1,10 +1,8 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -22,7 +20,7 @@ func TestCacheBenchJSON(t *testing.T) {
 	if !strings.Contains(out, "preallocated") || !strings.Contains(out, "page commit") {
 		t.Errorf("cache-bench: no table:\n%s\n%s", out, stderr)
 	}
-	rep := readCacheReport(t, file)
+	rep := readReport[cacheReport](t, file)
 	// Spare pages by default: one growth of every sequence, 7 tokens of 128 bytes, a page each
 	// of K and V.
 	if rep.Device == "" || rep.Seqs != 3 || rep.Len != 40 || rep.Step != 3 || rep.Headroom != 8 || rep.ChunkPages != 4 || rep.PageBytes == 0 || len(rep.Loops) != 2 ||
@@ -85,7 +83,7 @@ func TestCacheBenchQuantized(t *testing.T) {
 					t.Errorf("cache-bench -kv %s: no %q in the table:\n%s\n%s", kv, want, out, stderr)
 				}
 			}
-			rep := readCacheReport(t, file)
+			rep := readReport[cacheReport](t, file)
 			if rep.KV != kv || rep.DType != "f16" || rep.PerSeq != c.perSeq || rep.SyncBinds != c.sync || rep.Seqs != 3 || rep.Len != 40 || rep.Step != 3 || len(rep.Loops) != 2 {
 				t.Fatalf("cache-bench JSON: %+v", rep)
 			}
@@ -125,18 +123,4 @@ func TestCacheBenchUsage(t *testing.T) {
 			t.Errorf("%v: %v, want a usage error", args, err)
 		}
 	}
-}
-
-// readCacheReport reads the JSON report cache-bench wrote to file.
-func readCacheReport(t *testing.T, file string) cacheReport {
-	t.Helper()
-	var rep cacheReport
-	b, err := os.ReadFile(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := json.Unmarshal(b, &rep); err != nil {
-		t.Fatalf("cache-bench JSON: %v\n%s", err, b)
-	}
-	return rep
 }

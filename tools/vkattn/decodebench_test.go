@@ -23,14 +23,7 @@ func TestDecodeBenchJSON(t *testing.T) {
 	if !strings.Contains(out, "GB/s") || !strings.Contains(stderr, "Lk=100") {
 		t.Errorf("decode-bench: no table or progress:\n%s\n%s", out, stderr)
 	}
-	var rep decodeReport
-	b, err := os.ReadFile(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := json.Unmarshal(b, &rep); err != nil {
-		t.Fatalf("decode-bench JSON: %v\n%s", err, b)
-	}
+	rep := readReport[decodeReport](t, file)
 	if rep.Device == "" || rep.Convention != decodeConvention || len(rep.Rows) < 2 {
 		t.Fatalf("decode-bench JSON: %+v", rep)
 	}
@@ -57,14 +50,7 @@ func TestDecodeBenchHeadsMajor(t *testing.T) {
 	if err != nil {
 		t.Fatalf("decode-bench: %v\n%s\n%s", err, out, stderr)
 	}
-	var rep decodeReport
-	b, err := os.ReadFile(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := json.Unmarshal(b, &rep); err != nil {
-		t.Fatalf("decode-bench JSON: %v\n%s", err, b)
-	}
+	rep := readReport[decodeReport](t, file)
 	if len(rep.Rows) != 1 || rep.Rows[0].Error != "" || !rep.Rows[0].HeadsMajor || rep.Rows[0].MedianMS <= 0 {
 		t.Fatalf("decode-bench -heads-major rows: %+v", rep.Rows)
 	}
@@ -101,10 +87,9 @@ echo '{"id": 0, "gbps": {"flash": 1e-9, "cudnn": 2e-9, "efficient": null, "math"
 	if len(req.Shapes) != 1 || req.Shapes[0] != (torchShape{ID: 0, B: 1, H: 4, Hk: 1, Lq: 1, Lk: 40, D: 32, DType: "f16"}) {
 		t.Errorf("shapes sent to the script: %+v", req.Shapes)
 	}
-	var rep decodeReport
-	b, _ := os.ReadFile(file)
-	if err := json.Unmarshal(b, &rep); err != nil || len(rep.Rows) != 1 {
-		t.Fatalf("decode-bench JSON: %v\n%s", err, b)
+	rep := readReport[decodeReport](t, file)
+	if len(rep.Rows) != 1 {
+		t.Fatalf("decode-bench JSON rows: %+v", rep.Rows)
 	}
 	r := rep.Rows[0]
 	if r.VsBest == nil || r.Torch["efficient"] != nil || r.TorchErrors["efficient"] != "no kernel" {
@@ -131,13 +116,9 @@ func TestDecodeBenchQuantizedKV(t *testing.T) {
 	if !strings.Contains(out, "tokens/s") || !strings.Contains(out, "decode_int4_scalar") {
 		t.Errorf("decode-bench -kv: table:\n%s", out)
 	}
-	var rep decodeReport
-	b, err := os.ReadFile(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := json.Unmarshal(b, &rep); err != nil || len(rep.Rows) != 3 {
-		t.Fatalf("decode-bench JSON: %v\n%s", err, b)
+	rep := readReport[decodeReport](t, file)
+	if len(rep.Rows) != 3 {
+		t.Fatalf("decode-bench JSON rows: %+v", rep.Rows)
 	}
 	// Bytes per (token, head) of K or V: 128 f16, 128 codes and a scale, 64 bytes of codes and a scale.
 	for i, c := range []struct {

@@ -279,14 +279,7 @@ func TestBenchJSON(t *testing.T) {
 	if !strings.Contains(stderr, "[1/") || !strings.Contains(out, "kernel") {
 		t.Errorf("bench: no progress or table:\n%s\n%s", stderr, out)
 	}
-	var rep benchReport
-	b, err := os.ReadFile(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := json.Unmarshal(b, &rep); err != nil {
-		t.Fatalf("bench JSON: %v\n%s", err, b)
-	}
+	rep := readReport[benchReport](t, file)
 	if rep.Device == "" || rep.Convention == "" {
 		t.Errorf("bench JSON lacks device or convention: %+v", rep)
 	}
@@ -450,4 +443,18 @@ func TestAutoItersAndFLOPs(t *testing.T) {
 	if m := median([]time.Duration{5, 1, 3, 2}); m != 2 {
 		t.Errorf("median %v", m)
 	}
+}
+
+// readReport reads the JSON report that a bench command wrote to file.
+func readReport[R any](t *testing.T, file string) R {
+	t.Helper()
+	var rep R
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &rep); err != nil {
+		t.Fatalf("%s: %v\n%s", file, err, b)
+	}
+	return rep
 }
