@@ -1,6 +1,7 @@
 // Subgroup tier of decode.comp: each subgroup (of the WG / SG of a workgroup) streams its chunk's
 // keys and values from global memory into registers, with no shared-memory tiles and no
-// barriers. A decode step reads each K/V byte once and does little arithmetic per byte, so
+// workgroup barriers (the queries alone are in shared memory, written once by the subgroup for
+// itself: held in registers beside the rest, they made the compiler spill). A decode step reads each K/V byte once and does little arithmetic per byte, so
 // memory bandwidth bounds it; this layout keeps several wide loads in flight per lane.
 //
 // Lanes and keys: every storage type is read in vectors of 8 values, VW 32-bit words (fp32 8,
@@ -8,7 +9,7 @@
 // and sums in the same order. A key row of ROWW words is VPR vectors; LPK lanes share a key (the
 // least power of two >= VPR, at most SG), each lane reading VPL of its vectors, so the subgroup
 // reads KPS = SG / LPK keys at once and a step reads BC keys (U = BC / KPS per lane). A lane
-// keeps q of its dims for the block's BR rows; the dot products of a key are summed across its
+// reads q of its dims for the block's BR rows from qShared; the dot products of a key are summed across its
 // LPK lanes; each lane group keeps its own running max, sum and output per row, merged across
 // groups at the end as merge.comp merges partials.
 //
@@ -54,6 +55,10 @@ const uint VPL = (VPR + LPK - 1u) / LPK;          // vectors per lane
 const uint KPS = SG / LPK;                        // keys the subgroup reads at once
 const uint U = (BC + KPS - 1u) / KPS;             // keys per lane per step
 const uint EL = VPL * EPV;                        // values per lane and row
+
+// The block's queries, scaled: BR rows of VPR vectors (two vec4 each) a subgroup, read from
+// shared memory at every step rather than held in registers.
+shared vec4 qShared[(WG / SG) * BR * VPR * 2u];
 
 // The transposing reduction of the scores (above): pairs padded to PP, a power of two; T levels
 // transpose (log2 of the lesser of LPK and PP), the other log2(LPK) - T sum whole lists; a lane
@@ -152,21 +157,30 @@ void main() {
 	ScaleLayout vScaleAt = kvScaleLayout(SEQ_VSCALE, k.s, gl_WorkGroupID.z);
 #endif
 
-	float q[BR][EL], o[BR][EL], m[BR], l[BR];
+	float o[BR][EL], m[BR], l[BR];
 	ivec2 keys[BR];
+	uint qBase = subgroupIndex() * BR * VPR * 2u;
 	[[unroll]] for (uint r = 0u; r < BR; r++) {
 		bool valid = rowValid(k, r);
 		[[unroll]] for (uint i = 0u; i < VPL; i++) {
+			float x[EPV];
 			[[unroll]] for (uint e = 0u; e < EPV; e++) {
 				uint d = (part + i * LPK) * EPV + e;
-				q[r][i * EPV + e] = valid && d < D ? rowQuery(k, r, d) * pc.scale : 0.0;
+				x[e] = valid && d < D ? rowQuery(k, r, d) * pc.scale : 0.0;
 				o[r][i * EPV + e] = 0.0;
+			}
+			uint vi = part + i * LPK;
+			if (slot == 0u && vi < VPR) {
+				qShared[qBase + (r * VPR + vi) * 2u] = vec4(x[0], x[1], x[2], x[3]);
+				qShared[qBase + (r * VPR + vi) * 2u + 1u] = vec4(x[4], x[5], x[6], x[7]);
 			}
 		}
 		keys[r] = valid ? rowKeys(k, r) : ivec2(0);
 		m[r] = NEG_INF;
 		l[r] = 0.0;
 	}
+	subgroupMemoryBarrierShared();
+	subgroupBarrier();
 
 	for (int k0 = firstTile(k), stride = tileStride(); k0 < k.keys.y; k0 += stride) {
 		// Issue every load of the step before using any.
@@ -197,13 +211,18 @@ void main() {
 			}
 		}
 		// Scores: each lane's share of every pair's dot product, then the transposing reduction.
+		// A row's queries are read from shared memory for the step's keys, one row at a time.
 		float acc[PP];
-		[[unroll]] for (uint i = 0u; i < PP; i++) {
-			acc[i] = 0.0;
-			if (i < NP) {
-				uint u = i / BR, r = i % BR;
-				[[unroll]] for (uint vi = 0u; vi < VPL; vi++)
-					[[unroll]] for (uint e = 0u; e < EPV; e++) acc[i] += q[r][vi * EPV + e] * value(kv[u][vi], e, ks[u][vi]);
+		[[unroll]] for (uint i = 0u; i < PP; i++) acc[i] = 0.0;
+		[[unroll]] for (uint r = 0u; r < BR; r++) {
+			[[unroll]] for (uint i = 0u; i < VPL; i++) {
+				uint vi = part + i * LPK;
+				bool inRow = vi < VPR; // lanes past the row hold zeros of q and K
+				vec4 qa = inRow ? qShared[qBase + (r * VPR + vi) * 2u] : vec4(0.0);
+				vec4 qb = inRow ? qShared[qBase + (r * VPR + vi) * 2u + 1u] : vec4(0.0);
+				float qv[EPV] = float[EPV](qa.x, qa.y, qa.z, qa.w, qb.x, qb.y, qb.z, qb.w);
+				[[unroll]] for (uint u = 0u; u < U; u++)
+					[[unroll]] for (uint e = 0u; e < EPV; e++) acc[u * BR + r] += qv[e] * value(kv[u][i], e, ks[u][i]);
 			}
 		}
 		[[unroll]] for (uint lv = 0u; lv < T; lv++) {
