@@ -329,6 +329,9 @@ func (e *Engine) planDecodeCall(c *call, splits int, kern decodeKernel) (_ *plan
 	if t.PinSubgroup {
 		sg = t.SG
 	}
+	if len(kern.spec) > decodeKernelSpecs {
+		return nil, fmt.Errorf("attention: internal: %d specialization constants for decode kernel %s, at most %d", len(kern.spec), variant.Name, decodeKernelSpecs)
+	}
 	spec := make([]uint32, 6+decodeKernelSpecs, 6+decodeKernelSpecs+1)
 	copy(spec, []uint32{dtypeCode(o.DType), uint32(sh.d), t.BR, t.BC, t.WG, t.SG})
 	copy(spec[6:], kern.spec)
@@ -500,12 +503,13 @@ func streamAligned(l streamLayout, at kvPlacement, unit uint32) bool {
 }
 
 // decodeShared is the shared memory decode.comp declares for these tiles: the scalar tier's K
-// and V tiles (attend_tile.glsl); the subgroup tier keeps everything in registers; the coopmat
-// tier has the forward's (attend_coopmat.glsl).
+// and V tiles (attend_tile.glsl); the subgroup tier's queries, each subgroup's BR rows of
+// ceil(d / 8) vectors of 8 fp32 values whatever the K/V type (decode_stream.glsl's qShared);
+// the coopmat tier has the forward's (attend_coopmat.glsl).
 func decodeShared(tier devices.Tier, t tiles, d uint32) uint32 {
 	switch tier {
 	case devices.TierSubgroup:
-		return 0
+		return t.WG / t.SG * t.BR * ((d + 7) / 8) * 32
 	case devices.TierCoopMat:
 		return decodeCoopMatShared(t, d, 16)
 	}
@@ -548,8 +552,9 @@ func newStreamLayout(d, bits, sg uint32) streamLayout {
 }
 
 // Subgroup-tier decode sizes: keys each lane reads per step (so several loads are in flight) for
-// 16-bit K/V and for the other types, and the values of q and of o one lane keeps per row, at
-// most, over the rows of a workgroup: 32, 4 rows where a lane reads one vector of a key. With 8
+// 16-bit K/V and for the other types, and the values of o one lane keeps in registers per row
+// (and of q it reads from shared memory), at most, over the rows of a workgroup: 32, 4 rows where
+// a lane reads one vector of a key. With 8
 // rows (64 values) the H100 ran a workgroup 7-8x slower than with 4, so reading K and V once per
 // 4 rows is 3.7x faster there. On the H100, 4 keys a lane ran fp16 K/V 8% faster than 2, and
 // INT8 and INT4 within 1.5% of their time at 2 (docs/PERF.md, 2026-12-07); bf16 takes fp16's
@@ -625,8 +630,9 @@ func (tu decodeTuning) unrollFor(bits uint32) uint32 {
 // as many of them in one workgroup as the tier allows (powers of two, so that few pipelines are
 // built), so that each K/V byte is read once. The scalar tier is bounded by the workgroup size
 // and shared memory (at most 64 rows), the subgroup tier by registers: a lane keeps 8 · vpl
-// values of q and of o per row, decodeStreamValues at most (4 rows where one lane reads one
-// vector of a key); the coopmat tier takes a subgroup per 16 rows, up to the forward's
+// values of o per row in registers and reads as many of q from shared memory,
+// decodeStreamValues at most (4 rows where one lane reads one vector of a key), with fewer
+// subgroups a workgroup than tu asks where their queries exceed shared memory; the coopmat tier takes a subgroup per 16 rows, up to the forward's
 // subgroups (decodeCoopMatTiles; quantized K/V staged as dt). At the subgroup tier it also
 // returns the lane layout the tiles are sized for; at the others the zero layout. The subgroup
 // tier's tiles follow tu.
@@ -653,7 +659,13 @@ func decodeTiles(tier devices.Tier, p *devices.Profile, d, rows int, bits uint32
 		nsub := min(max(tu.subgroups, 1), pow2Floor(maxWG/sg))
 		l := newStreamLayout(dd, bits, sg)
 		br := min(want, pow2Floor(max(1, decodeStreamValues/(8*l.vpl))))
-		return tiles{SG: sg, WG: sg * nsub, BR: br, BC: l.kps * u, PinSubgroup: p.MinSubgroupSize != p.MaxSubgroupSize}, l, nil
+		t := tiles{SG: sg, WG: sg * nsub, BR: br, BC: l.kps * u, PinSubgroup: p.MinSubgroupSize != p.MaxSubgroupSize}
+		for t.WG > sg && decodeShared(tier, t, dd) > maxShared {
+			t.WG /= 2 // fewer subgroups a workgroup, each with its queries
+		}
+		if decodeShared(tier, t, dd) <= maxShared {
+			return t, l, nil
+		}
 	case devices.TierCoopMat:
 		t, err := decodeCoopMatTiles(p, dd, rows, dt, bits)
 		return t, streamLayout{}, err

@@ -170,6 +170,18 @@ func TestDecodeTilesFitSimulatedDevices(t *testing.T) {
 	tl, _, err = decodeTiles(devices.TierSubgroup, &p, 128, 4, 16, memory.F16, decodeTuning{subgroups: 16})
 	require.NoError(t, err)
 	require.Equal(t, uint32(256), tl.WG)
+	// Each subgroup's queries take shared memory (4 rows of 256 fp32 values at d = 256: 4 KiB),
+	// so 16 subgroups exceed 48 KiB and the workgroup takes the most that fit: 8.
+	p.MaxWorkgroupInvocations, p.MaxWorkgroupSize[0], p.MaxSharedMemory = 1024, 1024, 48<<10
+	tl, _, err = decodeTiles(devices.TierSubgroup, &p, 256, 4, 16, memory.F16, decodeTuning{subgroups: 16})
+	require.NoError(t, err)
+	require.Equal(t, uint32(4*256*4), decodeShared(devices.TierSubgroup, tiles{SG: 32, WG: 32, BR: 4}, 256))
+	require.Equal(t, 8*tl.SG, tl.WG)
+	require.LessOrEqual(t, decodeShared(devices.TierSubgroup, tl, 256), p.MaxSharedMemory)
+	// A device whose shared memory holds not even one subgroup's queries has no subgroup tier.
+	p.MaxSharedMemory = 1 << 10
+	_, _, err = decodeTiles(devices.TierSubgroup, &p, 256, 4, 16, memory.F16, decodeTuning{})
+	require.ErrorContains(t, err, "shared memory")
 }
 
 // TestDecodeTuningEnv reads the subgroup tier's settings from the environment: defaults unset,
@@ -207,7 +219,7 @@ func TestDecodeTuningEnv(t *testing.T) {
 // The common decode shapes (one new token, 4 or 8 query heads per kv head) fit one workgroup's
 // rows on every simulated device with 32 KiB of shared memory or more at the scalar tier for head
 // dims up to 128, and at the subgroup tier 4 rows do wherever a lane reads one vector of each
-// fp16 key (lanes keep q and o of 8 dims per row in registers; 8 rows take two workgroups, as
+// fp16 key (lanes keep o of 8 dims per row in registers, and read q's from shared memory; 8 rows take two workgroups, as
 // decodeStreamValues says), so each K/V byte of a chunk is read once there; elsewhere fewer rows
 // per workgroup (logged); at the coopmat tier 16 rows always do. The documented caps on rows per
 // workgroup hold: 64 at the scalar and coopmat tiers, 4 at the subgroup tier.

@@ -90,8 +90,10 @@ layout(std430, binding = 7) writeonly buffer PartLSE { float partLSE[]; };
 // subgroup's. The subgroup's index passes through a subgroup reduction, whose result the
 // compiler knows to be the same in every lane: read plainly, it made the kernel 3x slower on the
 // H100 (163 registers against 128), at one subgroup a workgroup too, so that case skips it.
+// Clamped for a driver that runs narrower subgroups than the pinned SG (its results are NaN, see
+// widthOK, but its writes stay within the arrays).
 #ifdef TIER_SUBGROUP
-uint subgroupIndex() { return WG == SG ? 0u : subgroupMin(gl_SubgroupID); }
+uint subgroupIndex() { return WG == SG ? 0u : min(subgroupMin(gl_SubgroupID), WG / SG - 1u); }
 uint chunkIndex() { return gl_WorkGroupID.x * (WG / SG) + subgroupIndex(); }
 uint chunkCount() { return gl_NumWorkGroups.x * (WG / SG); }
 #else

@@ -1,17 +1,18 @@
 // Subgroup tier of decode.comp: each subgroup (of the WG / SG of a workgroup) streams its chunk's
 // keys and values from global memory into registers, with no shared-memory tiles and no
 // workgroup barriers (the queries alone are in shared memory, written once by the subgroup for
-// itself: held in registers beside the rest, they made the compiler spill). A decode step reads each K/V byte once and does little arithmetic per byte, so
-// memory bandwidth bounds it; this layout keeps several wide loads in flight per lane.
+// itself: held in registers beside the rest, they made the compiler spill). A decode step reads
+// each K/V byte once and does little arithmetic per byte, so memory bandwidth bounds it; this
+// layout keeps several wide loads in flight per lane.
 //
 // Lanes and keys: every storage type is read in vectors of 8 values, VW 32-bit words (fp32 8,
 // fp16 and bf16 4, INT8 2, INT4 1), so a lane holds the same 8 dims of a key whatever the type
 // and sums in the same order. A key row of ROWW words is VPR vectors; LPK lanes share a key (the
 // least power of two >= VPR, at most SG), each lane reading VPL of its vectors, so the subgroup
 // reads KPS = SG / LPK keys at once and a step reads BC keys (U = BC / KPS per lane). A lane
-// reads q of its dims for the block's BR rows from qShared; the dot products of a key are summed across its
-// LPK lanes; each lane group keeps its own running max, sum and output per row, merged across
-// groups at the end as merge.comp merges partials.
+// reads q of its dims for the block's BR rows from qShared; the dot products of a key are summed
+// across its LPK lanes; each lane group keeps its own running max, sum and output per row,
+// merged across groups at the end as merge.comp merges partials.
 //
 // Scores of a step: a lane holds partial dot products of the step's NP = U * BR pairs (its key
 // u, row r), pair u * BR + r (BR is a power of two: a pair's row is its low bits). They are
@@ -221,8 +222,10 @@ void main() {
 				vec4 qa = inRow ? qShared[qBase + (r * VPR + vi) * 2u] : vec4(0.0);
 				vec4 qb = inRow ? qShared[qBase + (r * VPR + vi) * 2u + 1u] : vec4(0.0);
 				float qv[EPV] = float[EPV](qa.x, qa.y, qa.z, qa.w, qb.x, qb.y, qb.z, qb.w);
-				[[unroll]] for (uint u = 0u; u < U; u++)
-					[[unroll]] for (uint e = 0u; e < EPV; e++) acc[u * BR + r] += qv[e] * value(kv[u][i], e, ks[u][i]);
+				[[unroll]] for (uint u = 0u; u < U; u++) {
+					[[unroll]] for (uint e = 0u; e < EPV; e++)
+						acc[u * BR + r] += qv[e] * value(kv[u][i], e, ks[u][i]);
+				}
 			}
 		}
 		[[unroll]] for (uint lv = 0u; lv < T; lv++) {
