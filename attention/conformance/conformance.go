@@ -61,9 +61,10 @@ type Case struct {
 	Naive   bool // run through Engine.NaiveForwardInto, the unfused baseline, instead of ForwardInto
 	Decode  bool // run through Engine.DecodeInto, the split-KV decode, at Tier
 	Splits  int  // DecodeOptions.Splits of a Decode case; 0 is automatic
-	// HeadsMajor stores K and V of a dense batch [Hk, B, Lk, D] in memory, each (head,
-	// sequence)'s keys contiguous as in PyTorch's [B, Hk, Lk, D], and passes them as strided
-	// [B, Lk, Hk, D] views (the kernels take one token stride across the batch).
+	// HeadsMajor stores K and V of a dense batch [Hk, B, Lk, D] in memory, so that each (head,
+	// sequence)'s keys are contiguous as in PyTorch's [B, Hk, Lk, D], and passes them as strided
+	// [B, Lk, Hk, D] views (HeadsMajorView). PyTorch's own order is not one the kernels take:
+	// they address a batch's tokens with one token stride.
 	HeadsMajor bool
 }
 
@@ -310,7 +311,7 @@ func DecodeCases(tier devices.Tier) []Case {
 	})
 	with(func(c *Case) { c.Lq, c.Lk, c.Scale, c.Splits = []int{1}, []int{64}, 0.3, 2 })
 	with(func(c *Case) { c.Lq, c.Lk, c.NoLSE, c.Batch, c.Splits = []int{3}, []int{50}, true, 3, 4 })
-	// K and V heads-major (strided views), at every storage type.
+	// K and V heads-major (strided views, HeadsMajorView), at every storage type.
 	for i, dt := range []memory.DType{memory.F32, memory.F16, memory.BF16} {
 		add(Case{DType: dt, D: 128, Hq: 8, Hk: 2, Lq: []int{1 + 2*i}, Lk: []int{299}, Batch: 2, Causal: i > 0,
 			Splits: []int{0, 5, 1}[i], HeadsMajor: true})
@@ -367,6 +368,16 @@ func Widen(x []float32) []float64 {
 	return out
 }
 
+// HeadsMajorView is t, K or V stored [Hk, B, Lk, D], as the [B, Lk, Hk, D] view the kernels
+// take.
+func HeadsMajorView(t *memory.Tensor) (*memory.Tensor, error) {
+	if len(t.Shape) != 4 || !t.Contiguous() {
+		return nil, fmt.Errorf("conformance: heads-major K or V must be a contiguous [Hk, B, Lk, D] tensor, got %v strides %v", t.Shape, t.Strides)
+	}
+	h, b, l, d := t.Shape[0], t.Shape[1], t.Shape[2], t.Shape[3]
+	return t.View([]int{b, l, h, d}, []int{l * d, d, b * l * d, 1}, t.Offset)
+}
+
 // headsMajor reorders x of shape [b, l, h, d] into [h, b, l, d].
 func headsMajor(x []float32, b, l, h, d int) []float32 {
 	out := make([]float32, len(x))
@@ -383,6 +394,9 @@ func headsMajor(x []float32, b, l, h, d int) []float32 {
 // run runs c; tamper, if set, alters the engine's options only (the suite's own tests use it to
 // show that a wrong kernel result fails).
 func run(ctx context.Context, e *attention.Engine, c Case, seed uint64, tamper func(*attention.Options)) (string, float64, error) {
+	if c.HeadsMajor && c.Varlen {
+		return "", 0, errors.New("conformance: a heads-major case needs a dense batch")
+	}
 	r := NewRand(seed)
 	p, opts := c.Params()
 	if tamper != nil {
@@ -422,16 +436,13 @@ func run(ctx context.Context, e *attention.Engine, c Case, seed uint64, tamper f
 	}
 	uploadKV := upload
 	if c.HeadsMajor {
-		if c.Varlen {
-			return "", 0, errors.New("conformance: a heads-major case needs a dense batch")
-		}
 		uploadKV = func(data []float32, shape []int) (*memory.Tensor, error) {
 			b, l, h, d := shape[0], shape[1], shape[2], shape[3]
 			t, err := upload(headsMajor(data, b, l, h, d), []int{h, b, l, d})
 			if err != nil {
 				return nil, err
 			}
-			return t.View(shape, []int{l * d, d, b * l * d, 1}, 0)
+			return HeadsMajorView(t)
 		}
 	}
 	k, err := uploadKV(kh, ks)

@@ -102,7 +102,7 @@ func cmdDecodeBench(ctx context.Context, args []string, stdout, stderr io.Writer
 	kvFlag := fs.String("kv", "", "storage of K and V (list of the -dtype, int8, int4: quantized K and V, dequantized in the kernel; default the -dtype)")
 	causal := fs.Bool("causal", false, "causal mask among the new tokens (bottom-right aligned)")
 	splits := fs.Int("splits", 0, "key chunks per sequence (0 = automatic)")
-	headsMajor := fs.Bool("heads-major", false, "store float K and V heads-major, [Hk, B, Lk, D] in memory, each (head, sequence)'s keys contiguous as in PyTorch's [B, Hk, Lk, D], and decode through a [B, Lk, Hk, D] view (default tokens-major, as a KV cache stores them)")
+	headsMajor := fs.Bool("heads-major", false, "store float K and V heads-major, [Hk, B, Lk, D] in memory, so that each (head, sequence)'s keys are contiguous as in PyTorch's [B, Hk, Lk, D] (an order the kernels do not take), and decode through a [B, Lk, Hk, D] view (default tokens-major, as a KV cache stores them)")
 	tiersFlag := fs.String("tiers", "all", "tiers (list of scalar, subgroup, coopmat, auto; all = every tier the device runs Decode at; quantized K/V rows run at those of them that have their kernels)")
 	iters := fs.Int("iters", 0, fmt.Sprintf("timed runs per row (0 = about %v of runs, at least 3 unless a run is slow)", benchTarget))
 	warmup := fs.Int("warmup", -1, "untimed runs before the timed ones (-1 = automatic: about 1 s of runs, at most 5000; none for a slow run)")
@@ -312,7 +312,7 @@ func floatKV(ctx context.Context, e *attention.Engine, ts *tensors, dt memory.DT
 	if err != nil {
 		return nil, err
 	}
-	return t.View([]int{shape.B, shape.Lk, shape.Hk, shape.D}, []int{shape.Lk * shape.D, shape.D, shape.B * shape.Lk * shape.D, 1}, 0)
+	return conformance.HeadsMajorView(t)
 }
 
 // decodeRows times one shape (shape's fields) at every tier; failures are rows with an error.

@@ -332,10 +332,9 @@ echo '{"id": 0, "tflops": {"flash": 1e-9, "cudnn": null, "efficient": 2e-9, "mat
 	if len(req.Shapes) != 1 || req.Shapes[0] != (torchShape{ID: 0, B: 1, H: 2, Hk: 2, Lq: 16, Lk: 16, D: 32, DType: "f16"}) {
 		t.Errorf("shapes sent to the script: %+v", req.Shapes)
 	}
-	var rep benchReport
-	b, _ := os.ReadFile(file)
-	if err := json.Unmarshal(b, &rep); err != nil || len(rep.Rows) != 1 {
-		t.Fatalf("bench JSON: %v\n%s", err, b)
+	rep := readReport[benchReport](t, file)
+	if len(rep.Rows) != 1 {
+		t.Fatalf("bench JSON rows: %+v", rep.Rows)
 	}
 	r := rep.Rows[0]
 	if r.VsFlash == nil || r.VsCudnn != nil || r.Torch["cudnn"] != nil || r.TorchErrors["cudnn"] != "no kernel" {
@@ -383,13 +382,9 @@ func TestConformance(t *testing.T) {
 	if !strings.Contains(out, "all 2 cases passed") || !strings.Contains(stderr, "[2/2]") {
 		t.Errorf("conformance output:\n%s\n%s", out, stderr)
 	}
-	var rep conformance.Report
-	b, err := os.ReadFile(prefix + ".json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := json.Unmarshal(b, &rep); err != nil || len(rep.Outcomes) != 2 || rep.Failed() != 0 {
-		t.Fatalf("report: %v, %+v", err, rep)
+	rep := readReport[conformance.Report](t, prefix+".json")
+	if len(rep.Outcomes) != 2 || rep.Failed() != 0 {
+		t.Fatalf("report: %+v", rep)
 	}
 	md, err := os.ReadFile(prefix + ".md")
 	if err != nil || !strings.Contains(string(md), "| scalar |") {
