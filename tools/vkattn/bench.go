@@ -75,17 +75,23 @@ func (s benchShape) String() string {
 
 func (s benchShape) flops() float64 { return forwardFLOPs(s.B, s.H, s.L, s.L, s.D, s.Causal) }
 
-// benchRow is one timed (shape, tier).
-type benchRow struct {
-	benchShape
+// timing is what a row of every bench says of its runs: the tier forced, the kernel that ran,
+// the runs and their median and least times.
+type timing struct {
 	Tier     string  `json:"tier"`
 	Kernel   string  `json:"kernel,omitempty"`
 	Warmup   int     `json:"warmup"`
 	Iters    int     `json:"iters"`
 	MedianMS float64 `json:"median_ms,omitempty"`
 	MinMS    float64 `json:"min_ms,omitempty"`
-	TFLOPS   float64 `json:"tflops,omitempty"`
-	Error    string  `json:"error,omitempty"`
+}
+
+// benchRow is one timed (shape, tier).
+type benchRow struct {
+	benchShape
+	timing
+	TFLOPS float64 `json:"tflops,omitempty"`
+	Error  string  `json:"error,omitempty"`
 	// PyTorch SDPA on the same shape (with -torch): TFLOP/s per backend, null where it failed.
 	Torch       map[string]*float64 `json:"torch_tflops,omitempty"`
 	TorchErrors map[string]string   `json:"torch_errors,omitempty"`
@@ -324,7 +330,7 @@ func benchShapeRows(ctx context.Context, e *attention.Engine, s benchShape, tier
 	inputs map[string][]float32, f benchFlags, started func(tier string), stderr io.Writer) []benchRow {
 	var rows []benchRow
 	fail := func(tier string, err error) {
-		rows = append(rows, benchRow{benchShape: s, Tier: tier, Error: err.Error()})
+		rows = append(rows, benchRow{benchShape: s, timing: timing{Tier: tier}, Error: err.Error()})
 	}
 	kinds := make([]string, 0, len(tiers)+1)
 	for _, t := range tiers {
@@ -375,7 +381,7 @@ func benchShapeRows(ctx context.Context, e *attention.Engine, s benchShape, tier
 			fail(kind, err)
 			continue
 		}
-		row := benchRow{benchShape: s, Tier: kind}
+		row := benchRow{benchShape: s, timing: timing{Tier: kind}}
 		row.Kernel, row.Warmup, row.Iters, row.MedianMS, row.MinMS, err = timeRow(ctx, timeFn, o, lse, q, k, v, opts, f.warmup, f.iters)
 		if err != nil {
 			fmt.Fprintf(stderr, " error: %v\n", err)

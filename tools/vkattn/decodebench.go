@@ -40,16 +40,11 @@ type decodeRow struct {
 	Causal bool   `json:"causal"`
 	Splits int    `json:"splits"` // as asked; 0 is automatic
 	// HeadsMajor: float K and V lie [Hk, B, Lk, D] in memory (-heads-major), else [B, Lk, Hk, D].
-	HeadsMajor bool    `json:"heads_major,omitempty"`
-	Tier       string  `json:"tier"`
-	Kernel     string  `json:"kernel,omitempty"`
-	Warmup     int     `json:"warmup"`
-	Iters      int     `json:"iters"`
-	MedianMS   float64 `json:"median_ms,omitempty"`
-	MinMS      float64 `json:"min_ms,omitempty"`
-	GBps       float64 `json:"gbps,omitempty"`
-	TokensPS   float64 `json:"tokens_per_s,omitempty"`
-	Error      string  `json:"error,omitempty"`
+	HeadsMajor bool `json:"heads_major,omitempty"`
+	timing
+	GBps     float64 `json:"gbps,omitempty"`
+	TokensPS float64 `json:"tokens_per_s,omitempty"`
+	Error    string  `json:"error,omitempty"`
 	// VsFloat is TokensPS over that of the fastest row of the same shape with K and V stored as
 	// DType, at any tier (where -kv lists it): the speedup of quantized K and V over the best
 	// float decode.
