@@ -210,8 +210,8 @@ const (
 // decodeTargetWorkgroups is the number of decode chunks of wg invocations each (a workgroup's,
 // or at the subgroup tier a subgroup's) that the automatic split aims at on a device: twice the
 // CPU threads on a CPU device (lavapipe runs a workgroup on one thread whatever its size), on
-// GPUs 32768 invocations on an integrated GPU and 131072 on others (a few workgroups per compute unit of the largest GPUs; a smaller GPU runs
-// them in more waves at little cost).
+// GPUs 32768 invocations on an integrated GPU and 131072 on others (a few workgroups per
+// compute unit of the largest GPUs; a smaller GPU runs them in more waves at little cost).
 //
 // On a CPU device it depends on runtime.NumCPU() of the host, so with DecodeOptions.Splits 0 the
 // number of chunks, and with it the order in which partials are summed, can differ between hosts
@@ -503,13 +503,13 @@ func streamAligned(l streamLayout, at kvPlacement, unit uint32) bool {
 }
 
 // decodeShared is the shared memory decode.comp declares for these tiles: the scalar tier's K
-// and V tiles (attend_tile.glsl); the subgroup tier's queries, each subgroup's BR rows of
-// ceil(d / 8) vectors of 8 fp32 values whatever the K/V type (decode_stream.glsl's qShared);
-// the coopmat tier has the forward's (attend_coopmat.glsl).
+// and V tiles (attend_tile.glsl); the subgroup tier's queries, each subgroup's BR rows of the
+// lane layout's vectors (as many whatever the K/V type) of 8 fp32 values (decode_stream.glsl's
+// qShared); the coopmat tier has the forward's (attend_coopmat.glsl).
 func decodeShared(tier devices.Tier, t tiles, d uint32) uint32 {
 	switch tier {
 	case devices.TierSubgroup:
-		return t.WG / t.SG * t.BR * ((d + 7) / 8) * 32
+		return t.WG / t.SG * t.BR * newStreamLayout(d, 32, t.SG).vpr * 8 * 4
 	case devices.TierCoopMat:
 		return decodeCoopMatShared(t, d, 16)
 	}
@@ -554,9 +554,8 @@ func newStreamLayout(d, bits, sg uint32) streamLayout {
 // Subgroup-tier decode sizes: keys each lane reads per step (so several loads are in flight) for
 // 16-bit K/V and for the other types, and the values of o one lane keeps in registers per row
 // (and of q it reads from shared memory), at most, over the rows of a workgroup: 32, 4 rows where
-// a lane reads one vector of a key. With 8
-// rows (64 values) the H100 ran a workgroup 7-8x slower than with 4, so reading K and V once per
-// 4 rows is 3.7x faster there. On the H100, 4 keys a lane ran fp16 K/V 8% faster than 2, and
+// a lane reads one vector of a key. With 8 rows (64 values) the H100 ran a workgroup 7-8x
+// slower than with 4, so reading K and V once per 4 rows is 3.7x faster there. On the H100, 4 keys a lane ran fp16 K/V 8% faster than 2, and
 // INT8 and INT4 within 1.5% of their time at 2 (docs/PERF.md, 2026-12-07); bf16 takes fp16's
 // setting unmeasured. f32 and the quantized types must share one setting: quantized decode then
 // sums in the f32 kernel's order, which TestDecodeQuantizedEqualsFloatDecode checks bit for bit.
@@ -632,8 +631,9 @@ func (tu decodeTuning) unrollFor(bits uint32) uint32 {
 // and shared memory (at most 64 rows), the subgroup tier by registers: a lane keeps 8 · vpl
 // values of o per row in registers and reads as many of q from shared memory,
 // decodeStreamValues at most (4 rows where one lane reads one vector of a key), with fewer
-// subgroups a workgroup than tu asks where their queries exceed shared memory; the coopmat tier takes a subgroup per 16 rows, up to the forward's
-// subgroups (decodeCoopMatTiles; quantized K/V staged as dt). At the subgroup tier it also
+// subgroups a workgroup than tu asks where their queries exceed shared memory; the coopmat tier
+// takes a subgroup per 16 rows, up to the forward's subgroups (decodeCoopMatTiles; quantized
+// K/V staged as dt). At the subgroup tier it also
 // returns the lane layout the tiles are sized for; at the others the zero layout. The subgroup
 // tier's tiles follow tu.
 func decodeTiles(tier devices.Tier, p *devices.Profile, d, rows int, bits uint32, dt memory.DType, tu decodeTuning) (tiles, streamLayout, error) {
