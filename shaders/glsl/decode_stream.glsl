@@ -135,15 +135,51 @@ Vec loadVec(uint which, uint base, uint vi) {
 
 // value is value e (< EPV) of a vector; a quantized value is scaled by its group's scale (one
 // float32 multiplication, as quant.glsl specifies).
+// nonFinite reports whether a vector as read holds a NaN or an infinity, or for quantized
+// values a scale that may make one (NaN, Inf, or so large that a code times it may overflow).
+// fp16 and bf16 test each half of a word at once: a half's exponent field is all ones exactly
+// when adding one to its lowest bit carries into the half's top bit.
+bool nonFinite(Vec x, float scale) {
+#ifdef KV_QUANT
+	return !(abs(scale) < 1e30);
+#else
+	uvec4 bad;
+	if (DTYPE == DT_F32) {
+		const uvec4 E = uvec4(0x7f800000u);
+		bad = uvec4(equal(x.lo & E, E)) | uvec4(equal(x.hi & E, E));
+	} else if (DTYPE == DT_F16) {
+		bad = ((x.lo & 0x7c007c00u) + 0x04000400u) & 0x80008000u;
+	} else {
+		bad = ((x.lo & 0x7f807f80u) + 0x00800080u) & 0x80008000u;
+	}
+	return any(notEqual(bad, uvec4(0u)));
+#endif
+}
+
 float value(Vec x, uint e, float scale) {
 #ifdef KV_QUANT
 	return kvValueFlipped(word(x, e / PER), e % PER) * scale; // main flipped the sign bits
 #else
 	if (DTYPE == DT_F32) return uintBitsToFloat(word(x, e));
 	uint w = word(x, e >> 1);
-	if (DTYPE == DT_F16) return unpackHalf2x16(w >> (16u * (e & 1u))).x;
+	if (DTYPE == DT_F16) {
+		vec2 h = unpackHalf2x16(w); // both halves of the word at once: one unpack for e and e ^ 1
+		return (e & 1u) != 0u ? h.y : h.x;
+	}
 	return uintBitsToFloat((e & 1u) != 0u ? w & 0xffff0000u : w << 16);
 #endif
+}
+
+// accumulate adds the step's P.V to the outputs: probability p[r][u] of the lane's key u for row
+// r times the key's values; with skipZeros, only where p is not 0.
+void accumulate(inout float o[BR][EL], float p[BR][U], Vec vv[U][VPL], float vs[U][VPL], bool skipZeros) {
+	[[unroll]] for (uint r = 0u; r < BR; r++) {
+		[[unroll]] for (uint u = 0u; u < U; u++) {
+			if (skipZeros && p[r][u] == 0.0) continue;
+			[[unroll]] for (uint i = 0u; i < VPL; i++)
+				[[unroll]] for (uint e = 0u; e < EPV; e++) o[r][i * EPV + e] += p[r][u] * value(vv[u][i], e, vs[u][i]);
+		}
+	}
 }
 
 void main() {
@@ -280,21 +316,32 @@ void main() {
 				if (rr == r) mr = m[rr];
 			pOwn[j] = prob(sOwn[j], mr);
 		}
+		// Rescale the outputs only in steps where some row's maximum rose: elsewhere every alpha
+		// is 1 (exp(0)), and multiplying by it would change nothing.
+		bool rose = false;
+		[[unroll]] for (uint r = 0u; r < BR; r++) rose = rose || alpha[r] != 1.0;
+		if (subgroupAny(rose)) {
+			[[unroll]] for (uint r = 0u; r < BR; r++)
+				[[unroll]] for (uint j = 0u; j < EL; j++) o[r][j] *= alpha[r];
+		}
+		float p[BR][U];
 		[[unroll]] for (uint r = 0u; r < BR; r++) {
-			[[unroll]] for (uint j = 0u; j < EL; j++) o[r][j] *= alpha[r];
 			float sum = 0.0;
 			[[unroll]] for (uint u = 0u; u < U; u++) {
 				uint i = u * BR + r;
-				float p = subgroupShuffle(pOwn[i % NOWN], slot * LPK + ownerPart(i - i % NOWN));
-				sum += p;
-				// A key the row does not see (p is 0) adds nothing, even a NaN or Inf value.
-				if (p != 0.0) {
-					[[unroll]] for (uint vi = 0u; vi < VPL; vi++)
-						[[unroll]] for (uint e = 0u; e < EPV; e++) o[r][vi * EPV + e] += p * value(vv[u][vi], e, vs[u][vi]);
-				}
+				p[r][u] = subgroupShuffle(pOwn[i % NOWN], slot * LPK + ownerPart(i - i % NOWN));
+				sum += p[r][u];
 			}
 			l[r] = l[r] * alpha[r] + sum;
 		}
+		// A key a row does not see (p is 0) must add nothing, even a NaN or Inf value; where the
+		// step's values are all finite, p * v is then +-0, which adds nothing, so P.V needs no
+		// test of p (a branch per key and row, which made the step slower).
+		bool nonFiniteV = false;
+		[[unroll]] for (uint u = 0u; u < U; u++)
+			[[unroll]] for (uint i = 0u; i < VPL; i++) nonFiniteV = nonFiniteV || nonFinite(vv[u][i], vs[u][i]);
+		if (subgroupAny(nonFiniteV)) accumulate(o, p, vv, vs, true);
+		else accumulate(o, p, vv, vs, false);
 	}
 
 	// Merge the lane groups' softmax statistics and outputs (lanes with the same part hold the
