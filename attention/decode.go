@@ -196,7 +196,7 @@ const (
 )
 
 // decodeKernelSpecs is the most specialization constants a decode kernel takes after
-// decode.comp's six (quant.glsl's three); decode.comp's CONTIGUOUS follows them.
+// decode.comp's six (quant.glsl's three); decode.comp's CONTIGUOUS and PREFETCH follow them.
 const decodeKernelSpecs = 3
 
 // Bounds of the automatic number of chunks. A chunk of decodeMinChunk keys reads many times
@@ -329,14 +329,9 @@ func (e *Engine) planDecodeCall(c *call, splits int, kern decodeKernel) (_ *plan
 	if t.PinSubgroup {
 		sg = t.SG
 	}
-	if len(kern.spec) > decodeKernelSpecs {
-		return nil, fmt.Errorf("attention: internal: %d specialization constants for decode kernel %s, at most %d", len(kern.spec), variant.Name, decodeKernelSpecs)
-	}
-	spec := make([]uint32, 6+decodeKernelSpecs, 6+decodeKernelSpecs+1)
-	copy(spec, []uint32{dtypeCode(o.DType), uint32(sh.d), t.BR, t.BC, t.WG, t.SG})
-	copy(spec[6:], kern.spec)
-	if variant.Tier == devices.TierSubgroup && tu.contiguous {
-		spec = append(spec, 1)
+	spec, err := decodeSpecs(variant, kern, o.DType, sh.d, t, tu)
+	if err != nil {
+		return nil, err
 	}
 	pipe, err := e.variantPipeline(variant, spec, sg)
 	if err != nil {
@@ -578,12 +573,23 @@ const (
 	// DecodeContiguousEnv, set to 1, makes each chunk a range of keys, read a tile after the
 	// other, instead of tiles interleaved with the other chunks' (the default, 0).
 	DecodeContiguousEnv = "VKATTN_DECODE_CONTIGUOUS"
+	// DecodePrefetchEnv, set to 1, makes the subgroup tier issue each step's loads during the
+	// step before, so that they are in flight while its arithmetic runs; 0, at the step's start.
+	// Unset: 1 for INT8 and INT4 K/V, 0 for the others.
+	DecodePrefetchEnv = "VKATTN_DECODE_PREFETCH"
 )
 
-// decodeTuning is those settings: unroll 0 means the default for the values' width.
+// decodePrefetchBits: K/V values of at most this many bits load each step during the step
+// before by default. On the H100 that took 6-15% off INT8 and INT4 decode times (128
+// registers) and made fp16 4-11% slower (161 registers against 96) (docs/PERF.md,
+// 2026-12-07); bf16 and f32 follow fp16 unmeasured.
+const decodePrefetchBits = 8
+
+// decodeTuning is those settings: unroll 0 means the default for the values' width, and
+// prefetch counts only where prefetchSet (else decodePrefetchBits decides).
 type decodeTuning struct {
-	unroll, subgroups uint32
-	contiguous        bool
+	unroll, subgroups                 uint32
+	contiguous, prefetch, prefetchSet bool
 }
 
 // decodeTuningEnv reads the settings from the environment.
@@ -603,14 +609,57 @@ func decodeTuningEnv() (decodeTuning, error) {
 		}
 		tu.subgroups = uint32(n)
 	}
-	switch env := os.Getenv(DecodeContiguousEnv); env {
-	case "", "0":
-	case "1":
-		tu.contiguous = true
-	default:
-		return tu, fmt.Errorf("attention: %s=%q: want 0 or 1", DecodeContiguousEnv, env)
+	for _, b := range []struct {
+		env     string
+		on, set *bool
+	}{{DecodeContiguousEnv, &tu.contiguous, nil}, {DecodePrefetchEnv, &tu.prefetch, &tu.prefetchSet}} {
+		v := os.Getenv(b.env)
+		switch v {
+		case "":
+			continue
+		case "0", "1":
+			*b.on = v == "1"
+		default:
+			return tu, fmt.Errorf("attention: %s=%q: want 0 or 1", b.env, v)
+		}
+		if b.set != nil {
+			*b.set = true
+		}
 	}
 	return tu, nil
+}
+
+// prefetchFor reports whether the subgroup tier loads each step during the step before for K/V
+// values of bits bits.
+func (tu decodeTuning) prefetchFor(bits uint32) bool {
+	if tu.prefetchSet {
+		return tu.prefetch
+	}
+	return bits <= decodePrefetchBits
+}
+
+// decodeSpecs are the specialization constants of decode kernel variant for kern at tiles t:
+// decode.comp's six, the kernel's own (decodeKernelSpecs at most, zero-padded), then at the
+// subgroup tier CONTIGUOUS and PREFETCH where either is set.
+func decodeSpecs(variant *shaders.Variant, kern decodeKernel, dt memory.DType, d int, t tiles, tu decodeTuning) ([]uint32, error) {
+	if len(kern.spec) > decodeKernelSpecs {
+		return nil, fmt.Errorf("attention: internal: %d specialization constants for decode kernel %s, at most %d", len(kern.spec), variant.Name, decodeKernelSpecs)
+	}
+	spec := make([]uint32, 6+decodeKernelSpecs, 6+decodeKernelSpecs+2)
+	copy(spec, []uint32{dtypeCode(dt), uint32(d), t.BR, t.BC, t.WG, t.SG})
+	copy(spec[6:], kern.spec)
+	if prefetch := tu.prefetchFor(kvBits(kern.op, kern.dt)); variant.Tier == devices.TierSubgroup && (tu.contiguous || prefetch) {
+		spec = append(spec, boolSpec(tu.contiguous), boolSpec(prefetch)) // CONTIGUOUS, PREFETCH
+	}
+	return spec, nil
+}
+
+// boolSpec is a boolean specialization constant's value.
+func boolSpec(b bool) uint32 {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // unrollFor is the keys a lane reads per step for K/V values of bits bits.

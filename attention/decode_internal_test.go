@@ -187,7 +187,7 @@ func TestDecodeTilesFitSimulatedDevices(t *testing.T) {
 // TestDecodeTuningEnv reads the subgroup tier's settings from the environment: defaults unset,
 // the values set, and an error naming the setting for a malformed one.
 func TestDecodeTuningEnv(t *testing.T) {
-	for _, env := range []string{DecodeUnrollEnv, DecodeSubgroupsEnv, DecodeContiguousEnv} {
+	for _, env := range []string{DecodeUnrollEnv, DecodeSubgroupsEnv, DecodeContiguousEnv, DecodePrefetchEnv} {
 		t.Setenv(env, "")
 	}
 	tu, err := decodeTuningEnv()
@@ -195,17 +195,27 @@ func TestDecodeTuningEnv(t *testing.T) {
 	require.Equal(t, decodeTuning{subgroups: 1}, tu)
 	require.Equal(t, uint32(decodeStreamUnroll16), tu.unrollFor(16))
 	require.Equal(t, uint32(decodeStreamUnroll), tu.unrollFor(8))
+	for bits, want := range map[uint32]bool{32: false, 16: false, 8: true, 4: true} {
+		require.Equal(t, want, tu.prefetchFor(bits), "prefetch by default at %d bits", bits)
+	}
+	t.Setenv(DecodePrefetchEnv, "0")
+	tu, err = decodeTuningEnv()
+	require.NoError(t, err)
+	require.False(t, tu.prefetchFor(4))
 	t.Setenv(DecodeUnrollEnv, "3")
 	t.Setenv(DecodeSubgroupsEnv, "8")
 	t.Setenv(DecodeContiguousEnv, "1")
+	t.Setenv(DecodePrefetchEnv, "1")
 	tu, err = decodeTuningEnv()
 	require.NoError(t, err)
-	require.Equal(t, decodeTuning{unroll: 3, subgroups: 8, contiguous: true}, tu)
+	require.Equal(t, decodeTuning{unroll: 3, subgroups: 8, contiguous: true, prefetch: true, prefetchSet: true}, tu)
+	require.True(t, tu.prefetchFor(16))
 	require.Equal(t, uint32(3), tu.unrollFor(16))
 	for env, bads := range map[string][]string{
 		DecodeUnrollEnv:     {"0", "65", "x"},
 		DecodeSubgroupsEnv:  {"0", "3", "32", "x"},
 		DecodeContiguousEnv: {"2", "yes"},
+		DecodePrefetchEnv:   {"2", "on"},
 	} {
 		for _, bad := range bads {
 			t.Setenv(env, bad)
@@ -343,4 +353,40 @@ func TestDecodeTierInputsH100(t *testing.T) {
 	tier, kernel, err := AutoDecode(&p, shaders.OpDecodeInt8, memory.F16, 128, 64)
 	require.NoError(t, err)
 	require.Equal(t, [2]string{"coopmat", "decode_int8_coopmat"}, [2]string{tier.String(), kernel})
+}
+
+// TestDecodeSpecs: decode.comp's six constants, the kernel's own padded to decodeKernelSpecs, and
+// at the subgroup tier CONTIGUOUS and PREFETCH (ids 9 and 10) where either is set: by default
+// PREFETCH for INT8 and INT4 K/V only; none at the other tiers.
+func TestDecodeSpecs(t *testing.T) {
+	tl := tiles{BR: 4, BC: 8, WG: 32, SG: 32}
+	for _, c := range []struct {
+		op       shaders.Op
+		dt       memory.DType
+		tier     devices.Tier
+		tu       decodeTuning
+		own      []uint32
+		wantTail []uint32 // after the first 6 + decodeKernelSpecs
+	}{
+		{shaders.OpDecode, memory.F16, devices.TierSubgroup, decodeTuning{}, nil, nil},
+		{shaders.OpDecode, memory.F32, devices.TierSubgroup, decodeTuning{}, nil, nil},
+		{shaders.OpDecodeInt8, memory.F32, devices.TierSubgroup, decodeTuning{}, []uint32{1, 128, 0}, []uint32{0, 1}},
+		{shaders.OpDecodeInt4, memory.F32, devices.TierSubgroup, decodeTuning{}, []uint32{1, 128, 0}, []uint32{0, 1}},
+		{shaders.OpDecodeInt4, memory.F32, devices.TierScalar, decodeTuning{}, []uint32{1, 128, 0}, nil},
+		{shaders.OpDecodeInt8, memory.F32, devices.TierSubgroup, decodeTuning{prefetchSet: true}, []uint32{1, 128, 0}, nil},
+		{shaders.OpDecode, memory.F16, devices.TierSubgroup, decodeTuning{prefetch: true, prefetchSet: true}, nil, []uint32{0, 1}},
+		{shaders.OpDecode, memory.F16, devices.TierSubgroup, decodeTuning{contiguous: true}, nil, []uint32{1, 0}},
+	} {
+		variant, err := shaders.ForTier(c.op, c.tier)
+		require.NoError(t, err)
+		spec, err := decodeSpecs(variant, decodeKernel{op: c.op, dt: c.dt, spec: c.own}, memory.F16, 128, tl, c.tu)
+		require.NoError(t, err)
+		want := append([]uint32{dtypeCode(memory.F16), 128, tl.BR, tl.BC, tl.WG, tl.SG}, make([]uint32, decodeKernelSpecs)...)
+		copy(want[6:], c.own)
+		require.Equal(t, append(want, c.wantTail...), spec, "%s at %s, %+v", c.op, c.tier, c.tu)
+	}
+	variant, err := shaders.ForTier(shaders.OpDecode, devices.TierSubgroup)
+	require.NoError(t, err)
+	_, err = decodeSpecs(variant, decodeKernel{op: shaders.OpDecode, spec: make([]uint32, decodeKernelSpecs+1)}, memory.F16, 128, tl, decodeTuning{})
+	require.ErrorContains(t, err, "specialization constants")
 }

@@ -375,7 +375,9 @@ func randomQuantized(t *testing.T, r *rand.Rand, f quant.Format, tokens, heads, 
 // quant's arithmetic exactly (at the scalar and subgroup tiers; the coopmat tier multiplies fp16
 // codes and applies the scales to scores and probabilities, TestDecodeQuantized checks it), for every code (random fields, Int8's -128, FP8's NaN codes, zero
 // and NaN scales, negative scales) and for FP8 queries and in-kernel query scaling, whose float
-// counterparts are quant's dequantized queries and the queries scaled on the host.
+// counterparts are quant's dequantized queries and the queries scaled on the host. At the
+// subgroup tier quantized K/V load each step a step ahead by default and float K/V at the step's
+// start; a last mode runs both at the step's start.
 func TestDecodeQuantizedEqualsFloatDecode(t *testing.T) {
 	e := engine(t)
 	ctx := context.Background()
@@ -384,7 +386,11 @@ func TestDecodeQuantizedEqualsFloatDecode(t *testing.T) {
 			if tier == devices.TierCoopMat {
 				continue // fp16 matrices, scales applied to scores and probabilities: TestDecodeQuantized
 			}
-			for _, mode := range []string{"float", "scaled", "fp8"} {
+			modes := []string{"float", "scaled", "fp8"}
+			if tier == devices.TierSubgroup {
+				modes = append(modes, "float-noprefetch") // both load at the step's start
+			}
+			for _, mode := range modes {
 				for _, c := range []conformance.Case{
 					{D: 128, Hq: 8, Hk: 2, Lq: []int{5}, Lk: []int{140}, Batch: 2, Causal: true, Splits: 3},
 					{D: 256, Hq: 4, Hk: 4, Lq: []int{1}, Lk: []int{70}, Splits: 1},
@@ -393,6 +399,9 @@ func TestDecodeQuantizedEqualsFloatDecode(t *testing.T) {
 					c.DType, c.Tier, c.Decode = memory.F32, tier, true
 					t.Run(fmt.Sprintf("%v/%v/%s/%v", kv, tier, mode, c), func(t *testing.T) {
 						engine(t)
+						if mode == "float-noprefetch" {
+							t.Setenv(attention.DecodePrefetchEnv, "0")
+						}
 						s := seed(t)
 						replay(t, s)
 						r := conformance.NewRand(s)

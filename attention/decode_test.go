@@ -125,6 +125,21 @@ func TestDecodeContiguousChunks(t *testing.T) {
 	checkSettingRejected(t, e, attention.DecodeContiguousEnv, "yes")
 }
 
+// TestDecodePrefetch runs the subgroup tier with each step's loads issued a step ahead
+// (VKATTN_DECODE_PREFETCH=1), alone, with 4 subgroups a workgroup and with contiguous chunks,
+// over chunk counts that leave chunks of one step and none; a malformed setting fails the call.
+func TestDecodePrefetch(t *testing.T) {
+	e := subgroupTierEngine(t)
+	t.Setenv(attention.DecodePrefetchEnv, "1")
+	checkSubgroupTierSetting(t, e, "loads a step ahead", []int{0, 8, 7, 1, 64})
+	t.Setenv(attention.DecodeSubgroupsEnv, "4")
+	t.Setenv(attention.DecodeContiguousEnv, "1")
+	checkSubgroupTierSetting(t, e, "loads a step ahead, 4 subgroups, contiguous chunks", []int{0, 5})
+	t.Setenv(attention.DecodeSubgroupsEnv, "")
+	t.Setenv(attention.DecodeContiguousEnv, "")
+	checkSettingRejected(t, e, attention.DecodePrefetchEnv, "on")
+}
+
 // TestDecodeBadInputs: a malformed decode call returns an error naming the offending argument,
 // dispatches nothing (the poisoned outputs are untouched) and leaks nothing, through DecodeInto,
 // TimeDecode and, where o is q-shaped, Decode. Decode shares Forward's validation

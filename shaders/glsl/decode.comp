@@ -68,6 +68,9 @@ layout(constant_id = 5) const uint SG = 32;   // subgroup size the tile sizes we
 // (c + 1) * CHUNK) as at the scalar tier, read a tile after the other, instead of interleaved
 // tiles (firstTile). A tuning setting, so a constant: the default pipeline carries none of it.
 layout(constant_id = 9) const bool CONTIGUOUS = false;
+// PREFETCH (subgroup tier): each step's loads are issued during the step before (the host sets it
+// for quantized K/V, decodePrefetchBits).
+layout(constant_id = 10) const bool PREFETCH = false;
 
 layout(local_size_x_id = 4) in;
 

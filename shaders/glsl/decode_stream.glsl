@@ -133,12 +133,11 @@ Vec loadVec(uint which, uint base, uint vi) {
 	return x;
 }
 
-// value is value e (< EPV) of a vector; a quantized value is scaled by its group's scale (one
-// float32 multiplication, as quant.glsl specifies).
-// nonFinite reports whether a vector as read holds a NaN or an infinity, or for quantized
-// values a scale that may make one (NaN, Inf, or so large that a code times it may overflow).
-// fp16 and bf16 test each half of a word at once: a half's exponent field is all ones exactly
-// when adding one to its lowest bit carries into the half's top bit.
+// nonFinite reports whether a vector as read holds a NaN or an infinity (a few integer
+// operations a word), or for quantized values a scale that may make one (NaN, Inf, or so large
+// that a code times it may overflow: one comparison). fp16 and bf16 test each half of a word at
+// once: a half's exponent field is all ones exactly when adding one to its lowest bit carries
+// into the half's top bit.
 bool nonFinite(Vec x, float scale) {
 #ifdef KV_QUANT
 	return !(abs(scale) < 1e30);
@@ -156,6 +155,8 @@ bool nonFinite(Vec x, float scale) {
 #endif
 }
 
+// value is value e (< EPV) of a vector; a quantized value is scaled by its group's scale (one
+// float32 multiplication, as quant.glsl specifies).
 float value(Vec x, uint e, float scale) {
 #ifdef KV_QUANT
 	return kvValueFlipped(word(x, e / PER), e % PER) * scale; // main flipped the sign bits
@@ -178,6 +179,49 @@ void accumulate(inout float o[BR][EL], float p[BR][U], Vec vv[U][VPL], float vs[
 			if (skipZeros && p[r][u] == 0.0) continue;
 			[[unroll]] for (uint i = 0u; i < VPL; i++)
 				[[unroll]] for (uint e = 0u; e < EPV; e++) o[r][i * EPV + e] += p[r][u] * value(vv[u][i], e, vs[u][i]);
+		}
+	}
+}
+
+#ifdef KV_QUANT
+#define SCALE_PARAMS , ScaleLayout kScaleAt, ScaleLayout vScaleAt
+#define SCALE_ARGS , kScaleAt, vScaleAt
+#else
+#define SCALE_PARAMS
+#define SCALE_ARGS
+#endif
+
+// loadStep reads the keys and values of the step from key k0 (none at or past kEnd) that the
+// lane holds, with their scales. A key it does not read has no row address either: a paged
+// K/V's row comes from the block table, which ends with the sequence's pages.
+void loadStep(Block k, int k0, uint slot, uint part SCALE_PARAMS, out Vec kv[U][VPL], out Vec vv[U][VPL],
+	out float ks[U][VPL], out float vs[U][VPL]) {
+	[[unroll]] for (uint u = 0u; u < U; u++) {
+		int key = k0 + int(u * KPS + slot);
+		bool inStep = key < k.kEnd && u * KPS + slot < BC;
+		uint t = k.s.kStart + uint(key);
+		uint kb = 0u, vb = 0u;
+		if (inStep) {
+			kb = rowWord(0u, t, k.kvh);
+			vb = rowWord(1u, t, k.kvh);
+		}
+		[[unroll]] for (uint i = 0u; i < VPL; i++) {
+			uint vi = part + i * LPK;
+			bool load = inStep && vi < VPR;
+			kv[u][i] = load ? loadVec(0u, kb, vi) : Vec(uvec4(0u), uvec4(0u));
+			vv[u][i] = load ? loadVec(1u, vb, vi) : Vec(uvec4(0u), uvec4(0u));
+#ifdef KV_QUANT
+			// For value: sign bits flipped once a word (VW <= 2 words, all in lo); zeros still
+			// read as 0.
+			kv[u][i].lo ^= uvec4(KV_SIGNS);
+			vv[u][i].lo ^= uvec4(KV_SIGNS);
+			uint g = vi * EPV / GS;
+			ks[u][i] = load ? kScale(kScaleAt, t, k.kvh, g) : 0.0;
+			vs[u][i] = load ? vScale(vScaleAt, t, k.kvh, g) : 0.0;
+#else
+			ks[u][i] = 1.0;
+			vs[u][i] = 1.0;
+#endif
 		}
 	}
 }
@@ -219,33 +263,25 @@ void main() {
 	subgroupMemoryBarrierShared();
 	subgroupBarrier();
 
-	for (int k0 = firstTile(k), stride = tileStride(); k0 < k.keys.y; k0 += stride) {
-		// Issue every load of the step before using any.
-		Vec kv[U][VPL], vv[U][VPL];
-		float ks[U][VPL], vs[U][VPL];
-		[[unroll]] for (uint u = 0u; u < U; u++) {
-			int key = k0 + int(u * KPS + slot);
-			bool inStep = key < k.kEnd && u * KPS + slot < BC;
-			uint t = k.s.kStart + uint(key);
-			uint kb = rowWord(0u, t, k.kvh), vb = rowWord(1u, t, k.kvh);
-			[[unroll]] for (uint i = 0u; i < VPL; i++) {
-				uint vi = part + i * LPK;
-				bool load = inStep && vi < VPR;
-				kv[u][i] = load ? loadVec(0u, kb, vi) : Vec(uvec4(0u), uvec4(0u));
-				vv[u][i] = load ? loadVec(1u, vb, vi) : Vec(uvec4(0u), uvec4(0u));
-#ifdef KV_QUANT
-				// For value: sign bits flipped once a word (VW <= 2 words, all in lo); zeros still
-				// read as 0.
-				kv[u][i].lo ^= uvec4(KV_SIGNS);
-				vv[u][i].lo ^= uvec4(KV_SIGNS);
-				uint g = vi * EPV / GS;
-				ks[u][i] = load ? kScale(kScaleAt, t, k.kvh, g) : 0.0;
-				vs[u][i] = load ? vScale(vScaleAt, t, k.kvh, g) : 0.0;
-#else
-				ks[u][i] = 1.0;
-				vs[u][i] = 1.0;
-#endif
+	// Every load of a step is issued before any is used; with PREFETCH, one step ahead: the next
+	// step's loads are in flight while this step's arithmetic runs.
+	Vec kv[U][VPL], vv[U][VPL], kn[U][VPL], vn[U][VPL]; // the step's, the next step's
+	float ks[U][VPL], vs[U][VPL], ksn[U][VPL], vsn[U][VPL];
+	int stride = tileStride();
+	if (PREFETCH) loadStep(k, firstTile(k), slot, part SCALE_ARGS, kn, vn, ksn, vsn);
+	for (int k0 = firstTile(k); k0 < k.keys.y; k0 += stride) {
+		if (PREFETCH) {
+			[[unroll]] for (uint u = 0u; u < U; u++) {
+				[[unroll]] for (uint i = 0u; i < VPL; i++) {
+					kv[u][i] = kn[u][i];
+					vv[u][i] = vn[u][i];
+					ks[u][i] = ksn[u][i];
+					vs[u][i] = vsn[u][i];
+				}
 			}
+			loadStep(k, k0 + stride, slot, part SCALE_ARGS, kn, vn, ksn, vsn);
+		} else {
+			loadStep(k, k0, slot, part SCALE_ARGS, kv, vv, ks, vs);
 		}
 		// Scores: each lane's share of every pair's dot product, then the transposing reduction.
 		// A row's queries are read from shared memory for the step's keys, one row at a time.
@@ -335,8 +371,9 @@ void main() {
 			l[r] = l[r] * alpha[r] + sum;
 		}
 		// A key a row does not see (p is 0) must add nothing, even a NaN or Inf value; where the
-		// step's values are all finite, p * v is then +-0, which adds nothing, so P.V needs no
-		// test of p (a branch per key and row, which made the step slower).
+		// step's values are all finite, p * v is then +-0, which leaves o as it was (but for the
+		// sign of a zero o), so P.V needs no test of p (a branch per key and row, which made the
+		// step slower).
 		bool nonFiniteV = false;
 		[[unroll]] for (uint u = 0u; u < U; u++)
 			[[unroll]] for (uint i = 0u; i < VPL; i++) nonFiniteV = nonFiniteV || nonFinite(vv[u][i], vs[u][i]);
