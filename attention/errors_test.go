@@ -479,7 +479,7 @@ func nonFiniteKernels(e *attention.Engine) []nonFiniteKernel {
 	return kernels
 }
 
-// TestForwardNonFiniteValues: a NaN and a +Inf in V reach exactly the output elements that weigh
+// TestForwardNonFiniteValues: two NaNs and a +Inf in V reach exactly the output elements that weigh
 // them, as in the oracle (that column of the rows that see the key; a causal mask hides the key
 // from some rows, which stay finite), and every finite output is within tolerance. At every kernel
 // of nonFiniteKernels and input type it takes (the matrix tiers multiply V in matrices, where
@@ -492,6 +492,10 @@ func TestForwardNonFiniteValues(t *testing.T) {
 	cuQ, cuK := reference.Cumulative(lq), reference.Cumulative(lk)
 	nanAt := ((cuK[0]+4)*hk+1)*d + 9 // key 4 of sequence 0, kv head 1, column 9
 	infAt := ((cuK[1]+6)*hk+0)*d + 3 // key 6 of sequence 1, kv head 0, column 3
+	// Key 5 of sequence 1, kv head 1, column 12: in the other half of a 16-bit pair than
+	// columns 9 and 3, and in the second half of an 8-value vector; under the causal mask some
+	// queries that share a decode workgroup with those that see it do not.
+	nan2At := ((cuK[1]+5)*hk+1)*d + 12
 	forEachNonFiniteRun(t, nonFiniteKernels(e), func(t *testing.T, kern nonFiniteKernel, dt memory.DType, causal bool) {
 		r := newRand(uint64(dt)*2 + 7)
 		p := reference.Params{Hq: hq, Hk: hk, D: d, CuSeqlensQ: cuQ, CuSeqlensK: cuK, Causal: causal,
@@ -499,6 +503,7 @@ func TestForwardNonFiniteValues(t *testing.T) {
 		qh, kh, vh := randVals(r, dt, cuQ[2]*hq*d), randVals(r, dt, cuK[2]*hk*d), randVals(r, dt, cuK[2]*hk*d)
 		vh[nanAt] = float32(math.NaN())
 		vh[infAt] = float32(math.Inf(1))
+		vh[nan2At] = float32(math.NaN())
 		wantO, _, err := reference.Forward(p, widen(qh), widen(kh), widen(vh))
 		require.NoError(t, err)
 		q, k, v := upload(t, e, dt, qh, cuQ[2], hq, d), upload(t, e, dt, kh, cuK[2], hk, d), upload(t, e, dt, vh, cuK[2], hk, d)
@@ -526,9 +531,10 @@ func TestForwardNonFiniteValues(t *testing.T) {
 			finiteGot[i], finiteWant[i] = 0, 0
 		}
 		// Every q head of the kv head reads the key, from every query that sees it.
-		wantNaN, wantInf := 2*lq[0], 2*lq[1]
+		wantNaN, wantInf := 2*lq[0]+2*lq[1], 2*lq[1]
 		if causal { // bottom-right: query i of lq sees key j of lk when j <= i + lk - lq
-			wantNaN, wantInf = 2*(lq[0]-(4-(lk[0]-lq[0]))), 2*(lq[1]-(6-(lk[1]-lq[1])))
+			wantNaN = 2*(lq[0]-(4-(lk[0]-lq[0]))) + 2*(lq[1]-(5-(lk[1]-lq[1])))
+			wantInf = 2 * (lq[1] - (6 - (lk[1] - lq[1])))
 		}
 		require.Equal(t, wantNaN, nan, "NaN outputs")
 		require.Equal(t, wantInf, inf, "+Inf outputs")
