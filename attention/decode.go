@@ -609,24 +609,24 @@ func decodeTuningEnv() (decodeTuning, error) {
 		}
 		tu.subgroups = uint32(n)
 	}
-	for _, b := range []struct {
-		env     string
-		on, set *bool
-	}{{DecodeContiguousEnv, &tu.contiguous, nil}, {DecodePrefetchEnv, &tu.prefetch, &tu.prefetchSet}} {
-		v := os.Getenv(b.env)
-		switch v {
-		case "":
-			continue
-		case "0", "1":
-			*b.on = v == "1"
-		default:
-			return tu, fmt.Errorf("attention: %s=%q: want 0 or 1", b.env, v)
-		}
-		if b.set != nil {
-			*b.set = true
-		}
+	var err error
+	if tu.contiguous, _, err = envSwitch(DecodeContiguousEnv); err != nil {
+		return tu, err
 	}
-	return tu, nil
+	tu.prefetch, tu.prefetchSet, err = envSwitch(DecodePrefetchEnv)
+	return tu, err
+}
+
+// envSwitch reads a 0-or-1 setting: on, and whether it is set at all.
+func envSwitch(env string) (on, set bool, err error) {
+	switch v := os.Getenv(env); v {
+	case "":
+		return false, false, nil
+	case "0", "1":
+		return v == "1", true, nil
+	default:
+		return false, false, fmt.Errorf("attention: %s=%q: want 0 or 1", env, v)
+	}
 }
 
 // prefetchFor reports whether the subgroup tier loads each step during the step before for K/V
