@@ -210,8 +210,10 @@ const (
 // decodeTargetWorkgroups is the number of decode chunks of wg invocations each (a workgroup's,
 // or at the subgroup tier a subgroup's) that the automatic split aims at on a device: twice the
 // CPU threads on a CPU device (lavapipe runs a workgroup on one thread whatever its size), on
-// GPUs 32768 invocations on an integrated GPU and 131072 on others (a few workgroups per
-// compute unit of the largest GPUs; a smaller GPU runs them in more waves at little cost).
+// GPUs 32768 invocations on an integrated GPU and 65536 on others: about one wave of the
+// largest GPUs (on the H100, 2048 subgroups of the subgroup tier's 128-register kernels are
+// 16 an SM; 4096, two waves less a few, ran 10% slower at 32k and 128k keys); a smaller GPU
+// runs them in more waves at little cost.
 //
 // On a CPU device it depends on runtime.NumCPU() of the host, so with DecodeOptions.Splits 0 the
 // number of chunks, and with it the order in which partials are summed, can differ between hosts
@@ -224,7 +226,7 @@ func decodeTargetWorkgroups(p *devices.Profile, wg int) int {
 	case vk.DeviceIntegrated:
 		return max(1, 32768/wg)
 	}
-	return max(1, 131072/wg)
+	return max(1, 65536/wg)
 }
 
 // decodeSplit chooses the chunks of a decode call: n chunks of chunk keys each. forced > 0 is

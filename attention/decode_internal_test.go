@@ -53,8 +53,8 @@ func TestDecodeTargetWorkgroups(t *testing.T) {
 	p.Type = vk.DeviceIntegrated
 	require.Equal(t, 256, decodeTargetWorkgroups(&p, 128))
 	p.Type = vk.DeviceDiscrete
-	require.Equal(t, 1024, decodeTargetWorkgroups(&p, 128))
-	require.Equal(t, 4096, decodeTargetWorkgroups(&p, 32))
+	require.Equal(t, 512, decodeTargetWorkgroups(&p, 128))
+	require.Equal(t, 2048, decodeTargetWorkgroups(&p, 32))
 }
 
 // The subgroup decode kernel's lane layout (decode_stream.glsl) for the common cases: a lane
