@@ -212,8 +212,8 @@ const (
 // CPU threads on a CPU device (lavapipe runs a workgroup on one thread whatever its size), on
 // GPUs 32768 invocations on an integrated GPU and 65536 on others: about one wave of the
 // largest GPUs (on the H100, 2048 subgroups of the subgroup tier's 128-register kernels are
-// 16 an SM; 4096, two waves less a few, ran 10% slower at 32k and 128k keys); a smaller GPU
-// runs them in more waves at little cost.
+// 16 an SM; 4096, two waves less a few, ran 9% slower at 32k keys and 2% at 128k); a smaller
+// GPU runs them in more waves at little cost.
 //
 // On a CPU device it depends on runtime.NumCPU() of the host, so with DecodeOptions.Splits 0 the
 // number of chunks, and with it the order in which partials are summed, can differ between hosts

@@ -20,7 +20,8 @@ func TestDecodeSplit(t *testing.T) {
 	n, chunk = decodeSplit(300, 1024, 64, 100, 32, 1000) // more chunks than keys: chunks of one key
 	require.Equal(t, [2]int{300, 1}, [2]int{n, chunk})
 
-	// The H100 decode shape (B=8, Hk=8, one row block): 16 chunks at 128k keys and at 4k keys.
+	// The decode shape B=8, Hk=8, one row block at a target of 1024 workgroups: 16 chunks at 128k
+	// keys and at 4k keys.
 	n, chunk = decodeSplit(0, 1024, 64, 128<<10, 32, 1<<20)
 	require.Equal(t, [2]int{16, 8 << 10}, [2]int{n, chunk})
 	n, chunk = decodeSplit(0, 1024, 64, 4<<10, 32, 1<<20)
