@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -96,7 +97,7 @@ func cmdDecodeBench(ctx context.Context, args []string, stdout, stderr io.Writer
 	dtFlag := fs.String("dtype", "f16", "storage type of q, k, v and o (f32, f16 or bf16)")
 	kvFlag := fs.String("kv", "", "storage of K and V (list of the -dtype, int8, int4: quantized K and V, dequantized in the kernel; default the -dtype)")
 	causal := fs.Bool("causal", false, "causal mask among the new tokens (bottom-right aligned)")
-	splits := fs.Int("splits", 0, "key chunks per sequence (0 = automatic)")
+	splitsFlag := fs.String("splits", "0", "key chunks per sequence (list; 0 = automatic): each row is run with each")
 	headsMajor := fs.Bool("heads-major", false, "store float K and V heads-major, [Hk, B, Lk, D] in memory, so that each (head, sequence)'s keys are contiguous as in PyTorch's [B, Hk, Lk, D] (an order the kernels do not take), and decode through a [B, Lk, Hk, D] view (default tokens-major, as a KV cache stores them)")
 	tiersFlag := fs.String("tiers", "all", "tiers (list of scalar, subgroup, coopmat, auto; all = every tier the device runs Decode at; quantized K/V rows run at those of them that have their kernels)")
 	iters := fs.Int("iters", 0, fmt.Sprintf("timed runs per row (0 = about %v of runs, at least 3 unless a run is slow)", benchTarget))
@@ -120,8 +121,12 @@ func cmdDecodeBench(ctx context.Context, args []string, stdout, stderr io.Writer
 		return usageError{fmt.Errorf("decode-bench: -hq %d is not a multiple of -hk %d", *hq, *hk)}
 	case *lq < 1 || *lq > attention.MaxDecodeQueries:
 		return usageError{fmt.Errorf("decode-bench: -lq must be 1 to %d", attention.MaxDecodeQueries)}
-	case *splits < 0 || *iters < 0 || *warmup < -1:
-		return usageError{errors.New("decode-bench: -splits and -iters must be >= 0 and -warmup >= -1")}
+	case *iters < 0 || *warmup < -1:
+		return usageError{errors.New("decode-bench: -iters must be >= 0 and -warmup >= -1")}
+	}
+	splits, err := parseSplits(*splitsFlag)
+	if err != nil {
+		return err
 	}
 	if err := checkTierNames("tiers", *tiersFlag); err != nil {
 		return err
@@ -184,13 +189,15 @@ func cmdDecodeBench(ctx context.Context, args []string, stdout, stderr io.Writer
 		}
 		var rows []decodeRow
 		for _, kv := range kvs {
-			row := decodeRow{DType: dt.String(), KV: kv, B: *b, Hq: *hq, Hk: *hk, Lq: *lq, Lk: lk, D: *d, Causal: *causal, Splits: *splits,
-				HeadsMajor: *headsMajor}
 			ts := tiers
 			if _, quantized := kvFormats[kv]; quantized {
 				ts = quantizedTiers(tiers, e.QuantizedDecodeTiers())
 			}
-			rows = append(rows, decodeRows(ctx, e, row, ts, *warmup, *iters, stderr)...)
+			for _, n := range splits {
+				row := decodeRow{DType: dt.String(), KV: kv, B: *b, Hq: *hq, Hk: *hk, Lq: *lq, Lk: lk, D: *d, Causal: *causal, Splits: n,
+					HeadsMajor: *headsMajor}
+				rows = append(rows, decodeRows(ctx, e, row, ts, *warmup, *iters, stderr)...)
+			}
 		}
 		var floatTPS *float64 // tokens/s of the fastest float K/V row
 		for _, r := range rows {
@@ -238,6 +245,22 @@ func cmdDecodeBench(ctx context.Context, args []string, stdout, stderr io.Writer
 		return errFailed
 	}
 	return nil
+}
+
+// parseSplits parses -splits: a list of chunk counts, each 0 (automatic) or more.
+func parseSplits(s string) ([]int, error) {
+	var out []int
+	for _, f := range splitList(s) {
+		n, err := strconv.Atoi(f)
+		if err != nil || n < 0 {
+			return nil, usageError{fmt.Errorf("decode-bench: -splits: %q is not an integer >= 0", f)}
+		}
+		out = append(out, n)
+	}
+	if len(out) == 0 {
+		return nil, usageError{errors.New("decode-bench: -splits: empty list")}
+	}
+	return out, nil
 }
 
 // parseKV parses -kv: a list of the float type dt and quantized formats; empty means dt alone.
@@ -386,13 +409,17 @@ func writeDecodeTable(w io.Writer, rep *decodeReport, torch bool) {
 		fmt.Fprintf(w, "PyTorch %v on %v: SDPA backends flash, cudnn, efficient, math in GB/s; vs = vkattn / the fastest backend\n", rep.Torch["torch"], rep.Torch["device"])
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	head := "dtype\tkv\td\tB\tHq\tHk\tLq\tLk\ttier\tkernel\tms\tGB/s\ttokens/s\tvs float\t"
+	head := "dtype\tkv\td\tB\tHq\tHk\tLq\tLk\tsplits\ttier\tkernel\tms\tGB/s\ttokens/s\tvs float\t"
 	if torch {
 		head += strings.Join(torchBackends, "\t") + "\tvs best\t"
 	}
 	fmt.Fprintln(tw, head)
 	for _, r := range rep.Rows {
-		line := fmt.Sprintf("%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t", r.DType, r.KV, r.D, r.B, r.Hq, r.Hk, r.Lq, r.Lk, r.Tier)
+		splits := "auto"
+		if r.Splits > 0 {
+			splits = strconv.Itoa(r.Splits)
+		}
+		line := fmt.Sprintf("%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t%s\t", r.DType, r.KV, r.D, r.B, r.Hq, r.Hk, r.Lq, r.Lk, splits, r.Tier)
 		if r.Error != "" {
 			line += "error: " + firstLine(r.Error) + "\t\t\t\t\t"
 		} else {

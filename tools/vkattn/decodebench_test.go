@@ -40,6 +40,31 @@ func TestDecodeBenchJSON(t *testing.T) {
 	}
 }
 
+// TestDecodeBenchSplitsList runs each row with each of a list of chunk counts and says which.
+func TestDecodeBenchSplitsList(t *testing.T) {
+	needDevice(t)
+	file := filepath.Join(t.TempDir(), "decode.json")
+	args := append([]string{"decode-bench", "-b", "2", "-hq", "4", "-hk", "2", "-d", "64", "-lk", "70", "-splits", "1,3",
+		"-tiers", "scalar", "-iters", "2", "-warmup", "0", "-json", file}, deviceArgs()...)
+	out, stderr, err := cli(t, args...)
+	if err != nil {
+		t.Fatalf("decode-bench: %v\n%s\n%s", err, out, stderr)
+	}
+	if !strings.Contains(out, "splits") {
+		t.Errorf("decode-bench: no splits column:\n%s", out)
+	}
+	rep := readReport[decodeReport](t, file)
+	if len(rep.Rows) != 2 {
+		t.Fatalf("decode-bench -splits 1,3: %d rows, want 2: %+v", len(rep.Rows), rep.Rows)
+	}
+	for i, want := range []int{1, 3} {
+		r := rep.Rows[i]
+		if r.Error != "" || r.Splits != want || strings.HasSuffix(r.Kernel, "+merge") != (want > 1) {
+			t.Errorf("row %d: %+v, want %d splits", i, r, want)
+		}
+	}
+}
+
 // TestDecodeBenchHeadsMajor times heads-major K and V and reports them so.
 func TestDecodeBenchHeadsMajor(t *testing.T) {
 	needDevice(t)
