@@ -3,24 +3,17 @@ package main
 import (
 	"errors"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"testing"
 )
 
 func TestCacheBenchJSON(t *testing.T) {
 	needDevice(t)
-	file := filepath.Join(t.TempDir(), "cache.json")
-	args := append([]string{"cache-bench", "-seqs", "3", "-len", "40", "-step", "3", "-hq", "4", "-hk", "2", "-d", "32",
-		"-headroom", "8", "-commits", "5", "-chunk-pages", "4", "-json", file}, deviceArgs()...)
-	out, stderr, err := cli(t, args...)
-	if err != nil {
-		t.Fatalf("cache-bench: %v\n%s\n%s", err, out, stderr)
-	}
+	out, stderr, rep := runJSON[cacheReport](t, "cache-bench", "-seqs", "3", "-len", "40", "-step", "3", "-hq", "4", "-hk", "2", "-d", "32",
+		"-headroom", "8", "-commits", "5", "-chunk-pages", "4")
 	if !strings.Contains(out, "preallocated") || !strings.Contains(out, "page commit") {
 		t.Errorf("cache-bench: no table:\n%s\n%s", out, stderr)
 	}
-	rep := readReport[cacheReport](t, file)
 	// Spare pages by default: one growth of every sequence, 7 tokens of 128 bytes, a page each
 	// of K and V.
 	if rep.Device == "" || rep.Seqs != 3 || rep.Len != 40 || rep.Step != 3 || rep.Headroom != 8 || rep.ChunkPages != 4 || rep.PageBytes == 0 || len(rep.Loops) != 2 ||
@@ -63,9 +56,8 @@ func TestCacheBenchQuantized(t *testing.T) {
 	}{{"int8", false, false}, {"int4", false, true}, {"int8", true, false}} {
 		kv := c.kv
 		t.Run(fmt.Sprintf("%s/per-seq=%v/sync=%v", kv, c.perSeq, c.sync), func(t *testing.T) {
-			file := filepath.Join(t.TempDir(), "cache.json")
-			args := append([]string{"cache-bench", "-kv", kv, "-seqs", "3", "-len", "40", "-step", "3", "-hq", "4", "-hk", "2", "-d", "32",
-				"-headroom", "8", "-commits", "5", "-json", file}, deviceArgs()...)
+			args := []string{"cache-bench", "-kv", kv, "-seqs", "3", "-len", "40", "-step", "3", "-hq", "4", "-hk", "2", "-d", "32",
+				"-headroom", "8", "-commits", "5"}
 			calls := "one append and one decode of all sequences a step"
 			if c.perSeq {
 				args, calls = append(args, "-per-seq"), "an append and a decode per sequence"
@@ -74,16 +66,12 @@ func TestCacheBenchQuantized(t *testing.T) {
 			if c.sync {
 				args, want = append(args, "-sync-binds"), append(want, "binds waited for")
 			}
-			out, stderr, err := cli(t, args...)
-			if err != nil {
-				t.Fatalf("cache-bench -kv %s: %v\n%s\n%s", kv, err, out, stderr)
-			}
+			out, stderr, rep := runJSON[cacheReport](t, args...)
 			for _, want := range want {
 				if !strings.Contains(out, want) {
 					t.Errorf("cache-bench -kv %s: no %q in the table:\n%s\n%s", kv, want, out, stderr)
 				}
 			}
-			rep := readReport[cacheReport](t, file)
 			if rep.KV != kv || rep.DType != "f16" || rep.PerSeq != c.perSeq || rep.SyncBinds != c.sync || rep.Seqs != 3 || rep.Len != 40 || rep.Step != 3 || len(rep.Loops) != 2 {
 				t.Fatalf("cache-bench JSON: %+v", rep)
 			}

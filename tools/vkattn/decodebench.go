@@ -124,7 +124,7 @@ func cmdDecodeBench(ctx context.Context, args []string, stdout, stderr io.Writer
 	case *iters < 0 || *warmup < -1:
 		return usageError{errors.New("decode-bench: -iters must be >= 0 and -warmup >= -1")}
 	}
-	splits, err := parseSplits(*splitsFlag)
+	splits, err := parseIntsFrom("splits", *splitsFlag, 0) // 0: automatic
 	if err != nil {
 		return err
 	}
@@ -245,22 +245,6 @@ func cmdDecodeBench(ctx context.Context, args []string, stdout, stderr io.Writer
 		return errFailed
 	}
 	return nil
-}
-
-// parseSplits parses -splits: a list of chunk counts, each 0 (automatic) or more.
-func parseSplits(s string) ([]int, error) {
-	var out []int
-	for _, f := range splitList(s) {
-		n, err := strconv.Atoi(f)
-		if err != nil || n < 0 {
-			return nil, usageError{fmt.Errorf("decode-bench: -splits: %q is not an integer >= 0", f)}
-		}
-		out = append(out, n)
-	}
-	if len(out) == 0 {
-		return nil, usageError{errors.New("decode-bench: -splits: empty list")}
-	}
-	return out, nil
 }
 
 // parseKV parses -kv: a list of the float type dt and quantized formats; empty means dt alone.

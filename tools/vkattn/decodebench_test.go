@@ -13,17 +13,11 @@ import (
 
 func TestDecodeBenchJSON(t *testing.T) {
 	needDevice(t)
-	file := filepath.Join(t.TempDir(), "decode.json")
-	args := append([]string{"decode-bench", "-b", "2", "-hq", "8", "-hk", "2", "-d", "64", "-lq", "3", "-causal",
-		"-lk", "64,100", "-splits", "3", "-iters", "2", "-warmup", "0", "-json", file}, deviceArgs()...)
-	out, stderr, err := cli(t, args...)
-	if err != nil {
-		t.Fatalf("decode-bench: %v\n%s\n%s", err, out, stderr)
-	}
+	out, stderr, rep := runJSON[decodeReport](t, "decode-bench", "-b", "2", "-hq", "8", "-hk", "2", "-d", "64", "-lq", "3", "-causal",
+		"-lk", "64,100", "-splits", "3", "-iters", "2", "-warmup", "0")
 	if !strings.Contains(out, "GB/s") || !strings.Contains(stderr, "Lk=100") {
 		t.Errorf("decode-bench: no table or progress:\n%s\n%s", out, stderr)
 	}
-	rep := readReport[decodeReport](t, file)
 	if rep.Device == "" || rep.Convention != decodeConvention || len(rep.Rows) < 2 {
 		t.Fatalf("decode-bench JSON: %+v", rep)
 	}
@@ -43,17 +37,11 @@ func TestDecodeBenchJSON(t *testing.T) {
 // TestDecodeBenchSplitsList runs each row with each of a list of chunk counts and says which.
 func TestDecodeBenchSplitsList(t *testing.T) {
 	needDevice(t)
-	file := filepath.Join(t.TempDir(), "decode.json")
-	args := append([]string{"decode-bench", "-b", "2", "-hq", "4", "-hk", "2", "-d", "64", "-lk", "70", "-splits", "1,3",
-		"-tiers", "scalar", "-iters", "2", "-warmup", "0", "-json", file}, deviceArgs()...)
-	out, stderr, err := cli(t, args...)
-	if err != nil {
-		t.Fatalf("decode-bench: %v\n%s\n%s", err, out, stderr)
-	}
+	out, _, rep := runJSON[decodeReport](t, "decode-bench", "-b", "2", "-hq", "4", "-hk", "2", "-d", "64", "-lk", "70", "-splits", "1,3",
+		"-tiers", "scalar", "-iters", "2", "-warmup", "0")
 	if !strings.Contains(out, "splits") {
 		t.Errorf("decode-bench: no splits column:\n%s", out)
 	}
-	rep := readReport[decodeReport](t, file)
 	if len(rep.Rows) != 2 {
 		t.Fatalf("decode-bench -splits 1,3: %d rows, want 2: %+v", len(rep.Rows), rep.Rows)
 	}
@@ -68,14 +56,8 @@ func TestDecodeBenchSplitsList(t *testing.T) {
 // TestDecodeBenchHeadsMajor times heads-major K and V and reports them so.
 func TestDecodeBenchHeadsMajor(t *testing.T) {
 	needDevice(t)
-	file := filepath.Join(t.TempDir(), "decode.json")
-	args := append([]string{"decode-bench", "-b", "3", "-hq", "4", "-hk", "2", "-d", "64", "-lk", "70", "-heads-major",
-		"-tiers", "scalar", "-iters", "2", "-warmup", "0", "-json", file}, deviceArgs()...)
-	out, stderr, err := cli(t, args...)
-	if err != nil {
-		t.Fatalf("decode-bench: %v\n%s\n%s", err, out, stderr)
-	}
-	rep := readReport[decodeReport](t, file)
+	_, _, rep := runJSON[decodeReport](t, "decode-bench", "-b", "3", "-hq", "4", "-hk", "2", "-d", "64", "-lk", "70", "-heads-major",
+		"-tiers", "scalar", "-iters", "2", "-warmup", "0")
 	if len(rep.Rows) != 1 || rep.Rows[0].Error != "" || !rep.Rows[0].HeadsMajor || rep.Rows[0].MedianMS <= 0 {
 		t.Fatalf("decode-bench -heads-major rows: %+v", rep.Rows)
 	}
@@ -131,17 +113,11 @@ echo '{"id": 0, "gbps": {"flash": 1e-9, "cudnn": 2e-9, "efficient": null, "math"
 // bytes of their codes and scales, with tokens/s and the speedup over the float row.
 func TestDecodeBenchQuantizedKV(t *testing.T) {
 	needDevice(t)
-	file := filepath.Join(t.TempDir(), "decode.json")
-	args := append([]string{"decode-bench", "-b", "2", "-hq", "4", "-hk", "2", "-d", "128", "-lq", "2", "-lk", "300",
-		"-kv", "f16,int8,int4", "-tiers", "scalar", "-iters", "2", "-warmup", "0", "-json", file}, deviceArgs()...)
-	out, stderr, err := cli(t, args...)
-	if err != nil {
-		t.Fatalf("decode-bench -kv: %v\n%s\n%s", err, out, stderr)
-	}
+	out, _, rep := runJSON[decodeReport](t, "decode-bench", "-b", "2", "-hq", "4", "-hk", "2", "-d", "128", "-lq", "2", "-lk", "300",
+		"-kv", "f16,int8,int4", "-tiers", "scalar", "-iters", "2", "-warmup", "0")
 	if !strings.Contains(out, "tokens/s") || !strings.Contains(out, "decode_int4_scalar") {
 		t.Errorf("decode-bench -kv: table:\n%s", out)
 	}
-	rep := readReport[decodeReport](t, file)
 	if len(rep.Rows) != 3 {
 		t.Fatalf("decode-bench JSON rows: %+v", rep.Rows)
 	}
@@ -165,7 +141,7 @@ func TestDecodeBenchQuantizedKV(t *testing.T) {
 			t.Errorf("%s: vs float %v", c.kv, r.VsFloat)
 		}
 	}
-	_, _, err = cli(t, append([]string{"decode-bench", "-kv", "f16,int8", "-heads-major"}, deviceArgs()...)...)
+	_, _, err := cli(t, append([]string{"decode-bench", "-kv", "f16,int8", "-heads-major"}, deviceArgs()...)...)
 	if err == nil || !strings.Contains(err.Error(), "-heads-major stores float K and V only") {
 		t.Errorf("-heads-major with int8 K/V: %v", err)
 	}

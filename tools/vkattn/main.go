@@ -208,12 +208,18 @@ func printMessages(w io.Writer, min vk.Severity) func(vk.Message) {
 }
 
 // parseInts parses a comma-separated list of positive integers.
-func parseInts(name, s string) ([]int, error) {
+func parseInts(name, s string) ([]int, error) { return parseIntsFrom(name, s, 1) }
+
+// parseIntsFrom parses a comma-separated list of integers of at least least.
+func parseIntsFrom(name, s string, least int) ([]int, error) {
 	var out []int
 	for _, f := range splitList(s) {
 		n, err := strconv.Atoi(f)
-		if err != nil || n <= 0 {
-			return nil, usageError{fmt.Errorf("-%s: %q is not a positive integer", name, f)}
+		if err != nil || n < least {
+			if least == 1 {
+				return nil, usageError{fmt.Errorf("-%s: %q is not a positive integer", name, f)}
+			}
+			return nil, usageError{fmt.Errorf("-%s: %q is not an integer >= %d", name, f, least)}
 		}
 		out = append(out, n)
 	}

@@ -272,17 +272,11 @@ func TestRun(t *testing.T) {
 
 func TestBenchJSON(t *testing.T) {
 	needDevice(t)
-	file := filepath.Join(t.TempDir(), "bench.json")
-	args := append([]string{"bench", "-d", "64", "-l", "64", "-tokens", "128", "-hidden", "128", "-causal", "true",
-		"-iters", "2", "-warmup", "0", "-json", file}, deviceArgs()...)
-	out, stderr, err := cli(t, args...)
-	if err != nil {
-		t.Fatalf("bench: %v\n%s\n%s", err, out, stderr)
-	}
+	out, stderr, rep := runJSON[benchReport](t, "bench", "-d", "64", "-l", "64", "-tokens", "128", "-hidden", "128", "-causal", "true",
+		"-iters", "2", "-warmup", "0")
 	if !strings.Contains(stderr, "[1/") || !strings.Contains(out, "kernel") {
 		t.Errorf("bench: no progress or table:\n%s\n%s", stderr, out)
 	}
-	rep := readReport[benchReport](t, file)
 	if rep.Device == "" || rep.Convention == "" {
 		t.Errorf("bench JSON lacks device or convention: %+v", rep)
 	}
@@ -441,6 +435,18 @@ func TestAutoItersAndFLOPs(t *testing.T) {
 	if m := median([]time.Duration{5, 1, 3, 2}); m != 2 {
 		t.Errorf("median %v", m)
 	}
+}
+
+// runJSON runs a command on the test device with -json into a temporary file, fails the test if
+// it fails, and returns its output and the report it wrote.
+func runJSON[R any](t *testing.T, args ...string) (stdout, stderr string, rep R) {
+	t.Helper()
+	file := filepath.Join(t.TempDir(), "report.json")
+	out, errOut, err := cli(t, append(append(args, "-json", file), deviceArgs()...)...)
+	if err != nil {
+		t.Fatalf("%s: %v\n%s\n%s", strings.Join(args, " "), err, out, errOut)
+	}
+	return out, errOut, readReport[R](t, file)
 }
 
 // readReport reads the JSON report that a bench command wrote to file.
