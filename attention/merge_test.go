@@ -94,10 +94,20 @@ func (m *mergeProblem) upload(t *testing.T, e *attention.Engine) (partO, partLSE
 	return partO, partLSE
 }
 
-// TestMerge: Merge of the oracle's partials over disjoint key ranges (parts without keys, a
-// sequence without keys, rows that see no key in some parts) equals the oracle over all keys, as
-// the oracle's own pairwise merge does; into fp32, fp16 and bf16 outputs, dense and varlen, and
-// a strided output; outputs poisoned.
+// evenCuts splits n keys into parts ranges as evenly as integers allow (some empty where parts >
+// n): the parts + 1 cuts.
+func evenCuts(n, parts int) []int {
+	cuts := make([]int, parts+1)
+	for i := range cuts {
+		cuts[i] = i * n / parts
+	}
+	return cuts
+}
+
+// TestMerge: Merge of the oracle's partials over disjoint key ranges (2 to 41 parts, parts
+// without keys, a sequence without keys, rows that see no key in some parts) equals the oracle
+// over all keys, as the oracle's own pairwise merge does; into fp32, fp16 and bf16 outputs,
+// dense and varlen, and a strided output; outputs poisoned.
 func TestMerge(t *testing.T) {
 	e := engine(t)
 	ctx := context.Background()
@@ -108,7 +118,10 @@ func TestMerge(t *testing.T) {
 		[][]int{{0, 10, 10, 30, 37}, {0, 0, 0, 0, 0}, {0, 1, 2, 20, 20}, {0, 9, 9, 9, 9}}, false)
 	dense := newMergeProblem(t, s+1, hq, hk, d, []int{4, 4}, []int{29, 29},
 		[][]int{{0, 16, 29}, {0, 0, 29}}, true)
-	for name, m := range map[string]*mergeProblem{"varlen": varlen, "dense": dense} {
+	// More partials than the kernel reads in one batch (8), some without keys.
+	many := newMergeProblem(t, s+2, hq, hk, d, []int{2, 3, 1}, []int{90, 30, 0},
+		[][]int{evenCuts(90, 41), evenCuts(30, 41), evenCuts(0, 41)}, false)
+	for name, m := range map[string]*mergeProblem{"varlen": varlen, "dense": dense, "many": many} {
 		// The oracle's pairwise merge is the whole, and so is the partials' rounding to fp32.
 		_, err := conformance.CompareOutput(toF32(m.foldO), m.wantO, 1e-6)
 		require.NoError(t, err, name)

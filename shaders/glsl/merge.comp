@@ -6,7 +6,7 @@
 //   lse = log sum_s exp(lse_s),   O = sum_s exp(lse_s - lse) O_s.
 //
 // As in the forward kernels: a partial with lse_s = -inf (it saw no key) weighs nothing and its
-// O_s is never read (a decode split that saw no key leaves it unwritten); a row whose partials
+// O_s is never used (a decode split that saw no key leaves it unwritten); a row whose partials
 // are all -inf gives O = 0 and lse = -inf; a NaN lse_s makes its row NaN (so does +inf, as
 // exp(inf - inf) does), and a NaN in a weighed O_s stays in its element.
 //
@@ -18,6 +18,7 @@
 // strided by the grid, so any width works.
 
 #extension GL_GOOGLE_include_directive : require
+#extension GL_EXT_control_flow_attributes : require
 
 layout(constant_id = 0) const uint DTYPE = 0; // o's storage type
 layout(constant_id = 1) const uint D = 128;   // head dim, even
@@ -39,6 +40,12 @@ layout(std430, binding = 7) readonly buffer PartLSE { float partLSE[]; };
 
 const uint PAIRS = D / 2u;
 
+// Partials are read in batches of BATCH, every load of a batch issued before any is used, so
+// that a row is meant to cost NPART / BATCH memory round trips a pass rather than one a partial
+// (how the driver schedules the loads decides); the sums run in partial order all the same. A batch reads the outputs of partials that saw no key too,
+// but never uses them.
+const uint BATCH = 8u;
+
 void main() {
 	uint rows = NTOK * pc.hq;
 	uint items = rows * PAIRS;
@@ -46,17 +53,31 @@ void main() {
 	for (uint it = gl_WorkGroupID.x * WG + gl_LocalInvocationIndex; it < items; it += stride) {
 		uint row = it / PAIRS, pair = it % PAIRS;
 		float m = NEG_INF;
-		for (uint s = 0u; s < NPART; s++) m = maxNaN(m, partLSE[PL_OFF + s * rows + row]);
+		for (uint s0 = 0u; s0 < NPART; s0 += BATCH) {
+			float x[BATCH];
+			[[unroll]] for (uint j = 0u; j < BATCH; j++)
+				x[j] = s0 + j < NPART ? partLSE[PL_OFF + (s0 + j) * rows + row] : NEG_INF;
+			[[unroll]] for (uint j = 0u; j < BATCH; j++) m = maxNaN(m, x[j]);
+		}
 		float l = 0.0;
 		vec2 acc = vec2(0.0);
 		if (m != NEG_INF) {
-			for (uint s = 0u; s < NPART; s++) {
-				float x = partLSE[PL_OFF + s * rows + row];
-				if (x == NEG_INF) continue; // no key: nothing to weigh, nothing written
-				float w = exp(x - m);
-				l += w;
-				uint e = PO_OFF + (s * rows + row) * D + 2u * pair;
-				acc += weigh(w, vec2(partO[e], partO[e + 1u]));
+			for (uint s0 = 0u; s0 < NPART; s0 += BATCH) {
+				float x[BATCH];
+				vec2 po[BATCH];
+				[[unroll]] for (uint j = 0u; j < BATCH; j++) {
+					bool has = s0 + j < NPART;
+					uint s = has ? s0 + j : 0u;
+					x[j] = has ? partLSE[PL_OFF + s * rows + row] : NEG_INF;
+					uint e = PO_OFF + (s * rows + row) * D + 2u * pair;
+					po[j] = vec2(partO[e], partO[e + 1u]);
+				}
+				[[unroll]] for (uint j = 0u; j < BATCH; j++) {
+					if (x[j] == NEG_INF) continue; // no key: nothing to weigh, nothing written
+					float w = exp(x[j] - m);
+					l += w;
+					acc += weigh(w, po[j]);
+				}
 			}
 		}
 		uint t = row / pc.hq, h = row % pc.hq;
