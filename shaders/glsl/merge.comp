@@ -42,8 +42,8 @@ const uint PAIRS = D / 2u;
 
 // Partials are read in batches of BATCH, every load of a batch issued before any is used, so
 // that a row is meant to cost NPART / BATCH memory round trips a pass rather than one a partial
-// (how the driver schedules the loads decides); the sums run in partial order all the same. A batch reads the outputs of partials that saw no key too,
-// but never uses them.
+// (how the driver schedules the loads decides); the sums run in partial order all the same. A
+// batch reads the outputs of partials that saw no key too, but never uses them.
 const uint BATCH = 8u;
 
 void main() {
