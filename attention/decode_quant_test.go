@@ -225,6 +225,19 @@ func download(t *testing.T, x *memory.Tensor) []float32 {
 	return got
 }
 
+// requireUnwritten fails the test where an element of one of the tensors (filled with
+// conformance.Poison) was written: a refused call dispatched something.
+func requireUnwritten(t *testing.T, xs ...*memory.Tensor) {
+	t.Helper()
+	for _, x := range xs {
+		for i, g := range download(t, x) {
+			if math.Float32bits(g) != conformance.Poison {
+				t.Fatalf("element %d of %v was written: %v: something was dispatched", i, x.Shape, g)
+			}
+		}
+	}
+}
+
 // replay logs the seed of a failed test.
 func replay(t *testing.T, s uint64) {
 	t.Cleanup(func() {
@@ -659,13 +672,7 @@ func TestDecodeQuantizedBadInputs(t *testing.T) {
 					check("DecodeQuantized", err)
 				}
 			}
-			for _, x := range outs {
-				for i, g := range download(t, x) {
-					if math.Float32bits(g) != conformance.Poison {
-						t.Fatalf("element %d of %v was written: %v: something was dispatched", i, x.Shape, g)
-					}
-				}
-			}
+			requireUnwritten(t, outs...)
 		})
 	}
 	// A closed engine refuses everything.
