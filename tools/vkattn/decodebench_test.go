@@ -1,8 +1,6 @@
 package main
 
 import (
-	"encoding/json"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -67,34 +65,13 @@ func TestDecodeBenchHeadsMajor(t *testing.T) {
 // results: the decode shapes go to the script, its GB/s come back beside vkattn's.
 func TestDecodeBenchTorch(t *testing.T) {
 	needDevice(t)
-	dir := t.TempDir()
-	fake := filepath.Join(dir, "python")
-	script := `#!/bin/sh
-cat > "` + filepath.Join(dir, "stdin.json") + `"
-echo '{"torch": "9.9", "device": "Fake GPU"}'
-echo '{"id": 0, "gbps": {"flash": 1e-9, "cudnn": 2e-9, "efficient": null, "math": null}, "errors": {"efficient": "no kernel"}}'
-`
-	if err := os.WriteFile(fake, []byte(script), 0o755); err != nil {
-		t.Fatal(err)
+	python, sent := fakeTorch(t, `echo '{"torch": "9.9", "device": "Fake GPU"}'
+echo '{"id": 0, "gbps": {"flash": 1e-9, "cudnn": 2e-9, "efficient": null, "math": null}, "errors": {"efficient": "no kernel"}}'`)
+	out, _, rep := runJSON[decodeReport](t, "decode-bench", "-b", "1", "-hq", "4", "-hk", "1", "-d", "32", "-lk", "40", "-tiers", "scalar",
+		"-iters", "1", "-warmup", "0", "-torch", python, "-torch-script", filepath.Join("..", "torch", "sdpa_bench.py"))
+	if shapes := sent(); len(shapes) != 1 || shapes[0] != (torchShape{ID: 0, B: 1, H: 4, Hk: 1, Lq: 1, Lk: 40, D: 32, DType: "f16"}) {
+		t.Errorf("shapes sent to the script: %+v", shapes)
 	}
-	file := filepath.Join(dir, "decode.json")
-	args := append([]string{"decode-bench", "-b", "1", "-hq", "4", "-hk", "1", "-d", "32", "-lk", "40", "-tiers", "scalar",
-		"-iters", "1", "-warmup", "0", "-json", file, "-torch", fake, "-torch-script", filepath.Join("..", "torch", "sdpa_bench.py")},
-		deviceArgs()...)
-	out, stderr, err := cli(t, args...)
-	if err != nil {
-		t.Fatalf("decode-bench -torch: %v\n%s\n%s", err, out, stderr)
-	}
-	var req struct {
-		Shapes []torchShape `json:"shapes"`
-	}
-	if b, err := os.ReadFile(filepath.Join(dir, "stdin.json")); err != nil || json.Unmarshal(b, &req) != nil {
-		t.Fatalf("script input: %v %s", err, b)
-	}
-	if len(req.Shapes) != 1 || req.Shapes[0] != (torchShape{ID: 0, B: 1, H: 4, Hk: 1, Lq: 1, Lk: 40, D: 32, DType: "f16"}) {
-		t.Errorf("shapes sent to the script: %+v", req.Shapes)
-	}
-	rep := readReport[decodeReport](t, file)
 	if len(rep.Rows) != 1 {
 		t.Fatalf("decode-bench JSON rows: %+v", rep.Rows)
 	}

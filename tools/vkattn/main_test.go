@@ -301,35 +301,14 @@ func TestBenchJSON(t *testing.T) {
 // TestBenchTorch runs the -torch plumbing with a stand-in for python that prints canned results.
 func TestBenchTorch(t *testing.T) {
 	needDevice(t)
-	dir := t.TempDir()
-	fake := filepath.Join(dir, "python")
-	script := `#!/bin/sh
-cat > "` + filepath.Join(dir, "stdin.json") + `"
-echo "some warning on stdout"
+	python, sent := fakeTorch(t, `echo "some warning on stdout"
 echo '{"torch": "9.9", "device": "Fake GPU"}'
-echo '{"id": 0, "tflops": {"flash": 1e-9, "cudnn": null, "efficient": 2e-9, "math": null}, "errors": {"cudnn": "no kernel", "math": "skipped"}}'
-`
-	if err := os.WriteFile(fake, []byte(script), 0o755); err != nil {
-		t.Fatal(err)
+echo '{"id": 0, "tflops": {"flash": 1e-9, "cudnn": null, "efficient": 2e-9, "math": null}, "errors": {"cudnn": "no kernel", "math": "skipped"}}'`)
+	out, stderr, rep := runJSON[benchReport](t, "bench", "-d", "32", "-l", "16", "-tokens", "16", "-hidden", "64", "-causal", "false",
+		"-tiers", "scalar", "-iters", "1", "-warmup", "0", "-torch", python, "-torch-script", filepath.Join("..", "torch", "sdpa_bench.py"))
+	if shapes := sent(); len(shapes) != 1 || shapes[0] != (torchShape{ID: 0, B: 1, H: 2, Hk: 2, Lq: 16, Lk: 16, D: 32, DType: "f16"}) {
+		t.Errorf("shapes sent to the script: %+v", shapes)
 	}
-	file := filepath.Join(dir, "bench.json")
-	args := append([]string{"bench", "-d", "32", "-l", "16", "-tokens", "16", "-hidden", "64", "-causal", "false",
-		"-tiers", "scalar", "-iters", "1", "-warmup", "0", "-json", file, "-torch", fake,
-		"-torch-script", filepath.Join("..", "torch", "sdpa_bench.py")}, deviceArgs()...)
-	out, stderr, err := cli(t, args...)
-	if err != nil {
-		t.Fatalf("bench -torch: %v\n%s\n%s", err, out, stderr)
-	}
-	var req struct {
-		Shapes []torchShape `json:"shapes"`
-	}
-	if b, err := os.ReadFile(filepath.Join(dir, "stdin.json")); err != nil || json.Unmarshal(b, &req) != nil {
-		t.Fatalf("script input: %v %s", err, b)
-	}
-	if len(req.Shapes) != 1 || req.Shapes[0] != (torchShape{ID: 0, B: 1, H: 2, Hk: 2, Lq: 16, Lk: 16, D: 32, DType: "f16"}) {
-		t.Errorf("shapes sent to the script: %+v", req.Shapes)
-	}
-	rep := readReport[benchReport](t, file)
 	if len(rep.Rows) != 1 {
 		t.Fatalf("bench JSON rows: %+v", rep.Rows)
 	}
@@ -442,11 +421,32 @@ func TestAutoItersAndFLOPs(t *testing.T) {
 func runJSON[R any](t *testing.T, args ...string) (stdout, stderr string, rep R) {
 	t.Helper()
 	file := filepath.Join(t.TempDir(), "report.json")
-	out, errOut, err := cli(t, append(append(args, "-json", file), deviceArgs()...)...)
+	out, errOut, err := cli(t, slices.Concat(args, []string{"-json", file}, deviceArgs())...)
 	if err != nil {
 		t.Fatalf("%s: %v\n%s\n%s", strings.Join(args, " "), err, out, errOut)
 	}
 	return out, errOut, readReport[R](t, file)
+}
+
+// fakeTorch writes a stand-in for python that keeps the request it reads on stdin and prints
+// output (shell lines) instead of timing PyTorch. sent returns the shapes of the request.
+func fakeTorch(t *testing.T, output string) (python string, sent func() []torchShape) {
+	t.Helper()
+	dir := t.TempDir()
+	python, stdin := filepath.Join(dir, "python"), filepath.Join(dir, "stdin.json")
+	if err := os.WriteFile(python, []byte("#!/bin/sh\ncat > \""+stdin+"\"\n"+output+"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return python, func() []torchShape {
+		t.Helper()
+		var req struct {
+			Shapes []torchShape `json:"shapes"`
+		}
+		if b, err := os.ReadFile(stdin); err != nil || json.Unmarshal(b, &req) != nil {
+			t.Fatalf("script input: %v %s", err, b)
+		}
+		return req.Shapes
+	}
 }
 
 // readReport reads the JSON report that a bench command wrote to file.
