@@ -1,6 +1,7 @@
 package devices
 
 import (
+	"slices"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -99,6 +100,7 @@ func TestFeaturesSupportsTier(t *testing.T) {
 		}
 		require.Equal(t, p.Supports(TierCoopMat), p.Has(FeatureCooperativeMatrix), name)
 		require.Equal(t, p.Supports(TierCoopMat2), p.Has(FeatureCooperativeMatrix2), name)
+		require.Equal(t, name == "nvidia-h100", p.Has(FeatureInt8Matrix), name)
 	}
 	require.Nil(t, TierRequires(Tier(42)))
 	var none Profile
@@ -130,4 +132,28 @@ func TestSupportsLackingSubgroupFeature(t *testing.T) {
 	p, _ = Simulated("lavapipe")
 	p.SubgroupSize, p.MinSubgroupSize, p.MaxSubgroupSize = 2, 2, 2
 	require.Equal(t, []Feature{FeatureSubgroupWidth}, p.Missing(TierRequires(TierSubgroup)))
+}
+
+// Int8 matrices need the non-saturating s8 16x16x32 shape with s32 accumulation at subgroup
+// scope, shaderInt8 and storageBuffer8BitAccess: the simulated H100 has them all, and loses the
+// feature without any one of them.
+func TestInt8MatrixFeature(t *testing.T) {
+	h100, err := Simulated("nvidia-h100")
+	require.NoError(t, err)
+	require.True(t, h100.Has(FeatureInt8Matrix))
+	require.True(t, h100.HasCoopMatShapeOf(vk.ComponentS8, vk.ComponentS32, 16, 8, 32))
+	require.False(t, h100.HasCoopMatShapeOf(vk.ComponentS8, vk.ComponentS32, 16, 16, 16))
+	for what, f := range map[string]func(p *Profile){
+		"shaderInt8":    func(p *Profile) { p.Features.ShaderInt8 = false },
+		"8-bit storage": func(p *Profile) { p.Features.StorageBuffer8Bit = false },
+		"saturating":    func(p *Profile) { p.CoopMatShapes[2].Saturating = true },
+		"s32 result":    func(p *Profile) { p.CoopMatShapes[2].Result = vk.ComponentF32 },
+		"scope":         func(p *Profile) { p.CoopMatShapes[2].SubgroupScope = false },
+	} {
+		p := h100
+		p.CoopMatShapes = slices.Clone(h100.CoopMatShapes)
+		require.Equal(t, uint32(32), p.CoopMatShapes[2].K, "the 16x16x32 s8 shape")
+		f(&p)
+		require.False(t, p.Has(FeatureInt8Matrix), what)
+	}
 }

@@ -47,12 +47,16 @@ const (
 	// FeatureMaintenance4: maintenance4, for the LocalSizeId workgroup sizes that SPIR-V for the
 	// Vulkan 1.3 environment uses.
 	FeatureMaintenance4
+	// FeatureInt8Matrix: a subgroup-scope 16x16x32 s8 x s8 + s32 cooperative-matrix shape without
+	// saturating accumulation, int8 arithmetic (shaderInt8) and int8 loads from storage buffers
+	// (storageBuffer8BitAccess).
+	FeatureInt8Matrix
 )
 
 // AllFeatures lists every feature.
 var AllFeatures = []Feature{FeatureCompute, FeatureSubgroupBasic, FeatureSubgroupVote, FeatureSubgroupArithmetic,
 	FeatureSubgroupBallot, FeatureSubgroupShuffle, FeatureSubgroupWidth, FeatureFloat16, FeatureBFloat16,
-	FeatureCooperativeMatrix, FeatureCooperativeMatrix2, FeatureBFloat16Matrix, FeatureVulkanMemoryModel, FeatureMaintenance4}
+	FeatureCooperativeMatrix, FeatureCooperativeMatrix2, FeatureBFloat16Matrix, FeatureVulkanMemoryModel, FeatureMaintenance4, FeatureInt8Matrix}
 
 func (f Feature) String() string {
 	switch f {
@@ -84,6 +88,8 @@ func (f Feature) String() string {
 		return "Vulkan memory model"
 	case FeatureMaintenance4:
 		return "maintenance4 (LocalSizeId)"
+	case FeatureInt8Matrix:
+		return "int8 cooperative matrices (16x16x32, s32 accumulation) and 8-bit storage"
 	}
 	return fmt.Sprintf("feature(%d)", int(f))
 }
@@ -123,6 +129,9 @@ func (p *Profile) Has(f Feature) bool {
 		return p.Features.VulkanMemoryModel
 	case FeatureMaintenance4:
 		return p.Features.Maintenance4
+	case FeatureInt8Matrix:
+		return p.Features.CooperativeMatrix && p.Features.ShaderInt8 && p.Features.StorageBuffer8Bit &&
+			p.HasCoopMatShapeOf(vk.ComponentS8, vk.ComponentS32, 16, 16, 32)
 	}
 	return false
 }

@@ -129,6 +129,19 @@ func (p *Profile) HasCoopMatShape(a vk.ComponentType, m, n, k uint32) bool {
 	return false
 }
 
+// HasCoopMatShapeOf reports whether the device offers the subgroup-scope m x n x k shape with
+// inputs of type a and accumulation (C and result) of type acc without saturating accumulation,
+// which every multiply-add would otherwise have to ask for (integer shapes).
+func (p *Profile) HasCoopMatShapeOf(a, acc vk.ComponentType, m, n, k uint32) bool {
+	for _, s := range p.CoopMatShapes {
+		if s.A == a && s.B == a && s.C == acc && s.Result == acc && s.SubgroupScope && !s.Saturating &&
+			s.M == m && s.N == n && s.K == k {
+			return true
+		}
+	}
+	return false
+}
+
 // DeviceLocalBytes is the size of the largest device-local heap.
 func (p *Profile) DeviceLocalBytes() uint64 {
 	var n uint64

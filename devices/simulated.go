@@ -34,6 +34,10 @@ func Simulated(name string) (Profile, error) {
 		p.Features.CooperativeMatrix, p.Features.CooperativeMatrix2 = true, true
 		p.Features.BFloat16, p.Features.BFloat16CooperativeMatrix = true, true
 		p.CoopMatShapes = []vk.CoopMatShape{coop(vk.ComponentF16, 16, 16, 16), coop(vk.ComponentBF16, 16, 16, 16)}
+		for _, n := range []uint32{16, 8} { // the driver's s8 shapes: 16x16x32 and 16x8x32, s32 accumulation
+			p.CoopMatShapes = append(p.CoopMatShapes, vk.CoopMatShape{M: 16, N: n, K: 32, A: vk.ComponentS8, B: vk.ComponentS8,
+				C: vk.ComponentS32, Result: vk.ComponentS32, SubgroupScope: true})
+		}
 		// The H100 driver's flexible sizes (580.159): granularity by workgroup size, fp16 and bf16.
 		for _, a := range []vk.ComponentType{vk.ComponentF16, vk.ComponentBF16} {
 			for _, g := range [][4]uint32{{32, 16, 16, 16}, {64, 16, 16, 16}, {128, 32, 16, 16}, {256, 32, 32, 16}} {
