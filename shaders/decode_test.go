@@ -1,6 +1,7 @@
 package shaders
 
 import (
+	"encoding/binary"
 	"slices"
 	"testing"
 
@@ -74,4 +75,64 @@ func TestCoopMatDecodeVariants(t *testing.T) {
 		require.Equal(t, "decode.comp", dec.Source, c.decode)
 		require.Contains(t, dec.Defines, "TIER_COOPMAT", c.decode)
 	}
+}
+
+// The INT8 tensor-core decode kernel is an Alternate of the coopmat tier: Best, ForTier,
+// ForTierOn and ForInput pass it over, so the tier's INT8 kernel stays the fp16 one. It requires
+// what that kernel requires but fp16 arithmetic, and int8 matrices, which its SPIR-V shows: the
+// Int8 and StorageBuffer8BitAccess capabilities, not Float16.
+func TestIMMADecodeVariant(t *testing.T) {
+	v, err := Lookup("decode_int8_imma")
+	require.NoError(t, err)
+	fp16, err := Lookup("decode_int8_coopmat")
+	require.NoError(t, err)
+	require.True(t, v.Alternate)
+	require.Equal(t, OpDecodeInt8, v.Op)
+	require.Equal(t, devices.TierCoopMat, v.Tier)
+	require.Equal(t, fp16.Bindings, v.Bindings)
+	require.Equal(t, fp16.Env, v.Env)
+	require.Equal(t, "decode.comp", v.Source)
+	require.Equal(t, []string{"TIER_COOPMAT", "KV_INT8", "IMMA"}, v.Defines)
+	require.Nil(t, v.Inputs, "queries of every type")
+	want := slices.DeleteFunc(slices.Clone(fp16.Requires), func(f devices.Feature) bool { return f == devices.FeatureFloat16 })
+	require.ElementsMatch(t, append(want, devices.FeatureInt8Matrix), v.Requires)
+	caps := capabilities(t, v)
+	for c, has := range map[uint32]bool{39: true, 4448: true, 6022: true, 9: false} { // Int8, StorageBuffer8BitAccess, CooperativeMatrixKHR, Float16
+		require.Equal(t, has, caps[c], "capability %d", c)
+	}
+	h100, err := devices.Simulated("nvidia-h100")
+	require.NoError(t, err)
+	require.NoError(t, v.RunsOn(&h100))
+	for _, got := range []func() (*Variant, error){
+		func() (*Variant, error) { return ForTier(OpDecodeInt8, devices.TierCoopMat) },
+		func() (*Variant, error) { return ForTierOn(OpDecodeInt8, devices.TierCoopMat, &h100) },
+		func() (*Variant, error) { return ForInput(OpDecodeInt8, devices.TierCoopMat, memory.F16, &h100) },
+		func() (*Variant, error) { return Best(OpDecodeInt8, &h100, devices.TierCoopMat2) },
+	} {
+		w, err := got()
+		require.NoError(t, err)
+		require.Equal(t, "decode_int8_coopmat", w.Name)
+	}
+	_, err = ForInput(OpDecodeInt8, devices.TierCoopMat, memory.F32, &h100)
+	require.EqualError(t, err, "shaders: tier coopmat does not take f32 inputs (it takes f16)")
+	amd, err := devices.Simulated("amd-rdna3")
+	require.NoError(t, err)
+	require.ErrorContains(t, v.RunsOn(&amd), devices.FeatureInt8Matrix.String())
+}
+
+// capabilities are the OpCapability operands of a variant's SPIR-V.
+func capabilities(t *testing.T, v *Variant) map[uint32]bool {
+	b, err := v.SPIRV()
+	require.NoError(t, err)
+	caps := map[uint32]bool{}
+	for i := 5 * 4; i+4 <= len(b); { // after the header
+		w := binary.LittleEndian.Uint32(b[i:])
+		n := int(w >> 16)
+		require.Positive(t, n, "word %d", i/4)
+		if w&0xffff == 17 && n == 2 { // OpCapability
+			caps[binary.LittleEndian.Uint32(b[i+4:])] = true
+		}
+		i += 4 * n
+	}
+	return caps
 }

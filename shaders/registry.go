@@ -53,6 +53,11 @@ type Variant struct {
 	Requires []devices.Feature
 	// Inputs lists the storage types of q, k and v the variant reads; nil means every type.
 	Inputs []memory.DType
+	// Alternate marks a second kernel of its operation and tier, which the attention package
+	// takes by name (Lookup) for the calls it fits: Best, ForTier, ForTierOn and ForInput pass it
+	// over, so that the kernel they give for a tier and input type stays the one that takes
+	// every call of that type.
+	Alternate bool
 }
 
 // Reads reports whether the variant takes inputs stored as dt.
@@ -109,6 +114,10 @@ var (
 	coopMat2BF16Needs = append(slices.Clone(coopMat2Needs), devices.FeatureBFloat16Matrix)
 	// decodeSubgroupNeeds: decode_stream.glsl adds subgroupShuffleXor to what subgroupNeeds has.
 	decodeSubgroupNeeds = append(slices.Clone(subgroupNeeds), devices.FeatureSubgroupShuffle)
+	// immaNeeds: decode_imma.glsl takes from coopMatNeeds all but the fp16 arithmetic, and adds
+	// int8 matrices, int8 arithmetic and int8 loads from K and V.
+	immaNeeds = append(slices.DeleteFunc(slices.Clone(coopMatNeeds), func(f devices.Feature) bool { return f == devices.FeatureFloat16 }),
+		devices.FeatureInt8Matrix)
 )
 
 // Variants lists every kernel, in the order the build tool compiles them.
@@ -167,6 +176,12 @@ var Variants = []Variant{
 	{Name: "decode_int4_coopmat", Op: OpDecodeInt4, Tier: devices.TierCoopMat, Bindings: 12, PushSize: 4 * PushWords,
 		Source: "decode.comp", Defines: []string{"TIER_COOPMAT", "KV_INT4"}, Env: "vulkan1.3", Inputs: []memory.DType{memory.F16},
 		Requires: coopMatNeeds},
+	// INT8 K/V on int8 matrices (decode_imma.glsl): queries of any type and mode, quantized in the
+	// kernel; a kernel of the coopmat tier for the calls it fits, which the attention package
+	// chooses per call (few rows, dense aligned K and V).
+	{Name: "decode_int8_imma", Op: OpDecodeInt8, Tier: devices.TierCoopMat, Bindings: 12, PushSize: 4 * PushWords,
+		Source: "decode.comp", Defines: []string{"TIER_COOPMAT", "KV_INT8", "IMMA"}, Env: "vulkan1.3", Alternate: true,
+		Requires: immaNeeds},
 	{Name: "merge", Op: OpMerge, Tier: devices.TierScalar, Bindings: 8, PushSize: 4 * PushWords,
 		Source: "merge.comp", Requires: scalarNeeds},
 	// quantize.comp: plain compute, every format and input type through specialization
@@ -201,7 +216,7 @@ func Best(op Op, p *devices.Profile, max devices.Tier) (*Variant, error) {
 	var best *Variant
 	for i := range Variants {
 		v := &Variants[i]
-		if v.Op == op && v.Tier <= max && v.RunsOn(p) == nil && (best == nil || v.Tier > best.Tier) {
+		if v.Op == op && !v.Alternate && v.Tier <= max && v.RunsOn(p) == nil && (best == nil || v.Tier > best.Tier) {
 			best = v
 		}
 	}
@@ -215,8 +230,8 @@ func Best(op Op, p *devices.Profile, max devices.Tier) (*Variant, error) {
 // ForTierOn to get one a device can run.
 func ForTier(op Op, tier devices.Tier) (*Variant, error) {
 	for i := range Variants {
-		if Variants[i].Op == op && Variants[i].Tier == tier {
-			return &Variants[i], nil
+		if v := &Variants[i]; v.Op == op && v.Tier == tier && !v.Alternate {
+			return v, nil
 		}
 	}
 	return nil, fmt.Errorf("shaders: no %s kernel at tier %s", op, tier)
@@ -229,7 +244,7 @@ func ForTierOn(op Op, tier devices.Tier, p *devices.Profile) (*Variant, error) {
 	var first error
 	for i := range Variants {
 		v := &Variants[i]
-		if v.Op != op || v.Tier != tier {
+		if v.Op != op || v.Tier != tier || v.Alternate {
 			continue
 		}
 		err := v.RunsOn(p)
@@ -253,7 +268,7 @@ func ForInput(op Op, tier devices.Tier, dt memory.DType, p *devices.Profile) (*V
 	var takes []memory.DType
 	for i := range Variants {
 		v := &Variants[i]
-		if v.Op != op || v.Tier != tier {
+		if v.Op != op || v.Tier != tier || v.Alternate {
 			continue
 		}
 		if !v.Reads(dt) {

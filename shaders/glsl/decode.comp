@@ -29,7 +29,9 @@
 //                  splitting each key's dims (decode_stream.glsl); BC is the keys a step reads.
 //   TIER_COOPMAT   subgroups of 16 rows, Q.K^T and P.V on cooperative matrices, K/V tiles
 //                  staged in shared memory (attend_coopmat.glsl, as flash_fwd's coopmat tier);
-//                  K and V of the matrices' type ELEM (elem.glsl), fp16 or bf16.
+//                  K and V of the matrices' type ELEM (elem.glsl), fp16 or bf16. With IMMA (and
+//                  KV_INT8): one subgroup of 16 rows on int8 matrices, K and V codes read as
+//                  matrices straight from their buffers (decode_imma.glsl).
 // K and V (one define at most):
 //   (none)         stored as DTYPE, as q.
 //   KV_INT8        quantized, package quant's Int8 (quant.glsl: codes, scales at bindings 8 and
@@ -51,8 +53,15 @@
 #extension GL_KHR_shader_subgroup_shuffle : require
 #extension GL_KHR_cooperative_matrix : require
 #extension GL_KHR_memory_scope_semantics : require
+#ifdef IMMA
+#extension GL_EXT_shader_explicit_arithmetic_types_int8 : require
+#extension GL_EXT_shader_explicit_arithmetic_types_int32 : require
+#extension GL_EXT_shader_8bit_storage : require
+#extension GL_EXT_control_flow_attributes : require
+#else
 #extension GL_EXT_shader_explicit_arithmetic_types_float16 : require
 #include "elem.glsl"
+#endif
 #endif
 
 layout(constant_id = 0) const uint DTYPE = 0;
@@ -223,5 +232,9 @@ int tileStride() { return int((contiguous() ? 1u : chunkCount()) * BC); }
 #include "decode_stream.glsl"
 #endif
 #ifdef TIER_COOPMAT
+#ifdef IMMA
+#include "decode_imma.glsl"
+#else
 #include "attend_coopmat.glsl"
+#endif
 #endif
