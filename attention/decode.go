@@ -143,7 +143,8 @@ func IsDecodeOp(op shaders.Op) bool {
 // AutoDecode returns the tier and kernel that decode operation op (shaders.OpDecode,
 // OpDecodeInt8 or OpDecodeInt4) chooses automatically on a device with profile p for queries of
 // type dt (float ones, not FP8 or scaled), head dim d and rows rows per (sequence, kv head): new
-// tokens times query heads per kv head.
+// tokens times query heads per kv head; K and V dense, in whole 16-byte units (as UploadQuantized,
+// Quantize and a sparse QuantizedKVCache give them), which the INT8 tensor-core kernel needs.
 func AutoDecode(p *devices.Profile, op shaders.Op, dt memory.DType, d, rows int) (devices.Tier, string, error) {
 	if !IsDecodeOp(op) {
 		return devices.TierAuto, "", fmt.Errorf("attention: %s is not a decode operation", op)
@@ -156,7 +157,8 @@ func AutoDecode(p *devices.Profile, op shaders.Op, dt memory.DType, d, rows int)
 		return devices.TierAuto, "", err
 	}
 	kern := decodeKernel{op: op, dt: dt}
-	v, _, _, err := selectDecode(p, op, devices.TierAuto, decodeOrder(kern, rows, false), dt, d, rows, tu)
+	imma := op == shaders.OpDecodeInt8 && !tu.noIMMA
+	v, _, _, err := selectDecode(p, op, devices.TierAuto, decodeOrder(kern, rows, false), dt, d, rows, tu, imma)
 	if err != nil {
 		return devices.TierAuto, "", err
 	}
@@ -181,7 +183,7 @@ func decodeTiersOf(p *devices.Profile, op shaders.Op) []devices.Tier {
 // decodeRuns reports whether op runs at tier t for queries of type dt at every head dim.
 func decodeRuns(p *devices.Profile, op shaders.Op, t devices.Tier, dt memory.DType) bool {
 	for _, d := range HeadDims {
-		if _, _, _, err := selectDecode(p, op, t, nil, dt, d, 1, decodeTuning{}); err != nil {
+		if _, _, _, err := selectDecode(p, op, t, nil, dt, d, 1, decodeTuning{}, false); err != nil {
 			return false
 		}
 	}
@@ -285,16 +287,20 @@ func (e *Engine) planDecodeCall(c *call, splits int, kern decodeKernel) (_ *plan
 	if err != nil {
 		return nil, err
 	}
-	if kern.wideQueries != "" && tier == devices.TierCoopMat {
-		return nil, fmt.Errorf("attention: %s: tier %s multiplies the queries as fp16, which FP8 and scaled queries do not fit exactly; the subgroup and scalar tiers take them", kern.wideQueries, tier)
-	}
-	rows := sh.maxLq * (sh.hq / sh.hk)
-	_, pages := c.k.Pages()
 	tu, err := decodeTuningEnv()
 	if err != nil {
 		return nil, err
 	}
-	variant, t, stream, err := selectDecode(&e.profile, kern.op, tier, decodeOrder(kern, rows, pages != nil), kern.dt, sh.d, rows, tu)
+	rows := sh.maxLq * (sh.hq / sh.hk)
+	imma := immaCall(c, kern.op) && !tu.noIMMA
+	if kern.wideQueries != "" && tier == devices.TierCoopMat {
+		if _, _, err := immaTiles(&e.profile, sh.d, rows); !imma || err != nil {
+			return nil, fmt.Errorf("attention: %s: tier %s multiplies the queries as fp16, which FP8 and scaled queries do not fit exactly, and its INT8 kernel %s does not take this call; the subgroup and scalar tiers take them",
+				kern.wideQueries, tier, immaKernel)
+		}
+	}
+	_, pages := c.k.Pages()
+	variant, t, stream, err := selectDecode(&e.profile, kern.op, tier, decodeOrder(kern, rows, pages != nil), kern.dt, sh.d, rows, tu, imma)
 	if err != nil {
 		return nil, err
 	}
@@ -416,7 +422,9 @@ const (
 // decodeOrder is the order in which the automatic choice tries the decode tiers, fastest first,
 // for a call of kernel kern with rows rows per (sequence, kv head), over paged K and V or not.
 // Paged K and V (a paged KV cache's views) do not take the coopmat tier automatically: its
-// reads through block tables have not run on a GPU yet (forcing it runs them).
+// reads through block tables have not run on a GPU yet (forcing it runs them). Before any of
+// them, the INT8 tensor-core kernel takes the INT8 calls it fits (selectDecode, decode_imma.go),
+// FP8 and scaled queries too.
 func decodeOrder(kern decodeKernel, rows int, paged bool) []devices.Tier {
 	least := decodeMatrixRows
 	if kern.op != shaders.OpDecode {
@@ -437,8 +445,17 @@ var (
 // selectDecode picks the decode kernel of op (OpDecode or a quantized one) and its tiles for
 // inputs of type dt, head dim d and rows per (sequence, kv head) at a forced tier, or the first
 // of order that runs them, with the lane layout in which the kernel streams K and V at the
-// subgroup tier (the zero layout at the others), the subgroup tier tuned by tu.
-func selectDecode(p *devices.Profile, op shaders.Op, tier devices.Tier, order []devices.Tier, dt memory.DType, d, rows int, tu decodeTuning) (*shaders.Variant, tiles, streamLayout, error) {
+// subgroup tier (the zero layout at the others), the subgroup tier tuned by tu. Where imma says
+// the call's K and V let the INT8 tensor-core kernel take it (immaCall, and DecodeIMMAEnv not 0),
+// that kernel comes first, automatically and at a forced coopmat tier, wherever it runs them
+// (immaTiles): on the H100 the subgroup tier's INT8 kernel is bound by its per-key instructions
+// (docs/PERF.md), which this one moves onto the tensor cores (not yet timed).
+func selectDecode(p *devices.Profile, op shaders.Op, tier devices.Tier, order []devices.Tier, dt memory.DType, d, rows int, tu decodeTuning, imma bool) (*shaders.Variant, tiles, streamLayout, error) {
+	if imma && (tier == devices.TierAuto || tier == devices.TierCoopMat) {
+		if v, t, err := immaTiles(p, d, rows); err == nil {
+			return v, t, streamLayout{}, nil
+		}
+	}
 	bits := kvBits(op, dt)
 	var chosen streamLayout // selectKernel takes the first tier whose tiles fit: the last that did
 	v, t, err := selectKernelIn(p, op, tier, dt, order, func(t devices.Tier) (tiles, error) {
@@ -588,10 +605,12 @@ const (
 const decodePrefetchBits = 8
 
 // decodeTuning is those settings: unroll 0 means the default for the values' width, and
-// prefetch counts only where prefetchSet (else decodePrefetchBits decides).
+// prefetch counts only where prefetchSet (else decodePrefetchBits decides); noIMMA is
+// DecodeIMMAEnv set to 0.
 type decodeTuning struct {
 	unroll, subgroups                 uint32
 	contiguous, prefetch, prefetchSet bool
+	noIMMA                            bool
 }
 
 // decodeTuningEnv reads the settings from the environment.
@@ -615,7 +634,11 @@ func decodeTuningEnv() (decodeTuning, error) {
 	if tu.contiguous, _, err = envSwitch(DecodeContiguousEnv); err != nil {
 		return tu, err
 	}
-	tu.prefetch, tu.prefetchSet, err = envSwitch(DecodePrefetchEnv)
+	if tu.prefetch, tu.prefetchSet, err = envSwitch(DecodePrefetchEnv); err != nil {
+		return tu, err
+	}
+	on, set, err := envSwitch(DecodeIMMAEnv)
+	tu.noIMMA = set && !on
 	return tu, err
 }
 

@@ -188,7 +188,7 @@ func TestDecodeTilesFitSimulatedDevices(t *testing.T) {
 // TestDecodeTuningEnv reads the subgroup tier's settings from the environment: defaults unset,
 // the values set, and an error naming the setting for a malformed one.
 func TestDecodeTuningEnv(t *testing.T) {
-	for _, env := range []string{DecodeUnrollEnv, DecodeSubgroupsEnv, DecodeContiguousEnv, DecodePrefetchEnv} {
+	for _, env := range []string{DecodeUnrollEnv, DecodeSubgroupsEnv, DecodeContiguousEnv, DecodePrefetchEnv, DecodeIMMAEnv} {
 		t.Setenv(env, "")
 	}
 	tu, err := decodeTuningEnv()
@@ -207,9 +207,14 @@ func TestDecodeTuningEnv(t *testing.T) {
 	t.Setenv(DecodeSubgroupsEnv, "8")
 	t.Setenv(DecodeContiguousEnv, "1")
 	t.Setenv(DecodePrefetchEnv, "1")
+	t.Setenv(DecodeIMMAEnv, "1")
 	tu, err = decodeTuningEnv()
 	require.NoError(t, err)
 	require.Equal(t, decodeTuning{unroll: 3, subgroups: 8, contiguous: true, prefetch: true, prefetchSet: true}, tu)
+	t.Setenv(DecodeIMMAEnv, "0")
+	tu, err = decodeTuningEnv()
+	require.NoError(t, err)
+	require.True(t, tu.noIMMA)
 	require.True(t, tu.prefetchFor(16))
 	require.Equal(t, uint32(3), tu.unrollFor(16))
 	for env, bads := range map[string][]string{
@@ -217,6 +222,7 @@ func TestDecodeTuningEnv(t *testing.T) {
 		DecodeSubgroupsEnv:  {"0", "3", "32", "x"},
 		DecodeContiguousEnv: {"2", "yes"},
 		DecodePrefetchEnv:   {"2", "on"},
+		DecodeIMMAEnv:       {"2", "off"},
 	} {
 		for _, bad := range bads {
 			t.Setenv(env, bad)
@@ -327,7 +333,7 @@ func TestDecodeOrderFallsBack(t *testing.T) {
 	}{{"nvidia-h100", memory.F16, devices.TierCoopMat}, {"nvidia-h100", memory.F32, devices.TierSubgroup}, {"lavapipe", memory.F16, devices.TierSubgroup}} {
 		p, err := devices.Simulated(c.device)
 		require.NoError(t, err)
-		v, _, _, err := selectDecode(&p, shaders.OpDecode, devices.TierAuto, matrix, c.dt, 128, 64, decodeTuning{})
+		v, _, _, err := selectDecode(&p, shaders.OpDecode, devices.TierAuto, matrix, c.dt, 128, 64, decodeTuning{}, false)
 		require.NoError(t, err, c.device)
 		require.Equal(t, c.tier, v.Tier, "%s %s", c.device, c.dt)
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/vkattn/vkattn/devices"
 	"github.com/vkattn/vkattn/memory"
 	"github.com/vkattn/vkattn/quant"
+	"github.com/vkattn/vkattn/shaders"
 )
 
 // quantCase is a quantized decode problem: a decode case (Case.DType is q's and o's type, o's
@@ -261,19 +262,24 @@ func quantDType(tier devices.Tier) memory.DType { return attention.QuantizedDeco
 
 // quantDecodeCases are the quantized decode matrix for K/V format kv at tier: GQA, MQA and
 // plain heads, 1 to 16 new tokens, causal, varlen with empty sequences, several splits, each
-// head dim, the query types, FP8 queries, RoPE-aware scaling, masks and non-finite groups.
-func quantDecodeCases(kv quant.Format, tier devices.Tier) []quantCase {
+// head dim, the query types, FP8 queries, RoPE-aware scaling, masks and non-finite groups. With
+// imma (INT8 at the coopmat tier, on a device with the INT8 tensor-core kernel), those of them
+// that kernel takes (immaFits), every query type and mode.
+func quantDecodeCases(kv quant.Format, tier devices.Tier, imma bool) []quantCase {
 	var cs []quantCase
 	add := func(c conformance.Case, f func(*quantCase)) {
 		c.Tier, c.Decode = tier, true
-		if !slices.Contains(attention.QuantizedDecodeInputs(tier), c.DType) {
+		if !imma && !slices.Contains(attention.QuantizedDecodeInputs(tier), c.DType) {
 			c.DType = quantDType(tier)
 		}
 		qc := quantCase{Case: c, kv: kv}
 		if f != nil {
 			f(&qc)
 		}
-		if tier == devices.TierCoopMat && (qc.fp8 || qc.scaled) {
+		switch {
+		case imma && !immaFits(c):
+			return // the coopmat tier's fp16 kernel: the run without imma
+		case tier == devices.TierCoopMat && !imma && (qc.fp8 || qc.scaled):
 			return // fp16 matrices: refused (TestDecodeQuantizedCoopMatRefusesWideQueries)
 		}
 		cs = append(cs, qc)
@@ -292,12 +298,14 @@ func quantDecodeCases(kv quant.Format, tier devices.Tier) []quantCase {
 	}
 	add(conformance.Case{DType: f32, D: 64, Hq: 4, Hk: 1, Lq: []int{4}, Lk: []int{200}, Window: &attention.Window{Left: 50, Right: 0}, Softcap: 4, Splits: 5}, nil)
 	add(conformance.Case{DType: f32, D: 128, Hq: 4, Hk: 2, Lq: []int{2}, Lk: []int{64}, Scale: 0.3, NoLSE: true, Batch: 2, Splits: 2}, nil)
-	// FP8 queries, RoPE-aware scaling, both, at f32 and f16 outputs.
+	// FP8 queries, RoPE-aware scaling, both, at f32 and f16 outputs, for 5 new tokens and one.
 	for _, dt := range []memory.DType{f32, f16} {
-		base := conformance.Case{DType: dt, D: 128, Hq: 8, Hk: 2, Lq: []int{5}, Lk: []int{150}, Batch: 2, Causal: true, Splits: 3}
-		add(base, func(c *quantCase) { c.fp8 = true })
-		add(base, func(c *quantCase) { c.scaled = true })
-		add(base, func(c *quantCase) { c.fp8, c.scaled = true, true })
+		for _, lq := range []int{5, 1} {
+			base := conformance.Case{DType: dt, D: 128, Hq: 8, Hk: 2, Lq: []int{lq}, Lk: []int{150}, Batch: 2, Causal: true, Splits: 3}
+			add(base, func(c *quantCase) { c.fp8 = true })
+			add(base, func(c *quantCase) { c.scaled = true })
+			add(base, func(c *quantCase) { c.fp8, c.scaled = true, true })
+		}
 	}
 	add(conformance.Case{DType: f32, D: 64, Hq: 8, Hk: 2, Varlen: true, Causal: true, Splits: 4,
 		Lq: []int{2, 16, 1}, Lk: []int{70, 100, 33}}, func(c *quantCase) { c.fp8, c.scaled = true, true })
@@ -309,47 +317,96 @@ func quantDecodeCases(kv quant.Format, tier devices.Tier) []quantCase {
 	// tile's largest V scale, and go element-wise beyond 2^12).
 	add(conformance.Case{DType: f32, D: 128, Hq: 8, Hk: 2, Lq: []int{2}, Lk: []int{100}, Causal: true, Splits: 2},
 		func(c *quantCase) { c.spread = true })
+	// One new token of GQA 4 over varlen keys whose tails are not whole 32-key tiles, in several
+	// chunks (the INT8 tensor-core kernel's common shape, its tails staged), with NaN and Inf
+	// inputs (NaN K and V scales) too.
+	gqa := conformance.Case{DType: f32, D: 128, Hq: 16, Hk: 4, Varlen: true, Splits: 3,
+		Lq: []int{1, 1, 1, 1}, Lk: []int{300, 33, 1000, 70}}
+	add(gqa, nil)
+	add(gqa, func(c *quantCase) { c.nonFinite = true })
 	return cs
+}
+
+// immaKernel is the INT8 tensor-core decode kernel.
+const immaKernel = "decode_int8_imma"
+
+// immaFits reports whether the INT8 tensor-core kernel takes case c (on a device that runs it,
+// with K and V as the tests upload them, dense and contiguous): at most 16 rows per (sequence, kv
+// head) and a head dim that is a multiple of 32.
+func immaFits(c conformance.Case) bool {
+	return slices.Max(c.Lq)*c.Hq/c.Hk <= 16 && c.D%32 == 0
+}
+
+// immaOn reports whether e's device runs the INT8 tensor-core kernel, and DecodeIMMAEnv leaves it
+// on.
+func immaOn(t *testing.T, e *attention.Engine) bool {
+	_, kernel, err := attention.AutoDecode(e.Profile(), shaders.OpDecodeInt8, memory.F16, 128, 4)
+	require.NoError(t, err)
+	return kernel == immaKernel
 }
 
 // TestDecodeQuantized: quantized decode at every tier the device decodes at, each forced,
 // against quant's float64 reference over the dequantized inputs, to the float kernels'
 // tolerance (fp32 accumulation: 1e-5 of the largest output for f32 outputs), outputs poisoned,
-// NaN where the reference has it and only there. A failure prints the seed; VKATTN_SEED replays
-// it.
+// NaN where the reference has it and only there. On a device with the INT8 tensor-core kernel,
+// INT8 runs at the coopmat tier twice: with the kernel, on the cases it takes, to the tolerance
+// its two-term quantization adds (compareIMMA), and without it (DecodeIMMAEnv 0), the tier's
+// fp16 kernel. A failure prints the seed; VKATTN_SEED replays it.
 func TestDecodeQuantized(t *testing.T) {
 	e := engine(t)
 	for _, kv := range []quant.Format{quant.Int8, quant.Int4} {
 		for _, tier := range e.QuantizedDecodeTiers() {
-			t.Run(kv.String()+"/"+tier.String(), func(t *testing.T) {
-				for _, c := range quantDecodeCases(kv, tier) {
-					t.Run(c.String(), func(t *testing.T) {
-						engine(t)
-						s := seed(t)
-						replay(t, s)
-						in := c.draw(t, conformance.NewRand(s))
-						wantO, wantLSE := in.want(t, c)
-						d := in.upload(t, e, c)
-						kernel := d.run(t, e)
-						require.True(t, strings.HasPrefix(kernel, "decode_"+kv.String()+"_"+tier.String()), kernel)
-						rel, err := conformance.CompareOutput(download(t, d.o), wantO, conformance.Tolerance(c.DType))
-						require.NoError(t, err, "kernel %s", kernel)
-						if d.lse != nil {
-							require.NoError(t, conformance.CompareLSE(download(t, d.lse), wantLSE), "kernel %s", kernel)
-						}
-						if c.nonFinite {
-							nan := 0
-							for _, x := range wantO {
-								if math.IsNaN(x) {
-									nan++
-								}
-							}
-							require.True(t, nan > 0 && nan < len(wantO), "%d of %d outputs NaN", nan, len(wantO))
-						}
-						t.Logf("%s: relative error %.3g", kernel, rel)
-					})
+			modes := []string{""}
+			if kv == quant.Int8 && tier == devices.TierCoopMat && immaOn(t, e) {
+				modes = []string{"imma", "imma-off"}
+			}
+			for _, mode := range modes {
+				name := kv.String() + "/" + tier.String()
+				if mode != "" {
+					name += "/" + mode
 				}
-			})
+				t.Run(name, func(t *testing.T) {
+					if mode == "imma-off" {
+						t.Setenv(attention.DecodeIMMAEnv, "0")
+					}
+					for _, c := range quantDecodeCases(kv, tier, mode == "imma") {
+						t.Run(c.String(), func(t *testing.T) {
+							engine(t)
+							s := seed(t)
+							replay(t, s)
+							in := c.draw(t, conformance.NewRand(s))
+							wantO, wantLSE := in.want(t, c)
+							d := in.upload(t, e, c)
+							kernel := d.run(t, e)
+							want := "decode_" + kv.String() + "_" + tier.String()
+							if mode == "imma" {
+								want = immaKernel
+							}
+							require.True(t, strings.HasPrefix(kernel, want), "%s, want %s", kernel, want)
+							if c.nonFinite {
+								nan := 0
+								for _, x := range wantO {
+									if math.IsNaN(x) {
+										nan++
+									}
+								}
+								require.True(t, nan > 0 && nan < len(wantO), "%d of %d outputs NaN", nan, len(wantO))
+							}
+							gotO, gotLSE := download(t, d.o), download(t, d.lse)
+							if mode == "imma" {
+								in.compareIMMA(t, c, gotO, gotLSE, wantO, wantLSE)
+								return
+							}
+							rel, err := conformance.CompareOutput(gotO, wantO, conformance.Tolerance(c.DType))
+							require.NoError(t, err, "kernel %s", kernel)
+							if d.lse != nil {
+								require.NoError(t, conformance.CompareLSE(gotLSE, wantLSE), "kernel %s", kernel)
+							}
+							t.Logf("%s: relative error %.3g", kernel, rel)
+						})
+					}
+				})
+			}
 		}
 	}
 }
@@ -491,7 +548,8 @@ func TestDecodeQuantizedEqualsFloatDecode(t *testing.T) {
 // INT4, not the 0.99 target, which quant's INT4 format does not reach on Gaussian data (about
 // 0.989 at d = 128, see quant's TestQuantizedAttentionGaussian); the kernel matches quant's
 // reference to fp32 rounding (TestDecodeQuantized), so no kernel can do better with the format.
-// go test -v prints cosine and relative L1.
+// On a device with the INT8 tensor-core kernel, INT8 at the coopmat tier runs it too, on fewer new
+// tokens (at most 16 rows), to the same gates. go test -v prints cosine and relative L1.
 func TestDecodeQuantizedAccuracy(t *testing.T) {
 	e := engine(t)
 	for _, g := range []struct {
@@ -505,27 +563,40 @@ func TestDecodeQuantizedAccuracy(t *testing.T) {
 		{quant.Int4, true, 0.985, 0.17},
 	} {
 		for _, tier := range e.QuantizedDecodeTiers() {
-			if g.fp8 && tier == devices.TierCoopMat {
-				continue // refused: fp16 matrices
+			lqs := [][]int{{1, 16, 4}}
+			imma := tier == devices.TierCoopMat && g.kv == quant.Int8 && immaOn(t, e)
+			if imma {
+				lqs = append(lqs, []int{1, 4, 2}) // at most 16 rows: the INT8 tensor-core kernel's
 			}
-			c := quantCase{kv: g.kv, fp8: g.fp8, Case: conformance.Case{DType: quantDType(tier), D: 128, Hq: 8, Hk: 2, Varlen: true,
-				Causal: true, Lq: []int{1, 16, 4}, Lk: []int{1500, 623, 1024}, Tier: tier, Decode: true}}
-			t.Run(c.String(), func(t *testing.T) {
-				engine(t)
-				s := seed(t)
-				replay(t, s)
-				r := conformance.NewRand(s)
-				in := c.draw(t, r)
-				want, _, err := reference.Forward(in.p, conformance.Widen(in.q), conformance.Widen(in.kf), conformance.Widen(in.vf))
-				require.NoError(t, err)
-				d := in.upload(t, e, c)
-				kernel := d.run(t, e)
-				got := conformance.Widen(download(t, d.o))
-				cos, l1 := quant.CosineSimilarity(got, want), quant.RelativeL1(got, want)
-				t.Logf("%s: cosine %.6f, relative L1 %.4f", kernel, cos, l1)
-				require.GreaterOrEqual(t, cos, g.cos)
-				require.LessOrEqual(t, l1, g.relL1)
-			})
+			for _, lq := range lqs {
+				c := quantCase{kv: g.kv, fp8: g.fp8, Case: conformance.Case{DType: quantDType(tier), D: 128, Hq: 8, Hk: 2, Varlen: true,
+					Causal: true, Lq: lq, Lk: []int{1500, 623, 1024}, Tier: tier, Decode: true}}
+				fits := imma && immaFits(c.Case)
+				if fits {
+					c.DType = memory.F32 // it takes every query type
+				} else if g.fp8 && tier == devices.TierCoopMat {
+					continue // refused: fp16 matrices
+				}
+				t.Run(c.String(), func(t *testing.T) {
+					engine(t)
+					s := seed(t)
+					replay(t, s)
+					r := conformance.NewRand(s)
+					in := c.draw(t, r)
+					want, _, err := reference.Forward(in.p, conformance.Widen(in.q), conformance.Widen(in.kf), conformance.Widen(in.vf))
+					require.NoError(t, err)
+					d := in.upload(t, e, c)
+					kernel := d.run(t, e)
+					if fits {
+						require.Equal(t, immaKernel, strings.TrimSuffix(kernel, "+merge"))
+					}
+					got := conformance.Widen(download(t, d.o))
+					cos, l1 := quant.CosineSimilarity(got, want), quant.RelativeL1(got, want)
+					t.Logf("%s: cosine %.6f, relative L1 %.4f", kernel, cos, l1)
+					require.GreaterOrEqual(t, cos, g.cos)
+					require.LessOrEqual(t, l1, g.relL1)
+				})
+			}
 		}
 	}
 }
@@ -536,6 +607,9 @@ func TestDecodeQuantizedAccuracy(t *testing.T) {
 // The checks Decode shares are tested with it (TestDecodeBadInputs); here are a few of them, and
 // what the quantized inputs add.
 func TestDecodeQuantizedBadInputs(t *testing.T) {
+	// The INT8 tensor-core kernel would take the call of f32 queries that the case "tier coopmat"
+	// forces to the coopmat tier, where its fp16 kernel refuses them.
+	t.Setenv(attention.DecodeIMMAEnv, "0")
 	e := engine(t)
 	e2 := secondEngine(t)
 	ctx := context.Background()
@@ -795,14 +869,15 @@ func TestDecodeQuantizedResult(t *testing.T) {
 
 // TestDecodeQuantizedCoopMatRefusesWideQueries: the coopmat tier multiplies queries as fp16,
 // which FP8 and scaled queries do not fit exactly, so forcing it for them is an error that says
-// so, and the poisoned outputs stay untouched (on any device: the check comes first).
+// so, and the poisoned outputs stay untouched (on any device: the check comes first), where its
+// INT8 tensor-core kernel, which takes them, does not take the call (head dim 80).
 func TestDecodeQuantizedCoopMatRefusesWideQueries(t *testing.T) {
 	e := engine(t)
 	for option, f := range map[string]func(*quantCase){
 		"FP8Queries":  func(c *quantCase) { c.fp8 = true },
 		"QueryScales": func(c *quantCase) { c.scaled = true },
 	} {
-		c := quantCase{kv: quant.Int8, Case: conformance.Case{DType: memory.F16, D: 64, Hq: 4, Hk: 2, Lq: []int{2}, Lk: []int{40},
+		c := quantCase{kv: quant.Int8, Case: conformance.Case{DType: memory.F16, D: 80, Hq: 4, Hk: 2, Lq: []int{2}, Lk: []int{40},
 			Tier: devices.TierCoopMat, Decode: true}}
 		f(&c)
 		t.Run(c.String(), func(t *testing.T) {

@@ -96,13 +96,14 @@ func QuantizedDecodeInputs(t devices.Tier) []memory.DType {
 	return common(opInputs(shaders.OpDecodeInt8, t), opInputs(shaders.OpDecodeInt4, t))
 }
 
-// opInputs lists the types of ForwardDTypes that some kernel of op at tier t takes.
+// opInputs lists the types of ForwardDTypes that some kernel of op at tier t takes, in every call
+// (not an Alternate kernel, which takes some calls).
 func opInputs(op shaders.Op, t devices.Tier) []memory.DType {
 	var out []memory.DType
 	for _, dt := range ForwardDTypes {
 		for i := range shaders.Variants {
 			v := &shaders.Variants[i]
-			if v.Op == op && v.Tier == t && v.Reads(dt) {
+			if v.Op == op && v.Tier == t && !v.Alternate && v.Reads(dt) {
 				out = append(out, dt)
 				break
 			}

@@ -1,0 +1,104 @@
+package attention
+
+import (
+	"fmt"
+
+	"github.com/vkattn/vkattn/devices"
+	"github.com/vkattn/vkattn/shaders"
+)
+
+// The INT8 tensor-core decode kernel (decode_imma.glsl, variant immaKernel) multiplies INT8 K and
+// V's codes as int8 matrices: queries and probabilities enter them as two int8 terms each, about
+// 15 bits, so that INT8 decode is bound by its bytes rather than by its per-key instructions. It
+// takes one subgroup of 16 rows (new tokens times query heads per kv head) over tiles of 32 keys,
+// queries of any type and mode (it quantizes what the other kernels multiply: FP8 and scaled
+// queries too), and K and V dense, with offsets and strides of whole 16-byte units (its matrix
+// loads read their rows straight from the buffers), at head dims that are multiples of 32.
+//
+// It is a kernel of the coopmat tier (shaders.Variant.Alternate), not a tier of its own: a tier
+// is a family of kernels for every operation, by the features they need, and this one takes some
+// INT8 decode calls only; as a tier it would have no forward, float or INT4 decode kernel, and
+// every list of a device's tiers would show it with holes. The automatic choice takes it before
+// any tier where it fits the call (selectDecode); forcing the coopmat tier (Options.Tier,
+// $VKATTN_TIER) takes it where it fits, else the tier's fp16 kernel; DecodeIMMAEnv keeps it off.
+const immaKernel = "decode_int8_imma"
+
+// The kernel's fixed sizes (decode_imma.glsl's IR, IK and ISG) and what it needs of K and V.
+const (
+	immaRows  = 16 // rows of a block: its one subgroup's matrix rows
+	immaKeys  = 32 // keys of a tile
+	immaWidth = 32 // lanes of its subgroup, which is the workgroup
+	immaDims  = 32 // head dims are multiples of it (a Q.K^T step)
+	immaAlign = 4  // words: K's and V's offsets and strides are whole 16-byte units
+)
+
+// DecodeIMMAEnv, set to 0, keeps quantized decode off the INT8 tensor-core kernel (decode_int8_imma),
+// so that the coopmat tier runs its fp16 kernel, for comparisons; 1 or unset, the kernel takes
+// the calls it fits. Read by every decode call; a malformed value fails the call.
+const DecodeIMMAEnv = "VKATTN_DECODE_IMMA"
+
+// immaTiles returns the INT8 tensor-core kernel and its tiles for head dim d and rows rows per
+// (sequence, kv head) on device p, or why it does not run them.
+func immaTiles(p *devices.Profile, d, rows int) (*shaders.Variant, tiles, error) {
+	v, err := shaders.Lookup(immaKernel)
+	if err != nil {
+		return nil, tiles{}, err
+	}
+	if err := v.RunsOn(p); err != nil {
+		return nil, tiles{}, fmt.Errorf("attention: %w", err)
+	}
+	t := tiles{BR: immaRows, BC: immaKeys, WG: immaWidth, SG: immaWidth, PinSubgroup: p.MinSubgroupSize != p.MaxSubgroupSize}
+	pinnable := p.Features.SubgroupSizeControl && p.MinSubgroupSize <= immaWidth && immaWidth <= p.MaxSubgroupSize
+	switch {
+	case rows > immaRows:
+		return nil, tiles{}, fmt.Errorf("attention: %s takes at most %d rows per (sequence, kv head), not %d", immaKernel, immaRows, rows)
+	case d%immaDims != 0:
+		return nil, tiles{}, fmt.Errorf("attention: %s takes head dims that are multiples of %d, not %d", immaKernel, immaDims, d)
+	case p.SubgroupSize != immaWidth && !pinnable:
+		return nil, tiles{}, fmt.Errorf("attention: %s needs subgroups of %d lanes; %s has %d", immaKernel, immaWidth, p.Name, p.SubgroupSize)
+	case min(p.MaxWorkgroupInvocations, p.MaxWorkgroupSize[0]) < immaWidth:
+		return nil, tiles{}, fmt.Errorf("attention: %s needs workgroups of %d invocations", immaKernel, immaWidth)
+	case immaShared(uint32(d)) > p.MaxSharedMemory:
+		return nil, tiles{}, fmt.Errorf("attention: head dim %d does not fit %d bytes of shared memory in %s", d, p.MaxSharedMemory, immaKernel)
+	}
+	return v, t, nil
+}
+
+// immaShared is the shared memory decode_imma.glsl declares at head dim d, in bytes: a tile's
+// codes (K's and V's rows, padded by a 16-byte unit), the scores, probabilities and their codes,
+// two factor matrices, an O block and a tile's scales.
+func immaShared(d uint32) uint32 {
+	codes := 2 * immaKeys * (d/16 + 1) * 16
+	rows := uint32(immaRows * (immaKeys/4 + 1) * 16) // scores, and probabilities
+	pCodes := uint32(2 * immaRows * (immaKeys/16 + 1) * 16)
+	return codes + 2*rows + pCodes + 2*immaRows*16*4 + immaRows*5*16 + 2*immaKeys*4
+}
+
+// immaPlaced reports whether K and V placed at at (their codes, in words) suit the kernel's matrix
+// loads: every offset and stride a whole number of 16-byte units.
+func immaPlaced(at kvPlacement) bool {
+	for _, x := range []uint32{at.kTokenStride, at.kHeadStride, at.vTokenStride, at.vHeadStride, at.kOff, at.vOff} {
+		if x%immaAlign != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// immaCall reports whether the K and V of call c, of decode operation op, let the INT8
+// tensor-core kernel take it: INT8, not paged (a block table's pages are not evenly strided rows)
+// and placed for its matrix loads, every group's over KV cache sequences too.
+func immaCall(c *call, op shaders.Op) bool {
+	if op != shaders.OpDecodeInt8 {
+		return false
+	}
+	if _, pages := c.k.Pages(); pages != nil || !immaPlaced(placementOf(c.k, c.v)) {
+		return false
+	}
+	for _, g := range c.groups {
+		if _, pages := g.K.Pages(); pages != nil || !immaPlaced(placementOf(g.K, g.V)) {
+			return false
+		}
+	}
+	return true
+}
