@@ -57,7 +57,7 @@ func (in *quantInputs) compareIMMA(t *testing.T, c quantCase, gotO, gotLSE []flo
 	qw, kw := conformance.Widen(q), conformance.Widen(in.k.Dequantize())
 	scale := float64(float32(p.EffectiveScale())) // the kernel's, in fp32
 	bound := make([]float64, len(wantO))
-	delta := make([]float64, len(wantLSE))
+	delta := make([]float64, p.TotalQ()*hq)
 	for b := 0; b < p.Batch(); b++ {
 		q0, lq := p.CuSeqlensQ[b], p.CuSeqlensQ[b+1]-p.CuSeqlensQ[b]
 		k0, lk := p.CuSeqlensK[b], p.CuSeqlensK[b+1]-p.CuSeqlensK[b]
