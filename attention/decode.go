@@ -157,7 +157,7 @@ func AutoDecode(p *devices.Profile, op shaders.Op, dt memory.DType, d, rows int)
 		return devices.TierAuto, "", err
 	}
 	kern := decodeKernel{op: op, dt: dt}
-	imma := op == shaders.OpDecodeInt8 && !tu.noIMMA
+	imma := op == shaders.OpDecodeInt8 && tu.imma
 	v, _, _, err := selectDecode(p, op, devices.TierAuto, decodeOrder(kern, rows, false), dt, d, rows, tu, imma)
 	if err != nil {
 		return devices.TierAuto, "", err
@@ -292,7 +292,7 @@ func (e *Engine) planDecodeCall(c *call, splits int, kern decodeKernel) (_ *plan
 		return nil, err
 	}
 	rows := sh.maxLq * (sh.hq / sh.hk)
-	imma := immaCall(c, kern.op) && !tu.noIMMA
+	imma := tu.imma && immaCall(c, kern.op)
 	if kern.wideQueries != "" && tier == devices.TierCoopMat {
 		if _, _, err := immaTiles(&e.profile, sh.d, rows); !imma || err != nil {
 			return nil, fmt.Errorf("attention: %s: tier %s multiplies the queries as fp16, which FP8 and scaled queries do not fit exactly, and its INT8 kernel %s does not take this call; the subgroup and scalar tiers take them",
@@ -423,8 +423,8 @@ const (
 // for a call of kernel kern with rows rows per (sequence, kv head), over paged K and V or not.
 // Paged K and V (a paged KV cache's views) do not take the coopmat tier automatically: its
 // reads through block tables have not run on a GPU yet (forcing it runs them). Before any of
-// them, the INT8 tensor-core kernel takes the INT8 calls it fits (selectDecode, decode_imma.go),
-// FP8 and scaled queries too.
+// them, where DecodeIMMAEnv turns it on, the INT8 tensor-core kernel takes the INT8 calls it fits
+// (selectDecode, decode_imma.go), FP8 and scaled queries too.
 func decodeOrder(kern decodeKernel, rows int, paged bool) []devices.Tier {
 	least := decodeMatrixRows
 	if kern.op != shaders.OpDecode {
@@ -446,7 +446,7 @@ var (
 // inputs of type dt, head dim d and rows per (sequence, kv head) at a forced tier, or the first
 // of order that runs them, with the lane layout in which the kernel streams K and V at the
 // subgroup tier (the zero layout at the others), the subgroup tier tuned by tu. Where imma says
-// the call's K and V let the INT8 tensor-core kernel take it (immaCall, and DecodeIMMAEnv not 0),
+// the call's K and V let the INT8 tensor-core kernel take it (immaCall, and DecodeIMMAEnv 1),
 // that kernel comes first, automatically and at a forced coopmat tier, wherever it runs them
 // (immaTiles): on the H100 the subgroup tier's INT8 kernel is bound by its per-key instructions
 // (docs/PERF.md), which this one moves onto the tensor cores (not yet timed).
@@ -605,12 +605,12 @@ const (
 const decodePrefetchBits = 8
 
 // decodeTuning is those settings: unroll 0 means the default for the values' width, and
-// prefetch counts only where prefetchSet (else decodePrefetchBits decides); noIMMA is
-// DecodeIMMAEnv set to 0.
+// prefetch counts only where prefetchSet (else decodePrefetchBits decides); imma is
+// DecodeIMMAEnv set to 1.
 type decodeTuning struct {
 	unroll, subgroups                 uint32
 	contiguous, prefetch, prefetchSet bool
-	noIMMA                            bool
+	imma                              bool
 }
 
 // decodeTuningEnv reads the settings from the environment.
@@ -637,8 +637,7 @@ func decodeTuningEnv() (decodeTuning, error) {
 	if tu.prefetch, tu.prefetchSet, err = envSwitch(DecodePrefetchEnv); err != nil {
 		return tu, err
 	}
-	on, set, err := envSwitch(DecodeIMMAEnv)
-	tu.noIMMA = set && !on
+	tu.imma, _, err = envSwitch(DecodeIMMAEnv)
 	return tu, err
 }
 

@@ -20,7 +20,8 @@ import (
 // INT8 decode calls only; as a tier it would have no forward, float or INT4 decode kernel, and
 // every list of a device's tiers would show it with holes. The automatic choice takes it before
 // any tier where it fits the call (selectDecode); forcing the coopmat tier (Options.Tier,
-// $VKATTN_TIER) takes it where it fits, else the tier's fp16 kernel; DecodeIMMAEnv keeps it off.
+// $VKATTN_TIER) takes it where it fits, else the tier's fp16 kernel. Both only where DecodeIMMAEnv
+// turns it on: it has not yet run on a GPU, so it is off by default.
 const immaKernel = "decode_int8_imma"
 
 // The kernel's fixed sizes (decode_imma.glsl's IR, IK and ISG) and what it needs of K and V.
@@ -32,9 +33,10 @@ const (
 	immaAlign = 4  // words: K's and V's offsets and strides are whole 16-byte units
 )
 
-// DecodeIMMAEnv, set to 0, keeps quantized decode off the INT8 tensor-core kernel (decode_int8_imma),
-// so that the coopmat tier runs its fp16 kernel, for comparisons; 1 or unset, the kernel takes
-// the calls it fits. Read by every decode call; a malformed value fails the call.
+// DecodeIMMAEnv, set to 1, lets the INT8 tensor-core kernel (decode_int8_imma) take the quantized
+// decode calls it fits, automatically and at a forced coopmat tier; unset or 0, it takes none
+// (the default until it has been tested and timed on a GPU). Read by every decode call; a
+// malformed value fails the call.
 const DecodeIMMAEnv = "VKATTN_DECODE_IMMA"
 
 // immaTiles returns the INT8 tensor-core kernel and its tiles for head dim d and rows rows per

@@ -126,17 +126,18 @@ func TestIMMASelection(t *testing.T) {
 		require.NoError(t, err, "%+v", c)
 		require.Equal(t, c.want, v.Name, "%s %s %s d %d rows %d imma %v", c.p.Name, c.tier, c.dt, c.d, c.rows, c.imma)
 	}
-	// AutoDecode assumes dense aligned K and V: one new token of GQA 4 takes the kernel for INT8,
-	// not for INT4, nor where DecodeIMMAEnv is 0.
+	// AutoDecode assumes dense aligned K and V: one new token of GQA 4 takes the kernel for INT8
+	// where DecodeIMMAEnv is 1, not for INT4, nor where it is 0 or unset.
 	for _, c := range []struct {
 		op   shaders.Op
 		env  string
 		tier devices.Tier
 		want string
 	}{
-		{shaders.OpDecodeInt8, "", devices.TierCoopMat, immaKernel},
+		{shaders.OpDecodeInt8, "1", devices.TierCoopMat, immaKernel},
 		{shaders.OpDecodeInt8, "0", devices.TierSubgroup, "decode_int8_subgroup"},
-		{shaders.OpDecodeInt4, "", devices.TierSubgroup, "decode_int4_subgroup"},
+		{shaders.OpDecodeInt8, "", devices.TierSubgroup, "decode_int8_subgroup"},
+		{shaders.OpDecodeInt4, "1", devices.TierSubgroup, "decode_int4_subgroup"},
 	} {
 		t.Setenv(DecodeIMMAEnv, c.env)
 		tier, kernel, err := AutoDecode(&h100, c.op, memory.F16, 128, 4)

@@ -210,11 +210,11 @@ func TestDecodeTuningEnv(t *testing.T) {
 	t.Setenv(DecodeIMMAEnv, "1")
 	tu, err = decodeTuningEnv()
 	require.NoError(t, err)
-	require.Equal(t, decodeTuning{unroll: 3, subgroups: 8, contiguous: true, prefetch: true, prefetchSet: true}, tu)
+	require.Equal(t, decodeTuning{unroll: 3, subgroups: 8, contiguous: true, prefetch: true, prefetchSet: true, imma: true}, tu)
 	t.Setenv(DecodeIMMAEnv, "0")
 	tu, err = decodeTuningEnv()
 	require.NoError(t, err)
-	require.True(t, tu.noIMMA)
+	require.False(t, tu.imma)
 	require.True(t, tu.prefetchFor(16))
 	require.Equal(t, uint32(3), tu.unrollFor(16))
 	for env, bads := range map[string][]string{

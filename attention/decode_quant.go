@@ -40,8 +40,8 @@ type QuantizedDecodeOptions struct {
 // INT8, dense K and V in whole 16-byte units, at most 16 rows per (sequence, KV head), head dims
 // that are multiples of 32, on a device with int8 matrices), which multiplies the codes as int8
 // matrices and the queries and probabilities as two int8 terms each (about 15 bits), whatever
-// the queries; the automatic choice takes it first wherever it takes the call (DecodeIMMAEnv
-// keeps it off). K and V may be the views of a paged QuantizedKVCache (View), whose codes
+// the queries, where DecodeIMMAEnv turns it on (off by default: not yet run on a GPU); the
+// automatic choice then takes it first wherever it takes the call. K and V may be the views of a paged QuantizedKVCache (View), whose codes
 // and scales the kernels read through their block tables (memory.Tensor.Pages), as Decode reads
 // a paged memory.KVCache's views.
 //

@@ -337,9 +337,10 @@ func immaFits(c conformance.Case) bool {
 	return slices.Max(c.Lq)*c.Hq/c.Hk <= 16 && c.D%32 == 0
 }
 
-// immaOn reports whether e's device runs the INT8 tensor-core kernel, and DecodeIMMAEnv leaves it
-// on.
+// immaOn turns the INT8 tensor-core kernel on for the rest of t (DecodeIMMAEnv 1: it is off by
+// default) and reports whether e's device runs it.
 func immaOn(t *testing.T, e *attention.Engine) bool {
+	t.Setenv(attention.DecodeIMMAEnv, "1")
 	_, kernel, err := attention.AutoDecode(e.Profile(), shaders.OpDecodeInt8, memory.F16, 128, 4)
 	require.NoError(t, err)
 	return kernel == immaKernel
