@@ -13,7 +13,8 @@ import (
 // takes one subgroup of 16 rows (new tokens times query heads per kv head) over tiles of 32 keys,
 // queries of any type and mode (it quantizes what the other kernels multiply: FP8 and scaled
 // queries too), and K and V dense, with offsets and strides of whole 16-byte units (its matrix
-// loads read their rows straight from the buffers), at head dims that are multiples of 32.
+// loads read their rows straight from the buffers), at head dims that are multiples of 32 up to
+// 128.
 //
 // It is a kernel of the coopmat tier (shaders.Variant.Alternate), not a tier of its own: a tier
 // is a family of kernels for every operation, by the features they need, and this one takes some
@@ -30,7 +31,11 @@ const (
 	immaKeys  = 32 // keys of a tile
 	immaWidth = 32 // lanes of its subgroup, which is the workgroup
 	immaDims  = 32 // head dims are multiples of it (a Q.K^T step)
-	immaAlign = 4  // words: K's and V's offsets and strides are whole 16-byte units
+	// immaMaxDim bounds the head dim: a lane holds D/16 query, D/16 K and D/16 V matrices of 4
+	// registers and D/16 O blocks of 8, 160 registers at 128 (about 200 with the next tile's K
+	// in flight); more would spill.
+	immaMaxDim = 128
+	immaAlign  = 4 // words: K's and V's offsets and strides are whole 16-byte units
 )
 
 // DecodeIMMAEnv, set to 1, lets the INT8 tensor-core kernel (decode_int8_imma) take the quantized
@@ -54,8 +59,8 @@ func immaTiles(p *devices.Profile, d, rows int) (*shaders.Variant, tiles, error)
 	switch {
 	case rows > immaRows:
 		return nil, tiles{}, fmt.Errorf("attention: %s takes at most %d rows per (sequence, kv head), not %d", immaKernel, immaRows, rows)
-	case d%immaDims != 0:
-		return nil, tiles{}, fmt.Errorf("attention: %s takes head dims that are multiples of %d, not %d", immaKernel, immaDims, d)
+	case d%immaDims != 0 || d > immaMaxDim:
+		return nil, tiles{}, fmt.Errorf("attention: %s takes head dims that are multiples of %d up to %d, not %d", immaKernel, immaDims, immaMaxDim, d)
 	case p.SubgroupSize != immaWidth && !pinnable:
 		return nil, tiles{}, fmt.Errorf("attention: %s needs subgroups of %d lanes; %s has %d", immaKernel, immaWidth, p.Name, p.SubgroupSize)
 	case min(p.MaxWorkgroupInvocations, p.MaxWorkgroupSize[0]) < immaWidth:

@@ -140,7 +140,7 @@ func (in *quantInputs) emulateIMMA(c quantCase) (o, lse []float32) {
 						for j := range pc {
 							dot += pc[j] * code(in.v, k0+t0+j, kh, e)
 						}
-						acc[e] += float32(dot) * (pm / (127 * 254))
+						acc[e] += float32(dot) * (pm / 127 / 254)
 					}
 				}
 				invL := float32(0)

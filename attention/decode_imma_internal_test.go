@@ -11,9 +11,9 @@ import (
 )
 
 // The INT8 tensor-core kernel runs on the simulated H100 (its driver's s8 16x16x32 shape, int8
-// arithmetic and 8-bit storage) for up to 16 rows at head dims that are multiples of 32, in
-// workgroups of one 32-lane subgroup, 16 rows and 32-key tiles, within shared memory; nowhere
-// without the shape (a saturating one does not count) or either feature, or without 32-lane
+// arithmetic and 8-bit storage) for up to 16 rows at head dims that are multiples of 32 up to
+// 128, in workgroups of one 32-lane subgroup, 16 rows and 32-key tiles, within shared memory;
+// nowhere without the shape (a saturating one does not count) or either feature, or without 32-lane
 // subgroups.
 func TestIMMATiles(t *testing.T) {
 	h100, err := devices.Simulated("nvidia-h100")
@@ -21,7 +21,7 @@ func TestIMMATiles(t *testing.T) {
 	for _, d := range HeadDims {
 		for _, rows := range []int{1, 4, 16, 17, 64} {
 			v, tl, err := immaTiles(&h100, d, rows)
-			if d%32 != 0 || rows > 16 {
+			if d%32 != 0 || d > 128 || rows > 16 {
 				require.Error(t, err, "d %d rows %d", d, rows)
 				continue
 			}
@@ -113,7 +113,8 @@ func TestIMMASelection(t *testing.T) {
 		want string
 	}{
 		{&h100, shaders.OpDecodeInt8, devices.TierAuto, memory.F32, 128, 4, true, immaKernel},
-		{&h100, shaders.OpDecodeInt8, devices.TierAuto, memory.BF16, 256, 16, true, immaKernel},
+		{&h100, shaders.OpDecodeInt8, devices.TierAuto, memory.BF16, 128, 16, true, immaKernel},
+		{&h100, shaders.OpDecodeInt8, devices.TierCoopMat, memory.F16, 256, 4, true, "decode_int8_coopmat"},
 		{&h100, shaders.OpDecodeInt8, devices.TierCoopMat, memory.F32, 64, 8, true, immaKernel},
 		{&h100, shaders.OpDecodeInt8, devices.TierAuto, memory.F32, 128, 4, false, "decode_int8_subgroup"},
 		{&h100, shaders.OpDecodeInt8, devices.TierSubgroup, memory.F32, 128, 4, true, "decode_int8_subgroup"},

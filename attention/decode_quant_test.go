@@ -102,6 +102,7 @@ func (c quantCase) draw(t *testing.T, r *rand.Rand) *quantInputs {
 		k[nk/3] = float32(math.NaN())
 		v[2*nk/3] = float32(math.Inf(1))
 		k[nk-1] = float32(math.Inf(-1))
+		v[nk-1] = float32(math.Inf(1)) // the last key's K and V: NaN rows and a NaN V scale in one (tail) tile
 	}
 	if in.kf == nil {
 		in.kf = k
@@ -296,6 +297,10 @@ func quantDecodeCases(kv quant.Format, tier devices.Tier, imma bool) []quantCase
 		add(conformance.Case{DType: f32, D: 128, Hq: 8, Hk: 2, Varlen: true, Causal: sp != 4, Splits: sp,
 			Lq: []int{3, 0, 2, 16, 1}, Lk: []int{40, 9, 0, 300, 5}}, nil)
 	}
+	// Empty sequences, with at most 16 rows a (sequence, kv head), as the INT8 tensor-core kernel
+	// takes them.
+	add(conformance.Case{DType: f32, D: 128, Hq: 8, Hk: 2, Varlen: true, Causal: true, Splits: 4,
+		Lq: []int{1, 0, 1, 4}, Lk: []int{40, 9, 0, 300}}, nil)
 	add(conformance.Case{DType: f32, D: 64, Hq: 4, Hk: 1, Lq: []int{4}, Lk: []int{200}, Window: &attention.Window{Left: 50, Right: 0}, Softcap: 4, Splits: 5}, nil)
 	add(conformance.Case{DType: f32, D: 128, Hq: 4, Hk: 2, Lq: []int{2}, Lk: []int{64}, Scale: 0.3, NoLSE: true, Batch: 2, Splits: 2}, nil)
 	// FP8 queries, RoPE-aware scaling, both, at f32 and f16 outputs, for 5 new tokens and one.
@@ -332,9 +337,9 @@ const immaKernel = "decode_int8_imma"
 
 // immaFits reports whether the INT8 tensor-core kernel takes case c (on a device that runs it,
 // with K and V as the tests upload them, dense and contiguous): at most 16 rows per (sequence, kv
-// head) and a head dim that is a multiple of 32.
+// head) and a head dim that is a multiple of 32 up to 128.
 func immaFits(c conformance.Case) bool {
-	return slices.Max(c.Lq)*c.Hq/c.Hk <= 16 && c.D%32 == 0
+	return slices.Max(c.Lq)*c.Hq/c.Hk <= 16 && c.D%32 == 0 && c.D <= 128
 }
 
 // immaOn turns the INT8 tensor-core kernel on for the rest of t (DecodeIMMAEnv 1: it is off by

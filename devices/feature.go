@@ -48,8 +48,9 @@ const (
 	// Vulkan 1.3 environment uses.
 	FeatureMaintenance4
 	// FeatureInt8Matrix: a subgroup-scope 16x16x32 s8 x s8 + s32 cooperative-matrix shape without
-	// saturating accumulation, int8 arithmetic (shaderInt8) and int8 loads from storage buffers
-	// (storageBuffer8BitAccess).
+	// saturating accumulation, the f16 16x16x16 shape with f32 accumulation (whose 16x16 f32
+	// accumulators hold the output), int8 arithmetic (shaderInt8) and int8 loads from storage
+	// buffers (storageBuffer8BitAccess).
 	FeatureInt8Matrix
 )
 
@@ -131,7 +132,7 @@ func (p *Profile) Has(f Feature) bool {
 		return p.Features.Maintenance4
 	case FeatureInt8Matrix:
 		return p.Features.CooperativeMatrix && p.Features.ShaderInt8 && p.Features.StorageBuffer8Bit &&
-			p.HasCoopMatShapeOf(vk.ComponentS8, vk.ComponentS32, 16, 16, 32)
+			p.HasCoopMatShapeOf(vk.ComponentS8, vk.ComponentS32, 16, 16, 32) && p.HasCoopMatShape(vk.ComponentF16, 16, 16, 16)
 	}
 	return false
 }

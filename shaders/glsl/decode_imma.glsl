@@ -6,7 +6,8 @@
 // The workgroup is one subgroup of 32 lanes and one block of BR = 16 rows (decode.comp's rows);
 // tiles of BC = 32 keys, from firstTile a tileStride apart. The host sets BR, BC, WG and SG so and
 // takes the kernel only for dense K and V whose offsets and token strides are multiples of 16
-// bytes, and head dims that are multiples of 32; other sizes, and paged K/V, give NaN rows.
+// bytes, and head dims that are multiples of 32 up to 128; other sizes or placements, and paged
+// K/V, give NaN rows.
 //
 // Queries: row r's D values q (queryAt times pc.scale) become two int8 terms with one scale
 // s = max|q| / 127 (twoTerms): a = round(q / s), b = round((q / s - a) * 254), so that
@@ -92,6 +93,20 @@ uint pack4(ivec4 c) {
 	return b.x | (b.y << 8) | (b.z << 16) | (b.w << 24);
 }
 
+// codeFactor is 127 / mx, which takes values of magnitude up to mx to codes, and sets scale to the
+// value of a code of 1: mx / 127, or where 127 / mx overflows (mx below about 3.7e-37) factor
+// 2^126 and scale 2^-126, so that no code is made from an infinity. NaN mx gives factor 0 and a
+// NaN scale, 0 gives 0 and 0.
+float codeFactor(float mx, out float scale) {
+	float f = mx > 0.0 ? 127.0 / mx : 0.0;
+	scale = mx / 127.0;
+	if (isinf(f)) {
+		f = uintBitsToFloat(0x7e800000u);     // 2^126
+		scale = uintBitsToFloat(0x00800000u); // 2^-126
+	}
+	return f;
+}
+
 // stageQueries writes row r's two query terms into codes (rows r and IR + r), the lane's half h
 // of the channels, and returns the row's scale s (NaN for a row with a NaN, 0 for a zero row).
 float stageQueries(Block k, uint r, uint h) {
@@ -101,7 +116,8 @@ float stageQueries(Block k, uint r, uint h) {
 	[[unroll]] for (uint i = 0; i < HD; i++)
 		mx = maxNaN(mx, valid ? abs(rowQuery(k, r, h * HD + i) * pc.scale) : 0.0);
 	mx = maxNaN(mx, subgroupShuffleXor(mx, 1u));
-	float inv = mx > 0.0 ? 127.0 / mx : 0.0;
+	float s;
+	float inv = codeFactor(mx, s);
 	[[unroll]] for (uint u = 0; u < HD / 16; u++) {
 		uvec4 wa, wb;
 		[[unroll]] for (uint w = 0; w < 4; w++) {
@@ -118,7 +134,7 @@ float stageQueries(Block k, uint r, uint h) {
 		codes[r * RW + h * (HD / 16) + u] = wa;
 		codes[(IR + r) * RW + h * (HD / 16) + u] = wb;
 	}
-	return mx / 127.0;
+	return s;
 }
 
 // tileFull reports whether the tile from key k0 lies within the sequence's keys: then its rows are
@@ -205,10 +221,12 @@ void weighElements(Block k, int k0, uint r, uint h) {
 		vec4 acc[2] = vec4[2](oBlock[r * OW + 2 * h], oBlock[r * OW + 2 * h + 1]);
 		[[unroll]] for (uint j = 0; j < IK; j++) {
 			float p = probs[r * SW + j / 4][j % 4];
-			// Only keys the row sees (p not 0) are read: they are within the sequence.
-			uint at = p != 0.0 ? 4u * vRow(k.s.kStart + uint(k0) + j, k.kvh) + 16u * db + 8u * h : 0u;
+			// Only keys the row sees (p not 0, main's probabilities) are read: they are within the
+			// sequence; the test of kEnd keeps it so whatever p holds.
+			bool reads = p != 0.0 && k0 + int(j) < k.kEnd;
+			uint at = reads ? 4u * vRow(k.s.kStart + uint(k0) + j, k.kvh) + 16u * db + 8u * h : 0u;
 			[[unroll]] for (uint e = 0; e < 8; e++) {
-				float v = p != 0.0 ? float(int(vBytes[at + e])) * vsTile[j] : 0.0; // quant.glsl: one exact product
+				float v = reads ? float(int(vBytes[at + e])) * vsTile[j] : 0.0; // quant.glsl: one exact product
 				acc[e / 4][e % 4] += weigh(p, v);
 			}
 		}
@@ -224,7 +242,8 @@ void main() {
 	Block k = block();
 	if (blockIdle(k)) return; // uniform across the workgroup
 	uint lane = gl_SubgroupInvocationID;
-	if (gl_SubgroupSize != ISG || WG != ISG || BR != IR || BC != IK || paged()) {
+	bool placed = ((pc.kOff | pc.vOff | pc.kTokenStride | pc.kHeadStride | pc.vTokenStride | pc.vHeadStride) & 3u) == 0u;
+	if (gl_SubgroupSize != ISG || WG != ISG || BR != IR || BC != IK || D % 32u != 0u || D > 128u || !placed || paged()) {
 		// Sizes or K/V the kernel was not built for: NaN rows, never a wrong answer or an access
 		// outside the shared arrays. Uniform: all invocations leave here together.
 		uint r = gl_LocalInvocationIndex;
@@ -299,9 +318,11 @@ void main() {
 		nan |= subgroupShuffleXor(nan, 1u);
 		float alpha = raiseMaxLazily(m, mx, nan != 0u); // NaN stays in its row
 		float p[LK];
-		float sum = 0.0, pm = 0.0;
+		float sum = 0.0, pm = 0.0, pScale = 0.0;
 		[[unroll]] for (uint i = 0; i < LK; i++) {
-			p[i] = prob(x[i], m); // at most e^SLACK
+			// At most e^SLACK; 0 for a key the row does not see, in a NaN row too (where prob gives
+			// NaN), so that the element-wise path reads no key past the sequence.
+			p[i] = x[i] == NEG_INF ? 0.0 : prob(x[i], m);
 			sum += p[i];
 			pm = max(pm, abs(p[i] * vsTile[LK * h + i]));
 		}
@@ -312,7 +333,7 @@ void main() {
 			[[unroll]] for (uint i = 0; i < LK / 4; i++)
 				probs[r * SW + 4 * h + i] = vec4(p[4 * i], p[4 * i + 1], p[4 * i + 2], p[4 * i + 3]);
 		} else {
-			float inv = pm > 0.0 ? 127.0 / pm : 0.0;
+			float inv = codeFactor(pm, pScale);
 			[[unroll]] for (uint u = 0; u < LK / 16; u++) {
 				uvec4 wa, wb;
 				[[unroll]] for (uint w = 0; w < 4; w++) {
@@ -331,7 +352,7 @@ void main() {
 			}
 		}
 		setFactor(0u, r, h, alpha);
-		setFactor(1u, r, h, pm / (127.0 * TERM));
+		setFactor(1u, r, h, pScale / TERM);
 		subgroupMemoryBarrierShared();
 		subgroupBarrier();
 
