@@ -78,15 +78,7 @@ func setSaturating(p *devices.Profile) {
 func TestIMMAPlaced(t *testing.T) {
 	ok := kvPlacement{kTokenStride: 64, kHeadStride: 32, vTokenStride: 64, vHeadStride: 32, kOff: 4096, vOff: 8}
 	require.True(t, immaPlaced(ok))
-	fields := []func(*kvPlacement) *uint32{
-		func(a *kvPlacement) *uint32 { return &a.kTokenStride },
-		func(a *kvPlacement) *uint32 { return &a.kHeadStride },
-		func(a *kvPlacement) *uint32 { return &a.vTokenStride },
-		func(a *kvPlacement) *uint32 { return &a.vHeadStride },
-		func(a *kvPlacement) *uint32 { return &a.kOff },
-		func(a *kvPlacement) *uint32 { return &a.vOff },
-	}
-	for i, field := range fields {
+	for i, field := range placementFields {
 		bad := ok
 		*field(&bad) += 2
 		require.False(t, immaPlaced(bad), "field %d: %+v", i, bad)

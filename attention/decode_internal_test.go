@@ -280,20 +280,22 @@ func TestStreamAligned(t *testing.T) {
 	ok := kvPlacement{kTokenStride: 256, kHeadStride: 128, vTokenStride: 512, vHeadStride: 128, kOff: 8, vOff: 1 << 20}
 	require.True(t, streamAligned(l, ok, 2))
 	require.False(t, streamAligned(l, ok, 4), "four values a word: kOff 8 is half a load")
-	fields := []func(*kvPlacement) *uint32{
-		func(a *kvPlacement) *uint32 { return &a.kTokenStride },
-		func(a *kvPlacement) *uint32 { return &a.kHeadStride },
-		func(a *kvPlacement) *uint32 { return &a.vTokenStride },
-		func(a *kvPlacement) *uint32 { return &a.vHeadStride },
-		func(a *kvPlacement) *uint32 { return &a.kOff },
-		func(a *kvPlacement) *uint32 { return &a.vOff },
-	}
-	for i, field := range fields {
+	for i, field := range placementFields {
 		bad := ok
 		*field(&bad) += 4
 		require.False(t, streamAligned(l, bad, 2), "field %d: %+v", i, bad)
 	}
 	require.False(t, streamAligned(newStreamLayout(68, 16, 32), ok, 2), "rows of 34 words")
+}
+
+// placementFields are a kvPlacement's offsets and strides, one accessor each.
+var placementFields = []func(*kvPlacement) *uint32{
+	func(a *kvPlacement) *uint32 { return &a.kTokenStride },
+	func(a *kvPlacement) *uint32 { return &a.kHeadStride },
+	func(a *kvPlacement) *uint32 { return &a.vTokenStride },
+	func(a *kvPlacement) *uint32 { return &a.vHeadStride },
+	func(a *kvPlacement) *uint32 { return &a.kOff },
+	func(a *kvPlacement) *uint32 { return &a.vOff },
 }
 
 // placementOf reads K's and V's token and head strides (the third and second dimensions from the

@@ -93,6 +93,21 @@ uint pack4(ivec4 c) {
 	return b.x | (b.y << 8) | (b.z << 16) | (b.w << 24);
 }
 
+// twoTermUnits codes 16 values (each over its scale: |x| <= 127) as two 16-byte units of int8
+// codes, their first terms in a and their second in b, the first value in the lowest byte.
+void twoTermUnits(float x[16], out uvec4 a, out uvec4 b) {
+	[[unroll]] for (uint w = 0; w < 4; w++) {
+		ivec4 ca, cb;
+		[[unroll]] for (uint e = 0; e < 4; e++) {
+			ivec2 t = twoTerms(x[4 * w + e]);
+			ca[e] = t.x;
+			cb[e] = t.y;
+		}
+		a[w] = pack4(ca);
+		b[w] = pack4(cb);
+	}
+}
+
 // codeFactor is 127 / mx, which takes values of magnitude up to mx to codes, and sets scale to the
 // value of a code of 1: mx / 127, or where 127 / mx overflows (mx below about 3.7e-37) factor
 // 2^126 and scale 2^-126, so that no code is made from an infinity. NaN mx gives factor 0 and a
@@ -119,18 +134,11 @@ float stageQueries(Block k, uint r, uint h) {
 	float s;
 	float inv = codeFactor(mx, s);
 	[[unroll]] for (uint u = 0; u < HD / 16; u++) {
+		float x[16];
+		[[unroll]] for (uint e = 0; e < 16; e++)
+			x[e] = valid ? rowQuery(k, r, h * HD + 16 * u + e) * pc.scale * inv : 0.0;
 		uvec4 wa, wb;
-		[[unroll]] for (uint w = 0; w < 4; w++) {
-			ivec4 a, b;
-			[[unroll]] for (uint e = 0; e < 4; e++) {
-				uint c = h * HD + 16 * u + 4 * w + e;
-				ivec2 t = twoTerms(valid ? rowQuery(k, r, c) * pc.scale * inv : 0.0);
-				a[e] = t.x;
-				b[e] = t.y;
-			}
-			wa[w] = pack4(a);
-			wb[w] = pack4(b);
-		}
+		twoTermUnits(x, wa, wb);
 		codes[r * RW + h * (HD / 16) + u] = wa;
 		codes[(IR + r) * RW + h * (HD / 16) + u] = wb;
 	}
@@ -335,18 +343,11 @@ void main() {
 		} else {
 			float inv = codeFactor(pm, pScale);
 			[[unroll]] for (uint u = 0; u < LK / 16; u++) {
+				float x[16];
+				[[unroll]] for (uint e = 0; e < 16; e++)
+					x[e] = p[16 * u + e] * vsTile[LK * h + 16 * u + e] * inv;
 				uvec4 wa, wb;
-				[[unroll]] for (uint w = 0; w < 4; w++) {
-					ivec4 a, b;
-					[[unroll]] for (uint e = 0; e < 4; e++) {
-						uint i = 16 * u + 4 * w + e;
-						ivec2 t = twoTerms(p[i] * vsTile[LK * h + i] * inv);
-						a[e] = t.x;
-						b[e] = t.y;
-					}
-					wa[w] = pack4(a);
-					wb[w] = pack4(b);
-				}
+				twoTermUnits(x, wa, wb);
 				pCodes[r * PW + h * (LK / 16) + u] = wa;
 				pCodes[(IR + r) * PW + h * (LK / 16) + u] = wb;
 			}
