@@ -93,6 +93,14 @@ uint pack4(ivec4 c) {
 	return b.x | (b.y << 8) | (b.z << 16) | (b.w << 24);
 }
 
+// sharedBarrier orders the subgroup's shared-memory accesses before it with those after it (its
+// only barrier: the workgroup is the subgroup). Its semantics name shared memory only, so that
+// it need not wait for the next tile's loads from K and V in flight (subgroupBarrier's semantics
+// include buffer memory).
+void sharedBarrier() {
+	controlBarrier(gl_ScopeSubgroup, gl_ScopeSubgroup, gl_StorageSemanticsShared, gl_SemanticsAcquireRelease);
+}
+
 // twoTermUnits codes 16 values (each over its scale: |x| <= 127) as two 16-byte units of int8
 // codes, their first terms in a and their second in b, the first value in the lowest byte.
 void twoTermUnits(float x[16], out uvec4 a, out uvec4 b) {
@@ -156,7 +164,7 @@ void stageTail(Block k, int k0) {
 	bool reads = key < k.kEnd;
 	uint t = k.s.kStart + uint(reads ? key : k0);
 	uint kr = kRow(t, k.kvh), vr = vRow(t, k.kvh);
-	subgroupBarrier(); // every matrix load from codes is done
+	sharedBarrier(); // every matrix load from codes is done
 	[[unroll]] for (uint u = 0; u < D / 16; u++) {
 		uvec4 kw = uvec4(0u), vw = uvec4(0u);
 		if (reads) {
@@ -166,8 +174,7 @@ void stageTail(Block k, int k0) {
 		codes[lane * RW + u] = kw;
 		codes[(IK + lane) * RW + u] = vw;
 	}
-	subgroupMemoryBarrierShared();
-	subgroupBarrier();
+	sharedBarrier();
 }
 
 // loadK reads the K codes of the tile from key k0 into km; a tail tile is staged first, V's codes
@@ -222,10 +229,9 @@ void setFactor(uint i, uint r, uint h, float x) {
 // path of a tile with a non-finite V scale.
 void weighElements(Block k, int k0, uint r, uint h) {
 	[[unroll]] for (uint db = 0; db < VB; db++) {
-		subgroupBarrier();
+		sharedBarrier();
 		coopMatStore(o[db], oBlock, 0, OW, gl_CooperativeMatrixLayoutRowMajor);
-		subgroupMemoryBarrierShared();
-		subgroupBarrier();
+		sharedBarrier();
 		vec4 acc[2] = vec4[2](oBlock[r * OW + 2 * h], oBlock[r * OW + 2 * h + 1]);
 		[[unroll]] for (uint j = 0; j < IK; j++) {
 			float p = probs[r * SW + j / 4][j % 4];
@@ -240,8 +246,7 @@ void weighElements(Block k, int k0, uint r, uint h) {
 		}
 		oBlock[r * OW + 2 * h] = acc[0];
 		oBlock[r * OW + 2 * h + 1] = acc[1];
-		subgroupMemoryBarrierShared();
-		subgroupBarrier();
+		sharedBarrier();
 		coopMatLoad(o[db], oBlock, 0, OW, gl_CooperativeMatrixLayoutRowMajor);
 	}
 }
@@ -269,8 +274,7 @@ void main() {
 	ivec2 mine = valid ? rowKeys(k, r) : ivec2(0);
 
 	float qScale = stageQueries(k, r, h) / TERM; // score = (254 hi + lo) qScale kScale
-	subgroupMemoryBarrierShared();
-	subgroupBarrier();
+	sharedBarrier();
 	[[unroll]] for (uint t = 0; t < 2; t++)
 		[[unroll]] for (uint cb = 0; cb < QB; cb++)
 			coopMatLoad(qa[t * QB + cb], codes, t * IR * RW + 2u * cb, RW, gl_CooperativeMatrixLayoutRowMajor);
@@ -288,7 +292,7 @@ void main() {
 	for (; k0 < k.keys.y; k0 += stride) {
 		int next = k0 + stride;
 		bool more = next < k.keys.y; // uniform
-		subgroupBarrier(); // the tile before is done with the shared arrays
+		sharedBarrier(); // the tile before is done with the shared arrays
 		ksTile[lane] = ks;
 		vsTile[lane] = vs;
 		bool elementWise = subgroupAny(!(abs(vs) < 1e30)); // NaN, Inf, or p' may overflow
@@ -304,8 +308,7 @@ void main() {
 			coopMatStore(hi * IACC(254) + lo, scores, 4u * kh, SW, gl_CooperativeMatrixLayoutRowMajor);
 		}
 		if (more) loadK(k, next); // in flight during the softmax and P.V
-		subgroupMemoryBarrierShared();
-		subgroupBarrier();
+		sharedBarrier();
 
 		// Online softmax of the lane's keys of its row: keys 16h to 16h + 15.
 		ivec4 s4[LK / 4];
@@ -354,8 +357,7 @@ void main() {
 		}
 		setFactor(0u, r, h, alpha);
 		setFactor(1u, r, h, pScale / TERM);
-		subgroupMemoryBarrierShared();
-		subgroupBarrier();
+		sharedBarrier();
 
 		// O *= alpha by rows, where some row's maximum moved.
 		if (subgroupAny(alpha != 1.0)) {
@@ -385,10 +387,9 @@ void main() {
 	float inv = l == 0.0 ? 0.0 : 1.0 / l;
 	bool writes = valid && rowWritesO(k, l);
 	[[unroll]] for (uint db = 0; db < VB; db++) {
-		subgroupBarrier();
+		sharedBarrier();
 		coopMatStore(o[db], oBlock, 0, OW, gl_CooperativeMatrixLayoutRowMajor);
-		subgroupMemoryBarrierShared();
-		subgroupBarrier();
+		sharedBarrier();
 		if (writes) {
 			[[unroll]] for (uint i = 0; i < 2; i++) {
 				vec4 x = oBlock[r * OW + 2 * h + i] * inv;
