@@ -77,47 +77,56 @@ func TestCoopMatDecodeVariants(t *testing.T) {
 	}
 }
 
-// The INT8 tensor-core decode kernel is an Alternate of the coopmat tier: Best, ForTier,
-// ForTierOn and ForInput pass it over, so the tier's INT8 kernel stays the fp16 one. It requires
-// what that kernel requires but fp16 arithmetic, and int8 matrices, which its SPIR-V shows: the
-// Int8 and StorageBuffer8BitAccess capabilities, not Float16.
+// The INT8 and INT4 tensor-core decode kernels are Alternates of the coopmat tier: Best, ForTier,
+// ForTierOn and ForInput pass them over, so the tier's quantized kernels stay the fp16 ones. They
+// require what those require but fp16 arithmetic, and int8 matrices, which their SPIR-V shows:
+// the Int8 capability, not Float16, and INT8's the StorageBuffer8BitAccess of its byte loads.
 func TestIMMADecodeVariant(t *testing.T) {
-	v, err := Lookup("decode_int8_imma")
-	require.NoError(t, err)
-	fp16, err := Lookup("decode_int8_coopmat")
-	require.NoError(t, err)
-	require.True(t, v.Alternate)
-	require.Equal(t, OpDecodeInt8, v.Op)
-	require.Equal(t, devices.TierCoopMat, v.Tier)
-	require.Equal(t, fp16.Bindings, v.Bindings)
-	require.Equal(t, fp16.Env, v.Env)
-	require.Equal(t, "decode.comp", v.Source)
-	require.Equal(t, []string{"TIER_COOPMAT", "KV_INT8", "IMMA"}, v.Defines)
-	require.Nil(t, v.Inputs, "queries of every type")
-	want := slices.DeleteFunc(slices.Clone(fp16.Requires), func(f devices.Feature) bool { return f == devices.FeatureFloat16 })
-	require.ElementsMatch(t, append(want, devices.FeatureInt8Matrix), v.Requires)
-	caps := capabilities(t, v)
-	for c, has := range map[uint32]bool{39: true, 4448: true, 6022: true, 9: false} { // Int8, StorageBuffer8BitAccess, CooperativeMatrixKHR, Float16
-		require.Equal(t, has, caps[c], "capability %d", c)
-	}
-	h100, err := devices.Simulated("nvidia-h100")
-	require.NoError(t, err)
-	require.NoError(t, v.RunsOn(&h100))
-	for _, got := range []func() (*Variant, error){
-		func() (*Variant, error) { return ForTier(OpDecodeInt8, devices.TierCoopMat) },
-		func() (*Variant, error) { return ForTierOn(OpDecodeInt8, devices.TierCoopMat, &h100) },
-		func() (*Variant, error) { return ForInput(OpDecodeInt8, devices.TierCoopMat, memory.F16, &h100) },
-		func() (*Variant, error) { return Best(OpDecodeInt8, &h100, devices.TierCoopMat2) },
+	for _, c := range []struct {
+		name, fp16, kv string
+		op             Op
+		bytes          bool
+	}{
+		{"decode_int8_imma", "decode_int8_coopmat", "KV_INT8", OpDecodeInt8, true},
+		{"decode_int4_imma", "decode_int4_coopmat", "KV_INT4", OpDecodeInt4, false},
 	} {
-		w, err := got()
+		v, err := Lookup(c.name)
 		require.NoError(t, err)
-		require.Equal(t, "decode_int8_coopmat", w.Name)
+		fp16, err := Lookup(c.fp16)
+		require.NoError(t, err)
+		require.True(t, v.Alternate)
+		require.Equal(t, c.op, v.Op)
+		require.Equal(t, devices.TierCoopMat, v.Tier)
+		require.Equal(t, fp16.Bindings, v.Bindings)
+		require.Equal(t, fp16.Env, v.Env)
+		require.Equal(t, "decode.comp", v.Source)
+		require.Equal(t, []string{"TIER_COOPMAT", c.kv, "IMMA"}, v.Defines)
+		require.Nil(t, v.Inputs, "queries of every type")
+		want := slices.DeleteFunc(slices.Clone(fp16.Requires), func(f devices.Feature) bool { return f == devices.FeatureFloat16 })
+		require.ElementsMatch(t, append(want, devices.FeatureInt8Matrix), v.Requires)
+		caps := capabilities(t, v)
+		for cp, has := range map[uint32]bool{39: true, 4448: c.bytes, 6022: true, 9: false} { // Int8, StorageBuffer8BitAccess, CooperativeMatrixKHR, Float16
+			require.Equal(t, has, caps[cp], "%s: capability %d", c.name, cp)
+		}
+		h100, err := devices.Simulated("nvidia-h100")
+		require.NoError(t, err)
+		require.NoError(t, v.RunsOn(&h100))
+		for _, got := range []func() (*Variant, error){
+			func() (*Variant, error) { return ForTier(c.op, devices.TierCoopMat) },
+			func() (*Variant, error) { return ForTierOn(c.op, devices.TierCoopMat, &h100) },
+			func() (*Variant, error) { return ForInput(c.op, devices.TierCoopMat, memory.F16, &h100) },
+			func() (*Variant, error) { return Best(c.op, &h100, devices.TierCoopMat2) },
+		} {
+			w, err := got()
+			require.NoError(t, err)
+			require.Equal(t, c.fp16, w.Name)
+		}
+		_, err = ForInput(c.op, devices.TierCoopMat, memory.F32, &h100)
+		require.EqualError(t, err, "shaders: tier coopmat does not take f32 inputs (it takes f16)")
+		amd, err := devices.Simulated("amd-rdna3")
+		require.NoError(t, err)
+		require.ErrorContains(t, v.RunsOn(&amd), devices.FeatureInt8Matrix.String())
 	}
-	_, err = ForInput(OpDecodeInt8, devices.TierCoopMat, memory.F32, &h100)
-	require.EqualError(t, err, "shaders: tier coopmat does not take f32 inputs (it takes f16)")
-	amd, err := devices.Simulated("amd-rdna3")
-	require.NoError(t, err)
-	require.ErrorContains(t, v.RunsOn(&amd), devices.FeatureInt8Matrix.String())
 }
 
 // capabilities are the OpCapability operands of a variant's SPIR-V.

@@ -176,11 +176,15 @@ var Variants = []Variant{
 	{Name: "decode_int4_coopmat", Op: OpDecodeInt4, Tier: devices.TierCoopMat, Bindings: 12, PushSize: 4 * PushWords,
 		Source: "decode.comp", Defines: []string{"TIER_COOPMAT", "KV_INT4"}, Env: "vulkan1.3", Inputs: []memory.DType{memory.F16},
 		Requires: coopMatNeeds},
-	// INT8 K/V on int8 matrices (decode_imma.glsl): queries of any type and mode, quantized in the
-	// kernel; a kernel of the coopmat tier for the calls it fits, which the attention package
-	// chooses per call (few rows, dense aligned K and V).
+	// INT8 and INT4 K/V on int8 matrices (decode_imma.glsl; INT4's codes staged as int8 in shared
+	// memory): queries of any type and mode, quantized in the kernel; kernels of the coopmat tier
+	// for the calls they fit, which the attention package chooses per call (few rows, dense
+	// aligned K and V, INT4 of one scale group a row).
 	{Name: "decode_int8_imma", Op: OpDecodeInt8, Tier: devices.TierCoopMat, Bindings: 12, PushSize: 4 * PushWords,
 		Source: "decode.comp", Defines: []string{"TIER_COOPMAT", "KV_INT8", "IMMA"}, Env: "vulkan1.3", Alternate: true,
+		Requires: immaNeeds},
+	{Name: "decode_int4_imma", Op: OpDecodeInt4, Tier: devices.TierCoopMat, Bindings: 12, PushSize: 4 * PushWords,
+		Source: "decode.comp", Defines: []string{"TIER_COOPMAT", "KV_INT4", "IMMA"}, Env: "vulkan1.3", Alternate: true,
 		Requires: immaNeeds},
 	{Name: "merge", Op: OpMerge, Tier: devices.TierScalar, Bindings: 8, PushSize: 4 * PushWords,
 		Source: "merge.comp", Requires: scalarNeeds},

@@ -30,8 +30,9 @@
 //   TIER_COOPMAT   subgroups of 16 rows, Q.K^T and P.V on cooperative matrices, K/V tiles
 //                  staged in shared memory (attend_coopmat.glsl, as flash_fwd's coopmat tier);
 //                  K and V of the matrices' type ELEM (elem.glsl), fp16 or bf16. With IMMA (and
-//                  KV_INT8): one subgroup of 16 rows on int8 matrices, K and V codes read as
-//                  matrices straight from their buffers (decode_imma.glsl).
+//                  KV_INT8 or KV_INT4): one subgroup of 16 rows on int8 matrices, INT8's K and V
+//                  codes read as matrices straight from their buffers, INT4's staged as int8 in
+//                  shared memory (decode_imma.glsl).
 // K and V (one define at most):
 //   (none)         stored as DTYPE, as q.
 //   KV_INT8        quantized, package quant's Int8 (quant.glsl: codes, scales at bindings 8 and

@@ -1,13 +1,13 @@
-// INT8 tensor-core decode (decode.comp with TIER_COOPMAT, KV_INT8 and IMMA): package quant's
-// Int8 K and V (one bf16 scale per token and kv head, quant.glsl), Q.K^T and P.V on 16x16x32
-// int8 cooperative matrices with int32 accumulation, so that the K and V bytes, not the
-// arithmetic, bound the time.
+// INT8 and INT4 tensor-core decode (decode.comp with TIER_COOPMAT, KV_INT8 or KV_INT4, and IMMA):
+// package quant's Int8 or Int4 K and V (quant.glsl; one bf16 scale per token and kv head: Int4
+// only where D is its group size GS, one group a row), Q.K^T and P.V on 16x16x32 int8 cooperative
+// matrices with int32 accumulation, so that the K and V bytes, not the arithmetic, bound the time.
 //
 // The workgroup is one subgroup of 32 lanes and one block of BR = 16 rows (decode.comp's rows);
 // tiles of BC = 32 keys, from firstTile a tileStride apart. The host sets BR, BC, WG and SG so and
 // takes the kernel only for dense K and V whose offsets and token strides are multiples of 16
-// bytes, and head dims that are multiples of 32 up to 128; other sizes or placements, and paged
-// K/V, give NaN rows.
+// bytes, and head dims that are multiples of 32 up to 128 (INT4: D == GS); other sizes or
+// placements, and paged K/V, give NaN rows.
 //
 // Queries: row r's D values q (queryAt times pc.scale) become two int8 terms with one scale
 // s = max|q| / 127 (twoTerms): a = round(q / s), b = round((q / s - a) * 254), so that
@@ -33,9 +33,13 @@
 // element-wise path, p * (code * V scale) added to O through shared memory where p is not 0
 // (weigh), so that a key a row does not see adds nothing and NaN reaches only the rows that weigh
 // it. A NaN K scale makes the scores of the rows that see the key NaN, as at the other tiers.
-// Tails: a tile that reaches past the sequence's keys, where the buffers may end, is staged into
-// shared memory (zero from k.kEnd) and loaded from there; the others are not staged at all. Each
-// tile's loads are issued during the tile before: K's after its Q.K^T, V's after its P.V.
+// INT8 tails: a tile that reaches past the sequence's keys, where the buffers may end, is staged
+// into shared memory (zero from k.kEnd) and loaded from there; the others are not staged at all.
+// Each tile's loads are issued during the tile before: K's after its Q.K^T, V's after its P.V.
+// INT4: codes of 4 bits cannot be loaded as int8 matrices, so every tile is staged: each lane
+// reads its key's K and V words of the next tile into registers during the tile before (zero from
+// k.kEnd), and at the tile's start writes them into shared memory as int8 bytes (int4Bytes), from
+// where the matrices are loaded as INT8's tails are.
 //
 // Loops over constant counts are unrolled and arrays indexed only by their counters, so that the
 // driver keeps the arrays in registers.
@@ -54,10 +58,12 @@ const float TERM = 254.0; // the second term's weight: b / TERM
 #define IACC coopmat<int32_t, gl_ScopeSubgroup, 16, 16, gl_MatrixUseAccumulator>
 #define FACC coopmat<float, gl_ScopeSubgroup, 16, 16, gl_MatrixUseAccumulator>
 
+#ifdef KV_INT8
 // K's and V's codes as bytes (the buffers of tensors.glsl's kData and vData): byte 4w + i of a row
 // is field i of its word w, channel 4w + i.
 layout(std430, binding = 1) readonly buffer KBytes { int8_t kBytes[]; };
 layout(std430, binding = 2) readonly buffer VBytes { int8_t vBytes[]; };
+#endif
 
 // Shared memory in 16-byte units, rows padded by one unit; every matrix row starts on a unit, as
 // matrix loads and stores need.
@@ -78,6 +84,7 @@ QMAT qa[2 * QB];  // the queries' terms, [term][channel block]
 KMAT km[KH * QB]; // a tile's K codes, [half][channel block]
 KMAT vm[VB];      // a tile's V codes, [channel block]
 FACC o[VB];       // the output, [channel block]
+uint kWords[WORDS], vWords[WORDS]; // the code words of the lane's key of a tile to stage (quant.glsl's WORDS a row)
 
 // twoTerms splits x (|x| <= 127: a value over its scale) into the int8 codes a = round(x) and
 // b = round((x - a) * TERM), within [-127, 127] both, so that x = a + b / TERM within 1 / (2 TERM).
@@ -153,29 +160,74 @@ float stageQueries(Block k, uint r, uint h) {
 	return s;
 }
 
-// tileFull reports whether the tile from key k0 lies within the sequence's keys: then its rows are
-// read whole, straight from K and V; else it is staged (stageTail).
-bool tileFull(Block k, int k0) { return k0 + int(IK) <= int(k.s.lk); }
-
-// stageTail copies the codes of the tile from key k0 into codes, K's and V's, zero from k.kEnd.
-void stageTail(Block k, int k0) {
-	uint lane = gl_SubgroupInvocationID;
-	int key = k0 + int(lane);
+// readCodes reads the code words of the lane's key of the tile from key k0 into kWords and
+// vWords: zero from k.kEnd, so that no key past the sequence is read.
+void readCodes(Block k, int k0) {
+	int key = k0 + int(gl_SubgroupInvocationID);
 	bool reads = key < k.kEnd;
 	uint t = k.s.kStart + uint(reads ? key : k0);
 	uint kr = kRow(t, k.kvh), vr = vRow(t, k.kvh);
-	sharedBarrier(); // every matrix load from codes is done
-	[[unroll]] for (uint u = 0; u < D / 16; u++) {
-		uvec4 kw = uvec4(0u), vw = uvec4(0u);
-		if (reads) {
-			kw = uvec4(kData[kr + 4u * u], kData[kr + 4u * u + 1u], kData[kr + 4u * u + 2u], kData[kr + 4u * u + 3u]);
-			vw = uvec4(vData[vr + 4u * u], vData[vr + 4u * u + 1u], vData[vr + 4u * u + 2u], vData[vr + 4u * u + 3u]);
-		}
-		codes[lane * RW + u] = kw;
-		codes[(IK + lane) * RW + u] = vw;
+	[[unroll]] for (uint w = 0; w < WORDS; w++) {
+		kWords[w] = reads ? kData[kr + w] : 0u;
+		vWords[w] = reads ? vData[vr + w] : 0u;
 	}
-	sharedBarrier();
 }
+
+#ifdef KV_INT4
+// int4Bytes returns fields 4i to 4i + 3 of an Int4 word as four int8 bytes, the first in the
+// lowest. flipped is the word with its fields' sign bits flipped (word ^ KV_SIGNS), so that each
+// field holds its value plus 8, 0 to 15. Those are spread into bytes (fields 4i, 4i + 1 to bytes
+// 0 and 2, then every other field one byte up); then 0x78 added to each byte gives 0x80 plus the
+// value, 0x78 to 0x87, without a carry or borrow between bytes (the (b | 0x80) - 8 of a byte b
+// below 0x80); flipping bit 7 back gives the value's two's complement byte: v below 0 gives
+// 0x80 - |v| ^ 0x80 = 0x100 - |v|.
+uint int4Bytes(uint flipped, uint i) {
+	uint b = (flipped >> (16u * i)) & 0xffffu;
+	b = (b | (b << 8)) & 0x00ff00ffu;
+	b = (b | (b << 4)) & 0x0f0f0f0fu;
+	return (b + 0x78787878u) ^ 0x80808080u;
+}
+
+// int4Unit is 16 channels of int8 codes from their two Int4 words.
+uvec4 int4Unit(uint w0, uint w1) {
+	uint a = w0 ^ KV_SIGNS, b = w1 ^ KV_SIGNS;
+	return uvec4(int4Bytes(a, 0u), int4Bytes(a, 1u), int4Bytes(b, 0u), int4Bytes(b, 1u));
+}
+
+// codeUnit is 16-byte unit u of a row of int8 codes from its words w: channels 16u to 16u + 15.
+#define codeUnit(w, u) int4Unit(w[2u * (u)], w[2u * (u) + 1u])
+#else
+// codeUnit is 16-byte unit u of a row of int8 codes from its Int8 words w: channels 16u to 16u + 15.
+#define codeUnit(w, u) uvec4(w[4u * (u)], w[4u * (u) + 1u], w[4u * (u) + 2u], w[4u * (u) + 3u])
+#endif
+
+// stageCodes writes kWords and vWords, read by readCodes, into codes as int8 bytes in channel
+// order: K's at row lane, V's at row IK + lane. The caller orders it with the matrix loads from
+// codes before and after (sharedBarrier).
+void stageCodes() {
+	uint lane = gl_SubgroupInvocationID;
+	[[unroll]] for (uint u = 0; u < D / 16; u++) {
+		codes[lane * RW + u] = codeUnit(kWords, u);
+		codes[(IK + lane) * RW + u] = codeUnit(vWords, u);
+	}
+}
+
+// loadStagedK reads the K codes of a tile from codes into km; loadStagedV V's into vm.
+void loadStagedK() {
+	[[unroll]] for (uint kh = 0; kh < KH; kh++)
+		[[unroll]] for (uint cb = 0; cb < QB; cb++)
+			coopMatLoad(km[kh * QB + cb], codes, 16u * kh * RW + 2u * cb, RW, gl_CooperativeMatrixLayoutColumnMajor);
+}
+
+void loadStagedV() {
+	[[unroll]] for (uint db = 0; db < VB; db++)
+		coopMatLoad(vm[db], codes, IK * RW + db, RW, gl_CooperativeMatrixLayoutRowMajor);
+}
+
+#ifdef KV_INT8
+// tileFull reports whether the tile from key k0 lies within the sequence's keys: then its rows are
+// read whole, straight from K and V; else it is staged.
+bool tileFull(Block k, int k0) { return k0 + int(IK) <= int(k.s.lk); }
 
 // loadK reads the K codes of the tile from key k0 into km; a tail tile is staged first, V's codes
 // too (loadV reads them from there).
@@ -189,10 +241,11 @@ void loadK(Block k, int k0) {
 		}
 		return;
 	}
-	stageTail(k, k0);
-	[[unroll]] for (uint kh = 0; kh < KH; kh++)
-		[[unroll]] for (uint cb = 0; cb < QB; cb++)
-			coopMatLoad(km[kh * QB + cb], codes, 16u * kh * RW + 2u * cb, RW, gl_CooperativeMatrixLayoutColumnMajor);
+	readCodes(k, k0);
+	sharedBarrier(); // every matrix load from codes is done
+	stageCodes();
+	sharedBarrier();
+	loadStagedK();
 }
 
 // loadV reads the V codes of the tile from key k0 into vm; a tail tile from where loadK staged it.
@@ -203,9 +256,9 @@ void loadV(Block k, int k0) {
 			coopMatLoad(vm[db], vBytes, base + 16u * db, stride, gl_CooperativeMatrixLayoutRowMajor);
 		return;
 	}
-	[[unroll]] for (uint db = 0; db < VB; db++)
-		coopMatLoad(vm[db], codes, IK * RW + db, RW, gl_CooperativeMatrixLayoutRowMajor);
+	loadStagedV();
 }
+#endif
 
 // loadScales reads the K and V scales of the lane's key of the tile from key k0 (0 from k.kEnd).
 void loadScales(Block k, int k0, ScaleLayout kAt, ScaleLayout vAt, out float ks, out float vs) {
@@ -238,9 +291,20 @@ void weighElements(Block k, int k0, uint r, uint h) {
 			// Only keys the row sees (p not 0, main's probabilities) are read: they are within the
 			// sequence; the test of kEnd keeps it so whatever p holds.
 			bool reads = p != 0.0 && k0 + int(j) < k.kEnd;
+#ifdef KV_INT4
+			// The tile's V codes as stageCodes left them (zero from k.kEnd): channels 16db + 8h on.
+			uvec4 unit = codes[(IK + j) * RW + db];
+			uvec2 words = h == 0u ? unit.xy : unit.zw;
+#else
 			uint at = reads ? 4u * vRow(k.s.kStart + uint(k0) + j, k.kvh) + 16u * db + 8u * h : 0u;
+#endif
 			[[unroll]] for (uint e = 0; e < 8; e++) {
-				float v = reads ? float(int(vBytes[at + e])) * vsTile[j] : 0.0; // quant.glsl: one exact product
+#ifdef KV_INT4
+				int c = bitfieldExtract(int(words[e / 4]), int(8 * (e % 4)), 8);
+#else
+				int c = reads ? int(vBytes[at + e]) : 0;
+#endif
+				float v = reads ? float(c) * vsTile[j] : 0.0; // quant.glsl: one exact product
 				acc[e / 4][e % 4] += weigh(p, v);
 			}
 		}
@@ -256,7 +320,11 @@ void main() {
 	if (blockIdle(k)) return; // uniform across the workgroup
 	uint lane = gl_SubgroupInvocationID;
 	bool placed = ((pc.kOff | pc.vOff | pc.kTokenStride | pc.kHeadStride | pc.vTokenStride | pc.vHeadStride) & 3u) == 0u;
-	if (gl_SubgroupSize != ISG || WG != ISG || BR != IR || BC != IK || D % 32u != 0u || D > 128u || !placed || paged()) {
+	bool sizes = gl_SubgroupSize == ISG && WG == ISG && BR == IR && BC == IK && D % 32u == 0u && D <= 128u;
+#ifdef KV_INT4
+	sizes = sizes && GS == D; // one scale group a row: a key's K and V scales are group 0's
+#endif
+	if (!sizes || !placed || paged()) {
 		// Sizes or K/V the kernel was not built for: NaN rows, never a wrong answer or an access
 		// outside the shared arrays. Uniform: all invocations leave here together.
 		uint r = gl_LocalInvocationIndex;
@@ -285,8 +353,12 @@ void main() {
 	int stride = tileStride();
 	int k0 = firstTile(k);
 	if (k0 < k.keys.y) {
+#ifdef KV_INT4
+		readCodes(k, k0);
+#else
 		loadK(k, k0);
 		loadV(k, k0);
+#endif
 		loadScales(k, k0, kScaleAt, vScaleAt, ks, vs);
 	}
 	for (; k0 < k.keys.y; k0 += stride) {
@@ -296,6 +368,12 @@ void main() {
 		ksTile[lane] = ks;
 		vsTile[lane] = vs;
 		bool elementWise = subgroupAny(!(abs(vs) < 1e30)); // NaN, Inf, or p' may overflow
+#ifdef KV_INT4
+		stageCodes();
+		sharedBarrier();
+		loadStagedK();
+		if (more) readCodes(k, next); // in flight during the tile
+#endif
 		if (more) loadScales(k, next, kScaleAt, vScaleAt, ks, vs);
 
 		// S = Q K^T by 16-key halves: 254 hi + lo.
@@ -307,7 +385,9 @@ void main() {
 			}
 			coopMatStore(hi * IACC(254) + lo, scores, 4u * kh, SW, gl_CooperativeMatrixLayoutRowMajor);
 		}
+#ifdef KV_INT8
 		if (more) loadK(k, next); // in flight during the softmax and P.V
+#endif
 		sharedBarrier();
 
 		// Online softmax of the lane's keys of its row: keys 16h to 16h + 15.
@@ -369,6 +449,9 @@ void main() {
 			weighElements(k, k0, r, h);
 		} else {
 			// O += P V: per channel block hi = P_a V and lo = P_b V, times each row's sp / 254.
+#ifdef KV_INT4
+			loadStagedV();
+#endif
 			QMAT pa[2];
 			coopMatLoad(pa[0], pCodes, 0, PW, gl_CooperativeMatrixLayoutRowMajor);
 			coopMatLoad(pa[1], pCodes, IR * PW, PW, gl_CooperativeMatrixLayoutRowMajor);
@@ -380,7 +463,9 @@ void main() {
 				o[db] = o[db] + FACC(hi * IACC(254) + lo) * fs;
 			}
 		}
+#ifdef KV_INT8
 		if (more) loadV(k, next);
+#endif
 	}
 
 	// Normalize and store, one 16 x 16 block at a time through shared memory.
