@@ -144,7 +144,7 @@ func IsDecodeOp(op shaders.Op) bool {
 // OpDecodeInt8 or OpDecodeInt4) chooses automatically on a device with profile p for queries of
 // type dt (float ones, not FP8 or scaled), head dim d and rows rows per (sequence, kv head): new
 // tokens times query heads per kv head; K and V dense, in whole 16-byte units (as UploadQuantized,
-// Quantize and a sparse QuantizedKVCache give them), which the INT8 tensor-core kernel needs.
+// Quantize and a sparse QuantizedKVCache give them), which the tensor-core kernels need.
 func AutoDecode(p *devices.Profile, op shaders.Op, dt memory.DType, d, rows int) (devices.Tier, string, error) {
 	if !IsDecodeOp(op) {
 		return devices.TierAuto, "", fmt.Errorf("attention: %s is not a decode operation", op)
@@ -157,7 +157,8 @@ func AutoDecode(p *devices.Profile, op shaders.Op, dt memory.DType, d, rows int)
 		return devices.TierAuto, "", err
 	}
 	kern := decodeKernel{op: op, dt: dt}
-	imma := op == shaders.OpDecodeInt8 && tu.imma
+	_, hasIMMA := immaKernels[op]
+	imma := hasIMMA && tu.imma
 	v, _, _, err := selectDecode(p, op, devices.TierAuto, decodeOrder(kern, rows, false), dt, d, rows, tu, imma)
 	if err != nil {
 		return devices.TierAuto, "", err
@@ -294,9 +295,9 @@ func (e *Engine) planDecodeCall(c *call, splits int, kern decodeKernel) (_ *plan
 	rows := sh.maxLq * (sh.hq / sh.hk)
 	imma := tu.imma && immaCall(c, kern.op)
 	if kern.wideQueries != "" && tier == devices.TierCoopMat {
-		if _, _, err := immaTiles(&e.profile, sh.d, rows); !imma || err != nil {
-			return nil, fmt.Errorf("attention: %s: tier %s multiplies the queries as fp16, which FP8 and scaled queries do not fit exactly, and its INT8 kernel %s does not take this call; the subgroup and scalar tiers take them",
-				kern.wideQueries, tier, immaKernel)
+		if _, _, err := immaTiles(&e.profile, kern.op, sh.d, rows); !imma || err != nil {
+			return nil, fmt.Errorf("attention: %s: tier %s multiplies the queries as fp16, which FP8 and scaled queries do not fit exactly, and its tensor-core kernel %s does not take this call; the subgroup and scalar tiers take them",
+				kern.wideQueries, tier, immaKernels[kern.op])
 		}
 	}
 	_, pages := c.k.Pages()
@@ -423,8 +424,8 @@ const (
 // for a call of kernel kern with rows rows per (sequence, kv head), over paged K and V or not.
 // Paged K and V (a paged KV cache's views) do not take the coopmat tier automatically: its
 // reads through block tables have not run on a GPU yet (forcing it runs them). Before any of
-// them, where DecodeIMMAEnv turns it on, the INT8 tensor-core kernel takes the INT8 calls it fits
-// (selectDecode, decode_imma.go), FP8 and scaled queries too.
+// them, where DecodeIMMAEnv turns them on, the tensor-core kernels take the INT8 and INT4 calls
+// they fit (selectDecode, decode_imma.go), FP8 and scaled queries too.
 func decodeOrder(kern decodeKernel, rows int, paged bool) []devices.Tier {
 	least := decodeMatrixRows
 	if kern.op != shaders.OpDecode {
@@ -446,13 +447,13 @@ var (
 // inputs of type dt, head dim d and rows per (sequence, kv head) at a forced tier, or the first
 // of order that runs them, with the lane layout in which the kernel streams K and V at the
 // subgroup tier (the zero layout at the others), the subgroup tier tuned by tu. Where imma says
-// the call's K and V let the INT8 tensor-core kernel take it (immaCall, and DecodeIMMAEnv 1),
-// that kernel comes first, automatically and at a forced coopmat tier, wherever it runs them
-// (immaTiles): on the H100 the subgroup tier's INT8 kernel is bound by its per-key instructions
-// (docs/PERF.md), which this one moves onto the tensor cores (not yet timed).
+// the call's K and V let op's tensor-core kernel take it (immaCall, and DecodeIMMAEnv 1), that
+// kernel comes first, automatically and at a forced coopmat tier, wherever it runs them
+// (immaTiles): on the H100 the subgroup tier's quantized kernels are bound by their per-key
+// instructions (docs/PERF.md), which these move onto the tensor cores (not yet timed).
 func selectDecode(p *devices.Profile, op shaders.Op, tier devices.Tier, order []devices.Tier, dt memory.DType, d, rows int, tu decodeTuning, imma bool) (*shaders.Variant, tiles, streamLayout, error) {
 	if imma && (tier == devices.TierAuto || tier == devices.TierCoopMat) {
-		if v, t, err := immaTiles(p, d, rows); err == nil {
+		if v, t, err := immaTiles(p, op, d, rows); err == nil {
 			return v, t, streamLayout{}, nil
 		}
 	}

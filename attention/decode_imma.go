@@ -4,26 +4,32 @@ import (
 	"fmt"
 
 	"github.com/vkattn/vkattn/devices"
+	"github.com/vkattn/vkattn/quant"
 	"github.com/vkattn/vkattn/shaders"
 )
 
-// The INT8 tensor-core decode kernel (decode_imma.glsl, variant immaKernel) multiplies INT8 K and
-// V's codes as int8 matrices: queries and probabilities enter them as two int8 terms each, about
-// 15 bits, so that INT8 decode is bound by its bytes rather than by its per-key instructions. It
-// takes one subgroup of 16 rows (new tokens times query heads per kv head) over tiles of 32 keys,
-// queries of any type and mode (it quantizes what the other kernels multiply: FP8 and scaled
-// queries too), and K and V dense, with offsets and strides of whole 16-byte units (its matrix
-// loads read their rows straight from the buffers), at head dims that are multiples of 32 up to
-// 128.
+// The tensor-core decode kernels of quantized K and V (decode_imma.glsl, immaKernels) multiply
+// INT8 or INT4 K and V's codes as int8 matrices: queries and probabilities enter them as two int8
+// terms each, about 15 bits, so that quantized decode is bound by its bytes rather than by its
+// per-key instructions. They take one subgroup of 16 rows (new tokens times query heads per kv
+// head) over tiles of 32 keys, queries of any type and mode (they quantize what the other kernels
+// multiply: FP8 and scaled queries too), and K and V dense, with offsets and strides of whole
+// 16-byte units (the INT8 kernel's matrix loads read their rows straight from the buffers; the
+// INT4 kernel, whose codes are staged as int8 in shared memory, is held to the same), at head
+// dims that are multiples of 32 up to 128; INT4 K and V of one scale group a row only (its
+// kernel takes group 0's scale for a key), which quant's Int4 is at those dims.
 //
-// It is a kernel of the coopmat tier (shaders.Variant.Alternate), not a tier of its own: a tier
-// is a family of kernels for every operation, by the features they need, and this one takes some
-// INT8 decode calls only; as a tier it would have no forward, float or INT4 decode kernel, and
-// every list of a device's tiers would show it with holes. The automatic choice takes it before
-// any tier where it fits the call (selectDecode); forcing the coopmat tier (Options.Tier,
-// $VKATTN_TIER) takes it where it fits, else the tier's fp16 kernel. Both only where DecodeIMMAEnv
-// turns it on: it has not yet run on a GPU, so it is off by default.
-const immaKernel = "decode_int8_imma"
+// They are kernels of the coopmat tier (shaders.Variant.Alternate), not a tier of their own: a
+// tier is a family of kernels for every operation, by the features they need, and these take
+// some quantized decode calls only; as a tier it would have no forward or float decode kernel,
+// and every list of a device's tiers would show it with holes. The automatic choice takes one
+// before any tier where it fits the call (selectDecode); forcing the coopmat tier (Options.Tier,
+// $VKATTN_TIER) takes it where it fits, else the tier's fp16 kernel. Both only where
+// DecodeIMMAEnv turns them on: they have not yet run on a GPU, so they are off by default.
+var immaKernels = map[shaders.Op]string{shaders.OpDecodeInt8: "decode_int8_imma", shaders.OpDecodeInt4: "decode_int4_imma"}
+
+// immaFormats are the formats of K and V the tensor-core kernels read, by operation.
+var immaFormats = map[shaders.Op]quant.Format{shaders.OpDecodeInt8: quant.Int8, shaders.OpDecodeInt4: quant.Int4}
 
 // The kernel's fixed sizes (decode_imma.glsl's IR, IK and ISG) and what it needs of K and V.
 const (
@@ -38,16 +44,21 @@ const (
 	immaAlign  = 4 // words: K's and V's offsets and strides are whole 16-byte units
 )
 
-// DecodeIMMAEnv, set to 1, lets the INT8 tensor-core kernel (decode_int8_imma) take the quantized
-// decode calls it fits, automatically and at a forced coopmat tier; unset or 0, it takes none
-// (the default until it has been tested and timed on a GPU). Read by every decode call; a
-// malformed value fails the call.
+// DecodeIMMAEnv, set to 1, lets the tensor-core kernels of INT8 and INT4 K and V
+// (decode_int8_imma, decode_int4_imma) take the quantized decode calls they fit, automatically
+// and at a forced coopmat tier; unset or 0, they take none (the default until they have been
+// tested and timed on a GPU). Read by every decode call; a malformed value fails the call.
 const DecodeIMMAEnv = "VKATTN_DECODE_IMMA"
 
-// immaTiles returns the INT8 tensor-core kernel and its tiles for head dim d and rows rows per
-// (sequence, kv head) on device p, or why it does not run them.
-func immaTiles(p *devices.Profile, d, rows int) (*shaders.Variant, tiles, error) {
-	v, err := shaders.Lookup(immaKernel)
+// immaTiles returns the tensor-core kernel of decode operation op (OpDecodeInt8 or OpDecodeInt4)
+// and its tiles for head dim d and rows rows per (sequence, kv head) on device p, or why it does
+// not run them.
+func immaTiles(p *devices.Profile, op shaders.Op, d, rows int) (*shaders.Variant, tiles, error) {
+	name, ok := immaKernels[op]
+	if !ok {
+		return nil, tiles{}, fmt.Errorf("attention: no tensor-core decode kernel of %s", op)
+	}
+	v, err := shaders.Lookup(name)
 	if err != nil {
 		return nil, tiles{}, err
 	}
@@ -56,17 +67,21 @@ func immaTiles(p *devices.Profile, d, rows int) (*shaders.Variant, tiles, error)
 	}
 	t := tiles{BR: immaRows, BC: immaKeys, WG: immaWidth, SG: immaWidth, PinSubgroup: p.MinSubgroupSize != p.MaxSubgroupSize}
 	pinnable := p.Features.SubgroupSizeControl && p.MinSubgroupSize <= immaWidth && immaWidth <= p.MaxSubgroupSize
+	f := immaFormats[op]
 	switch {
 	case rows > immaRows:
-		return nil, tiles{}, fmt.Errorf("attention: %s takes at most %d rows per (sequence, kv head), not %d", immaKernel, immaRows, rows)
+		return nil, tiles{}, fmt.Errorf("attention: %s takes at most %d rows per (sequence, kv head), not %d", name, immaRows, rows)
+	case f.Groups(d) != 1:
+		return nil, tiles{}, fmt.Errorf("attention: %s takes %s K and V of one scale group per row; at head dim %d they have %d groups of %d channels",
+			name, f, d, f.Groups(d), f.GroupSize(d))
 	case d%immaDims != 0 || d > immaMaxDim:
-		return nil, tiles{}, fmt.Errorf("attention: %s takes head dims that are multiples of %d up to %d, not %d", immaKernel, immaDims, immaMaxDim, d)
+		return nil, tiles{}, fmt.Errorf("attention: %s takes head dims that are multiples of %d up to %d, not %d", name, immaDims, immaMaxDim, d)
 	case p.SubgroupSize != immaWidth && !pinnable:
-		return nil, tiles{}, fmt.Errorf("attention: %s needs subgroups of %d lanes; %s has %d", immaKernel, immaWidth, p.Name, p.SubgroupSize)
+		return nil, tiles{}, fmt.Errorf("attention: %s needs subgroups of %d lanes; %s has %d", name, immaWidth, p.Name, p.SubgroupSize)
 	case min(p.MaxWorkgroupInvocations, p.MaxWorkgroupSize[0]) < immaWidth:
-		return nil, tiles{}, fmt.Errorf("attention: %s needs workgroups of %d invocations", immaKernel, immaWidth)
+		return nil, tiles{}, fmt.Errorf("attention: %s needs workgroups of %d invocations", name, immaWidth)
 	case immaShared(uint32(d)) > p.MaxSharedMemory:
-		return nil, tiles{}, fmt.Errorf("attention: head dim %d does not fit %d bytes of shared memory in %s", d, p.MaxSharedMemory, immaKernel)
+		return nil, tiles{}, fmt.Errorf("attention: head dim %d does not fit %d bytes of shared memory in %s", d, p.MaxSharedMemory, name)
 	}
 	return v, t, nil
 }
@@ -92,11 +107,11 @@ func immaPlaced(at kvPlacement) bool {
 	return true
 }
 
-// immaCall reports whether the K and V of call c, of decode operation op, let the INT8
-// tensor-core kernel take it: INT8, not paged (a block table's pages are not evenly strided rows)
+// immaCall reports whether the K and V of call c, of decode operation op, let a tensor-core
+// kernel take it: INT8 or INT4, not paged (a block table's pages are not evenly strided rows)
 // and placed for its matrix loads, every group's over KV cache sequences too.
 func immaCall(c *call, op shaders.Op) bool {
-	if op != shaders.OpDecodeInt8 {
+	if _, ok := immaKernels[op]; !ok {
 		return false
 	}
 	if _, pages := c.k.Pages(); pages != nil || !immaPlaced(placementOf(c.k, c.v)) {

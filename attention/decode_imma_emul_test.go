@@ -10,22 +10,24 @@ import (
 )
 
 // TestIMMABoundOnEmulation: the arithmetic of decode_imma.glsl, emulated on the CPU in fp32
-// (emulateIMMA), meets compareIMMA's bound on every case TestDecodeQuantized gives the kernel, at
-// a few seeds. So the bound holds for the kernel's method, and a GPU that misses it has a bug.
-// Runs anywhere: no device.
+// (emulateIMMA), meets compareIMMA's bound on every case TestDecodeQuantized gives its INT8 and
+// INT4 kernels, at a few seeds. So the bound holds for the kernels' method, and a GPU that misses
+// it has a bug. Runs anywhere: no device.
 func TestIMMABoundOnEmulation(t *testing.T) {
-	for _, c := range quantDecodeCases(quant.Int8, devices.TierCoopMat, true) {
-		t.Run(c.String(), func(t *testing.T) {
-			for s := uint64(1); s <= 3; s++ {
-				in := c.draw(t, conformance.NewRand(s))
-				wantO, wantLSE := in.want(t, c)
-				gotO, gotLSE := in.emulateIMMA(c)
-				if c.NoLSE {
-					gotLSE = nil
+	for _, kv := range []quant.Format{quant.Int8, quant.Int4} {
+		for _, c := range quantDecodeCases(kv, devices.TierCoopMat, true) {
+			t.Run(c.String(), func(t *testing.T) {
+				for s := uint64(1); s <= 3; s++ {
+					in := c.draw(t, conformance.NewRand(s))
+					wantO, wantLSE := in.want(t, c)
+					gotO, gotLSE := in.emulateIMMA(c)
+					if c.NoLSE {
+						gotLSE = nil
+					}
+					in.compareIMMA(t, c, gotO, gotLSE, wantO, wantLSE)
 				}
-				in.compareIMMA(t, c, gotO, gotLSE, wantO, wantLSE)
-			}
-		})
+			})
+		}
 	}
 }
 
@@ -36,10 +38,11 @@ func twoTerms(x float32) int64 {
 	return 254*int64(a) + int64(b)
 }
 
-// emulateIMMA is decode_int8_imma on the inputs, one chunk, in fp32 as the kernel computes
-// (sums in another order): two-term queries with a scale a row, exact integer scores, the
-// lazily raised maximum, two-term p' = p * V scale with a scale a row and tile of 32 keys, the
-// element-wise path for a tile with a non-finite V scale.
+// emulateIMMA is decode_int8_imma or decode_int4_imma (c.kv) on the inputs, one chunk, in fp32
+// as the kernel computes (sums in another order): two-term queries with a scale a row, exact
+// integer scores over the K codes (INT4's as the int8 bytes the kernel stages), the lazily raised
+// maximum, two-term p' = p * V scale with a scale a row and tile of 32 keys, the element-wise
+// path for a tile with a non-finite V scale; one scale group a row, as the kernels take.
 func (in *quantInputs) emulateIMMA(c quantCase) (o, lse []float32) {
 	p, hq, hk, d := in.p, c.Hq, c.Hk, c.D
 	q := in.q
@@ -52,7 +55,7 @@ func (in *quantInputs) emulateIMMA(c quantCase) (o, lse []float32) {
 	}
 	scale := float32(p.EffectiveScale())
 	negInf := float32(math.Inf(-1))
-	code := func(x *quant.Tensor, tok, h, ch int) int64 { return int64(int8(x.Field(tok, h, ch))) }
+	code := func(x *quant.Tensor, tok, h, ch int) int64 { return int64(x.Format.Value(x.Field(tok, h, ch))) }
 	o, lse = make([]float32, p.TotalQ()*hq*d), make([]float32, p.TotalQ()*hq)
 	for b := 0; b < p.Batch(); b++ {
 		q0, lq := p.CuSeqlensQ[b], p.CuSeqlensQ[b+1]-p.CuSeqlensQ[b]

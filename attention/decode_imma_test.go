@@ -16,11 +16,11 @@ import (
 // 2.5 ulp, and a product) adds a few ulps of 127, under 2^-21 m.
 const codeStep = 1.0/64516 + 0x1p-21
 
-// compareIMMA checks the outputs of the INT8 tensor-core kernel (decode_int8_imma) for case c
-// against quant's float64 reference over the dequantized inputs, wantO and wantLSE: NaN exactly
-// where the reference has it, elsewhere within the float kernels' tolerance (Tolerance of the
-// largest output, LSETolerance) plus what the kernel's two-term codes may add, bounded per output
-// from the reference's softmax weights w_j of the row's keys j:
+// compareIMMA checks the outputs of the tensor-core kernel of c.kv (decode_int8_imma or
+// decode_int4_imma) for case c against quant's float64 reference over the dequantized inputs,
+// wantO and wantLSE: NaN exactly where the reference has it, elsewhere within the float kernels'
+// tolerance (Tolerance of the largest output, LSETolerance) plus what the kernel's two-term codes
+// may add, bounded per output from the reference's softmax weights w_j of the row's keys j:
 //
 //   - Queries: row q (scaled by the softmax scale) is coded with its largest magnitude M, so
 //     each element within codeStep M. The integer products are exact, so score j is off by at
@@ -155,5 +155,5 @@ func (in *quantInputs) compareIMMA(t *testing.T, c quantCase, gotO, gotLSE []flo
 		}
 		require.LessOrEqual(t, math.Abs(g-w), conformance.LSETolerance*math.Max(1, math.Abs(w))+delta[i], "lse[%d] = %v, want %v", i, g, w)
 	}
-	t.Logf("decode_int8_imma: largest error %.3g of what its codes and fp32 allow", worst)
+	t.Logf("%s: largest error %.3g of what its codes and fp32 allow", immaKernel(c.kv), worst)
 }

@@ -36,12 +36,13 @@ type QuantizedDecodeOptions struct {
 // opts.QueryScales, or opts.FP8Queries with q nil (o is then f32). At the coopmat tier the
 // codes are staged as fp16 matrices and the scales applied to scores and probabilities: it takes
 // fp16 q only, and neither QueryScales nor FP8Queries (a forced coopmat tier is then an error
-// naming the option), but for the calls its INT8 tensor-core kernel takes (decode_int8_imma:
-// INT8, dense K and V in whole 16-byte units, at most 16 rows per (sequence, KV head), head
-// dims that are multiples of 32 up to 128, on a device with int8 matrices), which multiplies the
-// codes as int8 matrices and the queries and probabilities as two int8 terms each (about 15
-// bits), whatever the queries, where DecodeIMMAEnv turns it on (off by default: not yet run on
-// a GPU); the automatic choice then takes it first wherever it takes the call. K and V may be
+// naming the option), but for the calls its tensor-core kernels take (decode_int8_imma and
+// decode_int4_imma: dense K and V in whole 16-byte units, at most 16 rows per (sequence, KV
+// head), head dims that are multiples of 32 up to 128, INT4 of one scale group a row, on a
+// device with int8 matrices), which multiply the codes as int8 matrices (INT4's unpacked to int8
+// in shared memory) and the queries and probabilities as two int8 terms each (about 15 bits),
+// whatever the queries, where DecodeIMMAEnv turns them on (off by default: not yet run on a
+// GPU); the automatic choice then takes them first wherever they take the call. K and V may be
 // the views of a paged QuantizedKVCache (View), whose codes and scales the kernels read through
 // their block tables (memory.Tensor.Pages), as Decode reads a paged memory.KVCache's views.
 //

@@ -264,8 +264,8 @@ func quantDType(tier devices.Tier) memory.DType { return attention.QuantizedDeco
 // quantDecodeCases are the quantized decode matrix for K/V format kv at tier: GQA, MQA and
 // plain heads, 1 to 16 new tokens, causal, varlen with empty sequences, several splits, each
 // head dim, the query types, FP8 queries, RoPE-aware scaling, masks and non-finite groups. With
-// imma (INT8 at the coopmat tier, on a device with the INT8 tensor-core kernel), those of them
-// that kernel takes (immaFits), every query type and mode.
+// imma (the coopmat tier, on a device with kv's tensor-core kernel), those of them that kernel
+// takes (immaFits), every query type and mode.
 func quantDecodeCases(kv quant.Format, tier devices.Tier, imma bool) []quantCase {
 	var cs []quantCase
 	add := func(c conformance.Case, f func(*quantCase)) {
@@ -278,7 +278,7 @@ func quantDecodeCases(kv quant.Format, tier devices.Tier, imma bool) []quantCase
 			f(&qc)
 		}
 		switch {
-		case imma && !immaFits(c):
+		case imma && !immaFits(kv, c):
 			return // the coopmat tier's fp16 kernel: the run without imma
 		case tier == devices.TierCoopMat && !imma && (qc.fp8 || qc.scaled):
 			return // fp16 matrices: refused (TestDecodeQuantizedCoopMatRefusesWideQueries)
@@ -297,8 +297,8 @@ func quantDecodeCases(kv quant.Format, tier devices.Tier, imma bool) []quantCase
 		add(conformance.Case{DType: f32, D: 128, Hq: 8, Hk: 2, Varlen: true, Causal: sp != 4, Splits: sp,
 			Lq: []int{3, 0, 2, 16, 1}, Lk: []int{40, 9, 0, 300, 5}}, nil)
 	}
-	// Empty sequences, with at most 16 rows a (sequence, kv head), as the INT8 tensor-core kernel
-	// takes them.
+	// Empty sequences, with at most 16 rows a (sequence, kv head), as the tensor-core kernels take
+	// them.
 	add(conformance.Case{DType: f32, D: 128, Hq: 8, Hk: 2, Varlen: true, Causal: true, Splits: 4,
 		Lq: []int{1, 0, 1, 4}, Lk: []int{40, 9, 0, 300}}, nil)
 	add(conformance.Case{DType: f32, D: 64, Hq: 4, Hk: 1, Lq: []int{4}, Lk: []int{200}, Window: &attention.Window{Left: 50, Right: 0}, Softcap: 4, Splits: 5}, nil)
@@ -323,7 +323,7 @@ func quantDecodeCases(kv quant.Format, tier devices.Tier, imma bool) []quantCase
 	add(conformance.Case{DType: f32, D: 128, Hq: 8, Hk: 2, Lq: []int{2}, Lk: []int{100}, Causal: true, Splits: 2},
 		func(c *quantCase) { c.spread = true })
 	// One new token of GQA 4 over varlen keys whose tails are not whole 32-key tiles, in several
-	// chunks (the INT8 tensor-core kernel's common shape, its tails staged), with NaN and Inf
+	// chunks (the tensor-core kernels' common shape, INT8's tails staged), with NaN and Inf
 	// inputs (NaN K and V scales) too.
 	gqa := conformance.Case{DType: f32, D: 128, Hq: 16, Hk: 4, Varlen: true, Splits: 3,
 		Lq: []int{1, 1, 1, 1}, Lk: []int{300, 33, 1000, 70}}
@@ -332,38 +332,39 @@ func quantDecodeCases(kv quant.Format, tier devices.Tier, imma bool) []quantCase
 	return cs
 }
 
-// immaKernel is the INT8 tensor-core decode kernel.
-const immaKernel = "decode_int8_imma"
+// immaKernel is the tensor-core decode kernel of K and V quantized as kv (Int8 or Int4).
+func immaKernel(kv quant.Format) string { return "decode_" + kv.String() + "_imma" }
 
-// immaFits reports whether the INT8 tensor-core kernel takes case c (on a device that runs it,
-// with K and V as the tests upload them, dense and contiguous): at most 16 rows per (sequence, kv
-// head) and a head dim that is a multiple of 32 up to 128.
-func immaFits(c conformance.Case) bool {
-	return slices.Max(c.Lq)*c.Hq/c.Hk <= 16 && c.D%32 == 0 && c.D <= 128
+// immaFits reports whether kv's tensor-core kernel takes case c (on a device that runs it, with K
+// and V as the tests upload them, dense and contiguous): at most 16 rows per (sequence, kv head),
+// a head dim that is a multiple of 32 up to 128, and one scale group a row (INT4: d = 32 to 128).
+func immaFits(kv quant.Format, c conformance.Case) bool {
+	return slices.Max(c.Lq)*c.Hq/c.Hk <= 16 && c.D%32 == 0 && c.D <= 128 && kv.Groups(c.D) == 1
 }
 
-// immaOn turns the INT8 tensor-core kernel on for the rest of t (DecodeIMMAEnv 1: it is off by
-// default) and reports whether e's device runs it.
-func immaOn(t *testing.T, e *attention.Engine) bool {
+// immaOn turns the tensor-core kernels on for the rest of t (DecodeIMMAEnv 1: they are off by
+// default) and reports whether e's device runs kv's.
+func immaOn(t *testing.T, e *attention.Engine, kv quant.Format) bool {
 	t.Setenv(attention.DecodeIMMAEnv, "1")
-	_, kernel, err := attention.AutoDecode(e.Profile(), shaders.OpDecodeInt8, memory.F16, 128, 4)
+	op := map[quant.Format]shaders.Op{quant.Int8: shaders.OpDecodeInt8, quant.Int4: shaders.OpDecodeInt4}[kv]
+	_, kernel, err := attention.AutoDecode(e.Profile(), op, memory.F16, 128, 4)
 	require.NoError(t, err)
-	return kernel == immaKernel
+	return kernel == immaKernel(kv)
 }
 
 // TestDecodeQuantized: quantized decode at every tier the device decodes at, each forced,
 // against quant's float64 reference over the dequantized inputs, to the float kernels'
 // tolerance (fp32 accumulation: 1e-5 of the largest output for f32 outputs), outputs poisoned,
-// NaN where the reference has it and only there. On a device with the INT8 tensor-core kernel,
-// INT8 runs at the coopmat tier twice: with the kernel, on the cases it takes, to the tolerance
-// its two-term quantization adds (compareIMMA), and without it (DecodeIMMAEnv 0), the tier's
-// fp16 kernel. A failure prints the seed; VKATTN_SEED replays it.
+// NaN where the reference has it and only there. On a device with the tensor-core kernels, INT8
+// and INT4 run at the coopmat tier twice: with the format's kernel, on the cases it takes, to the
+// tolerance its two-term quantization adds (compareIMMA), and without it (DecodeIMMAEnv 0), the
+// tier's fp16 kernel. A failure prints the seed; VKATTN_SEED replays it.
 func TestDecodeQuantized(t *testing.T) {
 	e := engine(t)
 	for _, kv := range []quant.Format{quant.Int8, quant.Int4} {
 		for _, tier := range e.QuantizedDecodeTiers() {
 			modes := []string{""}
-			if kv == quant.Int8 && tier == devices.TierCoopMat && immaOn(t, e) {
+			if tier == devices.TierCoopMat && immaOn(t, e, kv) {
 				modes = []string{"imma", "imma-off"}
 			}
 			for _, mode := range modes {
@@ -386,7 +387,7 @@ func TestDecodeQuantized(t *testing.T) {
 							kernel := d.run(t, e)
 							want := "decode_" + kv.String() + "_" + tier.String()
 							if mode == "imma" {
-								want = immaKernel
+								want = immaKernel(kv)
 							}
 							require.True(t, strings.HasPrefix(kernel, want), "%s, want %s", kernel, want)
 							if c.nonFinite {
@@ -554,8 +555,8 @@ func TestDecodeQuantizedEqualsFloatDecode(t *testing.T) {
 // INT4, not the 0.99 target, which quant's INT4 format does not reach on Gaussian data (about
 // 0.989 at d = 128, see quant's TestQuantizedAttentionGaussian); the kernel matches quant's
 // reference to fp32 rounding (TestDecodeQuantized), so no kernel can do better with the format.
-// On a device with the INT8 tensor-core kernel, INT8 at the coopmat tier runs it too, on fewer new
-// tokens (at most 16 rows), to the same gates. go test -v prints cosine and relative L1.
+// On a device with the tensor-core kernels, INT8 and INT4 at the coopmat tier run them too, on
+// fewer new tokens (at most 16 rows), to the same gates. go test -v prints cosine and relative L1.
 func TestDecodeQuantizedAccuracy(t *testing.T) {
 	e := engine(t)
 	for _, g := range []struct {
@@ -570,14 +571,14 @@ func TestDecodeQuantizedAccuracy(t *testing.T) {
 	} {
 		for _, tier := range e.QuantizedDecodeTiers() {
 			lqs := [][]int{{1, 16, 4}}
-			imma := tier == devices.TierCoopMat && g.kv == quant.Int8 && immaOn(t, e)
+			imma := tier == devices.TierCoopMat && immaOn(t, e, g.kv)
 			if imma {
-				lqs = append(lqs, []int{1, 4, 2}) // at most 16 rows: the INT8 tensor-core kernel's
+				lqs = append(lqs, []int{1, 4, 2}) // at most 16 rows: the tensor-core kernels'
 			}
 			for _, lq := range lqs {
 				c := quantCase{kv: g.kv, fp8: g.fp8, Case: conformance.Case{DType: quantDType(tier), D: 128, Hq: 8, Hk: 2, Varlen: true,
 					Causal: true, Lq: lq, Lk: []int{1500, 623, 1024}, Tier: tier, Decode: true}}
-				fits := imma && immaFits(c.Case)
+				fits := imma && immaFits(g.kv, c.Case)
 				if fits {
 					c.DType = memory.F32 // it takes every query type
 				} else if g.fp8 && tier == devices.TierCoopMat {
@@ -594,7 +595,7 @@ func TestDecodeQuantizedAccuracy(t *testing.T) {
 					d := in.upload(t, e, c)
 					kernel := d.run(t, e)
 					if fits {
-						require.Equal(t, immaKernel, strings.TrimSuffix(kernel, "+merge"))
+						require.Equal(t, immaKernel(g.kv), strings.TrimSuffix(kernel, "+merge"))
 					}
 					got := conformance.Widen(download(t, d.o))
 					cos, l1 := quant.CosineSimilarity(got, want), quant.RelativeL1(got, want)
@@ -614,7 +615,7 @@ func TestDecodeQuantizedAccuracy(t *testing.T) {
 // what the quantized inputs add.
 func TestDecodeQuantizedBadInputs(t *testing.T) {
 	// The INT8 tensor-core kernel would take the call of f32 queries that the case "tier coopmat"
-	// forces to the coopmat tier, where its fp16 kernel refuses them.
+	// forces to the coopmat tier, where its fp16 kernel refuses them (and the INT4 one INT4's).
 	t.Setenv(attention.DecodeIMMAEnv, "0")
 	e := engine(t)
 	e2 := secondEngine(t)
@@ -876,7 +877,7 @@ func TestDecodeQuantizedResult(t *testing.T) {
 // TestDecodeQuantizedCoopMatRefusesWideQueries: the coopmat tier multiplies queries as fp16,
 // which FP8 and scaled queries do not fit exactly, so forcing it for them is an error that says
 // so, and the poisoned outputs stay untouched (on any device: the check comes first), where its
-// INT8 tensor-core kernel, which takes them, does not take the call (head dim 80).
+// tensor-core kernel, which takes them, does not take the call (head dim 80).
 func TestDecodeQuantizedCoopMatRefusesWideQueries(t *testing.T) {
 	e := engine(t)
 	for option, f := range map[string]func(*quantCase){

@@ -24,8 +24,8 @@ import (
 
 // quantizedCacheEngine is the shared engine, skipping (failing where a device is required)
 // sparse-layout tests on a device without sparse residency buffers. Paged, the test runs
-// without the INT8 tensor-core kernel (DecodeIMMAEnv 0): it does not take paged views, and the
-// tests compare their decodes bit for bit with those of dense copies, which it would take.
+// without the tensor-core kernels (DecodeIMMAEnv 0): they do not take paged views, and the tests
+// compare their decodes bit for bit with those of dense copies, which they would take.
 func quantizedCacheEngine(t *testing.T, paged bool) *attention.Engine {
 	e := engine(t)
 	if err := e.Allocator().Device().SparseResidency(); err != nil && !paged {
