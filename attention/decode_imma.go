@@ -38,8 +38,8 @@ const (
 	immaWidth = 32 // lanes of its subgroup, which is the workgroup
 	immaDims  = 32 // head dims are multiples of it (a Q.K^T step)
 	// immaMaxDim bounds the head dim: a lane holds D/16 query, D/16 K and D/16 V matrices of 4
-	// registers and D/16 O blocks of 8, 160 registers at 128 (about 200 with the next tile's K
-	// in flight); more would spill.
+	// registers and D/16 O blocks of 8, 160 registers at 128 (about 200 with INT8's next tile's
+	// K in flight; INT4 holds the next tile's D/4 code words instead); more would spill.
 	immaMaxDim = 128
 	immaAlign  = 4 // words: K's and V's offsets and strides are whole 16-byte units
 )

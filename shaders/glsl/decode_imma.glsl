@@ -14,14 +14,14 @@
 // q = s (a + b / 254) within s / 508. They are staged through shared memory once and kept as A
 // matrices (16 x 32), D / 32 a term.
 // Scores: K's codes are B matrices (32 channels x 16 keys, column-major: a key's row of K is a
-// column), loaded straight from K's bytes; hi = A_a K and lo = A_b K are exact, and so is
+// column), loaded straight from K's bytes (INT8's whole tiles; others staged, below); hi = A_a K and lo = A_b K are exact, and so is
 // 254 hi + lo (at most 254 * 256 * 127 * 127 < 2^31 at d = 256), staged as int32 in shared memory:
 // times s / 254 and the key's K scale, it is the score.
 // Softmax: lanes 2r and 2r + 1 own row r, 16 keys each, with the matrix tiers' lazily raised
 // maximum (softmax.glsl's raiseMaxLazily: p <= e^SLACK, O rescaled only where a maximum moves).
 // P.V: p' = p * (the key's V scale) becomes two int8 terms as the queries do, with one scale a row
 // and tile, sp = max |p'| / 127 over the row's keys of the tile; V's codes are B matrices (32 keys
-// x 16 channels, row-major), loaded straight from V's bytes; O_block += float(254 hi + lo) times
+// x 16 channels, row-major), loaded as K's are; O_block += float(254 hi + lo) times
 // sp / 254 of each row, through a matrix whose row r holds row r's factor (factors). A scale per
 // row rather than one per tile: the rows of a block (query heads of a kv head, new tokens) take
 // their exponentials against maxima of their own, so their probabilities in one tile may differ
@@ -160,16 +160,25 @@ float stageQueries(Block k, uint r, uint h) {
 	return s;
 }
 
+// K's and V's code words four at a time (the buffers of tensors.glsl's kData and vData): rows
+// start on whole 16-byte units (the host's placement rule, and main's test) and hold WORDS words,
+// a multiple of 4 at the head dims the kernel takes.
+layout(std430, binding = 1) readonly buffer KQuads { uvec4 kQuads[]; };
+layout(std430, binding = 2) readonly buffer VQuads { uvec4 vQuads[]; };
+
 // readCodes reads the code words of the lane's key of the tile from key k0 into kWords and
-// vWords: zero from k.kEnd, so that no key past the sequence is read.
+// vWords, 16 bytes a load: zero from k.kEnd, so that no key past the sequence is read.
 void readCodes(Block k, int k0) {
 	int key = k0 + int(gl_SubgroupInvocationID);
 	bool reads = key < k.kEnd;
 	uint t = k.s.kStart + uint(reads ? key : k0);
-	uint kr = kRow(t, k.kvh), vr = vRow(t, k.kvh);
-	[[unroll]] for (uint w = 0; w < WORDS; w++) {
-		kWords[w] = reads ? kData[kr + w] : 0u;
-		vWords[w] = reads ? vData[vr + w] : 0u;
+	uint kr = kRow(t, k.kvh) / 4u, vr = vRow(t, k.kvh) / 4u;
+	[[unroll]] for (uint u = 0; u < WORDS / 4u; u++) {
+		uvec4 kq = reads ? kQuads[kr + u] : uvec4(0u), vq = reads ? vQuads[vr + u] : uvec4(0u);
+		[[unroll]] for (uint e = 0; e < 4u; e++) {
+			kWords[4u * u + e] = kq[e];
+			vWords[4u * u + e] = vq[e];
+		}
 	}
 }
 
@@ -241,8 +250,8 @@ void loadK(Block k, int k0) {
 		}
 		return;
 	}
-	readCodes(k, k0);
 	sharedBarrier(); // every matrix load from codes is done
+	readCodes(k, k0); // after the barrier: the words are not live across it
 	stageCodes();
 	sharedBarrier();
 	loadStagedK();
