@@ -157,9 +157,7 @@ func AutoDecode(p *devices.Profile, op shaders.Op, dt memory.DType, d, rows int)
 		return devices.TierAuto, "", err
 	}
 	kern := decodeKernel{op: op, dt: dt}
-	_, hasIMMA := immaKernels[op]
-	imma := hasIMMA && tu.imma
-	v, _, _, err := selectDecode(p, op, devices.TierAuto, decodeOrder(kern, rows, false), dt, d, rows, tu, imma)
+	v, _, _, err := selectDecode(p, op, devices.TierAuto, decodeOrder(kern, rows, false), dt, d, rows, tu, tu.imma)
 	if err != nil {
 		return devices.TierAuto, "", err
 	}
@@ -293,11 +291,12 @@ func (e *Engine) planDecodeCall(c *call, splits int, kern decodeKernel) (_ *plan
 		return nil, err
 	}
 	rows := sh.maxLq * (sh.hq / sh.hk)
-	imma := tu.imma && immaCall(c, kern.op)
+	imma := tu.imma && immaCall(c)
 	if kern.wideQueries != "" && tier == devices.TierCoopMat {
 		if _, _, err := immaTiles(&e.profile, kern.op, sh.d, rows); !imma || err != nil {
+			name, _, _ := immaKernel(kern.op)
 			return nil, fmt.Errorf("attention: %s: tier %s multiplies the queries as fp16, which FP8 and scaled queries do not fit exactly, and its tensor-core kernel %s does not take this call; the subgroup and scalar tiers take them",
-				kern.wideQueries, tier, immaKernels[kern.op])
+				kern.wideQueries, tier, name)
 		}
 	}
 	_, pages := c.k.Pages()
@@ -491,6 +490,16 @@ type kvPlacement struct {
 	kOff, vOff                                           uint32
 }
 
+// multipleOf reports whether every stride and offset of at is a multiple of n.
+func (at kvPlacement) multipleOf(n uint32) bool {
+	for _, x := range []uint32{at.kTokenStride, at.kHeadStride, at.vTokenStride, at.vHeadStride, at.kOff, at.vOff} {
+		if x%n != 0 {
+			return false
+		}
+	}
+	return true
+}
+
 // placementOf is the placement of K and V held by tensors k and v ([.., tokens, heads, D]).
 func placementOf(k, v *memory.Tensor) kvPlacement {
 	nk, nv := len(k.Strides), len(v.Strides)
@@ -509,12 +518,7 @@ func streamAligned(l streamLayout, at kvPlacement, unit uint32) bool {
 	if l.roww%lw != 0 {
 		return false
 	}
-	for _, x := range []uint32{at.kTokenStride, at.kHeadStride, at.vTokenStride, at.vHeadStride, at.kOff, at.vOff} {
-		if x%(lw*unit) != 0 {
-			return false
-		}
-	}
-	return true
+	return at.multipleOf(lw * unit)
 }
 
 // decodeShared is the shared memory decode.comp declares for these tiles: the scalar tier's K

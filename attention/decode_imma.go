@@ -8,7 +8,7 @@ import (
 	"github.com/vkattn/vkattn/shaders"
 )
 
-// The tensor-core decode kernels of quantized K and V (decode_imma.glsl, immaKernels) multiply
+// The tensor-core decode kernels of quantized K and V (decode_imma.glsl, immaKernel) multiply
 // INT8 or INT4 K and V's codes as int8 matrices: queries and probabilities enter them as two int8
 // terms each, about 15 bits, so that quantized decode is bound by its bytes rather than by its
 // per-key instructions. They take one subgroup of 16 rows (new tokens times query heads per kv
@@ -26,10 +26,17 @@ import (
 // before any tier where it fits the call (selectDecode); forcing the coopmat tier (Options.Tier,
 // $VKATTN_TIER) takes it where it fits, else the tier's fp16 kernel. Both only where
 // DecodeIMMAEnv turns them on: they have not yet run on a GPU, so they are off by default.
-var immaKernels = map[shaders.Op]string{shaders.OpDecodeInt8: "decode_int8_imma", shaders.OpDecodeInt4: "decode_int4_imma"}
-
-// immaFormats are the formats of K and V the tensor-core kernels read, by operation.
-var immaFormats = map[shaders.Op]quant.Format{shaders.OpDecodeInt8: quant.Int8, shaders.OpDecodeInt4: quant.Int4}
+//
+// immaKernel names the tensor-core kernel of quantized decode operation op and the format of K
+// and V it reads (decodeOps); ok is false for other operations.
+func immaKernel(op shaders.Op) (name string, f quant.Format, ok bool) {
+	for f, o := range decodeOps {
+		if o == op {
+			return "decode_" + f.String() + "_imma", f, true
+		}
+	}
+	return "", 0, false
+}
 
 // The kernel's fixed sizes (decode_imma.glsl's IR, IK and ISG) and what it needs of K and V.
 const (
@@ -54,7 +61,7 @@ const DecodeIMMAEnv = "VKATTN_DECODE_IMMA"
 // and its tiles for head dim d and rows rows per (sequence, kv head) on device p, or why it does
 // not run them.
 func immaTiles(p *devices.Profile, op shaders.Op, d, rows int) (*shaders.Variant, tiles, error) {
-	name, ok := immaKernels[op]
+	name, f, ok := immaKernel(op)
 	if !ok {
 		return nil, tiles{}, fmt.Errorf("attention: no tensor-core decode kernel of %s", op)
 	}
@@ -67,7 +74,6 @@ func immaTiles(p *devices.Profile, op shaders.Op, d, rows int) (*shaders.Variant
 	}
 	t := tiles{BR: immaRows, BC: immaKeys, WG: immaWidth, SG: immaWidth, PinSubgroup: p.MinSubgroupSize != p.MaxSubgroupSize}
 	pinnable := p.Features.SubgroupSizeControl && p.MinSubgroupSize <= immaWidth && immaWidth <= p.MaxSubgroupSize
-	f := immaFormats[op]
 	switch {
 	case rows > immaRows:
 		return nil, tiles{}, fmt.Errorf("attention: %s takes at most %d rows per (sequence, kv head), not %d", name, immaRows, rows)
@@ -99,21 +105,13 @@ func immaShared(d uint32) uint32 {
 // immaPlaced reports whether K and V placed at at (their codes, in words) suit the kernel's matrix
 // loads: every offset and stride a whole number of 16-byte units.
 func immaPlaced(at kvPlacement) bool {
-	for _, x := range []uint32{at.kTokenStride, at.kHeadStride, at.vTokenStride, at.vHeadStride, at.kOff, at.vOff} {
-		if x%immaAlign != 0 {
-			return false
-		}
-	}
-	return true
+	return at.multipleOf(immaAlign)
 }
 
-// immaCall reports whether the K and V of call c, of decode operation op, let a tensor-core
-// kernel take it: INT8 or INT4, not paged (a block table's pages are not evenly strided rows)
-// and placed for its matrix loads, every group's over KV cache sequences too.
-func immaCall(c *call, op shaders.Op) bool {
-	if _, ok := immaKernels[op]; !ok {
-		return false
-	}
+// immaCall reports whether the K and V of call c let a tensor-core kernel take it (immaTiles
+// decides by operation and sizes): not paged (a block table's pages are not evenly strided
+// rows) and placed for its matrix loads, every group's over KV cache sequences too.
+func immaCall(c *call) bool {
 	if _, pages := c.k.Pages(); pages != nil || !immaPlaced(placementOf(c.k, c.v)) {
 		return false
 	}

@@ -55,7 +55,7 @@ func TestIMMATiles(t *testing.T) {
 		p := h100
 		p.CoopMatShapes = append([]vk.CoopMatShape(nil), h100.CoopMatShapes...)
 		f(&p)
-		for op := range immaKernels {
+		for _, op := range decodeOps {
 			_, _, err := immaTiles(&p, op, 128, 4)
 			require.Error(t, err, "%s without %s", op, what)
 		}

@@ -16,7 +16,6 @@ import (
 	"github.com/vkattn/vkattn/devices"
 	"github.com/vkattn/vkattn/memory"
 	"github.com/vkattn/vkattn/quant"
-	"github.com/vkattn/vkattn/shaders"
 )
 
 // quantCase is a quantized decode problem: a decode case (Case.DType is q's and o's type, o's
@@ -346,8 +345,7 @@ func immaFits(kv quant.Format, c conformance.Case) bool {
 // default) and reports whether e's device runs kv's.
 func immaOn(t *testing.T, e *attention.Engine, kv quant.Format) bool {
 	t.Setenv(attention.DecodeIMMAEnv, "1")
-	op := map[quant.Format]shaders.Op{quant.Int8: shaders.OpDecodeInt8, quant.Int4: shaders.OpDecodeInt4}[kv]
-	_, kernel, err := attention.AutoDecode(e.Profile(), op, memory.F16, 128, 4)
+	_, kernel, err := attention.AutoDecode(e.Profile(), attention.DecodeOps[kv], memory.F16, 128, 4)
 	require.NoError(t, err)
 	return kernel == immaKernel(kv)
 }

@@ -7,6 +7,9 @@ import (
 	"github.com/vkattn/vkattn/vk"
 )
 
+// DecodeOps are the decode operations of the quantized formats, for the tests.
+var DecodeOps = decodeOps
+
 // QuantizedKVCacheParts exposes a QuantizedKVCache's two caches to the tests, which spend one's
 // pages to make the second half of an append fail.
 func QuantizedKVCacheParts(c *QuantizedKVCache) (codes, scales *memory.KVCache) {

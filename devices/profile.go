@@ -118,15 +118,9 @@ func (p *Profile) CoopMatFlexibleFor(a vk.ComponentType, invocations uint32) *vk
 }
 
 // HasCoopMatShape reports whether the device offers the subgroup-scope m x n x k shape with inputs
-// of type a and fp32 accumulation.
+// of type a and fp32 accumulation (which does not saturate).
 func (p *Profile) HasCoopMatShape(a vk.ComponentType, m, n, k uint32) bool {
-	for _, s := range p.CoopMatShapes {
-		if s.A == a && s.B == a && s.C == vk.ComponentF32 && s.Result == vk.ComponentF32 && s.SubgroupScope &&
-			s.M == m && s.N == n && s.K == k {
-			return true
-		}
-	}
-	return false
+	return p.HasCoopMatShapeOf(a, vk.ComponentF32, m, n, k)
 }
 
 // HasCoopMatShapeOf reports whether the device offers the subgroup-scope m x n x k shape with
