@@ -231,8 +231,11 @@ func (e *Engine) seqLens(words []uint32) (*memory.Buffer, error) {
 	return b, err
 }
 
-// seqTables writes sequence tables to the engine's small host-visible buffer, each at an offset
-// (returned) aligned for binding, growing the buffer only when a call needs more than any before.
+// seqTables writes sequence tables to the engine's small host-visible buffer (memory.Mapped:
+// device-local where the device lets the host map such memory, so that the kernels' reads of
+// their tables, once a workgroup and for paged K/V once a tile, do not cross the bus), each at
+// an offset (returned) aligned for binding, growing the buffer only when a call needs more than
+// any before.
 // e.mu is held: the buffer serves the call in flight.
 func (e *Engine) seqTables(tables [][]uint32) (*memory.Buffer, []uint64, error) {
 	align := max(e.profile.MinStorageBufferAlignment, 4)
@@ -249,7 +252,7 @@ func (e *Engine) seqTables(tables [][]uint32) (*memory.Buffer, []uint64, error) 
 		for size < need {
 			size *= 2
 		}
-		b, err := e.alloc.NewBuffer(size, memory.Staging)
+		b, err := e.alloc.NewBuffer(size, memory.Mapped)
 		if err != nil {
 			return nil, nil, err
 		}

@@ -264,10 +264,12 @@ type step struct {
 	join bool // runs beside the step before it: no barrier between them
 }
 
+// record records the plan's dispatches; between its steps, which are all dispatches, a barrier
+// over compute shaders only.
 func (p *plan) record(c *vk.Commands) {
 	for i, s := range p.steps {
 		if i > 0 && !s.join {
-			c.Barrier()
+			c.ComputeBarrier()
 		}
 		c.Dispatch(s.set, s.push, s.grid[0], s.grid[1], s.grid[2])
 	}

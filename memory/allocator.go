@@ -78,6 +78,12 @@ type Usage int
 const (
 	DeviceLocal Usage = iota // kernels' tensors
 	Staging                  // host-visible, coherent: transfers to and from the host
+	// Mapped is host-visible, coherent memory that is device-local where the device has such
+	// (a resizable BAR), else Staging's: small tables the host writes before each call and
+	// kernels read, which then stay in device memory instead of crossing the bus at every
+	// read. Each buffer has an allocation of its own, so that a small BAR heap does not give a
+	// whole block to one table.
+	Mapped
 )
 
 // Buffer is a VkBuffer bound to a sub-allocation (or a dedicated allocation).
@@ -141,7 +147,7 @@ func (a *Allocator) newBuffer(size uint64, usage Usage, internal bool) (*Buffer,
 	}
 	b := &Buffer{Buffer: vb, alloc: a, size: reqSize, internal: internal}
 	// The staging buffer (internal) has memory of its own, so that block usage is the callers'.
-	if internal || reqSize >= a.blockSize/2 {
+	if internal || usage == Mapped || reqSize >= a.blockSize/2 {
 		b.mem, err = a.dev.Allocate(reqSize, typ)
 		b.dedicated = true
 	} else {
@@ -160,7 +166,8 @@ func (a *Allocator) newBuffer(size uint64, usage Usage, internal bool) (*Buffer,
 
 // chooseType picks the memory type: for DeviceLocal the device-local type of the largest heap
 // (host-visible only when nothing else is device-local, as on CPU and unified-memory devices);
-// for Staging a host-visible coherent type, cached preferred.
+// for Staging a host-visible coherent type, cached preferred; for Mapped a host-visible coherent
+// type, device-local preferred.
 func (a *Allocator) chooseType(bits uint32, usage Usage) (vk.MemoryType, error) {
 	types := a.dev.MemoryTypes()
 	heaps := a.dev.Info().Heaps
@@ -184,6 +191,13 @@ func (a *Allocator) chooseType(bits uint32, usage Usage) (vk.MemoryType, error) 
 			if t.Flags&(vk.MemoryHostVisible|vk.MemoryHostCoherent) == vk.MemoryHostVisible|vk.MemoryHostCoherent {
 				score = 1
 				if t.Flags&vk.MemoryHostCached != 0 {
+					score = 2
+				}
+			}
+		case Mapped:
+			if t.Flags&(vk.MemoryHostVisible|vk.MemoryHostCoherent) == vk.MemoryHostVisible|vk.MemoryHostCoherent {
+				score = 1
+				if t.Flags&vk.MemoryDeviceLocal != 0 {
 					score = 2
 				}
 			}

@@ -207,6 +207,31 @@ func TestDedicated(t *testing.T) {
 	}
 }
 
+// A Mapped buffer is host-visible and coherent, in device-local memory where the device has a
+// host-visible coherent type that is, and has an allocation of its own.
+func TestMapped(t *testing.T) {
+	a := newTestAllocator(t)
+	want := vk.MemoryFlags(0)
+	for _, typ := range a.dev.MemoryTypes() {
+		f := typ.Flags & (vk.MemoryHostVisible | vk.MemoryHostCoherent | vk.MemoryDeviceLocal)
+		if f&(vk.MemoryHostVisible|vk.MemoryHostCoherent) == vk.MemoryHostVisible|vk.MemoryHostCoherent {
+			want = max(want, f&vk.MemoryDeviceLocal)
+		}
+	}
+	before := a.Stats()
+	b, err := a.NewBuffer(256, Mapped)
+	require.NoError(t, err)
+	require.True(t, b.HostVisible())
+	require.True(t, b.dedicated, "no block of a small BAR heap for one table")
+	require.Equal(t, want, b.mem.Type().Flags&vk.MemoryDeviceLocal, "device-local where the device has such host-visible memory")
+	raw := b.Bytes()
+	require.Len(t, raw, int(b.Size()))
+	raw[0], raw[255] = 1, 2
+	require.Equal(t, before.Blocks, a.Stats().Blocks)
+	b.Close()
+	require.Equal(t, before, a.Stats())
+}
+
 func TestZeroSizedBuffer(t *testing.T) {
 	a := newTestAllocator(t)
 	_, err := a.NewBuffer(0, DeviceLocal)

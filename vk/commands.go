@@ -53,6 +53,14 @@ func (c *Commands) Barrier() {
 	c.memoryBarrier(stages, stages, access, access)
 }
 
+// ComputeBarrier makes earlier compute shader writes visible to later compute shaders, and
+// only that: between dispatches that read what the one before wrote, where Barrier would also
+// wait for transfers.
+func (c *Commands) ComputeBarrier() {
+	stage := uint32(vk.PipelineStageComputeShaderBit)
+	c.memoryBarrier(stage, stage, uint32(vk.AccessShaderWriteBit), uint32(vk.AccessShaderReadBit|vk.AccessShaderWriteBit))
+}
+
 // HostBarrier makes earlier device writes visible to host reads after the submission completes.
 func (c *Commands) HostBarrier() {
 	c.memoryBarrier(uint32(vk.PipelineStageComputeShaderBit|vk.PipelineStageTransferBit), uint32(vk.PipelineStageHostBit),
