@@ -337,7 +337,8 @@ func (e *Engine) planDecodeCall(c *call, splits int, kern decodeKernel) (_ *plan
 	if t.PinSubgroup {
 		sg = t.SG
 	}
-	spec, err := decodeSpecs(variant, kern, o.DType, sh.d, t, tu)
+	mergeLast := n > 1 && tu.mergeLast
+	spec, err := decodeSpecs(variant, kern, o.DType, sh.d, t, tu, mergeLast)
 	if err != nil {
 		return nil, err
 	}
@@ -362,8 +363,8 @@ func (e *Engine) planDecodeCall(c *call, splits int, kern decodeKernel) (_ *plan
 		}
 	}()
 	// With one chunk the results go straight to o and lse; bindings 6 and 7 take o's buffer,
-	// never written.
-	partO, partLSE := o.Buffer(), o.Buffer()
+	// never written, and so does the arrivals' binding where the kernel does not merge.
+	partO, partLSE, arrivals := o.Buffer(), o.Buffer(), o.Buffer()
 	if n > 1 {
 		if partO, err = e.scratch(p, 4*uint64(n)*rowFloats*uint64(sh.d), "partial outputs"); err != nil {
 			return nil, err
@@ -373,14 +374,24 @@ func (e *Engine) planDecodeCall(c *call, splits int, kern decodeKernel) (_ *plan
 		}
 		flags |= flagPartial
 	}
+	if mergeLast {
+		if arrivals, err = e.arrivalCounts(uint64(sh.totalQ) * uint64(grid[1])); err != nil {
+			return nil, err
+		}
+	}
 	push := withPush(c.push, pushFlags, flags)
 	parts := []vk.BufferRange{{Buffer: partO.Buffer}, {Buffer: partLSE.Buffer}}
-	steps, err := e.dispatches(c, pipe, push, grid, append([]uint32{uint32(chunk)}, kern.seq...), append(slices.Clip(parts), kern.bindings...)...)
+	bindings := append(append(slices.Clip(parts), kern.bindings...), vk.BufferRange{Buffer: arrivals.Buffer})
+	steps, err := e.dispatches(c, pipe, push, grid, append([]uint32{uint32(chunk)}, kern.seq...), bindings...)
 	if err != nil {
 		return nil, err
 	}
 	p.steps = append(p.steps, steps...)
 	if n == 1 {
+		return p, nil
+	}
+	if mergeLast {
+		p.kernel += "+" + mergeLastKernel
 		return p, nil
 	}
 	ms, err := e.mergeStep(c.push, o.DType, sh.d, n, sh.totalQ, sh.hq, 0, 0,
@@ -524,22 +535,27 @@ func streamAligned(l streamLayout, at kvPlacement, unit uint32) bool {
 // decodeShared is the shared memory decode.comp declares for these tiles: the scalar tier's K
 // and V tiles (attend_tile.glsl); the subgroup tier's queries, each subgroup's BR rows of the
 // lane layout's vectors (as many whatever the K/V type) of 8 fp32 values (decode_stream.glsl's
-// qShared); the coopmat tier has the forward's (attend_coopmat.glsl).
+// qShared); the coopmat tier has the forward's (attend_coopmat.glsl); and every tier
+// decodeMergeShared.
 func decodeShared(tier devices.Tier, t tiles, d uint32) uint32 {
 	switch tier {
 	case devices.TierSubgroup:
-		return t.WG / t.SG * t.BR * newStreamLayout(d, 32, t.SG).vpr * 8 * 4
+		return t.WG/t.SG*t.BR*newStreamLayout(d, 32, t.SG).vpr*8*4 + decodeMergeShared
 	case devices.TierCoopMat:
 		return decodeCoopMatShared(t, d, 16)
 	}
-	return 4 * (t.BC*(d+1) + t.BC*d) // K (padded rows) and V tiles
+	return 4*(t.BC*(d+1)+t.BC*d) + decodeMergeShared // K (padded rows) and V tiles
 }
+
+// decodeMergeShared is the shared memory decode.comp declares itself at every tier: the word
+// that tells a workgroup it arrived last (lastArrival).
+const decodeMergeShared = 4
 
 // decodeCoopMatShared is the shared memory of the coopmat decode kernel for K/V values of bits
 // bits: the forward's arrays, with the scores and probabilities once per scale group of quantized
-// K and V, and their K and V scales (attend_coopmat.glsl).
+// K and V, and their K and V scales (attend_coopmat.glsl); and decodeMergeShared.
 func decodeCoopMatShared(t tiles, d, bits uint32) uint32 {
-	fwd := t.sharedBytes(devices.TierCoopMat, d)
+	fwd := t.sharedBytes(devices.TierCoopMat, d) + decodeMergeShared
 	if bits > 8 {
 		return fwd
 	}
@@ -597,6 +613,10 @@ const (
 	// DecodeContiguousEnv, set to 1, makes each chunk a range of keys, read a tile after the
 	// other, instead of tiles interleaved with the other chunks' (the default, 0).
 	DecodeContiguousEnv = "VKATTN_DECODE_CONTIGUOUS"
+	// DecodeMergeLastEnv, set to 1, has the workgroup that finishes a block's chunks last merge
+	// their partials inside the decode dispatch (decode.comp's MERGE_LAST), bit for bit as the
+	// merge dispatch that follows it otherwise (0, the default) does.
+	DecodeMergeLastEnv = "VKATTN_DECODE_MERGE_LAST"
 	// DecodePrefetchEnv, set to 1, makes the subgroup tier issue each step's loads during the
 	// step before, so that they are in flight while its arithmetic runs; 0, at the step's start.
 	// Unset: 1 for INT8 and INT4 K/V, 0 for the others.
@@ -611,11 +631,11 @@ const decodePrefetchBits = 8
 
 // decodeTuning is those settings: unroll 0 means the default for the values' width, and
 // prefetch counts only where prefetchSet (else decodePrefetchBits decides); imma is
-// DecodeIMMAEnv set to 1.
+// DecodeIMMAEnv set to 1, mergeLast DecodeMergeLastEnv.
 type decodeTuning struct {
 	unroll, subgroups                 uint32
 	contiguous, prefetch, prefetchSet bool
-	imma                              bool
+	imma, mergeLast                   bool
 }
 
 // decodeTuningEnv reads the settings from the environment.
@@ -642,7 +662,10 @@ func decodeTuningEnv() (decodeTuning, error) {
 	if tu.prefetch, tu.prefetchSet, err = envSwitch(DecodePrefetchEnv); err != nil {
 		return tu, err
 	}
-	tu.imma, _, err = envSwitch(DecodeIMMAEnv)
+	if tu.imma, _, err = envSwitch(DecodeIMMAEnv); err != nil {
+		return tu, err
+	}
+	tu.mergeLast, _, err = envSwitch(DecodeMergeLastEnv)
 	return tu, err
 }
 
@@ -668,17 +691,23 @@ func (tu decodeTuning) prefetchFor(bits uint32) bool {
 }
 
 // decodeSpecs are the specialization constants of decode kernel variant for kern at tiles t:
-// decode.comp's six, the kernel's own (decodeKernelSpecs at most, zero-padded), then at the
-// subgroup tier CONTIGUOUS and PREFETCH where either is set.
-func decodeSpecs(variant *shaders.Variant, kern decodeKernel, dt memory.DType, d int, t tiles, tu decodeTuning) ([]uint32, error) {
+// decode.comp's six, the kernel's own (decodeKernelSpecs at most, zero-padded), then
+// CONTIGUOUS and PREFETCH (set at the subgroup tier only) and MERGE_LAST, as far as the last
+// that is set.
+func decodeSpecs(variant *shaders.Variant, kern decodeKernel, dt memory.DType, d int, t tiles, tu decodeTuning, mergeLast bool) ([]uint32, error) {
 	if len(kern.spec) > decodeKernelSpecs {
 		return nil, fmt.Errorf("attention: internal: %d specialization constants for decode kernel %s, at most %d", len(kern.spec), variant.Name, decodeKernelSpecs)
 	}
-	spec := make([]uint32, 6+decodeKernelSpecs, 6+decodeKernelSpecs+2)
+	spec := make([]uint32, 6+decodeKernelSpecs, 6+decodeKernelSpecs+3)
 	copy(spec, []uint32{dtypeCode(dt), uint32(d), t.BR, t.BC, t.WG, t.SG})
 	copy(spec[6:], kern.spec)
-	if prefetch := tu.prefetchFor(kvBits(kern.op, kern.dt)); variant.Tier == devices.TierSubgroup && (tu.contiguous || prefetch) {
-		spec = append(spec, boolSpec(tu.contiguous), boolSpec(prefetch)) // CONTIGUOUS, PREFETCH
+	subgroup := variant.Tier == devices.TierSubgroup
+	contiguous, prefetch := subgroup && tu.contiguous, subgroup && tu.prefetchFor(kvBits(kern.op, kern.dt))
+	switch {
+	case mergeLast:
+		spec = append(spec, boolSpec(contiguous), boolSpec(prefetch), 1) // CONTIGUOUS, PREFETCH, MERGE_LAST
+	case contiguous || prefetch:
+		spec = append(spec, boolSpec(contiguous), boolSpec(prefetch))
 	}
 	return spec, nil
 }

@@ -94,12 +94,12 @@ func immaTiles(p *devices.Profile, op shaders.Op, d, rows int) (*shaders.Variant
 
 // immaShared is the shared memory decode_imma.glsl declares at head dim d, in bytes: a tile's
 // codes (K's and V's rows, padded by a 16-byte unit), the scores, probabilities and their codes,
-// two factor matrices, an O block and a tile's scales.
+// two factor matrices, an O block and a tile's scales; and decode.comp's (decodeMergeShared).
 func immaShared(d uint32) uint32 {
 	codes := 2 * immaKeys * (d/16 + 1) * 16
 	rows := uint32(immaRows * (immaKeys/4 + 1) * 16) // scores, and probabilities
 	pCodes := uint32(2 * immaRows * (immaKeys/16 + 1) * 16)
-	return codes + 2*rows + pCodes + 2*immaRows*16*4 + immaRows*5*16 + 2*immaKeys*4
+	return codes + 2*rows + pCodes + 2*immaRows*16*4 + immaRows*5*16 + 2*immaKeys*4 + decodeMergeShared
 }
 
 // immaPlaced reports whether K and V placed at at (their codes, in words) suit the kernel's matrix

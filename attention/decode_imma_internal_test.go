@@ -42,7 +42,7 @@ func TestIMMATiles(t *testing.T) {
 	// The shared memory decode_imma.glsl declares at d = 128: codes 2 x 32 x 9 units, scores and
 	// probabilities 16 x 9 each, probability codes 2 x 16 x 3, factors 2 x 16 x 4, an O block
 	// 16 x 5 (16-byte units), and 64 scales.
-	require.Equal(t, uint32((2*32*9+2*16*9+2*16*3+2*16*4+16*5)*16+64*4), immaShared(128))
+	require.Equal(t, uint32((2*32*9+2*16*9+2*16*3+2*16*4+16*5)*16+64*4+decodeMergeShared), immaShared(128))
 	without := map[string]func(p *devices.Profile){
 		"shaderInt8":            func(p *devices.Profile) { p.Features.ShaderInt8 = false },
 		"8-bit storage":         func(p *devices.Profile) { p.Features.StorageBuffer8Bit = false },

@@ -176,7 +176,7 @@ func TestDecodeTilesFitSimulatedDevices(t *testing.T) {
 	p.MaxWorkgroupInvocations, p.MaxWorkgroupSize[0], p.MaxSharedMemory = 1024, 1024, 48<<10
 	tl, _, err = decodeTiles(devices.TierSubgroup, &p, 256, 4, 16, memory.F16, decodeTuning{subgroups: 16})
 	require.NoError(t, err)
-	require.Equal(t, uint32(4*256*4), decodeShared(devices.TierSubgroup, tiles{SG: 32, WG: 32, BR: 4}, 256))
+	require.Equal(t, uint32(4*256*4+decodeMergeShared), decodeShared(devices.TierSubgroup, tiles{SG: 32, WG: 32, BR: 4}, 256))
 	require.Equal(t, 8*tl.SG, tl.WG)
 	require.LessOrEqual(t, decodeShared(devices.TierSubgroup, tl, 256), p.MaxSharedMemory)
 	// A device whose shared memory holds not even one subgroup's queries has no subgroup tier.
@@ -365,30 +365,37 @@ func TestDecodeTierInputsH100(t *testing.T) {
 }
 
 // TestDecodeSpecs: decode.comp's six constants, the kernel's own padded to decodeKernelSpecs, and
-// at the subgroup tier CONTIGUOUS and PREFETCH (ids 9 and 10) where either is set: by default
-// PREFETCH for INT8 and INT4 K/V only; none at the other tiers.
+// then CONTIGUOUS and PREFETCH (ids 9 and 10, set at the subgroup tier only) and MERGE_LAST (11),
+// as far as the last that is set: by default PREFETCH for INT8 and INT4 K/V at the subgroup
+// tier, nothing else.
 func TestDecodeSpecs(t *testing.T) {
 	tl := tiles{BR: 4, BC: 8, WG: 32, SG: 32}
 	for _, c := range []struct {
-		op       shaders.Op
-		dt       memory.DType
-		tier     devices.Tier
-		tu       decodeTuning
-		own      []uint32
-		wantTail []uint32 // after the first 6 + decodeKernelSpecs
+		op        shaders.Op
+		dt        memory.DType
+		tier      devices.Tier
+		tu        decodeTuning
+		mergeLast bool
+		own       []uint32
+		wantTail  []uint32 // after the first 6 + decodeKernelSpecs
 	}{
-		{shaders.OpDecode, memory.F16, devices.TierSubgroup, decodeTuning{}, nil, nil},
-		{shaders.OpDecode, memory.F32, devices.TierSubgroup, decodeTuning{}, nil, nil},
-		{shaders.OpDecodeInt8, memory.F32, devices.TierSubgroup, decodeTuning{}, []uint32{1, 128, 0}, []uint32{0, 1}},
-		{shaders.OpDecodeInt4, memory.F32, devices.TierSubgroup, decodeTuning{}, []uint32{1, 128, 0}, []uint32{0, 1}},
-		{shaders.OpDecodeInt4, memory.F32, devices.TierScalar, decodeTuning{}, []uint32{1, 128, 0}, nil},
-		{shaders.OpDecodeInt8, memory.F32, devices.TierSubgroup, decodeTuning{prefetchSet: true}, []uint32{1, 128, 0}, nil},
-		{shaders.OpDecode, memory.F16, devices.TierSubgroup, decodeTuning{prefetch: true, prefetchSet: true}, nil, []uint32{0, 1}},
-		{shaders.OpDecode, memory.F16, devices.TierSubgroup, decodeTuning{contiguous: true}, nil, []uint32{1, 0}},
+		{shaders.OpDecode, memory.F16, devices.TierSubgroup, decodeTuning{}, false, nil, nil},
+		{shaders.OpDecode, memory.F32, devices.TierSubgroup, decodeTuning{}, false, nil, nil},
+		{shaders.OpDecodeInt8, memory.F32, devices.TierSubgroup, decodeTuning{}, false, []uint32{1, 128, 0}, []uint32{0, 1}},
+		{shaders.OpDecodeInt4, memory.F32, devices.TierSubgroup, decodeTuning{}, false, []uint32{1, 128, 0}, []uint32{0, 1}},
+		{shaders.OpDecodeInt4, memory.F32, devices.TierScalar, decodeTuning{}, false, []uint32{1, 128, 0}, nil},
+		{shaders.OpDecodeInt8, memory.F32, devices.TierSubgroup, decodeTuning{prefetchSet: true}, false, []uint32{1, 128, 0}, nil},
+		{shaders.OpDecode, memory.F16, devices.TierSubgroup, decodeTuning{prefetch: true, prefetchSet: true}, false, nil, []uint32{0, 1}},
+		{shaders.OpDecode, memory.F16, devices.TierSubgroup, decodeTuning{contiguous: true}, false, nil, []uint32{1, 0}},
+		{shaders.OpDecode, memory.F16, devices.TierScalar, decodeTuning{contiguous: true}, false, nil, nil},
+		{shaders.OpDecode, memory.F16, devices.TierSubgroup, decodeTuning{mergeLast: true}, true, nil, []uint32{0, 0, 1}},
+		{shaders.OpDecodeInt8, memory.F32, devices.TierSubgroup, decodeTuning{mergeLast: true}, true, []uint32{1, 128, 0}, []uint32{0, 1, 1}},
+		{shaders.OpDecodeInt8, memory.F32, devices.TierScalar, decodeTuning{mergeLast: true, contiguous: true}, true, []uint32{1, 128, 0}, []uint32{0, 0, 1}},
+		{shaders.OpDecode, memory.F16, devices.TierCoopMat, decodeTuning{mergeLast: true}, true, nil, []uint32{0, 0, 1}},
 	} {
 		variant, err := shaders.ForTier(c.op, c.tier)
 		require.NoError(t, err)
-		spec, err := decodeSpecs(variant, decodeKernel{op: c.op, dt: c.dt, spec: c.own}, memory.F16, 128, tl, c.tu)
+		spec, err := decodeSpecs(variant, decodeKernel{op: c.op, dt: c.dt, spec: c.own}, memory.F16, 128, tl, c.tu, c.mergeLast)
 		require.NoError(t, err)
 		want := append([]uint32{dtypeCode(memory.F16), 128, tl.BR, tl.BC, tl.WG, tl.SG}, make([]uint32, decodeKernelSpecs)...)
 		copy(want[6:], c.own)
@@ -396,6 +403,6 @@ func TestDecodeSpecs(t *testing.T) {
 	}
 	variant, err := shaders.ForTier(shaders.OpDecode, devices.TierSubgroup)
 	require.NoError(t, err)
-	_, err = decodeSpecs(variant, decodeKernel{op: shaders.OpDecode, spec: make([]uint32, decodeKernelSpecs+1)}, memory.F16, 128, tl, decodeTuning{})
+	_, err = decodeSpecs(variant, decodeKernel{op: shaders.OpDecode, spec: make([]uint32, decodeKernelSpecs+1)}, memory.F16, 128, tl, decodeTuning{}, false)
 	require.ErrorContains(t, err, "specialization constants")
 }

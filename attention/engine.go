@@ -55,6 +55,8 @@ type Engine struct {
 	mu     sync.Mutex
 	pipes  map[string]*compiled
 	seqBuf *memory.Buffer // sequence tables of the call in flight
+	// arrivals are the counters of the decode's merge in its last workgroups (arrivalCounts).
+	arrivals *memory.Buffer
 	// scratchPool keeps scratch buffers between calls (decode partials).
 	scratchPool scratchPool
 	closed      atomic.Bool // set under mu; read without it by usable
@@ -169,6 +171,7 @@ func (e *Engine) Close() {
 	}
 	e.pipes = nil
 	e.seqBuf.Close()
+	e.arrivals.Close()
 	e.scratchPool.close()
 	e.alloc.Close()
 	e.dev.Close()
@@ -266,4 +269,34 @@ func (e *Engine) seqTables(tables [][]uint32) (*memory.Buffer, []uint64, error) 
 		}
 	}
 	return e.seqBuf, offs, nil
+}
+
+// arrivalCounts returns the counters of decode.comp's merge in the last workgroup of each block
+// (MERGE_LAST), at least words of them, all zero: zeroed on the device when the buffer is made,
+// and left zero by every dispatch that counts in them (its last workgroups reset them). e.mu is
+// held.
+func (e *Engine) arrivalCounts(words uint64) (*memory.Buffer, error) {
+	if e.arrivals != nil && e.arrivals.Size() >= 4*words {
+		return e.arrivals, nil
+	}
+	size := uint64(4096)
+	for size < 4*words {
+		size *= 2
+	}
+	b, err := e.alloc.NewBuffer(size, memory.DeviceLocal)
+	if err != nil {
+		return nil, fmt.Errorf("attention: decode arrival counts (%d bytes): %w", size, err)
+	}
+	err = e.dev.Run(context.Background(), func(c *vk.Commands) error {
+		c.Fill(b.Buffer, 0, size, 0)
+		c.Barrier()
+		return nil
+	})
+	if err != nil {
+		b.Close()
+		return nil, fmt.Errorf("attention: zeroing decode arrival counts: %w", err)
+	}
+	e.arrivals.Close()
+	e.arrivals = b
+	return b, nil
 }

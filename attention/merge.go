@@ -11,8 +11,12 @@ import (
 	"github.com/vkattn/vkattn/vk"
 )
 
-// mergeKernel is the kernel name Merge reports (and Decode's second dispatch).
-const mergeKernel = "merge"
+// mergeKernel is the kernel name Merge reports (and Decode's second dispatch); Decode reports
+// mergeLastKernel where its last workgroups merge instead (DecodeMergeLastEnv).
+const (
+	mergeKernel     = "merge"
+	mergeLastKernel = "lastmerge"
+)
 
 // Merge combines partial attention results of the same queries over disjoint key sets into the
 // exact result over their union, as the second pass of split-KV decoding does: for each row

@@ -13,7 +13,8 @@ import (
 // The decode kernels require what the forward kernel requires at the same tier, and at the
 // subgroup tier subgroupShuffleXor too (decode_stream.glsl sums a key's dot product across its
 // lanes with it); the merge plain compute; all three bind the attention kernels' six buffers and
-// the two of the partials. The quantized decode kernels are decode.comp with quant.glsl: the same
+// the two of the partials, the decode kernels also the arrivals of their merge in the last
+// workgroup. The quantized decode kernels are decode.comp with quant.glsl: the same
 // requirements, four more bindings.
 func TestDecodeAndMergeVariants(t *testing.T) {
 	for _, tier := range []devices.Tier{devices.TierScalar, devices.TierSubgroup} {
@@ -26,13 +27,13 @@ func TestDecodeAndMergeVariants(t *testing.T) {
 			want = append(slices.Clone(want), devices.FeatureSubgroupShuffle)
 		}
 		require.ElementsMatch(t, want, dec.Requires, dec.Name)
-		require.Equal(t, 8, dec.Bindings, dec.Name)
+		require.Equal(t, 9, dec.Bindings, dec.Name)
 		require.Nil(t, dec.Inputs, "%s takes every input type", dec.Name)
 		for _, op := range []Op{OpDecodeInt8, OpDecodeInt4} {
 			q, err := ForTier(op, tier)
 			require.NoError(t, err)
 			require.ElementsMatch(t, dec.Requires, q.Requires, q.Name)
-			require.Equal(t, 12, q.Bindings, q.Name)
+			require.Equal(t, 13, q.Bindings, q.Name)
 			require.Equal(t, dec.Source, q.Source, q.Name)
 			require.Contains(t, q.Defines, dec.Defines[0], q.Name)
 			require.Nil(t, q.Inputs, q.Name)
@@ -57,10 +58,10 @@ func TestCoopMatDecodeVariants(t *testing.T) {
 		bindings        int
 		inputs          []memory.DType
 	}{
-		{"decode_coopmat", "flash_fwd_coopmat", OpDecode, 8, []memory.DType{memory.F16}},
-		{"decode_coopmat_bf16", "flash_fwd_coopmat_bf16", OpDecode, 8, []memory.DType{memory.BF16}},
-		{"decode_int8_coopmat", "flash_fwd_coopmat", OpDecodeInt8, 12, []memory.DType{memory.F16}},
-		{"decode_int4_coopmat", "flash_fwd_coopmat", OpDecodeInt4, 12, []memory.DType{memory.F16}},
+		{"decode_coopmat", "flash_fwd_coopmat", OpDecode, 9, []memory.DType{memory.F16}},
+		{"decode_coopmat_bf16", "flash_fwd_coopmat_bf16", OpDecode, 9, []memory.DType{memory.BF16}},
+		{"decode_int8_coopmat", "flash_fwd_coopmat", OpDecodeInt8, 13, []memory.DType{memory.F16}},
+		{"decode_int4_coopmat", "flash_fwd_coopmat", OpDecodeInt4, 13, []memory.DType{memory.F16}},
 	} {
 		dec, err := Lookup(c.decode)
 		require.NoError(t, err)

@@ -146,44 +146,46 @@ var Variants = []Variant{
 		Source: "naive.comp", Defines: []string{"NAIVE_SOFTMAX"}, Requires: scalarNeeds},
 	{Name: "naive_pv", Op: OpNaivePV, Tier: devices.TierScalar, Bindings: 7, PushSize: 4 * PushWords,
 		Source: "naive.comp", Defines: []string{"NAIVE_PV"}, Requires: scalarNeeds},
-	// decode.comp needs what flash_fwd.comp does at the same tier; merge.comp plain compute.
-	{Name: "decode_scalar", Op: OpDecode, Tier: devices.TierScalar, Bindings: 8, PushSize: 4 * PushWords,
+	// decode.comp needs what flash_fwd.comp does at the same tier; merge.comp plain compute. Its
+	// bindings: the attention kernels' six, the partials' two, and the arrivals of its merge
+	// in the last workgroup (MERGE_LAST).
+	{Name: "decode_scalar", Op: OpDecode, Tier: devices.TierScalar, Bindings: 9, PushSize: 4 * PushWords,
 		Source: "decode.comp", Defines: []string{"TIER_SCALAR"}, Requires: scalarNeeds},
-	{Name: "decode_subgroup", Op: OpDecode, Tier: devices.TierSubgroup, Bindings: 8, PushSize: 4 * PushWords,
+	{Name: "decode_subgroup", Op: OpDecode, Tier: devices.TierSubgroup, Bindings: 9, PushSize: 4 * PushWords,
 		Source: "decode.comp", Defines: []string{"TIER_SUBGROUP"}, Requires: decodeSubgroupNeeds},
 	// The matrix tier of decode.comp reads K and V as its matrices' type, as the forward's does.
-	{Name: "decode_coopmat", Op: OpDecode, Tier: devices.TierCoopMat, Bindings: 8, PushSize: 4 * PushWords,
+	{Name: "decode_coopmat", Op: OpDecode, Tier: devices.TierCoopMat, Bindings: 9, PushSize: 4 * PushWords,
 		Source: "decode.comp", Defines: []string{"TIER_COOPMAT"}, Env: "vulkan1.3", Inputs: []memory.DType{memory.F16},
 		Requires: coopMatNeeds},
-	{Name: "decode_coopmat_bf16", Op: OpDecode, Tier: devices.TierCoopMat, Bindings: 8, PushSize: 4 * PushWords,
+	{Name: "decode_coopmat_bf16", Op: OpDecode, Tier: devices.TierCoopMat, Bindings: 9, PushSize: 4 * PushWords,
 		Source: "decode.comp", Defines: []string{"TIER_COOPMAT", "ELEM_BF16"}, Env: "vulkan1.3", Inputs: []memory.DType{memory.BF16},
 		Requires: coopMatBF16Needs},
-	// decode.comp over quantized K and V (quant.glsl): four more bindings, the scales of K, V and
-	// FP8 queries and the queries' RoPE-aware scales.
-	{Name: "decode_int8_scalar", Op: OpDecodeInt8, Tier: devices.TierScalar, Bindings: 12, PushSize: 4 * PushWords,
+	// decode.comp over quantized K and V (quant.glsl): four more bindings before the arrivals, the
+	// scales of K, V and FP8 queries and the queries' RoPE-aware scales.
+	{Name: "decode_int8_scalar", Op: OpDecodeInt8, Tier: devices.TierScalar, Bindings: 13, PushSize: 4 * PushWords,
 		Source: "decode.comp", Defines: []string{"TIER_SCALAR", "KV_INT8"}, Requires: scalarNeeds},
-	{Name: "decode_int8_subgroup", Op: OpDecodeInt8, Tier: devices.TierSubgroup, Bindings: 12, PushSize: 4 * PushWords,
+	{Name: "decode_int8_subgroup", Op: OpDecodeInt8, Tier: devices.TierSubgroup, Bindings: 13, PushSize: 4 * PushWords,
 		Source: "decode.comp", Defines: []string{"TIER_SUBGROUP", "KV_INT8"}, Requires: decodeSubgroupNeeds},
-	{Name: "decode_int4_scalar", Op: OpDecodeInt4, Tier: devices.TierScalar, Bindings: 12, PushSize: 4 * PushWords,
+	{Name: "decode_int4_scalar", Op: OpDecodeInt4, Tier: devices.TierScalar, Bindings: 13, PushSize: 4 * PushWords,
 		Source: "decode.comp", Defines: []string{"TIER_SCALAR", "KV_INT4"}, Requires: scalarNeeds},
-	{Name: "decode_int4_subgroup", Op: OpDecodeInt4, Tier: devices.TierSubgroup, Bindings: 12, PushSize: 4 * PushWords,
+	{Name: "decode_int4_subgroup", Op: OpDecodeInt4, Tier: devices.TierSubgroup, Bindings: 13, PushSize: 4 * PushWords,
 		Source: "decode.comp", Defines: []string{"TIER_SUBGROUP", "KV_INT4"}, Requires: decodeSubgroupNeeds},
 	// The coopmat tier's quantized kernels stage the codes as fp16 matrix values and take fp16
 	// queries (as the float kernel, q's type is the matrices').
-	{Name: "decode_int8_coopmat", Op: OpDecodeInt8, Tier: devices.TierCoopMat, Bindings: 12, PushSize: 4 * PushWords,
+	{Name: "decode_int8_coopmat", Op: OpDecodeInt8, Tier: devices.TierCoopMat, Bindings: 13, PushSize: 4 * PushWords,
 		Source: "decode.comp", Defines: []string{"TIER_COOPMAT", "KV_INT8"}, Env: "vulkan1.3", Inputs: []memory.DType{memory.F16},
 		Requires: coopMatNeeds},
-	{Name: "decode_int4_coopmat", Op: OpDecodeInt4, Tier: devices.TierCoopMat, Bindings: 12, PushSize: 4 * PushWords,
+	{Name: "decode_int4_coopmat", Op: OpDecodeInt4, Tier: devices.TierCoopMat, Bindings: 13, PushSize: 4 * PushWords,
 		Source: "decode.comp", Defines: []string{"TIER_COOPMAT", "KV_INT4"}, Env: "vulkan1.3", Inputs: []memory.DType{memory.F16},
 		Requires: coopMatNeeds},
 	// INT8 and INT4 K/V on int8 matrices (decode_imma.glsl; INT4's codes staged as int8 in shared
 	// memory): queries of any type and mode, quantized in the kernel; kernels of the coopmat tier
 	// for the calls they fit, which the attention package chooses per call (few rows, dense
 	// aligned K and V, INT4 of one scale group a row).
-	{Name: "decode_int8_imma", Op: OpDecodeInt8, Tier: devices.TierCoopMat, Bindings: 12, PushSize: 4 * PushWords,
+	{Name: "decode_int8_imma", Op: OpDecodeInt8, Tier: devices.TierCoopMat, Bindings: 13, PushSize: 4 * PushWords,
 		Source: "decode.comp", Defines: []string{"TIER_COOPMAT", "KV_INT8", "IMMA"}, Env: "vulkan1.3", Alternate: true,
 		Requires: immaNeeds},
-	{Name: "decode_int4_imma", Op: OpDecodeInt4, Tier: devices.TierCoopMat, Bindings: 12, PushSize: 4 * PushWords,
+	{Name: "decode_int4_imma", Op: OpDecodeInt4, Tier: devices.TierCoopMat, Bindings: 13, PushSize: 4 * PushWords,
 		Source: "decode.comp", Defines: []string{"TIER_COOPMAT", "KV_INT4", "IMMA"}, Env: "vulkan1.3", Alternate: true,
 		Requires: immaNeeds},
 	{Name: "merge", Op: OpMerge, Tier: devices.TierScalar, Bindings: 8, PushSize: 4 * PushWords,

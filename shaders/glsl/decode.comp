@@ -2,7 +2,8 @@
 // Split-KV decoding ("flash-decoding"): a few new query tokens per sequence against its keys,
 // which are split into chunks; a workgroup computes one chunk of one KV head for up to BR rows
 // with the forward kernels' online softmax and writes a partial output and logsumexp, and
-// merge.comp combines the chunks' partials into the result (Engine.Decode).
+// merge.comp combines the chunks' partials into the result (Engine.Decode), or, with MERGE_LAST,
+// the workgroup that finishes a block's chunks last merges them (mergeLast).
 //
 // Rows: those of (sequence, kv head kvh) are its lq new tokens times the G = hq / hk query heads
 // that read kvh, token-major: row r is token r / G of query head kvh * G + r % G. They share the
@@ -40,12 +41,12 @@
 //                  float kernel's, and so is everything after.
 
 #extension GL_GOOGLE_include_directive : require
+#extension GL_EXT_control_flow_attributes : require
 #ifdef TIER_SUBGROUP
 #extension GL_KHR_shader_subgroup_basic : require
 #extension GL_KHR_shader_subgroup_arithmetic : require
 #extension GL_KHR_shader_subgroup_vote : require
 #extension GL_KHR_shader_subgroup_shuffle : require
-#extension GL_EXT_control_flow_attributes : require
 #endif
 #ifdef TIER_COOPMAT
 #extension GL_KHR_shader_subgroup_basic : require
@@ -58,7 +59,6 @@
 #extension GL_EXT_shader_explicit_arithmetic_types_int8 : require
 #extension GL_EXT_shader_explicit_arithmetic_types_int32 : require
 #extension GL_EXT_shader_8bit_storage : require
-#extension GL_EXT_control_flow_attributes : require
 #else
 #extension GL_EXT_shader_explicit_arithmetic_types_float16 : require
 #include "elem.glsl"
@@ -95,8 +95,33 @@ float queryAt(uint t, uint h, uint d) { return qAt(t, h, d); }
 
 const uint FLAG_PARTIAL = 2u;
 
-layout(std430, binding = 6) writeonly buffer PartO { float partO[]; };
-layout(std430, binding = 7) writeonly buffer PartLSE { float partLSE[]; };
+// coherent: with MERGE_LAST another workgroup of the dispatch reads them (mergeLast).
+layout(std430, binding = 6) coherent buffer PartO { float partO[]; };
+layout(std430, binding = 7) coherent buffer PartLSE { float partLSE[]; };
+
+// MERGE_LAST (with FLAG_PARTIAL): the workgroup that finishes last among those of its block
+// (sequence, kv head, row block) merges their partials into o and lse (merge.glsl), bit for bit
+// as merge.comp would; each counts itself in arrivals, one word per block that the host zeroes
+// once and the last workgroup zeroes again for the next dispatch: word qStart * (grid's y) + y,
+// so that dispatches side by side (one per group of KV cache sequences) count apart. After
+// quant.glsl's four bindings where it has them.
+layout(constant_id = 11) const bool MERGE_LAST = false;
+#ifdef KV_QUANT
+#define ARRIVALS_BINDING 12
+#else
+#define ARRIVALS_BINDING 8
+#endif
+layout(std430, binding = ARRIVALS_BINDING) coherent buffer Arrivals { uint arrivals[]; };
+shared uint lastArrival;
+
+// The last workgroup merges with few invocations, after the others are done: 8 pairs an
+// invocation (every head dim has a multiple of 8 pairs), so that one new token of 4 query heads
+// per KV head at d = 128 takes one item per invocation of a 32-wide subgroup, and 4 partials a
+// batch, so that a batch's loads (64 floats) stay within the registers the kernel's loop
+// already takes.
+#define MERGE_PAIRS 8u
+#define MERGE_BATCH 4u
+#include "merge.glsl"
 
 // chunkIndex is the chunk of the invocation's block, of chunkCount: the workgroup's, or at the
 // subgroup tier, where a workgroup may hold WG / SG subgroups, each a block of its own, the
@@ -225,6 +250,50 @@ int firstTile(Block k) {
 }
 int tileStride() { return int((contiguous() ? 1u : chunkCount()) * BC); }
 
+// mergeBarrier orders the workgroup's accesses to memory before it with those after it: a
+// workgroup's barrier, or where the workgroup is one subgroup (the subgroup tier's default, one
+// subgroup of 16 rows at the coopmat tier, the tensor-core kernels; and the driver runs the
+// width pinned) the subgroup's, which lavapipe compiles without splitting the kernel at every
+// barrier into coroutines (its compiler took minutes over that for the unrolled subgroup
+// kernels; it knows its subgroup width when it compiles, so the test folds away).
+void mergeBarrier() {
+#if defined(TIER_SUBGROUP) || defined(TIER_COOPMAT)
+	if (WG == SG && gl_SubgroupSize == SG) {
+		subgroupBarrier();
+		return;
+	}
+#endif
+	barrier();
+}
+
+// mergeLast, run by every workgroup once its chunks' partials are written: with MERGE_LAST, the
+// last of a block's workgroups to arrive merges the block's rows. Uniform across the workgroup.
+void mergeLast() {
+	Block k = block();
+	if (!MERGE_LAST || !partial() || blockIdle(k)) return; // nothing written, nothing counted
+	memoryBarrierBuffer(); // the workgroup's partials before its arrival
+	mergeBarrier();
+	if (gl_LocalInvocationIndex == 0u) {
+		uint at = k.s.qStart * gl_NumWorkGroups.y + gl_WorkGroupID.y;
+		bool last = atomicAdd(arrivals[at], 1u) == gl_NumWorkGroups.x - 1u;
+		if (last) atomicExchange(arrivals[at], 0u);
+		lastArrival = last ? 1u : 0u;
+	}
+	mergeBarrier();
+	if (lastArrival == 0u) return;
+	memoryBarrierBuffer(); // the other workgroups' partials after their arrivals
+	uint perRow = (D / 2u + MERGE_PAIRS - 1u) / MERGE_PAIRS, rows = cuSeqlens[pc.nSeq] * pc.hq;
+	uint items = min(BR, k.rows - k.r0) * perRow;
+	for (uint it = gl_LocalInvocationIndex; it < items; it += WG) {
+		uint r = it / perRow, p0 = it % perRow * MERGE_PAIRS;
+		uint t = rowToken(k, r), h = rowHead(k, k.r0 + r);
+		storeMerged(t, h, p0, mergePairs(chunkCount(), rows, t * pc.hq + h, p0, 0u, 0u));
+	}
+}
+
+// The tier's kernel computes the workgroup's chunks as its main would (attendBlock), and then
+// the last workgroup of a block merges (mergeLast).
+#define main attendBlock
 #ifdef TIER_SCALAR
 #include "attend_tile.glsl"
 #include "attend_scalar.glsl"
@@ -239,3 +308,9 @@ int tileStride() { return int((contiguous() ? 1u : chunkCount()) * BC); }
 #include "attend_coopmat.glsl"
 #endif
 #endif
+#undef main
+
+void main() {
+	attendBlock();
+	mergeLast();
+}

@@ -1,0 +1,139 @@
+package attention_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+	"github.com/vkattn/vkattn/attention"
+	"github.com/vkattn/vkattn/attention/conformance"
+	"github.com/vkattn/vkattn/attention/reference"
+	"github.com/vkattn/vkattn/devices"
+	"github.com/vkattn/vkattn/quant"
+)
+
+// TestDecodeMergeLast checks the split decode with its merge in the last workgroup of each block
+// (VKATTN_DECODE_MERGE_LAST=1) against the merge dispatch, which the decode tests hold to the
+// float64 oracle: outputs and logsumexps bit for bit the same, float K/V at every tier and
+// quantized K/V at every tier (on a GPU with them, the tensor-core kernels too), and over a KV
+// cache whose sequences lie in several buffers (a dispatch per buffer, side by side, each
+// counting its arrivals apart). A malformed setting fails the call, naming it.
+func TestDecodeMergeLast(t *testing.T) {
+	e := engine(t)
+	t.Run("float", testMergeLastFloat)
+	t.Run("quantized", testMergeLastQuantized)
+	t.Run("cache", func(t *testing.T) {
+		t.Setenv(attention.DecodeMergeLastEnv, "1")
+		TestDecodeCache(t)
+	})
+	checkSettingRejected(t, e, attention.DecodeMergeLastEnv, "yes")
+}
+
+// mergeLastKernel is the kernel name a split decode reports with its merge in the kernel, given
+// the name it reports with the merge dispatch.
+func mergeLastKernel(t *testing.T, dispatch string) string {
+	t.Helper()
+	require.True(t, strings.HasSuffix(dispatch, "+merge"), dispatch)
+	return strings.TrimSuffix(dispatch, "+merge") + "+lastmerge"
+}
+
+// testMergeLastFloat decodes shapes with many row blocks, sequences without new tokens and
+// without keys, and chunk counts that leave chunks empty, at every tier, with the merge dispatch
+// and with the merge in the kernel: bit-identical. The same call timed (warmup and timed runs
+// recorded in one submission, the counters reset by each run's last workgroups) and run once
+// more after other calls gives the same results.
+func testMergeLastFloat(t *testing.T) {
+	e := engine(t)
+	ctx := context.Background()
+	r := conformance.NewRand(seed(t))
+	for _, c := range []struct {
+		hq, hk, d int
+		lq, lk    []int
+		splits    int
+	}{
+		{8, 2, 64, []int{1, 1}, []int{700, 300}, 5},
+		{8, 2, 80, []int{3, 0, 16, 0, 2}, []int{200, 9, 517, 0, 40}, 7},
+		{4, 1, 256, []int{16}, []int{299}, 3},
+		{32, 8, 128, []int{1, 1, 1}, []int{1000, 4, 130}, 8},
+	} {
+		for _, tier := range e.DecodeTiers() {
+			what := fmt.Sprintf("%s: hq %d hk %d d %d lq %v lk %v splits %d", tier, c.hq, c.hk, c.d, c.lq, c.lk, c.splits)
+			cuQ, cuK := reference.Cumulative(c.lq), reference.Cumulative(c.lk)
+			dt := e.DecodeTierInputs(tier)[0]
+			q := upload(t, e, dt, normals(r, cuQ[len(c.lq)]*c.hq*c.d), cuQ[len(c.lq)], c.hq, c.d)
+			k := upload(t, e, dt, normals(r, cuK[len(c.lk)]*c.hk*c.d), cuK[len(c.lk)], c.hk, c.d)
+			v := upload(t, e, dt, normals(r, cuK[len(c.lk)]*c.hk*c.d), cuK[len(c.lk)], c.hk, c.d)
+			opts := attention.DecodeOptions{Options: attention.Options{LSE: true, Causal: true, CuSeqlensQ: cuQ, CuSeqlensK: cuK, Tier: tier}, Splits: c.splits}
+			run := func(mergeLast string) (*attention.Result, string) {
+				t.Setenv(attention.DecodeMergeLastEnv, mergeLast)
+				res := newResult(t, e, dt, cuQ[len(c.lq)], c.hq, c.d)
+				kernel, err := e.DecodeInto(ctx, res.O, res.LSE, q, k, v, opts)
+				require.NoError(t, err, what)
+				return res, kernel
+			}
+			want, dispatch := run("0")
+			got, kernel := run("1")
+			require.Equal(t, mergeLastKernel(t, dispatch), kernel, what)
+			requireSameResult(t, what, got, want)
+			if c.d != 64 {
+				continue
+			}
+			timed := newResult(t, e, dt, cuQ[len(c.lq)], c.hq, c.d)
+			_, kernel, err := e.TimeDecode(ctx, timed.O, timed.LSE, q, k, v, opts, 2, 3)
+			require.NoError(t, err, what)
+			require.Equal(t, mergeLastKernel(t, dispatch), kernel, what)
+			requireSameResult(t, what+", timed", timed, want)
+			defer func() {
+				again, _ := run("1")
+				requireSameResult(t, what+", after other calls", again, want)
+			}()
+		}
+	}
+}
+
+// testMergeLastQuantized runs the quantized decode cases at d = 128 with float queries that split
+// the keys (GQA and MQA, varlen, non-finite groups, V scales far apart), INT8 and INT4 at
+// every tier (and on a GPU with them the tensor-core kernels, on the cases they take), with the
+// merge dispatch and with the merge in the kernel: bit-identical.
+func testMergeLastQuantized(t *testing.T) {
+	e := engine(t)
+	ran := 0
+	for _, kv := range []quant.Format{quant.Int8, quant.Int4} {
+		for _, tier := range e.QuantizedDecodeTiers() {
+			imma := []bool{false}
+			if tier == devices.TierCoopMat && immaOn(t, e, kv) {
+				imma = []bool{false, true}
+			}
+			for _, on := range imma {
+				t.Setenv(attention.DecodeIMMAEnv, map[bool]string{false: "0", true: "1"}[on])
+				for _, c := range quantDecodeCases(kv, tier, on) {
+					if c.Splits == 1 || c.D != 128 || c.fp8 || c.scaled {
+						continue // one chunk; the others compile pipelines of their own (slow on lavapipe)
+					}
+					s := seed(t)
+					in := c.draw(t, conformance.NewRand(s))
+					run := func(mergeLast string) (*deviceInputs, string) {
+						t.Setenv(attention.DecodeMergeLastEnv, mergeLast)
+						d := in.upload(t, e, c)
+						return d, d.run(t, e)
+					}
+					want, dispatch := run("0")
+					if !strings.HasSuffix(dispatch, "+merge") {
+						continue // one chunk: nothing to merge
+					}
+					got, kernel := run("1")
+					what := fmt.Sprintf("%s (seed %d)", c, s)
+					require.Equal(t, mergeLastKernel(t, dispatch), kernel, what)
+					requireSame(t, what+": o", got.o, want.o)
+					if want.lse != nil {
+						requireSame(t, what+": lse", got.lse, want.lse)
+					}
+					ran++
+				}
+			}
+		}
+	}
+	require.Positive(t, ran)
+}
