@@ -44,7 +44,9 @@ type DecodeOptions struct {
 // workgroup per (chunk, KV head) computes a partial output and logsumexp for every query head
 // of that KV head and every new token (where they fit: see decodeTiles), so each K/V byte is
 // read once, into fp32 scratch memory; a second dispatch merges the partials (the kernel Merge
-// runs). With one chunk the first dispatch writes the result and there is no second. Vulkan
+// runs; with DecodeMergeLastEnv set, the last workgroup of each (KV head, sequence, row block)
+// merges instead, in the first). With one chunk the first dispatch writes the result and there
+// is no second. Vulkan
 // does not report a GPU's compute units, so the automatic number of chunks aims at a number of
 // workgroups per device type (twice the CPU threads on a CPU device; a few per compute unit of
 // the largest GPUs), chunks of at least 128 keys, at most 128 chunks, and partials that fit the
@@ -63,7 +65,8 @@ func (e *Engine) Decode(ctx context.Context, q, k, v *memory.Tensor, opts Decode
 
 // DecodeInto is Decode into o (shaped and typed as q) and, if not nil, lse (fp32, q's shape
 // without the head dim). It returns the kernels that ran: the decode variant, with "+merge"
-// where the keys were split into more than one chunk.
+// where the keys were split into more than one chunk ("+lastmerge" where the decode kernel
+// merged them, DecodeMergeLastEnv).
 func (e *Engine) DecodeInto(ctx context.Context, o, lse, q, k, v *memory.Tensor, opts DecodeOptions) (string, error) {
 	return e.runBuilt(ctx, func() (*plan, error) { return e.planDecode(o, lse, q, k, v, opts) })
 }

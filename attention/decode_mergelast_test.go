@@ -23,6 +23,7 @@ import (
 func TestDecodeMergeLast(t *testing.T) {
 	e := engine(t)
 	t.Run("float", testMergeLastFloat)
+	t.Run("subgroups", testMergeLastSubgroups)
 	t.Run("quantized", testMergeLastQuantized)
 	t.Run("cache", func(t *testing.T) {
 		t.Setenv(attention.DecodeMergeLastEnv, "1")
@@ -54,6 +55,7 @@ func testMergeLastFloat(t *testing.T) {
 		splits    int
 	}{
 		{8, 2, 64, []int{1, 1}, []int{700, 300}, 5},
+		{8, 2, 64, []int{16, 16, 16}, []int{200, 300, 100}, 5}, // more counters than the engine first makes
 		{8, 2, 80, []int{3, 0, 16, 0, 2}, []int{200, 9, 517, 0, 40}, 7},
 		{4, 1, 256, []int{16}, []int{299}, 3},
 		{32, 8, 128, []int{1, 1, 1}, []int{1000, 4, 130}, 8},
@@ -77,9 +79,6 @@ func testMergeLastFloat(t *testing.T) {
 			got, kernel := run("1")
 			require.Equal(t, mergeLastKernel(t, dispatch), kernel, what)
 			requireSameResult(t, what, got, want)
-			if c.d != 64 {
-				continue
-			}
 			timed := newResult(t, e, dt, cuQ[len(c.lq)], c.hq, c.d)
 			_, kernel, err := e.TimeDecode(ctx, timed.O, timed.LSE, q, k, v, opts, 2, 3)
 			require.NoError(t, err, what)
@@ -90,6 +89,33 @@ func testMergeLastFloat(t *testing.T) {
 				requireSameResult(t, what+", after other calls", again, want)
 			}()
 		}
+	}
+}
+
+// testMergeLastSubgroups: at the subgroup tier with 2 subgroups a workgroup
+// (VKATTN_DECODE_SUBGROUPS), each a chunk of its own, so that a workgroup holds two chunks and
+// arrives once for both, and with chunk counts that 2 does not divide (a subgroup a workgroup
+// then): bit-identical to the merge dispatch.
+func testMergeLastSubgroups(t *testing.T) {
+	e := subgroupTierEngine(t)
+	ctx := context.Background()
+	r := conformance.NewRand(seed(t))
+	t.Setenv(attention.DecodeSubgroupsEnv, "2")
+	dt := e.DecodeTierInputs(devices.TierSubgroup)[0]
+	cuQ, cuK := reference.Cumulative([]int{1, 1, 0}), reference.Cumulative([]int{700, 90, 5})
+	q := upload(t, e, dt, normals(r, 2*8*64), 2, 8, 64)
+	k := upload(t, e, dt, normals(r, cuK[3]*2*64), cuK[3], 2, 64)
+	v := upload(t, e, dt, normals(r, cuK[3]*2*64), cuK[3], 2, 64)
+	for _, splits := range []int{6, 5} {
+		opts := attention.DecodeOptions{Options: attention.Options{LSE: true, CuSeqlensQ: cuQ, CuSeqlensK: cuK, Tier: devices.TierSubgroup}, Splits: splits}
+		var res [2]*attention.Result
+		for i, on := range []string{"0", "1"} {
+			t.Setenv(attention.DecodeMergeLastEnv, on)
+			res[i] = newResult(t, e, dt, 2, 8, 64)
+			_, err := e.DecodeInto(ctx, res[i].O, res[i].LSE, q, k, v, opts)
+			require.NoError(t, err)
+		}
+		requireSameResult(t, fmt.Sprintf("splits %d", splits), res[1], res[0])
 	}
 }
 

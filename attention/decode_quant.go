@@ -74,7 +74,7 @@ func (e *Engine) DecodeQuantized(ctx context.Context, q *memory.Tensor, k, v *Qu
 // DecodeQuantizedInto is DecodeQuantized into o (shaped as the queries, typed as q, any type with
 // FP8 queries) and, if not nil, lse (fp32, the queries' shape without the head dim). It returns
 // the kernels that ran: the decode variant (decode_int8_subgroup, ...), with "+merge" where the
-// keys were split into more than one chunk.
+// keys were split into more than one chunk ("+lastmerge" where the decode kernel merged them).
 func (e *Engine) DecodeQuantizedInto(ctx context.Context, o, lse, q *memory.Tensor, k, v *Quantized, opts QuantizedDecodeOptions) (string, error) {
 	return e.runBuilt(ctx, func() (*plan, error) { return e.planDecodeQuantized(o, lse, q, k, v, opts) })
 }

@@ -289,9 +289,13 @@ func (p *plan) close() {
 }
 
 // runPlan records the plan once, submits it and waits; it closes the plan. e.mu must be held.
+// A full barrier first makes what earlier submissions wrote, transfers included (uploads end
+// without one), visible to the plan's dispatches, between which record puts compute barriers
+// only.
 func (e *Engine) runPlan(ctx context.Context, p *plan) (string, error) {
 	defer p.close()
 	err := e.dev.Run(ctx, func(c *vk.Commands) error {
+		c.Barrier()
 		p.record(c)
 		c.HostBarrier()
 		return nil
@@ -313,6 +317,7 @@ func (e *Engine) timePlan(ctx context.Context, p *plan, warmup, iters int) ([]ti
 	defer qp.Close()
 	err = e.dev.Run(ctx, func(c *vk.Commands) error {
 		c.ResetQueries(qp)
+		c.Barrier() // as runPlan's
 		for i := 0; i < warmup; i++ {
 			p.record(c)
 			c.Barrier()

@@ -169,8 +169,11 @@ func (a *Allocator) newBuffer(size uint64, usage Usage, internal bool) (*Buffer,
 // for Staging a host-visible coherent type, cached preferred; for Mapped a host-visible coherent
 // type, device-local preferred.
 func (a *Allocator) chooseType(bits uint32, usage Usage) (vk.MemoryType, error) {
-	types := a.dev.MemoryTypes()
-	heaps := a.dev.Info().Heaps
+	return chooseMemoryType(a.dev.MemoryTypes(), a.dev.Info().Heaps, bits, usage)
+}
+
+// chooseMemoryType is chooseType among types (indexed by their Index) and heaps.
+func chooseMemoryType(types []vk.MemoryType, heaps []vk.MemoryHeap, bits uint32, usage Usage) (vk.MemoryType, error) {
 	best, bestScore := -1, -1
 	for _, t := range types {
 		if bits&(1<<t.Index) == 0 {

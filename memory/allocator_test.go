@@ -207,29 +207,61 @@ func TestDedicated(t *testing.T) {
 	}
 }
 
-// A Mapped buffer is host-visible and coherent, in device-local memory where the device has a
-// host-visible coherent type that is, and has an allocation of its own.
+// A Mapped buffer is host-visible and coherent, and has an allocation of its own.
 func TestMapped(t *testing.T) {
 	a := newTestAllocator(t)
-	want := vk.MemoryFlags(0)
-	for _, typ := range a.dev.MemoryTypes() {
-		f := typ.Flags & (vk.MemoryHostVisible | vk.MemoryHostCoherent | vk.MemoryDeviceLocal)
-		if f&(vk.MemoryHostVisible|vk.MemoryHostCoherent) == vk.MemoryHostVisible|vk.MemoryHostCoherent {
-			want = max(want, f&vk.MemoryDeviceLocal)
-		}
-	}
 	before := a.Stats()
 	b, err := a.NewBuffer(256, Mapped)
 	require.NoError(t, err)
 	require.True(t, b.HostVisible())
 	require.True(t, b.dedicated, "no block of a small BAR heap for one table")
-	require.Equal(t, want, b.mem.Type().Flags&vk.MemoryDeviceLocal, "device-local where the device has such host-visible memory")
 	raw := b.Bytes()
 	require.Len(t, raw, int(b.Size()))
 	raw[0], raw[255] = 1, 2
 	require.Equal(t, before.Blocks, a.Stats().Blocks)
 	b.Close()
 	require.Equal(t, before, a.Stats())
+}
+
+// The memory type each usage takes on the memory types of a few devices: the H100's (a
+// resizable BAR over the whole device-local heap), a discrete GPU's with a 256 MiB BAR heap, one
+// without device-local host-visible memory, and a CPU device's single type; and only among the
+// types a buffer allows.
+func TestChooseMemoryType(t *testing.T) {
+	const dl, hv, hc, cached = vk.MemoryDeviceLocal, vk.MemoryHostVisible, vk.MemoryHostCoherent, vk.MemoryHostCached
+	type ty struct {
+		heap  int
+		flags vk.MemoryFlags
+	}
+	for _, c := range []struct {
+		name                   string
+		heaps                  []uint64
+		types                  []ty
+		bits                   uint32
+		local, staging, mapped int
+	}{
+		{"h100", []uint64{79 << 30, 94 << 30}, []ty{{1, 0}, {0, dl}, {1, hv | hc}, {1, hv | hc | cached}, {0, dl | hv | hc}}, 0x1f, 1, 3, 4},
+		{"256 MiB BAR", []uint64{16 << 30, 32 << 30, 256 << 20}, []ty{{0, dl}, {1, hv | hc}, {1, hv | hc | cached}, {2, dl | hv | hc}}, 0xf, 0, 2, 3},
+		{"no BAR", []uint64{8 << 30, 16 << 30}, []ty{{0, dl}, {1, hv | hc | cached}}, 0x3, 0, 1, 1},
+		{"cpu", []uint64{24 << 30}, []ty{{0, dl | hv | hc | cached}}, 0x1, 0, 0, 0},
+		{"h100, no BAR type allowed", []uint64{79 << 30, 94 << 30}, []ty{{1, 0}, {0, dl}, {1, hv | hc}, {1, hv | hc | cached}, {0, dl | hv | hc}}, 0xf, 1, 3, 2},
+	} {
+		var heaps []vk.MemoryHeap
+		for _, size := range c.heaps {
+			heaps = append(heaps, vk.MemoryHeap{Size: size})
+		}
+		var types []vk.MemoryType
+		for i, x := range c.types {
+			types = append(types, vk.MemoryType{Index: i, Heap: x.heap, Flags: x.flags})
+		}
+		for usage, want := range map[Usage]int{DeviceLocal: c.local, Staging: c.staging, Mapped: c.mapped} {
+			got, err := chooseMemoryType(types, heaps, c.bits, usage)
+			require.NoError(t, err, "%s, usage %d", c.name, usage)
+			require.Equal(t, want, got.Index, "%s, usage %d", c.name, usage)
+		}
+	}
+	_, err := chooseMemoryType([]vk.MemoryType{{Index: 0, Flags: dl}}, []vk.MemoryHeap{{Size: 1 << 30}}, 1, Mapped)
+	require.ErrorContains(t, err, "no memory type")
 }
 
 func TestZeroSizedBuffer(t *testing.T) {

@@ -252,13 +252,13 @@ int tileStride() { return int((contiguous() ? 1u : chunkCount()) * BC); }
 
 // mergeBarrier orders the workgroup's accesses to memory before it with those after it: a
 // workgroup's barrier, or where the workgroup is one subgroup (the subgroup tier's default, one
-// subgroup of 16 rows at the coopmat tier, the tensor-core kernels; and the driver runs the
-// width pinned) the subgroup's, which lavapipe compiles without splitting the kernel at every
-// barrier into coroutines (its compiler took minutes over that for the unrolled subgroup
-// kernels; it knows its subgroup width when it compiles, so the test folds away).
+// subgroup of 16 rows at the coopmat tier, the tensor-core kernels, where the driver runs them
+// in one) the subgroup's, which lavapipe compiles without splitting the kernel at every barrier
+// into coroutines (its compiler took minutes over that for the unrolled subgroup kernels; it
+// knows its subgroups when it compiles, so the test folds away).
 void mergeBarrier() {
 #if defined(TIER_SUBGROUP) || defined(TIER_COOPMAT)
-	if (WG == SG && gl_SubgroupSize == SG) {
+	if (WG == SG && gl_NumSubgroups == 1u) {
 		subgroupBarrier();
 		return;
 	}
@@ -274,9 +274,13 @@ void mergeLast() {
 	memoryBarrierBuffer(); // the workgroup's partials before its arrival
 	mergeBarrier();
 	if (gl_LocalInvocationIndex == 0u) {
+		// The barrier above orders only shared memory: fences on both sides of the counter carry
+		// the workgroup's partials before it, and the others' after it, as the model asks.
 		uint at = k.s.qStart * gl_NumWorkGroups.y + gl_WorkGroupID.y;
+		memoryBarrierBuffer();
 		bool last = atomicAdd(arrivals[at], 1u) == gl_NumWorkGroups.x - 1u;
 		if (last) atomicExchange(arrivals[at], 0u);
+		memoryBarrierBuffer();
 		lastArrival = last ? 1u : 0u;
 	}
 	mergeBarrier();
