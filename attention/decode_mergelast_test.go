@@ -3,6 +3,7 @@ package attention_test
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"strings"
 	"testing"
 
@@ -11,6 +12,7 @@ import (
 	"github.com/vkattn/vkattn/attention/conformance"
 	"github.com/vkattn/vkattn/attention/reference"
 	"github.com/vkattn/vkattn/devices"
+	"github.com/vkattn/vkattn/memory"
 	"github.com/vkattn/vkattn/quant"
 )
 
@@ -40,6 +42,37 @@ func mergeLastKernel(t *testing.T, dispatch string) string {
 	return strings.TrimSuffix(dispatch, "+merge") + "+lastmerge"
 }
 
+// mergeLastCall is a float decode call on random inputs, which run makes with either merge.
+type mergeLastCall struct {
+	e       *attention.Engine
+	dt      memory.DType
+	q, k, v *memory.Tensor
+	opts    attention.DecodeOptions
+}
+
+// newMergeLastCall uploads random q, k and v of type dt for hq and hk heads of dim d, lq new
+// tokens and lk keys per sequence (packed), with opts' other settings.
+func newMergeLastCall(t *testing.T, e *attention.Engine, r *rand.Rand, dt memory.DType, hq, hk, d int, lq, lk []int, opts attention.DecodeOptions) *mergeLastCall {
+	cuQ, cuK := reference.Cumulative(lq), reference.Cumulative(lk)
+	nq, nk := cuQ[len(lq)], cuK[len(lk)]
+	opts.LSE, opts.CuSeqlensQ, opts.CuSeqlensK = true, cuQ, cuK
+	return &mergeLastCall{e: e, dt: dt, opts: opts,
+		q: upload(t, e, dt, normals(r, nq*hq*d), nq, hq, d),
+		k: upload(t, e, dt, normals(r, nk*hk*d), nk, hk, d),
+		v: upload(t, e, dt, normals(r, nk*hk*d), nk, hk, d)}
+}
+
+// run decodes with DecodeMergeLastEnv set to mergeLast into poisoned outputs; it returns them and
+// the kernels that ran.
+func (c *mergeLastCall) run(t *testing.T, mergeLast string) (*attention.Result, string) {
+	t.Helper()
+	t.Setenv(attention.DecodeMergeLastEnv, mergeLast)
+	res := newResult(t, c.e, c.dt, c.q.Shape...)
+	kernel, err := c.e.DecodeInto(context.Background(), res.O, res.LSE, c.q, c.k, c.v, c.opts)
+	require.NoError(t, err)
+	return res, kernel
+}
+
 // testMergeLastFloat decodes shapes with many row blocks, sequences without new tokens and
 // without keys, and chunk counts that leave chunks empty, at every tier, with the merge dispatch
 // and with the merge in the kernel: bit-identical. The same call timed (warmup and timed runs
@@ -47,7 +80,6 @@ func mergeLastKernel(t *testing.T, dispatch string) string {
 // more after other calls gives the same results.
 func testMergeLastFloat(t *testing.T) {
 	e := engine(t)
-	ctx := context.Background()
 	r := conformance.NewRand(seed(t))
 	for _, c := range []struct {
 		hq, hk, d int
@@ -61,30 +93,19 @@ func testMergeLastFloat(t *testing.T) {
 	} {
 		for _, tier := range e.DecodeTiers() {
 			what := fmt.Sprintf("%s: hq %d hk %d d %d lq %v lk %v splits %d", tier, c.hq, c.hk, c.d, c.lq, c.lk, c.splits)
-			cuQ, cuK := reference.Cumulative(c.lq), reference.Cumulative(c.lk)
-			dt := e.DecodeTierInputs(tier)[0]
-			q := upload(t, e, dt, normals(r, cuQ[len(c.lq)]*c.hq*c.d), cuQ[len(c.lq)], c.hq, c.d)
-			k := upload(t, e, dt, normals(r, cuK[len(c.lk)]*c.hk*c.d), cuK[len(c.lk)], c.hk, c.d)
-			v := upload(t, e, dt, normals(r, cuK[len(c.lk)]*c.hk*c.d), cuK[len(c.lk)], c.hk, c.d)
-			opts := attention.DecodeOptions{Options: attention.Options{LSE: true, Causal: true, CuSeqlensQ: cuQ, CuSeqlensK: cuK, Tier: tier}, Splits: c.splits}
-			run := func(mergeLast string) (*attention.Result, string) {
-				t.Setenv(attention.DecodeMergeLastEnv, mergeLast)
-				res := newResult(t, e, dt, cuQ[len(c.lq)], c.hq, c.d)
-				kernel, err := e.DecodeInto(ctx, res.O, res.LSE, q, k, v, opts)
-				require.NoError(t, err, what)
-				return res, kernel
-			}
-			want, dispatch := run("0")
-			got, kernel := run("1")
+			call := newMergeLastCall(t, e, r, e.DecodeTierInputs(tier)[0], c.hq, c.hk, c.d, c.lq, c.lk,
+				attention.DecodeOptions{Options: attention.Options{Causal: true, Tier: tier}, Splits: c.splits})
+			want, dispatch := call.run(t, "0")
+			got, kernel := call.run(t, "1")
 			require.Equal(t, mergeLastKernel(t, dispatch), kernel, what)
 			requireSameResult(t, what, got, want)
-			timed := newResult(t, e, dt, cuQ[len(c.lq)], c.hq, c.d)
-			_, kernel, err := e.TimeDecode(ctx, timed.O, timed.LSE, q, k, v, opts, 2, 3)
+			timed := newResult(t, e, call.dt, call.q.Shape...)
+			_, kernel, err := e.TimeDecode(context.Background(), timed.O, timed.LSE, call.q, call.k, call.v, call.opts, 2, 3)
 			require.NoError(t, err, what)
 			require.Equal(t, mergeLastKernel(t, dispatch), kernel, what)
 			requireSameResult(t, what+", timed", timed, want)
 			defer func() {
-				again, _ := run("1")
+				again, _ := call.run(t, "1")
 				requireSameResult(t, what+", after other calls", again, want)
 			}()
 		}
@@ -97,24 +118,14 @@ func testMergeLastFloat(t *testing.T) {
 // then): bit-identical to the merge dispatch.
 func testMergeLastSubgroups(t *testing.T) {
 	e := subgroupTierEngine(t)
-	ctx := context.Background()
-	r := conformance.NewRand(seed(t))
 	t.Setenv(attention.DecodeSubgroupsEnv, "2")
-	dt := e.DecodeTierInputs(devices.TierSubgroup)[0]
-	cuQ, cuK := reference.Cumulative([]int{1, 1, 0}), reference.Cumulative([]int{700, 90, 5})
-	q := upload(t, e, dt, normals(r, 2*8*64), 2, 8, 64)
-	k := upload(t, e, dt, normals(r, cuK[3]*2*64), cuK[3], 2, 64)
-	v := upload(t, e, dt, normals(r, cuK[3]*2*64), cuK[3], 2, 64)
+	call := newMergeLastCall(t, e, conformance.NewRand(seed(t)), e.DecodeTierInputs(devices.TierSubgroup)[0], 8, 2, 64,
+		[]int{1, 1, 0}, []int{700, 90, 5}, attention.DecodeOptions{Options: attention.Options{Tier: devices.TierSubgroup}})
 	for _, splits := range []int{6, 5} {
-		opts := attention.DecodeOptions{Options: attention.Options{LSE: true, CuSeqlensQ: cuQ, CuSeqlensK: cuK, Tier: devices.TierSubgroup}, Splits: splits}
-		var res [2]*attention.Result
-		for i, on := range []string{"0", "1"} {
-			t.Setenv(attention.DecodeMergeLastEnv, on)
-			res[i] = newResult(t, e, dt, 2, 8, 64)
-			_, err := e.DecodeInto(ctx, res[i].O, res[i].LSE, q, k, v, opts)
-			require.NoError(t, err)
-		}
-		requireSameResult(t, fmt.Sprintf("splits %d", splits), res[1], res[0])
+		call.opts.Splits = splits
+		want, _ := call.run(t, "0")
+		got, _ := call.run(t, "1")
+		requireSameResult(t, fmt.Sprintf("splits %d", splits), got, want)
 	}
 }
 

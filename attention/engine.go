@@ -251,11 +251,7 @@ func (e *Engine) seqTables(tables [][]uint32) (*memory.Buffer, []uint64, error) 
 	if e.seqBuf == nil || e.seqBuf.Size() < need {
 		e.seqBuf.Close()
 		e.seqBuf = nil
-		size := uint64(4096)
-		for size < need {
-			size *= 2
-		}
-		b, err := e.alloc.NewBuffer(size, memory.Mapped)
+		b, err := e.alloc.NewBuffer(smallBufferSize(need), memory.Mapped)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -279,10 +275,7 @@ func (e *Engine) arrivalCounts(words uint64) (*memory.Buffer, error) {
 	if e.arrivals != nil && e.arrivals.Size() >= 4*words {
 		return e.arrivals, nil
 	}
-	size := uint64(4096)
-	for size < 4*words {
-		size *= 2
-	}
+	size := smallBufferSize(4 * words)
 	b, err := e.alloc.NewBuffer(size, memory.DeviceLocal)
 	if err != nil {
 		return nil, fmt.Errorf("attention: decode arrival counts (%d bytes): %w", size, err)
@@ -299,4 +292,14 @@ func (e *Engine) arrivalCounts(words uint64) (*memory.Buffer, error) {
 	e.arrivals.Close()
 	e.arrivals = b
 	return b, nil
+}
+
+// smallBufferSize is the size the engine gives a small buffer of its own that holds need bytes:
+// 4 KiB doubled until it does, so that a buffer grows only O(log) times over the calls.
+func smallBufferSize(need uint64) uint64 {
+	size := uint64(4096)
+	for size < need {
+		size *= 2
+	}
+	return size
 }

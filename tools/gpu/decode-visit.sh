@@ -11,11 +11,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 OUT=${OUT:-out}; mkdir -p "$OUT"
-for f in .gl/*.deb; do dpkg -x "$f" /; done; ldconfig
-if ! bin/vkattn devices 2>&1 | grep -qi nvidia; then
-	printf '{"file_format_version":"1.0.1","ICD":{"library_path":"libEGL_nvidia.so.0","api_version":"1.4.312"}}\n' >/tmp/egl.json
-	export VK_DRIVER_FILES=/tmp/egl.json
-fi
+. tools/gpu/setup.sh
 S=$OUT/summary.txt
 { date -u; nvidia-smi --query-gpu=name,driver_version,clocks.sm --format=csv,noheader; bin/vkattn devices 2>&1 | head -3; } >"$S"
 left() { [ $SECONDS -lt "$1" ]; }

@@ -12,21 +12,7 @@ set -uo pipefail
 cd "$(dirname "$0")/../.."
 OUT=${OUT:-out}
 mkdir -p "$OUT"
-for f in .gl/*.deb; do dpkg -x "$f" /; done
-ldconfig
-# Find a driver manifest that gives a GPU. NVIDIA's GLX-based manifest fails on a headless
-# machine ("Could not get 'vkCreateInstance' via 'vk_icdGetInstanceProcAddr'"); the same driver
-# through libEGL_nvidia works there, so a manifest naming it is the last candidate.
-gpu_found() { bin/vkattn devices 2>&1 | grep -qiE 'nvidia|amd|radeon|intel'; }
-if ! gpu_found; then
-	egl=/tmp/nvidia_egl_icd.json
-	printf '{"file_format_version":"1.0.1","ICD":{"library_path":"libEGL_nvidia.so.0","api_version":"1.4.312"}}\n' >"$egl"
-	for icd in $(find / -xdev -name 'nvidia_icd*.json' 2>/dev/null) "$egl"; do
-		export VK_DRIVER_FILES=$icd
-		gpu_found && break
-		unset VK_DRIVER_FILES
-	done
-fi
+. tools/gpu/setup.sh
 LOGS=/tmp/vkattn-logs # logs kept outside $OUT
 mkdir -p "$LOGS"
 step() { # step DIR NAME CMD...: runs CMD, output to DIR/NAME.log, records the status
